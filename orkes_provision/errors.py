@@ -1,0 +1,143 @@
+"""The failures a user can cause, each with an exit code and a hint.
+
+Every error the library raises for a user is a ``ProvisionError``; the CLI turns it into one
+line of error, one line of hint and the exit code below. Messages never carry secrets.
+The exit-code table in the README is generated from ``EXIT_CODES``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProvisionError(Exception):
+    """Base of every user-facing failure."""
+
+    exit_code: ClassVar[int] = 1
+    kind: ClassVar[str] = "error"
+    default_hint: ClassVar[str] = "run with -v for details"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.default_hint
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": self.kind, "message": self.message, "hint": self.hint,
+                "exitCode": self.exit_code}
+
+
+class UsageError(ProvisionError):
+    """A flag, argument or value the user gave is not acceptable."""
+
+    exit_code = 2
+    kind = "usage"
+    default_hint = "see --help for the accepted values"
+
+
+class ConfigError(ProvisionError):
+    """No credentials, a bad config, project or environment file."""
+
+    exit_code = 3
+    kind = "config"
+    default_hint = "run 'provision login' or set CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY, CONDUCTOR_AUTH_SECRET"
+
+
+class AuthenticationError(ProvisionError):
+    """The server rejected the key (401)."""
+
+    exit_code = 4
+    kind = "authentication"
+    default_hint = "check the key id and secret; 'provision login' stores new ones"
+
+
+class PermissionDenied(ProvisionError):
+    """The key is valid but lacks a role or a permission (403)."""
+
+    exit_code = 5
+    kind = "permission"
+    default_hint = "ask an Orkes admin for the missing role, or use a key of an ADMIN application"
+
+
+class NotFound(ProvisionError):
+    """An application, key or definition does not exist (404)."""
+
+    exit_code = 6
+    kind = "not_found"
+    default_hint = "check the name or id; 'provision apps list' shows what exists"
+
+
+class Conflict(ProvisionError):
+    """The request is ambiguous or clashes with the server's state."""
+
+    exit_code = 7
+    kind = "conflict"
+    default_hint = "pick one with --app-id"
+
+
+class ServerUnavailable(ProvisionError):
+    """The server cannot be reached, timed out or failed (5xx)."""
+
+    exit_code = 8
+    kind = "unavailable"
+    default_hint = "check --server and that the server is up; retry later"
+
+
+class RateLimited(ProvisionError):
+    """The server kept answering 429 after the retries."""
+
+    exit_code = 9
+    kind = "rate_limited"
+    default_hint = "retry later or lower --parallelism"
+
+
+class StoreError(ProvisionError):
+    """A credential store cannot be read or written."""
+
+    exit_code = 10
+    kind = "store"
+    default_hint = "check the --store spec; 'env-file:PATH' works where no keyring does"
+
+
+class VerificationFailed(ProvisionError):
+    """A check (doctor, preflight, verification of a new key) found a problem."""
+
+    exit_code = 11
+    kind = "verification"
+    default_hint = "run 'provision doctor APP' for the fixing commands"
+
+
+class LockHeld(ProvisionError):
+    """Another provision run holds the lock for the same application."""
+
+    exit_code = 12
+    kind = "locked"
+    default_hint = "wait for the other run to finish, then retry"
+
+
+class ServerError(ProvisionError):
+    """The server answered with an error this tool does not know how to handle."""
+
+    exit_code = 13
+    kind = "server"
+    default_hint = "run with -v to see the request; report it if it persists"
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success (for 'plan --detailed-exitcode': no changes)",
+    1: "unexpected error",
+    2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending)",
+    3: "configuration: no credentials, bad config, project or environment file",
+    4: "authentication: the server rejected the key (401)",
+    5: "permission: the key lacks a role or permission (403)",
+    6: "not found: application, key or definition missing (404)",
+    7: "conflict: ambiguous name or clashing state",
+    8: "server unreachable, timed out or failing (5xx)",
+    9: "rate limited (429) after retries",
+    10: "credential store unreadable or unwritable",
+    11: "verification failed (doctor, preflight, new key)",
+    12: "lock held by another run",
+    13: "unexpected server answer",
+    127: "'run': the worker command was not found",
+    130: "interrupted (Ctrl-C)",
+}
