@@ -1,0 +1,49 @@
+"""The audit log: one JSON line per provisioning or rotation action, never a secret.
+
+File: ``$XDG_STATE_HOME/orkes-provision/audit.log`` (override the directory with
+``ORKES_PROVISION_STATE_DIR``). Fields: time (UTC ISO 8601), actor (the provisioning key id),
+server, action, target, result, plus optional app and keyId.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orkes_provision.fileio import append_json_line
+from orkes_provision.paths import state_dir
+
+
+def audit_path() -> Path:
+    return state_dir() / "audit.log"
+
+
+def record(*, action: str, target: str, result: str, server: str, actor: str | None,
+           app: str | None = None, key_id: str | None = None) -> None:
+    entry: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "actor": actor, "server": server, "action": action, "target": target, "result": result,
+    }
+    if app is not None:
+        entry["app"] = app
+    if key_id is not None:
+        entry["keyId"] = key_id
+    append_json_line(audit_path(), entry)
+
+
+def read(since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    try:
+        lines = audit_path().read_text().splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line from a crash: skip it rather than fail the whole listing
+        if since is not None and datetime.fromisoformat(entry["time"]) < since:
+            continue
+        yield entry

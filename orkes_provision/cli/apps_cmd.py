@@ -1,0 +1,113 @@
+"""``provision apps``: inspect and remove applications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, info
+
+
+@click.group("apps")
+@common_options
+def apps() -> None:
+    """List, show and delete applications.
+
+    \b
+    Examples:
+      provision apps list
+      provision apps show greetings-worker --json
+      provision apps delete greetings-worker --yes
+    """
+
+
+@apps.command("list")
+@common_options
+def list_apps() -> None:
+    """List every application with its id and tags.
+
+    \b
+    Example:
+      provision apps list --json
+    """
+    from orkes_provision.cli.context import make_client
+
+    with make_client() as client:
+        found = sorted(client.list_applications(), key=lambda a: (a.name, a.id))
+    rows = [{"id": a.id, "name": a.name, "tags": {t.key: t.value for t in a.tags}} for a in found]
+
+    def text() -> str:
+        if not rows:
+            return "No applications."
+        width = max(len(r["name"]) for r in rows)
+        return "\n".join(f"{r['name']:<{width}}  {r['id']}  "
+                         + " ".join(f"{k}={v}" for k, v in sorted(r["tags"].items())) for r in rows)
+
+    emit(rows, text)
+
+
+@apps.command("show")
+@click.argument("app")
+@common_options
+def show(app: str) -> None:
+    """Show APP (name or id): roles, keys (never secrets) and grants.
+
+    \b
+    Example:
+      provision apps show greetings-worker
+    """
+    from orkes_provision.cli.context import make_client
+    from orkes_provision.state import find_application, read_app_state
+
+    with make_client() as client:
+        state = read_app_state(client, find_application(client, app))
+    data: dict[str, Any] = {
+        "id": state.app.id, "name": state.app.name, "roles": sorted(state.roles),
+        "tags": {t.key: t.value for t in state.app.tags},
+        "keys": [{"id": k.id, "status": k.status, "createdAt": k.created_at} for k in state.keys],
+        "grants": [{"type": t, "id": i, "access": sorted(a)} for (t, i), a in sorted(state.grants.items())],
+    }
+
+    def text() -> str:
+        lines = [f"Application: {data['name']} ({data['id']})",
+                 f"Roles:  {', '.join(data['roles']) or 'none'}",
+                 "Keys:   " + (", ".join(f"{k['id']} {k['status']}" for k in data["keys"]) or "none"),
+                 "Grants: " + ("; ".join(f"{'+'.join(g['access'])} on {g['type']} {g['id']}"
+                                         for g in data["grants"]) or "none")]
+        return "\n".join(lines)
+
+    emit(data, text)
+
+
+@apps.command("delete")
+@click.argument("app")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+def delete(app: str, yes: bool) -> None:
+    """Delete APP (name or id) with its keys. Workers using its keys stop working at once.
+
+    \b
+    Example:
+      provision apps delete greetings-worker --yes
+    """
+    from orkes_provision import audit
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.deliveries import forget_deliveries
+    from orkes_provision.errors import UsageError
+    from orkes_provision.state import find_application
+
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        target = find_application(client, app)
+        if not yes:
+            if not click.get_text_stream("stdin").isatty():
+                raise UsageError(f"refusing to delete {target.name} without confirmation",
+                                 "add --yes when running without a terminal")
+            click.confirm(f"Delete application {target.name} ({target.id}) and all its keys?", abort=True)
+        client.delete_application(target.id)
+    forget_deliveries(credentials.server, target.name)
+    audit.record(action="delete_app", target=target.name, result="ok", server=credentials.server,
+                 actor=credentials.key_id, app=target.name)
+    info(f"Deleted application {target.name} ({target.id}).")
+    emit({"deleted": target.id, "name": target.name})

@@ -1,0 +1,108 @@
+"""``provision grant`` and ``provision revoke``: permissions of an application on targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, info
+
+
+def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--workflow", "workflows", multiple=True, metavar="NAME", help="A workflow definition (repeatable)."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY:VALUE", help="Every definition with this tag."),
+        click.option("--domain", "domains", multiple=True, metavar="DOMAIN", help="Every task in this domain."),
+        click.option("--access", "access", multiple=True, metavar="ACCESS",
+                     help="CREATE, READ, UPDATE, DELETE or EXECUTE (repeatable; default EXECUTE)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
+             domains: tuple[str, ...], access: tuple[str, ...]) -> list[Any]:
+    from pydantic import ValidationError
+
+    from orkes_provision.errors import UsageError
+    from orkes_provision.spec import GrantSpec, parse_tag_target
+
+    wanted = ([("TASK_DEF", t) for t in tasks] + [("WORKFLOW_DEF", w) for w in workflows]
+              + [("TAG", parse_tag_target(t)) for t in tags] + [("DOMAIN", d) for d in domains])
+    if not wanted:
+        raise UsageError("no target given", "name tasks, or use --workflow, --tag key:value or --domain")
+    try:
+        return [GrantSpec(type=kind, id=ident, access=access or ("EXECUTE",)) for kind, ident in wanted]  # type: ignore[arg-type]
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UsageError(f"invalid {first['loc'][0]}: {str(first['msg']).removeprefix('Value error, ')}",
+                         "task names must not be empty; access is one of CREATE, READ, UPDATE, DELETE, EXECUTE") from None
+
+
+def _change(app: str, specs: list[Any], revoke: bool) -> None:
+    from orkes_provision import audit
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.models import Target, app_subject
+    from orkes_provision.state import find_application, read_app_state
+
+    credentials = resolve_server_credentials()
+    done: list[dict[str, Any]] = []
+    with make_client(credentials) as client:
+        target_app = find_application(client, app)
+        current = read_app_state(client, target_app).grants
+        subject = app_subject(target_app.id)
+        for spec in specs:
+            held = current.get(spec.key, set())
+            needed = [a for a in spec.access if (a in held) == revoke]
+            if not needed:
+                continue
+            call = client.revoke if revoke else client.grant
+            call(subject, Target(type=spec.type, id=spec.id), needed)
+            audit.record(action="revoke" if revoke else "grant", target=f"{spec.type} {spec.id}", result="ok",
+                         server=credentials.server, actor=credentials.key_id, app=target_app.name)
+            done.append({"type": spec.type, "id": spec.id, "access": needed})
+    verb = "Revoked" if revoke else "Granted"
+    for row in done:
+        info(f"{verb} {'+'.join(row['access'])} on {row['type']} {row['id']} {'from' if revoke else 'to'} {target_app.name}")
+    if not done:
+        info(f"No changes: {target_app.name} already {'lacks' if revoke else 'holds'} that access.")
+    emit({"app": target_app.name, "appId": target_app.id, "changed": done})
+
+
+@click.command("grant")
+@click.argument("app")
+@click.argument("tasks", nargs=-1)
+@_target_options
+@common_options
+def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
+          domains: tuple[str, ...], access: tuple[str, ...]) -> None:
+    """Grant APP access (default EXECUTE) on task definitions TASKS and other targets.
+
+    Only missing access is granted, so running it again changes nothing.
+
+    \b
+    Examples:
+      provision grant greetings-worker greetings
+      provision grant greetings-worker --workflow greetings --access READ --access EXECUTE
+      provision grant greetings-worker --tag team:payments
+    """
+    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=False)
+
+
+@click.command("revoke")
+@click.argument("app")
+@click.argument("tasks", nargs=-1)
+@_target_options
+@common_options
+def revoke(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
+           domains: tuple[str, ...], access: tuple[str, ...]) -> None:
+    """Revoke APP's access (default EXECUTE) on task definitions TASKS and other targets.
+
+    \b
+    Examples:
+      provision revoke greetings-worker greetings
+      provision revoke greetings-worker --domain staging
+    """
+    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=True)

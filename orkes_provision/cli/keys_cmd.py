@@ -1,0 +1,146 @@
+"""``provision keys``: the access-key life cycle of one application."""
+
+from __future__ import annotations
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, info
+
+
+@click.group("keys")
+@common_options
+def keys() -> None:
+    """Manage an application's access keys (secrets are never shown, except by '--store json').
+
+    \b
+    Examples:
+      provision keys list greetings-worker
+      provision keys create greetings-worker --store env-file:./worker.env
+      provision keys deactivate greetings-worker KEY_ID
+      provision keys rotate greetings-worker --grace 15m
+    """
+
+
+@keys.command("list")
+@click.argument("app")
+@common_options
+def list_keys(app: str) -> None:
+    """List the keys of APP (name or id) with their status.
+
+    \b
+    Example:
+      provision keys list greetings-worker --json
+    """
+    from orkes_provision.cli.context import make_client
+    from orkes_provision.state import find_application
+
+    with make_client() as client:
+        target = find_application(client, app)
+        found = client.list_keys(target.id)
+    rows = [{"id": k.id, "status": k.status, "createdAt": k.created_at} for k in found]
+    emit(rows, lambda: "\n".join(f"{r['id']}  {r['status']}" for r in rows) or f"{target.name} has no keys.")
+
+
+@keys.command("create")
+@click.argument("app")
+@click.option("--store", "store_spec", metavar="SPEC", help="keyring (default), env-file:PATH or json.")
+@click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
+@common_options
+def create(app: str, store_spec: str | None, show_secret: bool) -> None:
+    """Create a key for APP and write it straight into the store.
+
+    \b
+    Example:
+      provision keys create greetings-worker --store env-file:./worker.env
+    """
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.keys import create_and_store_key
+    from orkes_provision.state import find_application
+    from orkes_provision.stores import open_store
+
+    store = open_store(store_spec, show_secret=show_secret)
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        target = find_application(client, app)
+        known = {k.id for k in client.list_keys(target.id)}
+        key = create_and_store_key(client, server=credentials.server, app_name=target.name, app_id=target.id,
+                                   stores=[store], known_key_ids=known, actor=credentials.key_id)
+    info(f"Created key {key.key_id} for {target.name}; stored in {store.describe()}.")
+    if store.spec != "json":
+        emit({"app": target.name, "appId": target.id, "keyId": key.key_id, "store": store.describe()})
+
+
+def _set_status(app: str, key_id: str, wanted: str) -> None:
+    from orkes_provision import audit
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.errors import NotFound
+    from orkes_provision.state import find_application
+
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        target = find_application(client, app)
+        current = {k.id: k for k in client.list_keys(target.id)}
+        if key_id not in current:
+            raise NotFound(f"{target.name} has no key {key_id}", f"'provision keys list {target.name}' shows its keys")
+        changed = current[key_id].status != wanted
+        # The server only toggles: toggle only when the status differs, so a rerun is harmless.
+        if changed:
+            client.toggle_key(target.id, key_id)
+            audit.record(action=f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key", target=target.name,
+                         result="ok", server=credentials.server, actor=credentials.key_id, app=target.name,
+                         key_id=key_id)
+    info(f"Key {key_id} of {target.name} is {wanted}" + ("" if changed else " (unchanged)") + ".")
+    emit({"app": target.name, "keyId": key_id, "status": wanted, "changed": changed})
+
+
+@keys.command("activate")
+@click.argument("app")
+@click.argument("key_id")
+@common_options
+def activate(app: str, key_id: str) -> None:
+    """Make KEY_ID of APP ACTIVE (no change if it already is).
+
+    \b
+    Example:
+      provision keys activate greetings-worker 4f1c...
+    """
+    _set_status(app, key_id, "ACTIVE")
+
+
+@keys.command("deactivate")
+@click.argument("app")
+@click.argument("key_id")
+@common_options
+def deactivate(app: str, key_id: str) -> None:
+    """Make KEY_ID of APP INACTIVE: it can no longer get tokens (no change if it already is).
+
+    \b
+    Example:
+      provision keys deactivate greetings-worker 4f1c...
+    """
+    _set_status(app, key_id, "INACTIVE")
+
+
+@keys.command("delete")
+@click.argument("app")
+@click.argument("key_id")
+@common_options
+def delete(app: str, key_id: str) -> None:
+    """Delete KEY_ID of APP for good. Workers using it lose access at once.
+
+    \b
+    Example:
+      provision keys delete greetings-worker 4f1c...
+    """
+    from orkes_provision import audit
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.state import find_application
+
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        target = find_application(client, app)
+        client.delete_key(target.id, key_id)
+    audit.record(action="delete_key", target=target.name, result="ok", server=credentials.server,
+                 actor=credentials.key_id, app=target.name, key_id=key_id)
+    info(f"Deleted key {key_id} of {target.name}.")
+    emit({"app": target.name, "keyId": key_id, "deleted": True})

@@ -1,0 +1,180 @@
+"""Carrying out a plan: stage by stage, each stage with bounded concurrency.
+
+Stages run in dependency order (task definitions, then applications, then their roles, keys and
+grants, then removals). A failed change does not stop independent ones; changes that depend on
+a failed one are skipped. The result says what was done and what was not, so a rerun converges.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orkes_provision import audit
+from orkes_provision.errors import ProvisionError
+from orkes_provision.keys import create_and_store_key
+from orkes_provision.models import Tag, TaskDef, Target, app_subject
+from orkes_provision.plan import STAGE, Change, Plan
+from orkes_provision.stores import CredentialStore, StoredKey
+
+if TYPE_CHECKING:
+    from orkes_provision.client import OrkesClient
+
+
+@dataclass
+class Outcome:
+    change: Change
+    status: str  # "done", "failed" or "skipped"
+    error: ProvisionError | None = None
+    key_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.change.to_dict() | {"status": self.status}
+        if self.error is not None:
+            data["error"] = self.error.message
+        if self.key_id is not None:
+            data["keyId"] = self.key_id
+        return data
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    app_ids: dict[str, str] = field(default_factory=dict)
+    new_keys: dict[str, StoredKey] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "skipped"]
+
+    @property
+    def done(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "done"]
+
+
+class PartialFailure(ProvisionError):
+    """Some changes failed; the others were made. Carries the result for the report."""
+
+    def __init__(self, result: ApplyResult) -> None:
+        first = result.failed[0].error
+        assert first is not None
+        super().__init__(
+            f"{len(result.failed)} of {len(result.outcomes)} changes failed "
+            f"({len(result.done)} done, {len(result.skipped)} skipped); first: {first.message}",
+            f"{first.hint}; then rerun the same command: it continues where this one stopped")
+        self.result = result
+        self.exit_code = first.exit_code  # type: ignore[misc]
+
+
+@dataclass
+class Executor:
+    client: OrkesClient
+    server: str
+    stores: Mapping[str, CredentialStore]
+    actor: str | None = None
+    parallelism: int = 16
+    task_defs: Mapping[str, TaskDef] = field(default_factory=dict)
+    managed_tags: tuple[Tag, ...] = ()
+    on_outcome: Callable[[Outcome, int, int], None] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, plan: Plan) -> ApplyResult:
+        result = ApplyResult()
+        for app_plan in plan.apps:
+            if app_plan.app_id:
+                result.app_ids[app_plan.spec.name] = app_plan.app_id
+        known_keys = {p.spec.name: p.known_key_ids for p in plan.apps}
+        changes = plan.changes
+        total = len(changes)
+        failed_apps: set[str] = set()
+        for stage in sorted(set(STAGE.values())):
+            batch = [c for c in changes if STAGE[c.kind] == stage]
+            if not batch:
+                continue
+            if stage == 0:
+                self._finish(result, self._register_tasks(batch), total)
+                continue
+            runnable = []
+            for change in batch:
+                if change.app in failed_apps:
+                    self._finish(result, [Outcome(change, "skipped")], total)
+                else:
+                    runnable.append(change)
+            with ThreadPoolExecutor(max_workers=max(1, min(self.parallelism, len(runnable) or 1))) as pool:
+                for outcome in pool.map(lambda c: self._run_one(c, result, known_keys), runnable):
+                    self._finish(result, [outcome], total)
+                    if outcome.status == "failed" and outcome.change.kind == "create_app":
+                        failed_apps.add(outcome.change.what)
+        return result
+
+    def _finish(self, result: ApplyResult, outcomes: list[Outcome], total: int) -> None:
+        with self._lock:
+            for outcome in outcomes:
+                result.outcomes.append(outcome)
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome, len(result.outcomes), total)
+
+    def _audit(self, change: Change, status: str, key_id: str | None = None) -> None:
+        audit.record(action=change.kind, target=change.what, result=status, server=self.server,
+                     actor=self.actor, app=change.app, key_id=key_id)
+
+    def _register_tasks(self, batch: list[Change]) -> list[Outcome]:
+        defs = [self.task_defs.get(c.what) or TaskDef(name=c.what) for c in batch]
+        try:
+            self.client.register_task_defs(defs)
+        except ProvisionError as err:
+            for change in batch:
+                self._audit(change, "failed")
+            return [Outcome(c, "failed", err) for c in batch]
+        for change in batch:
+            self._audit(change, "ok")
+        return [Outcome(c, "done") for c in batch]
+
+    def _run_one(self, change: Change, result: ApplyResult, known_keys: Mapping[str, set[str]]) -> Outcome:
+        try:
+            key_id = self._apply(change, result, known_keys)
+        except ProvisionError as err:
+            self._audit(change, "failed")
+            return Outcome(change, "failed", err)
+        if change.kind != "create_key":  # create_and_store_key audits its own steps
+            self._audit(change, "ok", key_id)
+        return Outcome(change, "done", key_id=key_id)
+
+    def _apply(self, change: Change, result: ApplyResult, known_keys: Mapping[str, set[str]]) -> str | None:
+        client = self.client
+        assert change.app is not None
+        if change.kind == "create_app":
+            app = client.create_application(change.what)
+            with self._lock:
+                result.app_ids[change.what] = app.id
+            if self.managed_tags:
+                client.put_application_tags(app.id, list(self.managed_tags))
+            return None
+        app_id = change.app_id or result.app_ids[change.app]
+        if change.kind == "tag_app":
+            client.put_application_tags(app_id, list(self.managed_tags))
+        elif change.kind == "add_role":
+            client.add_role(app_id, change.what)
+        elif change.kind == "remove_role":
+            client.remove_role(app_id, change.what)
+        elif change.kind in ("grant", "revoke"):
+            target_type, _, target_id = change.what.partition(" ")
+            call = client.grant if change.kind == "grant" else client.revoke
+            call(app_subject(app_id), Target(type=target_type, id=target_id), list(change.access))
+        elif change.kind == "create_key":
+            key = create_and_store_key(client, server=self.server, app_name=change.app, app_id=app_id,
+                                       stores=[self.stores[change.app]],
+                                       known_key_ids=known_keys.get(change.app, set()), actor=self.actor)
+            with self._lock:
+                result.new_keys[change.app] = key
+            return key.key_id
+        elif change.kind == "delete_app":
+            client.delete_application(app_id)
+        return None
