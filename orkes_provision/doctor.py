@@ -108,7 +108,7 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
         except NotFound:
             missing_defs.append(task)
             continue
-        tags = {f"{t.key}:{t.value}" for t in getattr(task_def, "tags", None) or []}
+        tags = _tag_ids(getattr(task_def, "tags", None))
         covered = (("TASK_DEF", task) in executable or any(("TAG", t) in executable for t in tags)
                    or bool(roles & UNRESTRICTED))
         (report.add("execute", True, f"EXECUTE on task {task}") if covered else missing_grants.append(task))
@@ -159,3 +159,10 @@ def _check_key(client: OrkesClient, report: DoctorReport, application: Applicati
         report.add("key", False, f"token exchange failed: {err.message}", err.hint)
         return
     report.add("key", True, f"key {key.key_id} is ACTIVE and authenticates")
+
+
+def _tag_ids(raw: object) -> set[str]:
+    """Task definition tags as TAG target ids (``key:value``); they arrive as plain JSON objects."""
+    if not isinstance(raw, list):
+        return set()
+    return {f"{t.get('key')}:{t.get('value')}" for t in raw if isinstance(t, dict)}

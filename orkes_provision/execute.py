@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from orkes_provision import audit
 from orkes_provision.errors import ProvisionError
 from orkes_provision.keys import create_and_store_key
-from orkes_provision.models import Tag, TaskDef, Target, app_subject
+from orkes_provision.models import Tag, Target, TaskDef, app_subject
 from orkes_provision.plan import STAGE, Change, Plan
 from orkes_provision.stores import CredentialStore, StoredKey
 

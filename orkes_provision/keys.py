@@ -69,7 +69,7 @@ def _undo_store_writes(written: list[tuple[CredentialStore, StoredKey | None]], 
                 store.delete(server, app)
             else:
                 store.save(previous)
-        except Exception:  # noqa: BLE001 - best effort: the original error is what the user needs
+        except Exception:
             log.warning("could not restore %s after a failed write", store.describe())
 
 

@@ -11,14 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orkes_provision.errors import UsageError
+from orkes_provision.models import ACCESS_TYPES, KNOWN_ROLES
 
-ACCESS_TYPES = ("CREATE", "READ", "UPDATE", "DELETE", "EXECUTE")
 GRANT_TARGET_TYPES = ("TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN")
-KNOWN_ROLES = (
-    "ADMIN", "USER", "USER_READ_ONLY", "WORKER", "UNRESTRICTED_WORKER", "METADATA_API",
-    "METADATA_MANAGER", "WORKFLOW_MANAGER", "APPLICATION_MANAGER", "APPLICATION_CREATOR",
-    "PROMPT_MANAGER",
-)
 
 TargetType = Literal["TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN"]
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import common_options, emit, info
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,13 +33,15 @@ def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, st
 @click.argument("name", required=False)
 @click.option("--worker", is_flag=True, help="Add the WORKER role (poll and execute granted tasks).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="Add a role (repeatable), e.g. METADATA_API.")
-@click.option("--grant", "grants", multiple=True, metavar="TASK", help="Grant access on a task definition (repeatable).")
+@click.option("--grant", "grants", multiple=True, metavar="TASK",
+              help="Grant access on a task definition (repeatable).")
 @click.option("--access", "access", multiple=True, metavar="ACCESS",
               help="Access to grant on each task (repeatable; default EXECUTE): READ, UPDATE, EXECUTE, ...")
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the key goes: keyring (default), env-file:PATH, json.")
 @click.option("--new-key", is_flag=True, help="Create a new key even if the stored one still works.")
-@click.option("--register-tasks", is_flag=True, help="Register a minimal definition for granted tasks that are missing.")
+@click.option("--register-tasks", is_flag=True,
+              help="Register a minimal definition for granted tasks that are missing.")
 @click.option("--app-id", metavar="ID", help="Pick one application when several share the name.")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
 @click.option("--dry-run", is_flag=True, help="Print what would change and write nothing.")
@@ -65,7 +67,8 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     from orkes_provision.stores import open_store
 
     if any(not g.strip() for g in grants):
-        raise UsageError("a task name given to --grant is empty", "pass the task definition name, e.g. --grant greetings")
+        raise UsageError("a task name given to --grant is empty",
+                         "pass the task definition name, e.g. --grant greetings")
     app_name, source = default_app_name(name, grants)
     if source != "argument":
         info(f"Application name: {app_name} (from the {source})")

@@ -11,7 +11,8 @@ from orkes_provision.cli.common import common_options, emit
 @click.argument("app", required=False)
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="A task the worker polls (repeatable; default: the project file's, else the app's granted tasks).")
-@click.option("--store", "store_spec", metavar="SPEC", help="Where the worker's key is: keyring (default), env-file:PATH.")
+@click.option("--store", "store_spec", metavar="SPEC",
+              help="Where the worker's key is: keyring (default), env-file:PATH.")
 @common_options
 def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> None:
     """Explain why a worker of APP would be refused, and how to fix each problem.

@@ -12,7 +12,8 @@ from orkes_provision.cli.common import common_options, emit, info
 
 def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--workflow", "workflows", multiple=True, metavar="NAME", help="A workflow definition (repeatable)."),
+        click.option("--workflow", "workflows", multiple=True, metavar="NAME",
+                     help="A workflow definition (repeatable)."),
         click.option("--tag", "tags", multiple=True, metavar="KEY:VALUE", help="Every definition with this tag."),
         click.option("--domain", "domains", multiple=True, metavar="DOMAIN", help="Every task in this domain."),
         click.option("--access", "access", multiple=True, metavar="ACCESS",
@@ -38,7 +39,7 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
     except ValidationError as err:
         first = err.errors()[0]
         raise UsageError(f"invalid {first['loc'][0]}: {str(first['msg']).removeprefix('Value error, ')}",
-                         "task names must not be empty; access is one of CREATE, READ, UPDATE, DELETE, EXECUTE") from None
+                         "task names must not be empty; access is CREATE, READ, UPDATE, DELETE or EXECUTE") from None
 
 
 def _change(app: str, specs: list[Any], revoke: bool) -> None:
@@ -65,7 +66,8 @@ def _change(app: str, specs: list[Any], revoke: bool) -> None:
             done.append({"type": spec.type, "id": spec.id, "access": needed})
     verb = "Revoked" if revoke else "Granted"
     for row in done:
-        info(f"{verb} {'+'.join(row['access'])} on {row['type']} {row['id']} {'from' if revoke else 'to'} {target_app.name}")
+        direction = "from" if revoke else "to"
+        info(f"{verb} {'+'.join(row['access'])} on {row['type']} {row['id']} {direction} {target_app.name}")
     if not done:
         info(f"No changes: {target_app.name} already {'lacks' if revoke else 'holds'} that access.")
     emit({"app": target_app.name, "appId": target_app.id, "changed": done})
