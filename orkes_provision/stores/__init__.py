@@ -6,7 +6,7 @@
 - ``env-file:PATH``: ``CONDUCTOR_SERVER_URL``/``CONDUCTOR_AUTH_KEY``/``CONDUCTOR_AUTH_SECRET`` in a file;
 - ``json``: printed once to stdout, for piping into another secret manager;
 - ``memory``: kept in the process (tests);
-- ``k8s-secret:NAMESPACE/NAME``: reserved, not supported yet.
+- ``k8s-secret:NAMESPACE/NAME``: a Kubernetes Secret (and ConfigMap) written through kubectl, see ``k8s_secret``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from orkes_provision.stores.base import CredentialStore, StoredKey
 
 __all__ = ["STORE_FORMS", "CredentialStore", "StoredKey", "open_store"]
 
-STORE_FORMS = "keyring, env-file:PATH, json"
+STORE_FORMS = "keyring, env-file:PATH, json, k8s-secret:NAMESPACE/NAME"
 
 
 def open_store(spec: str | None, *, stdout: TextIO | None = None, show_secret: bool = False) -> CredentialStore:
@@ -51,6 +51,9 @@ def open_store(spec: str | None, *, stdout: TextIO | None = None, show_secret: b
 
         return MemoryStore()
     if kind == "k8s-secret":
-        raise UsageError("--store k8s-secret:NAMESPACE/NAME is not supported yet",
-                         f"use one of: {STORE_FORMS}")
+        from orkes_provision.stores.k8s_secret import K8sSecretStore
+
+        k8s_store = K8sSecretStore.from_spec(spec)
+        k8s_store.check_usable()
+        return k8s_store
     raise UsageError(f"unknown credential store {spec!r}", f"use one of: {STORE_FORMS}")
