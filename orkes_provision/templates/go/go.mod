@@ -1,0 +1,5 @@
+module greetings
+
+go 1.21
+
+require github.com/conductor-sdk/conductor-go v1.5.4
