@@ -1,0 +1,7 @@
+"""Placeholder: filled in by the next commit."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+ROUTES: list[Route] = []

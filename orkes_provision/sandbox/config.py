@@ -1,0 +1,42 @@
+"""The options of one sandbox run, shared by the CLI, ``python -m`` and the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Token lifetime when --token-ttl is not given. The Orkes default is not documented; one hour is
+# longer than every SDK's proactive refresh interval (Python and JS refresh after 45 min, Go and C#
+# after 30), so well-behaved clients never see EXPIRED_TOKEN unless a test shortens it.
+DEFAULT_TOKEN_TTL_SECONDS = 3600
+
+ADMIN_ENV = "admin.env"
+REQUESTS_LOG = "requests.log"
+DATABASE = "sandbox.db"
+SERVER_INFO = "server.json"  # written when ready, removed on clean shutdown; tells harnesses the port
+SERVER_LOG = "server.log"  # stdout and stderr of a harness-started server
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    latency_ms: int = 0
+    token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
+
+    def url_host(self) -> str:
+        """The host to put in URLs: a wildcard bind is reached through loopback."""
+        if self.host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        if self.host == "::":
+            return "[::1]"
+        if ":" in self.host and not self.host.startswith("["):
+            return f"[{self.host}]"
+        return self.host
+
+    def root_url(self, port: int) -> str:
+        return f"http://{self.url_host()}:{port}"
+
+    def api_url(self, port: int) -> str:
+        return self.root_url(port) + "/api"
