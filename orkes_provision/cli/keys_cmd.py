@@ -144,3 +144,9 @@ def delete(app: str, key_id: str) -> None:
                  actor=credentials.key_id, app=target.name, key_id=key_id)
     info(f"Deleted key {key_id} of {target.name}.")
     emit({"app": target.name, "keyId": key_id, "deleted": True})
+
+
+from orkes_provision.cli.rotate_cmd import prune, rotate  # noqa: E402
+
+keys.add_command(rotate)
+keys.add_command(prune)

@@ -1,0 +1,121 @@
+"""``provision keys rotate`` and ``provision keys prune``: zero-downtime key rotation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.errors import UsageError
+
+if TYPE_CHECKING:
+    from orkes_provision.rotation import PruneReport, RotationReport
+
+
+@click.command("rotate")
+@click.argument("app")
+@click.option("--grace", default="15m", show_default=True, metavar="DURATION",
+              help="Delete keys INACTIVE for longer than this (0s: at once).")
+@click.option("--store", "store_specs", multiple=True, metavar="SPEC",
+              help="Write the new key here instead of where the current key was delivered (repeatable).")
+@click.option("--switch-wait", default=15.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Time for supervised workers to switch to the new key before the old one is deactivated "
+                   "(0: no wait).")
+@common_options
+def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: float) -> None:
+    """Replace APP's key everywhere it was delivered, with no downtime.
+
+    Creates a new key, writes it to every store that holds the current key (or to each --store),
+    verifies it (token, WORKER role, EXECUTE grants), waits for supervised workers to switch,
+    deactivates the old key and deletes keys INACTIVE for longer than --grace. Safe in cron or CI:
+    a run that was interrupted is finished by the next one, and two runs never interleave.
+
+    \b
+    Exit codes: 0 rotated (or an interrupted rotation finished), 2 bad usage, 10 a store could
+    not be written (the old key stays ACTIVE; rerun to finish), 11 the new key failed
+    verification (the old key stays ACTIVE), 12 another rotation of APP is running;
+    other failures as listed in 'provision --help'.
+
+    \b
+    Examples:
+      provision keys rotate greetings-worker
+      provision keys rotate greetings-worker --grace 0s --json
+      provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 0
+    """
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.durations import parse_duration
+    from orkes_provision.rotation import rotate_key
+    from orkes_provision.stores import open_store
+
+    grace_period = parse_duration(grace)
+    if "json" in (s.strip() for s in store_specs) and opts().json:
+        raise UsageError("--store json prints the new secret on stdout, where --json prints the report",
+                         "use one of the two")
+
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        report = rotate_key(client, server=credentials.server, app=app, store_specs=store_specs or None,
+                            grace=grace_period, switch_wait=switch_wait, actor=credentials.key_id,
+                            opener=open_store, on_step=lambda line: info(line))
+    emit(report.to_dict(), lambda: render_rotation(report))
+
+
+@click.command("prune")
+@click.argument("app")
+@click.option("--grace", default="15m", show_default=True, metavar="DURATION",
+              help="Delete keys INACTIVE for longer than this (0s: every INACTIVE key).")
+@common_options
+def prune(app: str, grace: str) -> None:
+    """Delete APP's keys that have been INACTIVE for longer than --grace.
+
+    ACTIVE keys are never touched. Orkes records no deactivation time: keys this tool deactivated
+    count from then, any other INACTIVE key from when this tool first saw it. Exits 0 whether or
+    not a key was deleted; the report says which were and which are still waiting.
+
+    \b
+    Examples:
+      provision keys prune greetings-worker
+      provision keys prune greetings-worker --grace 0s --json
+    """
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.durations import parse_duration
+    from orkes_provision.rotation import prune_keys
+
+    grace_period = parse_duration(grace)
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        report = prune_keys(client, server=credentials.server, app=app, grace=grace_period,
+                            actor=credentials.key_id)
+    emit(report.to_dict(), lambda: render_prune(report))
+
+
+def render_rotation(report: RotationReport) -> str:
+    verb = "Finished the interrupted rotation" if report.resumed_from else "Rotated the key"
+    lines = [
+        f"{verb} of {report.app} ({report.app_id}) on {report.server}",
+        f"Old key(s):   {', '.join(report.old_key_ids) or 'none'}",
+        f"New key:      {report.new_key_id} (verified)",
+        "Delivered to: " + "; ".join(d["description"] for d in report.delivered),
+    ]
+    for skipped in report.skipped:
+        lines.append(f"Not delivered to {skipped['store']}: {skipped['reason']}")
+    lines.append(f"Deactivated:  {', '.join(report.deactivated) or 'none'}")
+    lines += _prune_lines(report.pruned)
+    if report.other_active_keys:
+        lines.append(f"Note: other ACTIVE keys remain (created during the rotation?): "
+                     f"{', '.join(report.other_active_keys)}")
+    return "\n".join(lines)
+
+
+def render_prune(report: PruneReport) -> str:
+    return "\n".join([f"Pruned the keys of {report.app} ({report.app_id}) on {report.server}", *_prune_lines(report)])
+
+
+def _prune_lines(report: PruneReport) -> list[str]:
+    lines = [f"Deleted:      {', '.join(report.deleted) or 'none'}"]
+    for pending in report.pending:
+        lines.append(f"Kept:         {pending.key_id} (INACTIVE since "
+                     f"{pending.inactive_since.isoformat(timespec='seconds')}; deleted by "
+                     f"'provision keys prune {report.app}' after {pending.delete_after.isoformat(timespec='seconds')})")
+    return lines
