@@ -18,6 +18,7 @@ from orkes_provision.errors import ProvisionError
 from orkes_provision.keys import create_and_store_key
 from orkes_provision.models import Tag, Target, TaskDef, app_subject
 from orkes_provision.plan import STAGE, Change, Plan
+from orkes_provision.ratelimit import AdaptiveLimiter, JobOutcome, run_graph
 from orkes_provision.stores import CredentialStore, StoredKey
 
 if TYPE_CHECKING:
@@ -83,9 +84,17 @@ class Executor:
     task_defs: Mapping[str, TaskDef] = field(default_factory=dict)
     managed_tags: tuple[Tag, ...] = ()
     on_outcome: Callable[[Outcome, int, int], None] | None = None
+    # Workflow definitions to register, keyed by the ``what`` of their change ("NAME vVERSION").
+    workflow_defs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # pipeline: instead of stage barriers, start each change as soon as what it depends on is done
+    # (see run_pipelined), with the limiter adapting concurrency to 429s.
+    pipeline: bool = False
+    limiter: AdaptiveLimiter | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, plan: Plan) -> ApplyResult:
+        if self.pipeline:
+            return self.run_pipelined(plan)
         result = ApplyResult()
         for app_plan in plan.apps:
             if app_plan.app_id:
@@ -112,6 +121,44 @@ class Executor:
                     self._finish(result, [outcome], total)
                     if outcome.status == "failed" and outcome.change.kind == "create_app":
                         failed_apps.add(outcome.change.what)
+        return result
+
+    def run_pipelined(self, plan: Plan) -> ApplyResult:
+        """Run the plan as a dependency graph rather than in stages.
+
+        The same order constraints hold (task definitions in one batch before the workflows and
+        grants that use them; an application before its tag, roles, key and grants; removals of an
+        application after its additions; deletions last), but nothing waits for unrelated work, so
+        the first grants start while later applications are still being created.
+        """
+        result = ApplyResult()
+        for app_plan in plan.apps:
+            if app_plan.app_id:
+                result.app_ids[app_plan.spec.name] = app_plan.app_id
+        known_keys = {p.spec.name: p.known_key_ids for p in plan.apps}
+        changes = plan.changes
+        total = len(changes)
+        batch = [c for c in changes if STAGE[c.kind] == 0]
+        jobs, depends_on = _job_graph(changes, has_batch=bool(batch))
+        limiter = self.limiter or AdaptiveLimiter(max(1, self.parallelism))
+
+        def run_job(job: int) -> list[Outcome]:
+            if job == _BATCH:
+                return self._register_tasks(batch)
+            return [self._run_one(changes[job], result, known_keys)]
+
+        def done(job: int, outcome: JobOutcome[list[Outcome]]) -> None:
+            members = batch if job == _BATCH else [changes[job]]
+            if outcome.skipped:
+                self._finish(result, [Outcome(c, "skipped") for c in members], total)
+            elif outcome.result is not None:
+                self._finish(result, outcome.result, total)
+            else:  # the job raised something that is not a ProvisionError: report it, do not lose it
+                error = ProvisionError(f"internal error: {type(outcome.error).__name__}")
+                self._finish(result, [Outcome(c, "failed", error) for c in members], total)
+
+        run_graph(jobs, run_job, limiter, depends_on=depends_on,
+                  failed=lambda outs: any(o.status == "failed" for o in outs), on_done=done)
         return result
 
     def _finish(self, result: ApplyResult, outcomes: list[Outcome], total: int) -> None:
@@ -149,6 +196,9 @@ class Executor:
 
     def _apply(self, change: Change, result: ApplyResult, known_keys: Mapping[str, set[str]]) -> str | None:
         client = self.client
+        if change.kind in ("register_workflow", "update_workflow"):
+            client.register_workflow_def(self.workflow_defs[change.what], overwrite=True)
+            return None
         assert change.app is not None
         if change.kind == "create_app":
             app = client.create_application(change.what)
@@ -178,3 +228,46 @@ class Executor:
         elif change.kind == "delete_app":
             client.delete_application(app_id)
         return None
+
+
+_BATCH = -1  # the job that registers every task definition of the plan in one call
+# Within what is ready, start first what unlocks the most (applications), then the slow keys.
+_PRIORITY = {"create_app": 0, "register_workflow": 1, "update_workflow": 1, "create_key": 2, "add_role": 3,
+             "tag_app": 3, "grant": 4, "revoke": 5, "remove_role": 5, "delete_app": 6}
+
+
+def _job_graph(changes: list[Change], *, has_batch: bool) -> tuple[list[int], dict[int, set[int]]]:
+    """Jobs (indexes into ``changes``, plus ``_BATCH``) in start order, and what each waits for."""
+    creates = {c.what: i for i, c in enumerate(changes) if c.kind == "create_app"}
+    workflows = {c.what.rpartition(" v")[0]: i for i, c in enumerate(changes)
+                 if c.kind in ("register_workflow", "update_workflow")}
+    additions: dict[str | None, set[int]] = {}
+    depends_on: dict[int, set[int]] = {}
+    others: list[int] = []
+    for index, change in enumerate(changes):
+        stage = STAGE[change.kind]
+        if stage == 0:
+            continue
+        needs: set[int] = set()
+        if change.kind in ("register_workflow", "update_workflow") and has_batch:
+            needs.add(_BATCH)
+        if change.kind not in ("create_app", "delete_app") and change.app in creates:
+            needs.add(creates[change.app])
+        if change.kind == "grant":
+            target_type, _, target_id = change.what.partition(" ")
+            if target_type == "TASK_DEF" and has_batch:
+                needs.add(_BATCH)
+            if target_type == "WORKFLOW_DEF" and target_id in workflows:
+                needs.add(workflows[target_id])
+        if stage <= 2:
+            additions.setdefault(change.app, set()).add(index)
+        depends_on[index] = needs
+        others.append(index)
+    for index in others:
+        change = changes[index]
+        if change.kind in ("revoke", "remove_role"):
+            depends_on[index] |= additions.get(change.app, set())
+        elif change.kind == "delete_app":
+            depends_on[index] |= {i for i in others if changes[i].kind != "delete_app"}
+    ordered = sorted(others, key=lambda i: (_PRIORITY[changes[i].kind], i))
+    return ([_BATCH] if has_batch else []) + ordered, depends_on

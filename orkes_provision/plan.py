@@ -15,14 +15,16 @@ from orkes_provision.state import ServerState
 
 ChangeKind = Literal[
     "register_task", "create_app", "tag_app", "add_role", "create_key", "grant",
-    "revoke", "remove_role", "delete_app",
+    "revoke", "remove_role", "delete_app", "update_task", "register_workflow", "update_workflow",
 ]
 
 _SYMBOL = {"register_task": "+", "create_app": "+", "tag_app": "~", "add_role": "+", "create_key": "+",
-           "grant": "+", "revoke": "-", "remove_role": "-", "delete_app": "-"}
+           "grant": "+", "revoke": "-", "remove_role": "-", "delete_app": "-", "update_task": "~",
+           "register_workflow": "+", "update_workflow": "~"}
 # Execution stages: everything in a stage may run in parallel; stages run in this order.
-STAGE = {"register_task": 0, "create_app": 1, "tag_app": 2, "add_role": 2, "create_key": 2, "grant": 2,
-         "revoke": 3, "remove_role": 3, "delete_app": 4}
+# Task definitions (new and changed) go to the server in one batched call, before workflows use them.
+STAGE = {"register_task": 0, "update_task": 0, "create_app": 1, "register_workflow": 1, "update_workflow": 1,
+         "tag_app": 2, "add_role": 2, "create_key": 2, "grant": 2, "revoke": 3, "remove_role": 3, "delete_app": 4}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Change:
     def describe(self) -> str:
         text = {
             "register_task": f"register task definition {self.what}",
+            "update_task": f"update task definition {self.what}",
+            "register_workflow": f"register workflow definition {self.what}",
+            "update_workflow": f"update workflow definition {self.what}",
             "create_app": f"create application {self.what}",
             "tag_app": f"tag application {self.app} as {self.what}",
             "add_role": f"add role {self.what} to {self.app}",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from orkes_provision.errors import Conflict
-from orkes_provision.models import AccessKey, Application, app_subject
+from orkes_provision.models import AccessKey, Application, GrantedAccess, TaskDef, app_subject
 
 if TYPE_CHECKING:
     from orkes_provision.client import OrkesClient
@@ -41,6 +41,8 @@ class ServerState:
     by_name: dict[str, list[Application]]
     apps: dict[str, AppState] = field(default_factory=dict)
     task_names: set[str] = field(default_factory=set)
+    # The task definitions themselves (by name), for comparing declared fields with the server's.
+    task_defs: dict[str, TaskDef] = field(default_factory=dict)
 
     def resolve(self, name: str, app_id: str | None = None) -> Application | None:
         """The one application called ``name`` (or with ``app_id``); Conflict when ambiguous."""
@@ -70,31 +72,44 @@ def read_app_state(client: OrkesClient, app: Application) -> AppState:
     user = client.get_app_user(app.id)
     granted = client.get_user_permissions(app_subject(app.id).id)
     keys = client.list_keys(app.id)
+    return AppState(app=app, roles=user.role_names, grants=grants_by_target(granted), keys=keys)
+
+
+def grants_by_target(granted: Iterable[GrantedAccess]) -> dict[tuple[str, str], set[str]]:
     grants: dict[tuple[str, str], set[str]] = {}
     for entry in granted:
         grants.setdefault((entry.target.type, entry.target.id), set()).update(a.upper() for a in entry.access)
-    return AppState(app=app, roles=user.role_names, grants=grants, keys=keys)
+    return grants
 
 
 def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, str | None] | None = None,
                parallelism: int = 16, with_tasks: bool = True) -> ServerState:
     """Read the applications called ``names`` with their roles, grants and keys."""
-    applications = client.list_applications()
-    by_name: dict[str, list[Application]] = {}
-    for application in applications:
-        by_name.setdefault(application.name, []).append(application)
-    state = ServerState(by_name=by_name)
-    wanted: list[Application] = []
-    for name in dict.fromkeys(names):
-        found = state.resolve(name, (app_ids or {}).get(name))
-        if found is not None:
-            wanted.append(found)
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        # The task list does not depend on the applications: fetch both at once.
         tasks = pool.submit(client.list_task_defs) if with_tasks else None
-        app_states = list(pool.map(lambda a: read_app_state(client, a), wanted))
-        state.apps = {s.app.id: s for s in app_states}
+        applications = client.list_applications()
+        by_name: dict[str, list[Application]] = {}
+        for application in applications:
+            by_name.setdefault(application.name, []).append(application)
+        state = ServerState(by_name=by_name)
+        wanted: list[Application] = []
+        for name in dict.fromkeys(names):
+            found = state.resolve(name, (app_ids or {}).get(name))
+            if found is not None:
+                wanted.append(found)
+        # Each application's three reads are independent: submit them all, so that N applications
+        # take ceil(3N / parallelism) round trips rather than 3 * ceil(N / parallelism).
+        users = [pool.submit(client.get_app_user, a.id) for a in wanted]
+        perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in wanted]
+        keys = [pool.submit(client.list_keys, a.id) for a in wanted]
+        for app, user, granted, app_keys in zip(wanted, users, perms, keys, strict=True):
+            state.apps[app.id] = AppState(app=app, roles=user.result().role_names,
+                                          grants=grants_by_target(granted.result()), keys=app_keys.result())
         if tasks is not None:
-            state.task_names = {t.name for t in tasks.result()}
+            task_defs = tasks.result()
+            state.task_names = {t.name for t in task_defs}
+            state.task_defs = {t.name: t for t in task_defs}
     return state
 
 

@@ -1,0 +1,177 @@
+"""Adaptive concurrency: run many independent calls at once, and back off when the server says 429.
+
+``AdaptiveLimiter`` is additive-increase / multiplicative-decrease (as TCP does it): a 429 halves
+the number of calls allowed in flight (never below one) and pauses new calls for the server's
+``Retry-After``; each run of ``limit`` successes in a row allows one more call, up to the maximum
+given by ``--parallelism``. Sixteen calls that hit the same 429 at once cut the limit once, not
+sixteen times: cuts closer together than the pause they caused count as one.
+
+``run_graph`` runs jobs that depend on each other (an application before its grants) with the
+limiter deciding how many run at once. It never starts a job before its dependencies finished,
+skips jobs whose dependency failed, and returns when every job has an outcome.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
+
+# When the server says 429 without Retry-After, wait this long before starting new calls.
+DEFAULT_PAUSE = 1.0
+# Never wait longer than this for a pause: the client gives up on longer Retry-After values anyway.
+MAX_PAUSE = 60.0
+
+
+@dataclass
+class LimiterStats:
+    rate_limited: int = 0
+    cuts: int = 0
+    lowest_limit: int = 0
+    paused_seconds: float = 0.0
+
+
+class AdaptiveLimiter:
+    """How many calls may be in flight now, and until when new calls must wait (thread-safe)."""
+
+    def __init__(self, maximum: int, *, minimum: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        if maximum < 1 or minimum < 1 or minimum > maximum:
+            raise ValueError("need 1 <= minimum <= maximum")
+        self.maximum = maximum
+        self.minimum = minimum
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._limit = maximum
+        self._successes = 0
+        self._paused_until = 0.0
+        self.stats = LimiterStats(lowest_limit=maximum)
+
+    @property
+    def limit(self) -> int:
+        with self._lock:
+            return self._limit
+
+    def pause_remaining(self) -> float:
+        """Seconds until new calls may start (0 when they may start now)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """The server answered 429: cut the limit (once per burst) and pause new calls."""
+        pause = min(MAX_PAUSE, DEFAULT_PAUSE if retry_after is None else max(0.0, retry_after))
+        with self._lock:
+            now = self._clock()
+            self.stats.rate_limited += 1
+            self._successes = 0
+            if now >= self._paused_until:
+                # A new burst: the calls that were already in flight when it began report it too.
+                self._limit = max(self.minimum, self._limit // 2)
+                self.stats.cuts += 1
+                self.stats.lowest_limit = min(self.stats.lowest_limit, self._limit)
+            until = now + pause
+            if until > self._paused_until:
+                self.stats.paused_seconds += until - max(now, self._paused_until)
+                self._paused_until = until
+
+    def succeeded(self) -> None:
+        """A call went through: after ``limit`` of them in a row, allow one more in flight."""
+        with self._lock:
+            if self._limit >= self.maximum:
+                return
+            self._successes += 1
+            if self._successes >= self._limit:
+                self._limit += 1
+                self._successes = 0
+
+
+@dataclass
+class JobOutcome(Generic[R]):
+    """How a job ended: ran (``result``), raised (``error``), judged failed, or skipped (a dependency failed)."""
+
+    result: R | None = None
+    error: BaseException | None = None
+    failed: bool = False
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+def run_graph(jobs: Sequence[K], run: Callable[[K], R], limiter: AdaptiveLimiter, *,
+              depends_on: Mapping[K, Iterable[K]] | None = None, failed: Callable[[R], bool] | None = None,
+              on_done: Callable[[K, JobOutcome[R]], None] | None = None) -> dict[K, JobOutcome[R]]:
+    """Run every job once its dependencies are done, at most ``limiter.limit`` at a time.
+
+    Jobs start in the order given among those that are ready, so put the ones that unlock the
+    most work first. A job that raised, or whose result ``failed`` says is a failure, makes its
+    dependents (and theirs) skipped. ``on_done`` is called from this thread, once per job.
+    """
+    deps = depends_on or {}
+    known = set(jobs)
+    waiting_on = {job: {d for d in deps.get(job, ()) if d in known and d != job} for job in jobs}
+    dependents: dict[K, list[K]] = {}
+    for job, needs in waiting_on.items():
+        for need in needs:
+            dependents.setdefault(need, []).append(job)
+    order = {job: index for index, job in enumerate(jobs)}
+    ready = [job for job in jobs if not waiting_on[job]]
+    outcomes: dict[K, JobOutcome[R]] = {}
+    running: dict[Future[R], K] = {}
+
+    def settle(job: K, outcome: JobOutcome[R]) -> None:
+        # Iterative, so that a long chain of skipped dependents cannot exhaust the stack.
+        todo = [(job, outcome)]
+        while todo:
+            current, result = todo.pop()
+            if current in outcomes:
+                continue
+            outcomes[current] = result
+            if on_done is not None:
+                on_done(current, result)
+            for dependent in dependents.get(current, []):
+                if dependent in outcomes:
+                    continue
+                if not result.ok:
+                    todo.append((dependent, JobOutcome(skipped=True)))
+                    continue
+                waiting_on[dependent].discard(current)
+                if not waiting_on[dependent]:
+                    ready.append(dependent)
+        ready.sort(key=order.__getitem__)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(limiter.maximum, len(jobs) or 1))) as pool:
+        # Each pass starts a job, finishes one or waits out a pause, so the passes are bounded.
+        for _ in range(4 * len(jobs) + 10_000):
+            if not ready and not running:
+                break
+            pause = limiter.pause_remaining()
+            while ready and pause == 0.0 and len(running) < limiter.limit:
+                job = ready.pop(0)
+                running[pool.submit(run, job)] = job
+            if not running:
+                time.sleep(min(pause, MAX_PAUSE) or 0.001)
+                continue
+            done, _ = wait(list(running), timeout=pause if pause > 0 and ready else None,
+                           return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    settle(job, JobOutcome(error=error, failed=True))
+                    continue
+                value = future.result()
+                bad = failed is not None and failed(value)
+                if not bad:
+                    limiter.succeeded()
+                settle(job, JobOutcome(result=value, failed=bad))
+    for job in jobs:  # only reachable if the pass limit was hit: report rather than lose jobs
+        if job not in outcomes:
+            outcomes[job] = JobOutcome(error=RuntimeError("not run: the scheduler gave up"), failed=True)
+    return outcomes
