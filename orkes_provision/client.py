@@ -12,8 +12,8 @@ The client is safe to share between threads: httpx.Client is, and token refresh 
 
 from __future__ import annotations
 
-import itertools
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -90,7 +90,6 @@ class OrkesClient:
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self._sleep = sleep
-        self._counter = itertools.count(1)
         self._count_lock = threading.Lock()
         self._request_count = 0
         self._secrets: set[str] = set()
@@ -353,8 +352,9 @@ class OrkesClient:
         while True:
             try:
                 response = self._http.request(method, path.lstrip("/"), json=json, params=params, auth=auth)
-            except httpx.TransportError as err:
-                if attempt < policy.max_retries and policy.should_retry_error(err, safe=safe):
+            except (httpx.HTTPError, httpx.InvalidURL) as err:
+                if attempt < policy.max_retries and isinstance(err, httpx.TransportError) \
+                        and policy.should_retry_error(err, safe=safe):
                     delay = policy.backoff(attempt)
                     log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
                     self._sleep(delay)
@@ -374,17 +374,21 @@ class OrkesClient:
                 continue
             raise self._error_for(response, method, path, key_id=key_id)
 
-    def _unreachable(self, err: httpx.TransportError, method: str, path: str, *, safe: bool) -> ProvisionError:
+    def _unreachable(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *,
+                     safe: bool) -> ProvisionError:
+        if not isinstance(err, httpx.TransportError):
+            return ServerError(f"{method} /api{path} failed: {_one_line(str(err)) or type(err).__name__}")
         if isinstance(err, httpx.TimeoutException):
             reason = f"no answer within {self.timeout:g}s"
         elif isinstance(err, httpx.ConnectError):
             text = str(err).lower()
-            reason = "connection refused" if "refused" in text else (_one_line(str(err)) or "cannot connect")
+            detail = re.sub(r"^\[Errno [-\d]+\]\s*", "", _one_line(str(err)))
+            reason = "connection refused" if "refused" in text else (detail or "cannot connect")
         elif isinstance(err, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
             reason = "the connection closed before an answer"
         else:
             reason = _one_line(str(err)) or type(err).__name__
-        message = f"cannot reach {self.server}: {reason} ({method} /api{path})"
+        message = f"cannot reach {self.server}: {self._redact(reason)} ({method} /api{path})"
         if not safe:
             return ServerUnavailable(message, "the request may have been applied anyway; rerun the command, "
                                      "which reads the current state before changing anything")
