@@ -3,26 +3,47 @@
 Tests marked ``secret_service`` need a real Secret Service: they run under
 ``scripts/with-keyring`` (which ``make test`` uses), skip without it, and fail instead of
 skipping when ``REQUIRE_SECRET_SERVICE=1`` (as in CI).
+
+Every test gets its own XDG directories, so none reads or writes the user's config, state
+(audit log, deliveries, locks) or data.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.sandbox_fixtures"]
+
+HAVE_SECRET_SERVICE = os.environ.get("ORKES_PROVISION_SECRET_SERVICE") == "1"
+REQUIRE_SECRET_SERVICE = os.environ.get("REQUIRE_SECRET_SERVICE") == "1"
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("ORKES_PROVISION_SECRET_SERVICE") == "1":
-        return
-    if os.environ.get("REQUIRE_SECRET_SERVICE") == "1":
-        for item in items:
-            if "secret_service" in item.keywords:
-                item.add_marker(pytest.mark.xfail(
-                    reason="REQUIRE_SECRET_SERVICE=1 but no Secret Service session",
-                    strict=True, run=False))
+    if HAVE_SECRET_SERVICE or REQUIRE_SECRET_SERVICE:
         return
     skip = pytest.mark.skip(reason="no Secret Service here; run via 'make test' (scripts/with-keyring)")
     for item in items:
         if "secret_service" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _secret_service_required(request: pytest.FixtureRequest) -> None:
+    if "secret_service" in request.keywords and not HAVE_SECRET_SERVICE:
+        pytest.fail("REQUIRE_SECRET_SERVICE=1 but no Secret Service session: run under scripts/with-keyring")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Private config and state dirs per test; the keyring's data dir is left alone (it is private already)."""
+    root = tmp_path_factory.mktemp("xdg")
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        (root / name).mkdir()
+        monkeypatch.setenv(name, str(root / name))
+    monkeypatch.delenv("ORKES_PROVISION_STATE_DIR", raising=False)
+    for name in ("CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    return root
