@@ -20,6 +20,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import httpx
+
+from orkes_provision.retry import retry_after_seconds
+
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
@@ -175,3 +179,24 @@ def run_graph(jobs: Sequence[K], run: Callable[[K], R], limiter: AdaptiveLimiter
         if job not in outcomes:
             outcomes[job] = JobOutcome(error=RuntimeError("not run: the scheduler gave up"), failed=True)
     return outcomes
+
+
+class RateLimitObserver(httpx.BaseTransport):
+    """An httpx transport that tells a limiter about every 429 on its way to the client.
+
+    The client still retries the request itself (honouring ``Retry-After``); this only lets the
+    limiter slow down everything else. Give it to ``OrkesClient(transport=...)``.
+    """
+
+    def __init__(self, limiter: AdaptiveLimiter, inner: httpx.BaseTransport | None = None) -> None:
+        self.limiter = limiter
+        self._inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if response.status_code == 429:
+            self.limiter.rate_limited(retry_after_seconds(response))
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
