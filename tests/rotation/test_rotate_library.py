@@ -1,0 +1,239 @@
+"""Rotation as a library call against the sandbox: the happy path, grace, failures and resumption."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orkes_provision.client import OrkesClient
+from orkes_provision.deliveries import deliveries_for
+from orkes_provision.errors import LockHeld, ServerUnavailable, StoreError, UsageError, VerificationFailed
+from orkes_provision.locks import file_lock
+from orkes_provision.rotation import RotationReport, prune_keys, rotate_key
+from orkes_provision.rotation_state import load_progress, progress_path
+from orkes_provision.sandbox.harness import SandboxProcess
+from orkes_provision.stores import CredentialStore, StoredKey
+from orkes_provision.stores.envfile import EnvFileStore
+from orkes_provision.stores.memory import MemoryStore
+from tests.rotation.helpers import WorkerApp, active_keys, authenticates, key_statuses
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FlakyStore(MemoryStore):
+    """A store whose first ``failures`` saves fail, as a locked keyring or a full disk would."""
+
+    def __init__(self, spec: str, failures: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.failures = failures
+
+    def save(self, key: StoredKey) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("the disk is full", "free some space")
+        super().save(key)
+
+
+def opener_for(*stores: CredentialStore) -> Callable[[str], CredentialStore]:
+    by_spec = {s.spec: s for s in stores}
+    return lambda spec: by_spec[spec]
+
+
+def rotate(admin: OrkesClient, server: str, app: WorkerApp, *stores: CredentialStore,
+           **kwargs: Any) -> RotationReport:
+    options: dict[str, Any] = {"grace": timedelta(0), "switch_wait": 0.0, "opener": opener_for(*stores),
+                              "store_specs": [s.spec for s in stores],
+                                  "now": lambda: NOW}
+    options.update(kwargs)
+    return rotate_key(admin, server=server, app=app.name, actor=admin.key_id, **options)
+
+
+def test_rotation_puts_a_working_new_key_in_the_env_file_and_leaves_one_active_key(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path) -> None:
+    env_store = EnvFileStore(tmp_path / "worker.env")
+    app = worker_app([env_store])
+    old = app.key
+
+    report = rotate_key(admin, server=server, app=app.name, grace=timedelta(0), switch_wait=0, actor=admin.key_id)
+
+    stored = env_store.load(server, app.name)
+    assert stored is not None
+    assert stored.key_id == report.new_key_id != old.key_id
+    assert authenticates(admin, stored)
+    assert not authenticates(admin, old)
+    assert key_statuses(admin, app.id) == {stored.key_id: "ACTIVE"}
+    assert report.old_key_ids == [old.key_id]
+    assert report.deactivated == [old.key_id]
+    assert report.pruned.deleted == [old.key_id]
+    assert [d.key_id for d in deliveries_for(server, app.name)] == [stored.key_id]
+    assert not progress_path(server, app.name).exists()
+
+
+def test_default_grace_keeps_the_old_key_inactive_until_prune_runs_after_the_grace(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    store = MemoryStore()
+    app = worker_app([store])
+    old = app.key.key_id
+
+    report = rotate(admin, server, app, store, grace=timedelta(minutes=15))
+
+    assert key_statuses(admin, app.id) == {old: "INACTIVE", report.new_key_id: "ACTIVE"}
+    assert [p.key_id for p in report.pruned.pending] == [old]
+    early = prune_keys(admin, server=server, app=app.name, grace=timedelta(minutes=15),
+                       now=lambda: NOW + timedelta(minutes=14))
+    assert early.deleted == []
+    assert early.pending[0].delete_after == NOW + timedelta(minutes=15)
+    late = prune_keys(admin, server=server, app=app.name, grace=timedelta(minutes=15),
+                      now=lambda: NOW + timedelta(minutes=16))
+    assert late.deleted == [old]
+    assert key_statuses(admin, app.id) == {report.new_key_id: "ACTIVE"}
+
+
+def test_prune_counts_a_key_found_inactive_from_when_it_was_first_seen(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    app = worker_app([MemoryStore()])
+    spare = admin.create_key(app.id).id
+    admin.toggle_key(app.id, spare)
+
+    first = prune_keys(admin, server=server, app=app.name, grace=timedelta(hours=1), now=lambda: NOW)
+    later = prune_keys(admin, server=server, app=app.name, grace=timedelta(hours=1),
+                       now=lambda: NOW + timedelta(minutes=61))
+
+    assert (first.deleted, [p.key_id for p in first.pending]) == ([], [spare])
+    assert later.deleted == [spare]
+    assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
+
+
+def test_tokens_minted_from_the_old_key_stop_working_once_it_is_deactivated(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    store = MemoryStore()
+    app = worker_app([store])
+    old_token = admin.exchange_token(app.key.key_id, app.key.secret).get_secret_value()
+
+    def user_info(token: str) -> int:
+        return httpx.get(f"{server}/token/userInfo", headers={"X-Authorization": token}, timeout=10).status_code
+
+    assert user_info(old_token) == 200
+    rotate(admin, server, app, store, grace=timedelta(minutes=15))
+    assert user_info(old_token) == 401
+
+
+def test_a_failing_store_keeps_the_new_key_where_written_and_a_rerun_finishes(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    good, flaky = MemoryStore(), FlakyStore("flaky", failures=0)
+    good.spec = "good"
+    app = worker_app([good, flaky])
+    flaky.failures = 1
+
+    with pytest.raises(StoreError, match="the disk is full") as failure:
+        rotate(admin, server, app, good, flaky)
+
+    new_id = good.load(server, app.name).key_id  # type: ignore[union-attr]
+    assert new_id != app.key.key_id
+    assert new_id in str(failure.value.message)
+    assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE", new_id: "ACTIVE"}
+    assert flaky.load(server, app.name).key_id == app.key.key_id  # type: ignore[union-attr]
+    assert load_progress(server, app.name).stores_done == ["good"]  # type: ignore[union-attr]
+
+    report = rotate(admin, server, app, good, flaky)
+
+    assert report.result == "resumed"
+    assert report.new_key_id == new_id
+    assert flaky.load(server, app.name).key_id == new_id  # type: ignore[union-attr]
+    assert key_statuses(admin, app.id) == {new_id: "ACTIVE"}
+
+
+def test_a_new_key_whose_secret_reached_no_store_is_deleted_and_the_rerun_makes_another(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    flaky = FlakyStore("flaky", failures=0)
+    app = worker_app([flaky])
+    flaky.failures = 1
+    with pytest.raises(StoreError):
+        rotate(admin, server, app, flaky)
+    lost = load_progress(server, app.name).new_key_id  # type: ignore[union-attr]
+    assert lost is not None
+
+    report = rotate(admin, server, app, flaky)
+
+    assert report.new_key_id not in (lost, app.key.key_id)
+    assert key_statuses(admin, app.id) == {report.new_key_id: "ACTIVE"}
+    assert flaky.load(server, app.name).key_id == report.new_key_id  # type: ignore[union-attr]
+
+
+def test_an_ambiguous_create_failure_leaves_no_extra_key_and_the_old_key_untouched(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp],
+        shared_sandbox: SandboxProcess) -> None:
+    store = MemoryStore()
+    app = worker_app([store])
+    shared_sandbox.add_fault("POST", rf"^/api/applications/{app.id}/accessKeys$", action="drop_after_commit")
+
+    with pytest.raises(ServerUnavailable):
+        rotate(admin, server, app, store)
+
+    assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
+    assert store.load(server, app.name).key_id == app.key.key_id  # type: ignore[union-attr]
+    report = rotate(admin, server, app, store)
+    assert key_statuses(admin, app.id) == {report.new_key_id: "ACTIVE"}
+
+
+def test_a_new_key_that_fails_verification_leaves_the_old_key_active(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp],
+        shared_sandbox: SandboxProcess) -> None:
+    store = MemoryStore()
+    app = worker_app([store])
+    shared_sandbox.add_fault("POST", r"^/api/token$", status=401)
+
+    with pytest.raises(VerificationFailed, match="failed verification"):
+        rotate(admin, server, app, store)
+
+    shared_sandbox.clear_faults()
+    new_id = store.load(server, app.name).key_id  # type: ignore[union-attr]
+    assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE", new_id: "ACTIVE"}
+    assert load_progress(server, app.name).step == "stored"  # type: ignore[union-attr]
+    report = rotate(admin, server, app, store)
+    assert report.new_key_id == new_id
+    assert active_keys(admin, app.id) == [new_id]
+
+
+def test_a_second_rotation_of_the_same_application_fails_fast_with_lock_held(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    store = MemoryStore()
+    app = worker_app([store])
+    with file_lock(f"rotate|{server}|{app.name}"), pytest.raises(LockHeld) as held:
+        rotate(admin, server, app, store, lock_wait=0.1)
+    assert held.value.exit_code == 12
+    assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
+
+
+def test_rotation_without_a_delivery_record_or_store_asks_for_a_store(
+        admin: OrkesClient, server: str, app_name: str) -> None:
+    app = admin.create_application(app_name)
+    with pytest.raises(UsageError, match="no record of where the key"):
+        rotate_key(admin, server=server, app=app.name, switch_wait=0)
+    assert admin.list_keys(app.id) == []
+
+
+def test_the_switch_waits_and_calls_after_rotation_hooks_before_deactivating(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    events: list[str] = []
+
+    class HookedStore(MemoryStore):
+        def after_rotation(self, key: StoredKey) -> None:
+            events.append(f"hook {key.key_id} old={key_statuses(admin, app.id)[app.key.key_id]}")
+
+    store = HookedStore()
+    app = worker_app([store])
+
+    def sleep(seconds: float) -> None:
+        events.append(f"sleep {seconds:g} old={key_statuses(admin, app.id)[app.key.key_id]}")
+
+    report = rotate(admin, server, app, store, switch_wait=7.0, sleep=sleep)
+
+    assert events == [f"hook {report.new_key_id} old=ACTIVE", "sleep 7 old=ACTIVE"]
+    assert report.after_rotation == ["memory"]
