@@ -23,6 +23,7 @@ Choices, per runtime (section 7 of the reference):
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,6 +128,21 @@ def check_preflight(report: DoctorReport, app: str) -> None:
     hint = f"run '{first.fix}'" if first.fix else f"run 'provision doctor {app}' for details"
     raise VerificationFailed(f"preflight: {first.problem}{suffix}",
                              f"{hint}, or pass --no-preflight to start the worker anyway")
+
+
+def require_program(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> str:
+    """The path ``argv[0]`` resolves to (with ``env``'s PATH, from ``cwd``); ``CommandNotFound`` if none."""
+    if not argv or not argv[0].strip():
+        raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
+    program = argv[0]
+    if os.sep in program and cwd is not None and not os.path.isabs(program):
+        program = os.path.join(cwd, program)
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        if os.sep in program and os.path.isfile(program):
+            raise CommandNotExecutable(f"cannot execute {argv[0]}: permission denied")
+        raise CommandNotFound(f"command not found: {argv[0]}")
+    return found
 
 
 def exec_command(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> NoReturn:

@@ -1,0 +1,316 @@
+"""``provision run`` and ``provision worker run``: start a worker with its key injected.
+
+The key comes from the credential store and reaches the worker only through its environment
+(``CONDUCTOR_SERVER_URL``, ``CONDUCTOR_AUTH_KEY``, ``CONDUCTOR_AUTH_SECRET``), never its command
+line. Before launching, a preflight runs the doctor's checks for the worker's tasks and refuses
+with the fixing command, so that a missing grant is an error now rather than a worker that
+backs off on 403 forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.project import RESTART_POLICIES, Project, RestartPolicy
+
+if TYPE_CHECKING:
+    from orkes_provision.stores import StoredKey
+    from orkes_provision.supervise import SupervisorEvent
+
+_SERVER_HINT = "pass --server URL, set CONDUCTOR_SERVER_URL, or set 'server' in orkes-provision.toml"
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--app", "app_name", metavar="APP",
+              help="The application whose key to use (default: the project file's application).")
+@click.option("--store", "store_spec", metavar="SPEC",
+              help="Where the key is: keyring (default), env-file:PATH.")
+@click.option("--supervise", is_flag=True,
+              help="Keep the worker running: own process group, restart on crash, follow key rotation.")
+@click.option("--replicas", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --supervise: how many copies of CMD to run.")
+@click.option("--restart", "restart_policy", type=click.Choice(RESTART_POLICIES), default="on-failure",
+              show_default=True, help="With --supervise: when to restart CMD after it exits.")
+@click.option("--task", "tasks", multiple=True, metavar="TASK",
+              help="A task the worker polls, for the preflight (repeatable; default: the project's grants).")
+@click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
+@common_options
+def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas: int, restart_policy: str,
+        tasks: tuple[str, ...], no_preflight: bool, command: tuple[str, ...]) -> int:
+    """Run CMD with the application's key in its environment.
+
+    CMD gets CONDUCTOR_SERVER_URL (ending in /api), CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET,
+    read from the credential store and stripped of whitespace; they never appear on a command
+    line. Without --supervise, provision replaces itself with CMD: signals and the exit code
+    are CMD's own (127 when CMD does not exist).
+
+    \b
+    Examples:
+      provision run -- python3 main.py
+      provision run --app greetings-worker --supervise --replicas 2 -- node worker.js
+    """
+    if (replicas != 1 or restart_policy != "on-failure") and not supervise:
+        from orkes_provision.errors import UsageError
+
+        raise UsageError("--replicas and --restart need --supervise", "add --supervise, or drop them")
+    from orkes_provision.cli.app_cmd import default_app_name
+    from orkes_provision.project import load_project
+
+    project = load_project()
+    _apply_project_defaults(project)
+    grants = tuple(tasks) or tuple(project.application.grants if project and project.application else ())
+    app, _ = default_app_name(app_name, grants)
+    server = _resolve_server()
+    spec = _store_spec(store_spec, project)
+    key, watch = _load_key(server, app, spec, list(grants))
+    if not no_preflight:
+        _preflight(app, list(grants), key, server)
+    return _launch(list(command), app, key, watch, runtime=None, extra={}, cwd=None, supervise=supervise,
+                   replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name)
+
+
+@click.group("worker")
+@common_options
+def worker() -> None:
+    """Run the workers declared in orkes-provision.toml."""
+
+
+@worker.command("run")
+@click.argument("name")
+@click.option("--replicas", type=click.IntRange(1, 64), default=None, help="How many copies (default: the file's).")
+@click.option("--restart", "restart_policy", type=click.Choice(RESTART_POLICIES), default=None,
+              help="When to restart after an exit (default: the file's, else on-failure).")
+@click.option("--app", "app_name", metavar="APP", help="Override the project file's application.")
+@click.option("--store", "store_spec", metavar="SPEC",
+              help="Override where the key is (default: the file's, else keyring).")
+@click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
+@click.option("--project", "project_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The project file (default: orkes-provision.toml here or in a parent directory).")
+@common_options
+def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_name: str | None,
+               store_spec: str | None, no_preflight: bool, project_file: Path | None) -> int:
+    """Run worker NAME of the project file, supervised, with the application's key injected.
+
+    The command, directory, environment, replicas and restart policy come from the
+    [[workers]] entry NAME; the preflight checks EXECUTE on the worker's tasks. The worker is
+    restarted with back-off when it crashes and restarted with the new key when the key in the
+    store changes (the new process starts before the old one stops). Ctrl-C or SIGTERM stops
+    every process of the worker.
+
+    \b
+    Example:
+      provision worker run greetings --replicas 2
+    """
+    from orkes_provision.errors import ConfigError
+    from orkes_provision.project import require_project
+
+    project = require_project(project_file)
+    spec_worker = project.worker(name)
+    _apply_project_defaults(project)
+    app = app_name or project.app_name
+    if not app:
+        raise ConfigError(f"{project.path}: no [application] name, so no key to run worker {name!r} with",
+                          "add [application] with name = \"APP\", or pass --app APP")
+    tasks = project.worker_tasks(spec_worker)
+    cwd = project.worker_cwd(spec_worker)
+    if not cwd.is_dir():
+        raise ConfigError(f"{project.path}: worker {name!r}: cwd {cwd} is not a directory",
+                          "fix 'cwd' in the project file")
+    server = _resolve_server()
+    spec = _store_spec(store_spec, project)
+    key, watch = _load_key(server, app, spec, tasks)
+    if not no_preflight:
+        _preflight(app, tasks, key, server)
+    policy = cast(RestartPolicy, restart_policy or spec_worker.restart)
+    return _launch(list(spec_worker.command), app, key, watch, runtime=spec_worker.runtime, extra=spec_worker.env,
+                   cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
+                   name=name)
+
+
+@worker.command("list")
+@click.option("--project", "project_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The project file (default: orkes-provision.toml here or in a parent directory).")
+@common_options
+def worker_list(project_file: Path | None) -> None:
+    """List the workers of the project file."""
+    from orkes_provision.project import require_project
+
+    project = require_project(project_file)
+    rows: list[dict[str, object]] = [
+        {"name": w.name, "runtime": w.runtime, "command": w.command, "replicas": w.replicas, "restart": w.restart,
+         "tasks": project.worker_tasks(w), "cwd": str(project.worker_cwd(w))}
+        for w in project.workers]
+
+    def text() -> str:
+        if not rows:
+            return f"{project.path}: no [[workers]]"
+        return "\n".join(f"{w.name}  {w.runtime}  {shlex.join(w.command)}  x{w.replicas}  "
+                         f"tasks: {', '.join(project.worker_tasks(w)) or '-'}" for w in project.workers)
+
+    emit({"project": str(project.path), "application": project.app_name, "workers": rows}, text)
+
+
+# ----- shared steps ------------------------------------------------------------------------------
+
+
+def _apply_project_defaults(project: Project | None) -> None:
+    # The project's server/profile act as default --server/--profile, so that every later step
+    # (the store lookup, the preflight's provisioning credentials) agrees on one server.
+    options = opts()
+    if project is None or options.server or options.profile:
+        return
+    if project.server:
+        options.server = project.server
+    elif project.profile:
+        options.profile = project.profile
+
+
+def _resolve_server() -> str:
+    """The worker's server: --server, --profile, CONDUCTOR_SERVER_URL, else the default profile's."""
+    from orkes_provision.cli.context import resolve_server_credentials
+    from orkes_provision.errors import ConfigError
+    from orkes_provision.urls import normalize_server_url
+
+    options = opts()
+    if options.server:
+        return normalize_server_url(options.server, insecure_http=options.insecure_http)
+    if options.profile:
+        return resolve_server_credentials().server
+    from_env = os.environ.get("CONDUCTOR_SERVER_URL", "").strip()
+    if from_env:
+        return normalize_server_url(from_env, insecure_http=options.insecure_http)
+    try:
+        return resolve_server_credentials().server
+    except ConfigError as err:
+        raise ConfigError(f"no server to run the worker against ({err.message})", _SERVER_HINT) from None
+
+
+def _store_spec(flag: str | None, project: Project | None) -> str | None:
+    """--store, else ORKES_PROVISION_STORE, else the project's store, else the config's default."""
+    from orkes_provision.settings import resolve_store_spec
+
+    if flag or os.environ.get("ORKES_PROVISION_STORE", "").strip() or project is None or not project.store:
+        return resolve_store_spec(flag)
+    spec = project.store.strip()
+    kind, sep, path = spec.partition(":")
+    if kind == "env-file" and sep and path and not Path(path).expanduser().is_absolute():
+        # A relative env file in the project file means relative to that file, not to the cwd.
+        spec = f"env-file:{project.root / path}"
+    return spec
+
+
+def _app_command(app: str, tasks: list[str], spec: str | None) -> str:
+    parts = ["provision", "app", app, "--worker", *[f"--grant={t}" for t in tasks]]
+    if spec:
+        parts.append(f"--store={spec}")
+    return shlex.join(parts).replace("--grant=", "--grant ").replace("--store=", "--store ")
+
+
+def _load_key(server: str, app: str, spec: str | None,
+              tasks: list[str]) -> tuple[StoredKey, Callable[[], StoredKey | None]]:
+    """The stored key of ``app`` on ``server``, and a function that re-reads it (for rotation)."""
+    from orkes_provision.errors import ConfigError
+    from orkes_provision.stores import open_store
+
+    store = open_store(spec)
+    key = store.load(server, app)
+    if key is None:
+        raise ConfigError(f"no key for application {app!r} on {server} in {store.describe(server, app)}",
+                          f"create one: {_app_command(app, tasks, spec)}")
+
+    def watch() -> StoredKey | None:
+        return store.load(server, app)
+
+    return key, watch
+
+
+def _preflight(app: str, tasks: list[str], key: StoredKey, server: str) -> None:
+    """The doctor's checks with the provisioning credentials; with none, what the key alone shows."""
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.doctor import diagnose
+    from orkes_provision.errors import ConfigError, StoreError
+    from orkes_provision.launch import check_preflight
+
+    try:
+        credentials = resolve_server_credentials()
+    except (ConfigError, StoreError) as err:
+        _key_only_preflight(app, key, server, f"no provisioning credentials: {err.message}")
+        return
+    if credentials.server != server:
+        _key_only_preflight(app, key, server, f"the provisioning credentials are for {credentials.server}")
+        return
+    with make_client(credentials) as client:
+        report = diagnose(client, app=app, tasks=tasks, key=key, server=server)
+    check_preflight(report, app)
+    what = f"EXECUTE on {', '.join(tasks)}" if tasks else "no tasks named, grants not checked"
+    info(f"preflight: ok ({app}: key {key.key_id} ACTIVE, worker role, {what})")
+
+
+def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> None:
+    # Without an admin key the roles are still visible to the key itself (userInfo); the grants
+    # are not, so the preflight says what it could not check instead of refusing to start.
+    from orkes_provision.client import OrkesClient
+    from orkes_provision.doctor import WORKER_ROLES
+    from orkes_provision.errors import AuthenticationError, VerificationFailed
+    from orkes_provision.models import Credentials
+
+    credentials = Credentials(server=server, key_id=key.key_id.strip(), secret=key.secret)
+    with OrkesClient(credentials) as client:
+        try:
+            client.exchange_token(credentials.key_id, credentials.secret)
+        except AuthenticationError:
+            raise VerificationFailed(f"preflight: the server rejects the stored key {key.key_id} of {app}",
+                                     f"run 'provision app {shlex.quote(app)} --new-key' (or 'provision keys list "
+                                     f"{shlex.quote(app)}' to see if it is INACTIVE), or pass --no-preflight") from None
+        user = client.user_info()
+    roles = {str(r.get("name")) for r in user.get("roles") or [] if isinstance(r, dict)}
+    if not roles & WORKER_ROLES:
+        raise VerificationFailed(f"preflight: {app} lacks the WORKER role (has: {', '.join(sorted(roles)) or 'none'})",
+                                 f"run 'provision app {shlex.quote(app)} --worker', or pass --no-preflight")
+    info(f"preflight: key {key.key_id} authenticates and has {', '.join(sorted(roles & WORKER_ROLES))}; "
+         f"EXECUTE grants not checked ({reason})")
+
+
+def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
+            extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
+            name: str) -> int:
+    from orkes_provision.launch import describe_environment, exec_command, require_program, worker_environment
+
+    base = dict(os.environ)
+    env = worker_environment(base, key, runtime, extra)
+    require_program(command, env, cwd)
+    for line in describe_environment(env):
+        if opts().verbose:
+            info(f"worker environment: {line}")
+    shown = shlex.join(command)
+    if not supervise:
+        info(f"provision: starting {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}")
+        exec_command(command, env, cwd)
+    from orkes_provision.supervise import Supervisor
+
+    def env_factory(current: StoredKey) -> dict[str, str]:
+        return worker_environment(base, current, runtime, extra)
+
+    info(f"provision: supervising {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}, "
+         f"{replicas} replica(s), restart {restart_policy}")
+    supervisor: Supervisor[StoredKey] = Supervisor(
+        command, env_factory, replicas=replicas, restart_policy=restart_policy,
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=_print_event)
+    return supervisor.run()
+
+
+def _print_event(event: SupervisorEvent) -> None:
+    # Lifecycle lines go to stderr even under --json (as JSON lines), so stdout stays the worker's.
+    if opts().json:
+        click.echo(json.dumps(event.to_dict(), sort_keys=True), err=True)
+    else:
+        click.echo(f"provision: {event.message}", err=True)
