@@ -33,7 +33,7 @@ def on_term(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    if KEY == os.environ.get("FAKE_WORKER_FAIL_KEY"):
+    if os.environ.get("FAKE_WORKER_FAIL_KEY") == KEY:
         note(f"refused {KEY} {os.getpid()}")
         sys.exit(3)
     if os.environ.get("FAKE_WORKER_IGNORE_TERM") == "1":

@@ -96,7 +96,8 @@ def test_run_gives_the_child_the_three_variables_in_its_environment_only(runner:
     assert report["env"]["CONDUCTOR_AUTH_KEY"] == "key-abc"
     assert report["env"]["CONDUCTOR_AUTH_SECRET"] == SECRET
     assert report["env"]["CONDUCTOR_SERVER_AUTH_KEY"] is None  # the stale fallback was removed
-    assert SECRET.encode() not in cmdline and ADMIN_SECRET.encode() not in cmdline
+    assert SECRET.encode() not in cmdline
+    assert ADMIN_SECRET.encode() not in cmdline
     assert cmdline.split(b"\0")[:2] == [sys.executable.encode(), str(PROBE).encode()]
     assert SECRET not in stdout + stderr
     assert "CONDUCTOR_AUTH_SECRET=********" in stderr  # -v says what it passed, masked
@@ -144,7 +145,8 @@ def test_sigterm_to_supervising_provision_stops_every_process_of_the_worker_grou
     assert time.monotonic() - started < 10
     assert proc.returncode == 0
     assert group_members(leader) == []
-    assert not alive(leader) and not alive(child)
+    assert not alive(leader)
+    assert not alive(child)
     assert f"started pid {leader}" in stderr
     assert SECRET not in stderr
 
@@ -159,7 +161,8 @@ def test_supervised_worker_killed_with_sigkill_is_restarted(runner: Runner) -> N
     starts = wait_for(lambda: len(events(log, "start")) >= 2 and events(log, "start"), timeout=15,
                       what="restart")
     second = int(starts[1][2])
-    assert second != first and alive(second)
+    assert second != first
+    assert alive(second)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 0

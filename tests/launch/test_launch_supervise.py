@@ -58,7 +58,8 @@ class Harness:
         return supervisor
 
     def stop(self) -> int:
-        assert self.supervisor is not None and self.thread is not None
+        assert self.supervisor is not None
+        assert self.thread is not None
         self.supervisor.request_stop(signal.SIGTERM)
         self.thread.join(timeout=15)
         assert not self.thread.is_alive(), "supervisor did not stop within 15 s"
@@ -90,7 +91,8 @@ def test_a_worker_killed_with_sigkill_is_restarted_with_a_new_pid(harness: Harne
     assert starts[1][2] != first[2]
     assert alive(int(starts[1][2]))
     kinds = [e.kind for e in harness.events]
-    assert "exited" in kinds and "restarting" in kinds
+    assert "exited" in kinds
+    assert "restarting" in kinds
     exited = next(e for e in harness.events if e.kind == "exited")
     assert exited.exit_code == 128 + signal.SIGKILL
     assert harness.stop() == 0
@@ -129,7 +131,8 @@ def test_a_changed_key_starts_the_new_worker_before_stopping_the_old_one(harness
     assert lines[old_stop][1:3] == ["key-1", old[2]]
     assert new_start < old_stop, lines
     new_pid = int(lines[new_start][2])
-    assert alive(new_pid) and not alive(int(old[2]))
+    assert alive(new_pid)
+    assert not alive(int(old[2]))
     assert [e.kind for e in harness.events if e.kind in ("key-changed", "rotated")] == ["key-changed", "rotated"]
     assert harness.stop() == 0
 
