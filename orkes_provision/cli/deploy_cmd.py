@@ -1,0 +1,141 @@
+"""``provision deploy``: render or apply worker deployments (Kubernetes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.errors import UsageError
+
+if TYPE_CHECKING:
+    from orkes_provision.deploy import WorkerManifests
+    from orkes_provision.project import Project
+
+
+@click.group("deploy")
+@common_options
+def deploy() -> None:
+    """Render or apply worker deployments.
+
+    \b
+    Example:
+      provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --apply
+    """
+
+
+@deploy.command("kubernetes")
+@click.argument("worker")
+@click.option("--render", "render_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the manifests to DIR (a file holding the secret is created 0600).")
+@click.option("--apply", "apply_", is_flag=True, help="Pipe the manifests to 'kubectl apply --server-side -f -'.")
+@click.option("--namespace", "-n", metavar="NS", help="Namespace (default: the store's, else 'default').")
+@click.option("--replicas", type=click.IntRange(min=0, max=1000), help="Pods to run (default: the worker's replicas).")
+@click.option("--image", metavar="IMAGE", help="Container image holding the worker's code (required).")
+@click.option("--store", "store_spec", metavar="SPEC",
+              help="Where the key is: k8s-secret:NS/NAME, keyring, env-file:PATH (default: the project's store).")
+@click.option("--secret", "secret_name", metavar="NAME",
+              help="Secret/ConfigMap name when the store is outside the cluster (default: APP-conductor).")
+@click.option("--cpu", default="100m", show_default=True, metavar="QTY", help="CPU request.")
+@click.option("--memory", default="256Mi", show_default=True, metavar="QTY", help="Memory request and limit.")
+@click.option("--wait", is_flag=True, help="With --apply: wait until the rollout completes.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
+              help="How long --wait waits.")
+@click.option("--project", "project_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="The project file (default: the nearest orkes-provision.toml).")
+@common_options
+def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: str | None, replicas: int | None,
+               image: str | None, store_spec: str | None, secret_name: str | None, cpu: str, memory: str,
+               wait: bool, timeout: float, project_file: Path | None) -> None:
+    """Render a Deployment for WORKER of the project file, or apply it with kubectl.
+
+    The pods get CONDUCTOR_SERVER_URL from a ConfigMap and CONDUCTOR_AUTH_KEY and
+    CONDUCTOR_AUTH_SECRET from a Secret of the same name; the Deployment holds no secret. Its pod
+    template carries a checksum of the key id, so a key rotation restarts the pods.
+
+    With a k8s-secret:NS/NAME store the Secret already is in the cluster. With another store
+    (keyring, env file) the key is read from it and a Secret and ConfigMap are rendered too; the
+    Secret is then only written to DIR (mode 0600) or to kubectl's stdin, never printed.
+    Without --render or --apply the manifests that hold no secret are printed.
+
+    \b
+    Examples:
+      provision app greetings-app --worker --grant greetings --store k8s-secret:workers/greetings
+      provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --apply --wait
+      provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --render k8s/
+      kubectl apply --server-side -f k8s/
+    """
+    from orkes_provision.deploy import apply_to_cluster, render_to_directory, worker_manifests
+    from orkes_provision.project import require_project
+    from orkes_provision.settings import resolve_store_spec
+    from orkes_provision.stores import open_store
+
+    if render_dir is not None and apply_:
+        raise UsageError("--render and --apply exclude each other", "render to a directory, or apply; not both")
+    if wait and not apply_:
+        raise UsageError("--wait needs --apply", "add --apply, or drop --wait")
+    project = require_project(project_file)
+    spec = store_spec or project.store or resolve_store_spec(None)
+    store = open_store(spec)
+    from orkes_provision.stores.k8s_secret import K8sSecretStore
+
+    server = None if isinstance(store, K8sSecretStore) else _server(project)
+    rendered = worker_manifests(project, worker, store=store, server=server, image=image, namespace=namespace,
+                                replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory)
+    result = rendered.to_dict()
+    if render_dir is not None:
+        paths = render_to_directory(rendered, render_dir)
+        result["files"] = [str(p) for p in paths]
+        emit(result, lambda: _render_text(rendered, paths))
+        return
+    if apply_:
+        info(f"Applying {', '.join(m.ref for m in rendered.manifests)} in namespace {rendered.namespace}...")
+        lines = apply_to_cluster(rendered, wait=wait, timeout=timeout)
+        result["kubectl"] = lines
+        result["rolledOut"] = wait
+        emit(result, lambda: _apply_text(rendered, lines, wait))
+        return
+    result["manifests"] = [m.text for m in rendered.public_manifests]
+    hidden = [m.ref for m in rendered.manifests if m.holds_secret]
+    if hidden:
+        info(f"Not printed: {', '.join(hidden)} (it holds the key); use --render DIR or --apply.")
+    emit(result, lambda: "---\n".join(m.text for m in rendered.public_manifests).rstrip("\n"))
+
+
+def _server(project: Project) -> str | None:
+    """The server whose key the store holds: --server, the project's, CONDUCTOR_SERVER_URL, else the profile's."""
+    from orkes_provision.urls import normalize_server_url
+
+    options = opts()
+    raw = options.server or project.server or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None
+    if raw is not None:
+        return normalize_server_url(raw, insecure_http=True)
+    from orkes_provision.cli.context import resolve_server_credentials
+
+    return resolve_server_credentials().server
+
+
+def _render_text(rendered: WorkerManifests, paths: list[Path]) -> str:
+    lines = [f"Wrote {len(paths)} manifest(s) for worker {rendered.worker} (namespace {rendered.namespace}):"]
+    for path, manifest in zip(paths, rendered.manifests, strict=True):
+        note = "  (holds the key secret: mode 0600, keep it out of version control)" if manifest.holds_secret else ""
+        lines.append(f"  {path}{note}")
+    if rendered.secret_in_cluster:
+        lines.append(f"The Deployment reads Secret and ConfigMap {rendered.credentials}, which the store keeps "
+                     "in the cluster.")
+    directory = paths[0].parent if paths else Path(".")
+    lines.append(f"Next: kubectl apply --server-side -f {directory}")
+    return "\n".join(lines)
+
+
+def _apply_text(rendered: WorkerManifests, lines: list[str], waited: bool) -> str:
+    out = list(lines)
+    out.append(f"Worker {rendered.worker}: Deployment {rendered.namespace}/{rendered.deployment.name} reads "
+               f"Secret {rendered.credentials} (key {rendered.key_id})"
+               + ("; rollout complete." if waited else "."))
+    if not waited:
+        out.append(f"Watch it: kubectl -n {rendered.namespace} rollout status deployment/{rendered.deployment.name}")
+    return "\n".join(out)
