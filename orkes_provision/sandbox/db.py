@@ -43,8 +43,8 @@ CREATE TABLE IF NOT EXISTS workflows (
     body TEXT NOT NULL, created_by TEXT, create_time INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, seq INTEGER NOT NULL, task_def_name TEXT NOT NULL,
-    status TEXT NOT NULL, domain TEXT, visible_at INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (task_def_name, status, visible_at);
+    status TEXT NOT NULL, domain TEXT, visible_at INTEGER NOT NULL, queued INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_workflow ON tasks (workflow_id, seq);
 """
 
@@ -64,7 +64,15 @@ class Database:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(SCHEMA)
+        self._migrate()
         self._depth = 0
+
+    def _migrate(self) -> None:
+        # Data dirs made before the queue flag existed (their task tables are empty).
+        columns = {str(r["name"]) for r in self._conn.execute("PRAGMA table_info(tasks)").fetchall()}
+        if "queued" not in columns:
+            self._conn.execute("ALTER TABLE tasks ADD COLUMN queued INTEGER NOT NULL DEFAULT 0")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (task_def_name, queued, visible_at)")
 
     def close(self) -> None:
         with self._lock:
