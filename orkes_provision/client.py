@@ -25,7 +25,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from orkes_provision import __version__
-from orkes_provision.auth import OrkesTokenAuth
+from orkes_provision.auth import OrkesTokenAuth, is_token_error
 from orkes_provision.errors import (
     AuthenticationError,
     ConfigError,
@@ -143,25 +143,32 @@ class OrkesClient:
 
     def _mint(self, key_id: str, secret: SecretStr) -> SecretStr:
         body = {"keyId": key_id.strip(), "keySecret": secret.get_secret_value().strip()}
-        try:
-            response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id)
-        except AuthenticationError:
+        response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id, check=False)
+        status = response.status_code
+        # /token never asks for a token itself: an auth-filter answer (INVALID_TOKEN) or a 404/405
+        # means this path is not the token endpoint, usually because the URL lacks /api.
+        if status in (404, 405) or (status in (401, 403) and is_token_error(response)):
+            raise self._not_orkes()
+        if status in (401, 403):
             raise AuthenticationError(
                 f"the server rejected key {key_id}",
-                "check the key id and secret, and that the key is ACTIVE ('provision keys list APP')") from None
-        except PermissionDenied:
-            raise AuthenticationError(f"the server rejected key {key_id} (forbidden)",
-                                      "check that the key is ACTIVE ('provision keys list APP')") from None
-        except NotFound:
-            raise ConfigError(
-                f"{self.server}/token does not exist: this URL is not an Orkes API",
-                "the server URL must be the API base, ending in /api (https://HOST/api); "
-                "an open-source Conductor server has no access control to provision") from None
-        data = self._json(response, "POST /token")
+                "check the key id and secret, and that the key is ACTIVE ('provision keys list APP')")
+        if not response.is_success:
+            raise self._error_for(response, "POST", "/token", key_id=key_id)
+        try:
+            data = response.json()
+        except ValueError:
+            raise self._not_orkes() from None
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise ServerError(f"{self.server}/token answered without a token", "check that --server is an Orkes API")
+            raise self._not_orkes()
         return SecretStr(token)
+
+    def _not_orkes(self) -> ConfigError:
+        return ConfigError(
+            f"{self.server}/token is not a token endpoint: this URL is not an Orkes API",
+            "the server URL must be the API base, ending in /api (https://HOST/api); "
+            "an open-source Conductor server has no access control to provision")
 
     def user_info(self) -> dict[str, Any]:
         """Who the client's key is: ``id``, ``name``, ``roles``, ``applicationUser``... (``GET /token/userInfo``)."""
@@ -342,8 +349,12 @@ class OrkesClient:
         return self._json(self._send("GET", path, params=params, safe=True), f"GET {path}")
 
     def _send(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-              safe: bool, authenticated: bool = True, key_id: str | None = None) -> httpx.Response:
-        """Send one call, with retries; return a 2xx response or raise a ``ProvisionError``."""
+              safe: bool, authenticated: bool = True, key_id: str | None = None, check: bool = True) -> httpx.Response:
+        """Send one call, with retries; return a 2xx response or raise a ``ProvisionError``.
+
+        With ``check=False`` the last response is returned whatever its status (transport
+        failures still raise), for callers that read error answers themselves.
+        """
         if authenticated and self._auth is None:
             raise ConfigError("no credentials for this call", "set CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET")
         auth: httpx.Auth | None = self._auth if authenticated else None
@@ -372,6 +383,8 @@ class OrkesClient:
                 self._sleep(delay)
                 attempt += 1
                 continue
+            if not check:
+                return response
             raise self._error_for(response, method, path, key_id=key_id)
 
     def _unreachable(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *,

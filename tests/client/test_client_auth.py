@@ -84,9 +84,16 @@ def test_a_rejected_key_names_the_key_id_and_how_to_fix_it() -> None:
     assert fake.calls("GET", APPS) == []
 
 
-def test_a_404_from_token_means_the_url_is_not_an_orkes_api() -> None:
+@pytest.mark.parametrize("reply", [
+    httpx.Response(404, text="Not Found"),
+    httpx.Response(405, text="Method Not Allowed"),
+    httpx.Response(401, json={"message": "Token cannot be null or empty", "error": "INVALID_TOKEN"}),
+    httpx.Response(200, text="<!doctype html><title>Orkes</title>", headers={"content-type": "text/html"}),
+    httpx.Response(200, json={"status": "UP"}),
+], ids=["404", "405", "auth-filter-401", "html-ui", "json-without-token"])
+def test_a_token_endpoint_that_is_not_one_means_the_url_is_not_an_orkes_api(reply: httpx.Response) -> None:
     fake = FakeOrkes()
-    fake.route("POST", "/api/token", httpx.Response(404, text="Not Found"))
+    fake.route("POST", "/api/token", reply)
     with make_client(fake) as client, pytest.raises(ConfigError) as caught:
         client.list_applications()
     assert "not an Orkes API" in caught.value.message
