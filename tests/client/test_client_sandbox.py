@@ -9,14 +9,21 @@ import pytest
 from pydantic import SecretStr
 
 from orkes_provision.client import OrkesClient
-from orkes_provision.errors import AuthenticationError, ConfigError, NotFound, PermissionDenied, ServerUnavailable, UsageError
+from orkes_provision.errors import (
+    AuthenticationError,
+    ConfigError,
+    NotFound,
+    PermissionDenied,
+    ServerUnavailable,
+    UsageError,
+)
 from orkes_provision.models import MANAGED_TAG, Credentials, Tag, Target, TaskDef, app_subject
 from orkes_provision.settings import resolve_credentials
 from tests.client.helpers import Sleeps
 
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")
 
-from orkes_provision.sandbox.harness import SandboxProcess  # noqa: E402
+from orkes_provision.sandbox.harness import SandboxProcess
 
 ADMIN_PATHS = r"^/api/applications$"
 
