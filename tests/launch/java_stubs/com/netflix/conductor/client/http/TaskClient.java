@@ -1,0 +1,5 @@
+package com.netflix.conductor.client.http;
+
+public class TaskClient {
+    public TaskClient(ConductorClient client) {}
+}

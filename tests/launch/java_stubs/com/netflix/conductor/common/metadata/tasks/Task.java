@@ -1,0 +1,7 @@
+package com.netflix.conductor.common.metadata.tasks;
+
+import java.util.Map;
+
+public class Task {
+    public Map<String, Object> getInputData() { return null; }
+}
