@@ -11,8 +11,9 @@ Everything goes through ``kubectl`` (see ``orkes_provision.kube``): writes pipe 
 argv, in a file, or in an error message.
 
 Pods read a Secret through env only when they start, so after ``save`` of a new key the
-Deployments using it must be restarted: ``restart_consumers`` (rotation calls it before it
-deactivates the old key) patches their key-id checksum annotation and waits for the rollouts.
+Deployments using it must be restarted: ``after_rotation`` (rotation calls it before it
+deactivates the old key) patches their key-id checksum annotation and waits for the rollouts,
+at most ``ORKES_PROVISION_ROLLOUT_TIMEOUT`` seconds (default 300).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from typing import Any
 
 from pydantic import SecretStr
@@ -30,6 +32,7 @@ from orkes_provision.stores.base import StoredKey, canonical_server
 
 PREFIX = "k8s-secret:"
 DEFAULT_ROLLOUT_TIMEOUT = 300.0
+ROLLOUT_TIMEOUT_VARIABLE = "ORKES_PROVISION_ROLLOUT_TIMEOUT"
 
 
 def parse_spec(arg: str) -> tuple[str, str]:
@@ -44,10 +47,11 @@ def parse_spec(arg: str) -> tuple[str, str]:
 class K8sSecretStore:
     """One application's key in Secret ``namespace/name`` (and its server URL in the ConfigMap ``name``)."""
 
-    def __init__(self, namespace: str, name: str) -> None:
+    def __init__(self, namespace: str, name: str, *, rollout_timeout: float | None = None) -> None:
         self.namespace = kube.check_namespace(namespace)
         self.name = kube.check_object_name(name, "Secret")
         self.spec = f"{PREFIX}{self.namespace}/{self.name}"
+        self.rollout_timeout = rollout_timeout if rollout_timeout is not None else _rollout_timeout_from_env()
 
     @classmethod
     def from_spec(cls, spec: str) -> K8sSecretStore:
@@ -130,13 +134,19 @@ class K8sSecretStore:
         """The Deployments in the namespace whose pods read this Secret: they must restart for a new key."""
         return kube.deployments_using_secret(self.namespace, self.name)
 
-    def restart_consumers(self, key_id: str, timeout: float = DEFAULT_ROLLOUT_TIMEOUT) -> list[kube.Rollout]:
+    def restart_consumers(self, key_id: str, timeout: float | None = None) -> list[kube.Rollout]:
         """Roll every Deployment that reads this Secret onto ``key_id`` and wait, within ``timeout`` seconds.
 
         Call after ``save`` of the new key and before deactivating the old one. Idempotent: a
-        Deployment already on ``key_id`` is not restarted again.
+        Deployment already on ``key_id`` is not restarted again. Raises ``VerificationFailed``
+        when a rollout does not complete in time (the old key must then stay active).
         """
-        return kube.roll_deployments(self.namespace, self.deployments_to_roll(), key_id, timeout)
+        wait = self.rollout_timeout if timeout is None else timeout
+        return kube.roll_deployments(self.namespace, self.deployments_to_roll(), key_id, wait)
+
+    def after_rotation(self, key: StoredKey) -> None:
+        """The rotation hook (``rotation._Rotation._switch``): restart the pods onto the new key and wait."""
+        self.restart_consumers(key.key_id)
 
     def _configmap_server(self) -> str | None:
         configmap = kube.get_object("configmap", self.namespace, self.name)
@@ -152,6 +162,20 @@ class K8sSecretStore:
         except (binascii.Error, UnicodeDecodeError):
             raise StoreError(f"Secret {self.namespace}/{self.name}: {entry} is not valid base64 UTF-8 text",
                              f"rewrite it: provision keys create APP --store {self.spec}") from None
+
+
+def _rollout_timeout_from_env() -> float:
+    raw = os.environ.get(ROLLOUT_TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_ROLLOUT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:
+        raise UsageError(f"{ROLLOUT_TIMEOUT_VARIABLE}={raw[:20]!r} is not a number of seconds",
+                         "set it to the seconds a rollout may take, e.g. 300, or unset it")
+    return value
 
 
 def _annotations(obj: dict[str, Any] | None) -> dict[str, str]:
