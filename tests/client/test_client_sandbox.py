@@ -28,18 +28,6 @@ from orkes_provision.sandbox.harness import SandboxProcess
 ADMIN_PATHS = r"^/api/applications$"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    # One sandbox for the module: starting one takes a second or two. Tests use unique names.
-    data = tmp_path_factory.mktemp("xdg-data") / "orkes-provision" / "sandbox"
-    process = SandboxProcess(data)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 @pytest.fixture
 def client(server: SandboxProcess) -> Iterator[OrkesClient]:
     server.clear_faults()

@@ -1,0 +1,25 @@
+"""One sandbox server shared by the client tests that need a real server (starting one takes ~2 s)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orkes_provision.sandbox.harness import SandboxProcess
+from tests.stores.conftest import memory_keyring
+
+__all__ = ["memory_keyring", "server"]
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    pytest.importorskip("starlette", reason="the sandbox extra is not installed")
+    # The data dir sits where --profile sandbox looks when XDG_DATA_HOME is <tmp>/xdg-data.
+    data = tmp_path_factory.mktemp("xdg-data") / "orkes-provision" / "sandbox"
+    process = SandboxProcess(data)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
