@@ -396,10 +396,10 @@ class _Rotation:
             self._audit("create_key", "failed", None)
             raise ServerUnavailable(f"creating the new key of {self.app.name} failed: {err.message}",
                                     "rerun the rotation; no key was left behind and the old key is unchanged") from err
+        self._audit("create_key", "ok", created.id)
         progress.new_key_id = created.id
         self._save(progress, "created")
         self.key = StoredKey(server=self.server, app=self.app.name, key_id=created.id, secret=created.secret)
-        self._audit("create_key", "ok", created.id)
         self.on_step(f"created key {created.id}")
 
     def _delete_orphans(self, progress: RotationProgress) -> None:
