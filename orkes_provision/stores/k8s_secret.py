@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 from typing import Any
 
@@ -29,6 +30,8 @@ from pydantic import SecretStr
 from orkes_provision import kube
 from orkes_provision.errors import StoreError, UsageError
 from orkes_provision.stores.base import StoredKey, canonical_server
+
+log = logging.getLogger(__name__)
 
 PREFIX = "k8s-secret:"
 DEFAULT_ROLLOUT_TIMEOUT = 300.0
@@ -146,7 +149,9 @@ class K8sSecretStore:
 
     def after_rotation(self, key: StoredKey) -> None:
         """The rotation hook (``rotation._Rotation._switch``): restart the pods onto the new key and wait."""
-        self.restart_consumers(key.key_id)
+        for rollout in self.restart_consumers(key.key_id):
+            log.info("Deployment %s/%s %s key %s", rollout.namespace, rollout.deployment,
+                     "rolled out onto" if rollout.changed else "already runs", key.key_id)
 
     def _configmap_server(self) -> str | None:
         configmap = kube.get_object("configmap", self.namespace, self.name)
