@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from launch_helpers import FakeKey
 from pydantic import SecretStr
 
 from orkes_provision.doctor import DoctorReport
@@ -18,6 +17,7 @@ from orkes_provision.launch import (
     worker_environment,
 )
 from orkes_provision.scaffold import LANGUAGES, scaffold, template_files
+from tests.launch.launch_helpers import FakeKey
 
 
 def key(server: str = "https://example.orkesconductor.io", key_id: str = " kid-1\n",

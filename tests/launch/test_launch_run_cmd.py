@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from launch_helpers import FAKE_WORKER, PROVISION, alive, events, group_members, log_lines, wait_for
 from pydantic import SecretStr
 
 from orkes_provision.stores.base import StoredKey
 from orkes_provision.stores.envfile import EnvFileStore
+from tests.launch.launch_helpers import FAKE_WORKER, PROVISION, alive, events, group_members, log_lines, wait_for
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "env_probe.py"

@@ -10,11 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from launch_helpers import FAKE_WORKER, FakeKey, alive, events, fake_worker_env, group_members, log_lines, wait_for
 from pydantic import SecretStr
 
 from orkes_provision.launch import CommandNotFound, worker_environment
 from orkes_provision.supervise import Supervisor, SupervisorEvent, Timing, exit_status
+from tests.launch.launch_helpers import (
+    FAKE_WORKER,
+    FakeKey,
+    alive,
+    events,
+    fake_worker_env,
+    group_members,
+    log_lines,
+    wait_for,
+)
 
 FAST = Timing(grace=2.0, settle=0.5, key_poll=0.2, backoff_initial=0.2, backoff_max=1.0,
               backoff_reset_after=30.0, tick=0.05)

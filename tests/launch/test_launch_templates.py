@@ -22,10 +22,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from launch_helpers import HERE
 
 from orkes_provision.project import load_project
 from orkes_provision.scaffold import LANGUAGES, scaffold
+from tests.launch.launch_helpers import HERE
 
 JAVA_STUBS = HERE / "java_stubs"
 CREDENTIAL = re.compile(r"(keyId|key_id|keySecret|key_secret|AUTH_SECRET|AUTH_KEY)\s*[:=]\s*[\"'][^\"']{8,}")
