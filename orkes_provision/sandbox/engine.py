@@ -65,6 +65,7 @@ def start_workflow(db: Database, wf_def: dict[str, Any], *, workflow_input: dict
         "updateTime": now, "endTime": 0, "createdBy": created_by, "ownerApp": created_by, "variables": {},
         "failedReferenceTaskNames": [], "failedTaskNames": [], "workflowDefinition": wf_def,
     }
+    _drop_nulls(workflow)
     with db.tx():
         db.execute("INSERT INTO workflows (id, name, version, status, body, created_by, create_time) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (workflow_id, workflow["workflowName"],
@@ -79,7 +80,15 @@ def load_workflow(db: Database, workflow_id: str) -> dict[str, Any] | None:
     return None if row is None else loads_obj(str(row["body"]))
 
 
+def _drop_nulls(doc: dict[str, Any]) -> dict[str, Any]:
+    """Leave unset fields out, as Orkes (Jackson NON_NULL) does; the schemas have no nullable fields."""
+    for key in [k for k, v in doc.items() if v is None]:
+        del doc[key]
+    return doc
+
+
 def _save_workflow(db: Database, workflow: dict[str, Any]) -> None:
+    _drop_nulls(workflow)
     db.execute("UPDATE workflows SET status = ?, body = ? WHERE id = ?",
                (workflow["status"], dumps(workflow), workflow["workflowId"]))
 
@@ -90,6 +99,7 @@ def load_task(db: Database, task_id: str) -> dict[str, Any] | None:
 
 
 def _save_task(db: Database, task: dict[str, Any], *, queued: bool, visible_at: int) -> None:
+    _drop_nulls(task)
     db.execute("UPDATE tasks SET status = ?, queued = ?, visible_at = ?, body = ? WHERE id = ?",
                (task["status"], int(queued), visible_at, dumps(task), task["taskId"]))
 
@@ -141,6 +151,7 @@ def _schedule(db: Database, workflow: dict[str, Any], *, index: int, retry_count
         "callbackFromWorker": True, "iteration": 0, "loopOverTask": False, "queueWaitTime": 0,
         "workflowTask": workflow_task, "subworkflowChanged": False,
     }
+    _drop_nulls(task)
     db.execute("INSERT INTO tasks (id, workflow_id, seq, task_def_name, status, domain, visible_at, queued, body) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
                (task["taskId"], workflow["workflowId"], seq, name, "SCHEDULED", domain, now + delay_ms, dumps(task)))
