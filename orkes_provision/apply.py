@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orkes_provision.deliveries import deliveries_for
 from orkes_provision.environment import Environment
-from orkes_provision.errors import AuthenticationError, ConfigError, Conflict, NotFound, ProvisionError
+from orkes_provision.errors import AuthenticationError, ConfigError, Conflict, NotFound, ProvisionError, StoreError
 from orkes_provision.execute import ApplyResult, Executor, Outcome
 from orkes_provision.models import MANAGED_TAG, Application, Tag, TaskDef
 from orkes_provision.plan import Change, KeyStatus, Plan, plan_apps, plan_prune
@@ -25,6 +27,7 @@ from orkes_provision.ratelimit import AdaptiveLimiter, LimiterStats
 from orkes_provision.spec import AppSpec
 from orkes_provision.state import ServerState, read_state
 from orkes_provision.stores import CredentialStore, StoredKey, open_store
+from orkes_provision.stores.envfile import EnvFileStore
 
 if TYPE_CHECKING:
     from orkes_provision.client import OrkesClient
@@ -117,33 +120,66 @@ class EnvironmentApplyResult:
 
 
 def open_stores(env: Environment, specs: list[AppSpec]) -> dict[str, CredentialStore]:
-    """Open every application's store before anything is read or written, so a bad one stops early."""
+    """Open every application's store before anything is read or written, so a bad one stops early.
+
+    An env file whose directory does not exist yet is accepted (it holds no key, and apply creates
+    the directory, 0700, before any server write); everything else ``open_store`` refuses stops here.
+    """
     stores: dict[str, CredentialStore] = {}
     for spec in specs:
-        if spec.store is not None:
-            try:
+        if spec.store is None:
+            continue
+        try:
+            if spec.store.startswith("env-file:") and not Path(spec.store.partition(":")[2]).parent.exists():
+                stores[spec.name] = EnvFileStore(spec.store.partition(":")[2])
+            else:
                 stores[spec.name] = open_store(spec.store)
-            except ProvisionError as err:
-                raise type(err)(f"application {spec.name}: {err.message}", err.hint) from None
+        except ProvisionError as err:
+            raise type(err)(f"application {spec.name}: {err.message}", err.hint) from None
     return stores
 
 
+def prepare_stores(env_plan: EnvironmentPlan) -> None:
+    """Create the missing directories of env-file stores that will receive a key, and check them."""
+    for change in env_plan.plan.changes:
+        store = env_plan.stores.get(change.app or "") if change.kind == "create_key" else None
+        if not isinstance(store, EnvFileStore):
+            continue
+        try:
+            store.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"application {change.app}: cannot create {store.path.parent}: {err.strerror}",
+                             "create the directory yourself, or change the store in the environment file") from None
+        try:
+            store.check_writable()
+        except ProvisionError as err:
+            raise type(err)(f"application {change.app}: {err.message}", err.hint) from None
+
+
 def plan_environment(client: OrkesClient, env: Environment, *, server: str, prune: bool = False,
-                     parallelism: int = DEFAULT_PARALLELISM) -> EnvironmentPlan:
+                     parallelism: int = DEFAULT_PARALLELISM, verify_keys: bool = False) -> EnvironmentPlan:
     """Read the server and compare it with ``env``. Reads only; raises ``ProvisionError`` for a plan
-    that cannot be carried out (ambiguous application names, grants on undeclared missing tasks)."""
+    that cannot be carried out (ambiguous application names, grants on undeclared missing tasks).
+
+    A stored key is reused when the server lists it as an ACTIVE key of its application and its
+    secret authenticates. The secret is checked with a token exchange, except for keys this
+    machine delivered to that very store itself (the deliveries record says so): their secret
+    is the one the server returned. ``verify_keys`` checks those too.
+    """
     specs = env.app_specs()
     stores = open_stores(env, specs)
     stored = {name: store.load(server, name) for name, store in stores.items()}
+    trusted = {name for name, key in stored.items()
+               if key is not None and not verify_keys and _delivered_here(server, name, stores[name], key)}
     before = client.request_count
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # Independent reads go out together: workflows and key checks alongside the state.
         workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
         key_checks = {name: pool.submit(_authenticates, client, key) for name, key in stored.items()
-                      if key is not None}
+                      if key is not None and name not in trusted}
         state = _read_state(client, env, specs, parallelism)
         server_workflows = {k: f.result() for k, f in workflows.items()}
-        authenticated = {name: f.result() for name, f in key_checks.items()}
+        authenticated = {name: f.result() for name, f in key_checks.items()} | dict.fromkeys(trusted, True)
     key_status = {spec.name: _key_status(state, spec, stored.get(spec.name), authenticated.get(spec.name, False))
                   for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
@@ -169,8 +205,10 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
 def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,
                       parallelism: int = DEFAULT_PARALLELISM, limiter: AdaptiveLimiter | None = None,
                       on_outcome: Callable[[Outcome, int, int], None] | None = None) -> EnvironmentApplyResult:
-    """Carry out ``env_plan``. Failures are reported per change in the result, never raised."""
+    """Carry out ``env_plan``. Failures on the server are reported per change in the result; only a
+    store that cannot be prepared (before any write) raises."""
     limiter = limiter or AdaptiveLimiter(parallelism)
+    prepare_stores(env_plan)
     before = client.request_count
     started = time.monotonic()
     executor = Executor(client=client, server=env_plan.server, stores=env_plan.stores, actor=actor,
@@ -189,6 +227,10 @@ def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], par
     except Conflict as err:
         raise Conflict(err.message, f"application names must be unique for {_file(env)}: delete or rename the "
                                     "extras ('provision apps delete ID'), then plan again") from None
+
+
+def _delivered_here(server: str, app: str, store: CredentialStore, key: StoredKey) -> bool:
+    return any(d.store == store.spec and d.key_id == key.key_id for d in deliveries_for(server, app))
 
 
 def _authenticates(client: OrkesClient, key: StoredKey) -> bool:

@@ -51,6 +51,9 @@ def _file_option(func: Any) -> Any:
 
 
 def _parallelism_option(func: Any) -> Any:
+    func = click.option("--verify-keys", is_flag=True,
+                        help="Check every stored key's secret with a token exchange, also those this machine "
+                             "delivered itself.")(func)
     return click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=DEFAULT_PARALLELISM,
                         show_default=True, help="Requests in flight at most (lowered automatically on 429).")(func)
 
@@ -62,7 +65,7 @@ def _parallelism_option(func: Any) -> Any:
               help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on any error.")
 @_parallelism_option
 @common_options
-def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int) -> None:
+def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, verify_keys: bool) -> None:
     """Show what 'provision apply -f FILE' would change; change nothing.
 
     Reads the server and prints the changes in a stable order: + create, ~ change, - delete
@@ -78,7 +81,8 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int) -> N
         env = _load(path)
         credentials = _credentials(env)
         with _client(credentials, None) as client:
-            env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism)
+            env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism,
+                             verify_keys=verify_keys)
     except ProvisionError as err:
         if not detailed_exitcode:
             raise
@@ -96,7 +100,7 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int) -> N
               help="Also delete what this environment owns (by its tag) but no longer declares.")
 @_parallelism_option
 @common_options
-def apply(path: str, auto_approve: bool, prune: bool, parallelism: int) -> None:
+def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_keys: bool) -> None:
     """Make the server match environment file FILE: plan, ask, apply, summarise.
 
     Creates applications, roles, keys (straight into their stores), grants, task and workflow
@@ -121,7 +125,7 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int) -> None:
     limiter = AdaptiveLimiter(parallelism)
     with _client(credentials, limiter) as client, \
             file_lock(f"env|{credentials.server}|{env.name}", what=f"environment {env.name}"):
-        env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism)
+        env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism, verify_keys=verify_keys)
         if env_plan.empty:
             emit(env_plan.to_dict(), env_plan.render)
             return
@@ -173,10 +177,11 @@ def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesC
 
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,
-          parallelism: int) -> EnvironmentPlan:
+          parallelism: int, verify_keys: bool) -> EnvironmentPlan:
     from orkes_provision.apply import plan_environment
 
-    return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism)
+    return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
+                            verify_keys=verify_keys)
 
 
 def _show_and_confirm(env_plan: EnvironmentPlan, auto_approve: bool) -> None:
