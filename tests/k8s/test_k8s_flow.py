@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from orkes_provision.client import OrkesClient
 from orkes_provision.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores.k8s_secret import K8sSecretStore
 from tests.cli import output, provision
 from tests.k8s.conftest import Kubectl, validate_strict
 
@@ -91,7 +90,7 @@ def test_app_writes_the_key_into_the_secret_and_a_rerun_writes_nothing(
     assert secret_values(kubectl) == values
 
 
-def test_rotation_rolls_the_deployment_before_the_old_key_is_deactivated(
+def test_rotation_rolls_the_deployment_and_deactivates_the_old_key_only_after_the_rollout(
         sandbox: SandboxProcess, kubectl: Kubectl, env: dict[str, str], tmp_path: Path) -> None:
     created = provision(["app", "greetings-app", "--worker", "--grant", "greetings", "--register-tasks",
                          "--store", STORE], env=env, cwd=tmp_path)
@@ -102,45 +101,31 @@ def test_rotation_rolls_the_deployment_before_the_old_key_is_deactivated(
     assert deployed.returncode == 0, output(deployed)
     assert checksum(kubectl) == hashlib.sha256(old["CONDUCTOR_AUTH_KEY"].encode()).hexdigest()
 
+    # First the pods do not come up: the rotation stops before the old key is touched.
+    kubectl.set(stuck=["greetings"])
     kubectl.clear_calls()
-    rotated = provision(["keys", "rotate", "greetings-app", "--grace", "0s", "--switch-wait", "0", "--json"],
-                        env=env, cwd=tmp_path)
-    assert rotated.returncode == 0, output(rotated)
-    report = json.loads(rotated.stdout)
+    rotate = ["keys", "rotate", "greetings-app", "--grace", "0s", "--switch-wait", "0"]
+    stuck = provision(rotate, env={**env, "ORKES_PROVISION_ROLLOUT_TIMEOUT": "2"}, cwd=tmp_path)
+    assert stuck.returncode == 11, output(stuck)
+    assert "did not finish rolling out within 2s" in stuck.stderr
     new = secret_values(kubectl)
-    assert report["newKeyId"] == new["CONDUCTOR_AUTH_KEY"] != old["CONDUCTOR_AUTH_KEY"]
-    assert report["afterRotation"] == [STORE]
-    assert report["deactivated"] == [old["CONDUCTOR_AUTH_KEY"]]
+    assert new["CONDUCTOR_AUTH_KEY"] != old["CONDUCTOR_AUTH_KEY"]
     assert checksum(kubectl) == hashlib.sha256(new["CONDUCTOR_AUTH_KEY"].encode()).hexdigest()
     verbs = kubectl.verbs()
     assert verbs.index("apply") < verbs.index("patch") < verbs.index("rollout")
-    assert kubectl.state()["rolled"] == ["greetings"]
-    assert_no_secret_in_argv(kubectl, old["CONDUCTOR_AUTH_SECRET"], new["CONDUCTOR_AUTH_SECRET"])
-
-
-def test_a_stuck_rollout_keeps_the_old_key_active_and_a_rerun_finishes(
-        sandbox: SandboxProcess, kubectl: Kubectl, env: dict[str, str], tmp_path: Path) -> None:
-    created = provision(["app", "greetings-app", "--worker", "--grant", "greetings", "--register-tasks",
-                         "--store", STORE], env=env, cwd=tmp_path)
-    assert created.returncode == 0, output(created)
-    old_key = secret_values(kubectl)["CONDUCTOR_AUTH_KEY"]
-    deployed = provision(["deploy", "kubernetes", "greetings", "--image", "ghcr.io/acme/greetings:1.0", "--apply"],
-                         env=env, cwd=tmp_path)
-    assert deployed.returncode == 0, output(deployed)
-    kubectl.set(stuck=["greetings"])
-    stuck = provision(["keys", "rotate", "greetings-app", "--grace", "0s", "--switch-wait", "0"],
-                      env={**env, "ORKES_PROVISION_ROLLOUT_TIMEOUT": "2"}, cwd=tmp_path)
-    assert stuck.returncode == 11, output(stuck)
-    assert "did not finish rolling out within 2s" in stuck.stderr
     credentials = Credentials(server=sandbox.url, key_id=sandbox.admin_key_id, secret=sandbox.admin_secret)
     with OrkesClient(credentials) as client:
         app_id = next(a.id for a in client.list_applications() if a.name == "greetings-app")
-        assert {k.id: k.status for k in client.list_keys(app_id)}[old_key] == "ACTIVE"
+        assert {k.id: k.status for k in client.list_keys(app_id)}[old["CONDUCTOR_AUTH_KEY"]] == "ACTIVE"
+
+    # Then they do: the rerun resumes, waits for the rollout, and retires the old key.
     kubectl.set(stuck=[])
-    rerun = provision(["keys", "rotate", "greetings-app", "--grace", "0s", "--switch-wait", "0", "--json"],
-                      env=env, cwd=tmp_path)
+    rerun = provision([*rotate, "--json"], env=env, cwd=tmp_path)
     assert rerun.returncode == 0, output(rerun)
-    assert json.loads(rerun.stdout)["deactivated"] == [old_key]
-    new_key = K8sSecretStore("workers", "greetings-creds").read()
-    assert new_key is not None
-    assert checksum(kubectl) == hashlib.sha256(new_key.key_id.encode()).hexdigest()
+    report = json.loads(rerun.stdout)
+    assert report["newKeyId"] == new["CONDUCTOR_AUTH_KEY"]
+    assert report["afterRotation"] == [STORE]
+    assert report["deactivated"] == [old["CONDUCTOR_AUTH_KEY"]]
+    assert kubectl.state()["rolled"] == ["greetings"]
+    assert secret_values(kubectl) == new
+    assert_no_secret_in_argv(kubectl, old["CONDUCTOR_AUTH_SECRET"], new["CONDUCTOR_AUTH_SECRET"])
