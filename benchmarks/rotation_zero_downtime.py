@@ -107,10 +107,8 @@ def process_group(cmd: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[by
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # children the leader left behind
         with contextlib.suppress(subprocess.TimeoutExpired):
