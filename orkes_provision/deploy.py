@@ -15,9 +15,10 @@ Either way the pod template carries the SHA-256 of the key id, so that a new key
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from orkes_provision import kube
 from orkes_provision.errors import ConfigError, StoreError, UsageError
@@ -43,7 +44,7 @@ class WorkerManifests:
     store: str
     secret_in_cluster: bool
     extra: list[kube.Manifest] = field(default_factory=list)
-    _redact: tuple[str, ...] = field(default=(), repr=False)
+    redact: tuple[SecretStr, ...] = field(default=(), repr=False)
 
     @property
     def manifests(self) -> list[kube.Manifest]:
@@ -99,23 +100,22 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
                               f"not {app!r}", "point [application].store or --store at this application's Secret")
         namespace, credentials = store.namespace, store.name
         extra: list[kube.Manifest] = []
-        redact: tuple[str, ...] = ()
+        redact: tuple[SecretStr, ...] = ()
     else:
         namespace = kube.check_namespace(namespace or DEFAULT_NAMESPACE)
         credentials = kube.check_object_name(secret_name or default_secret_name(app), "Secret")
         key = _stored_key(store, server, app)
-        value = key.secret.get_secret_value()
         extra = [kube.secret_manifest(namespace, credentials, server=key.server, app=app, key_id=key.key_id,
-                                      secret=value),
+                                      secret=key.secret),
                  kube.configmap_manifest(namespace, credentials, server=key.server, app=app)]
-        redact = (value, base64.b64encode(value.encode()).decode())
+        redact = (key.secret,)
     deployment = kube.WorkerDeployment(
         name=name, namespace=namespace, app=app, worker=worker.name, image=image, command=list(worker.command),
         credentials=credentials, key_id=key.key_id, replicas=worker.replicas if replicas is None else replicas,
         env=dict(worker.env), cpu=cpu, memory=memory).render()
     return WorkerManifests(worker=worker.name, app=app, namespace=namespace, deployment=deployment,
                            credentials=credentials, key_id=key.key_id, store=store.describe(),
-                           secret_in_cluster=isinstance(store, K8sSecretStore), extra=extra, _redact=redact)
+                           secret_in_cluster=isinstance(store, K8sSecretStore), extra=extra, redact=redact)
 
 
 def default_secret_name(app: str) -> str:
@@ -151,7 +151,7 @@ def render_to_directory(rendered: WorkerManifests, directory: Path) -> list[Path
 def apply_to_cluster(rendered: WorkerManifests, *, wait: bool = False,
                      timeout: float = 300.0) -> list[str]:
     """``kubectl apply`` the manifests (on stdin); with ``wait``, block until the rollout completes."""
-    lines = kube.apply_manifests(rendered.manifests, redact=rendered._redact)
+    lines = kube.apply_manifests(rendered.manifests, redact=rendered.redact)
     if wait:
         kube.wait_for_rollout(rendered.namespace, rendered.deployment.name, timeout)
     return lines

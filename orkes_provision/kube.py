@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from orkes_provision.errors import NotFound, StoreError, UsageError, VerificationFailed
 
 log = logging.getLogger(__name__)
@@ -259,7 +261,8 @@ def managed_labels(app: str) -> dict[str, str]:
     return labels
 
 
-def secret_manifest(namespace: str, name: str, *, server: str, app: str, key_id: str, secret: str) -> Manifest:
+def secret_manifest(namespace: str, name: str, *, server: str, app: str, key_id: str,
+                    secret: SecretStr) -> Manifest:
     """The Secret holding ``CONDUCTOR_AUTH_KEY`` and ``CONDUCTOR_AUTH_SECRET`` (base64 ``data``).
 
     ``data``, not ``stringData``: server-side apply tracks ``data`` per key, and reading back
@@ -268,7 +271,7 @@ def secret_manifest(namespace: str, name: str, *, server: str, app: str, key_id:
     values = {
         "name": name, "namespace": namespace, "labels": managed_labels(app),
         "annotations": {APP_ANNOTATION: app, SERVER_ANNOTATION: server, KEY_ID_ANNOTATION: key_id},
-        "key_id_b64": _b64(key_id), "secret_b64": _b64(secret),
+        "key_id_b64": _b64(key_id), "secret_b64": _b64(secret.get_secret_value()),
     }
     return Manifest("Secret", name, namespace, render_template("secret.yaml", values), holds_secret=True)
 
@@ -353,12 +356,12 @@ def kubectl_path() -> str:
 
 
 def kubectl(args: Sequence[str], *, stdin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            redact: Sequence[str] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
+            redact: Sequence[SecretStr] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``kubectl ARGS`` with ``stdin`` and return the finished process.
 
     ``args`` must never hold a secret; secrets go in ``stdin``. With ``check`` a non-zero exit is a
-    ``StoreError`` carrying the first line of kubectl's error output, with every string of
-    ``redact`` masked (kubectl may quote what it was given).
+    ``StoreError`` carrying the first line of kubectl's error output, with every secret of
+    ``redact`` masked, plain and base64 (kubectl may quote what it was given).
     """
     argv = [kubectl_path(), *args]
     env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_FROM_KUBECTL}
@@ -377,7 +380,7 @@ def kubectl(args: Sequence[str], *, stdin: str | None = None, timeout: float = D
     return done
 
 
-def kubectl_failure(shown: str, stderr: str, redact: Sequence[str] = ()) -> StoreError:
+def kubectl_failure(shown: str, stderr: str, redact: Sequence[SecretStr] = ()) -> StoreError:
     """The error for a failed kubectl call: its first error line (masked), with a hint for the usual causes."""
     line = first_line(stderr, redact) or "no error output"
     if "(NotFound)" in line and "namespaces" in line:
@@ -391,15 +394,20 @@ def kubectl_failure(shown: str, stderr: str, redact: Sequence[str] = ()) -> Stor
     return StoreError(f"{shown} failed: {line}", hint)
 
 
-def first_line(text: str, redact: Sequence[str] = ()) -> str:
+def first_line(text: str, redact: Sequence[SecretStr] = ()) -> str:
+    """The first non-blank line of ``text``, each secret of ``redact`` (and its base64) masked."""
+    masks = [form for secret in redact for form in _forms(secret.get_secret_value()) if form]
     for line in text.splitlines():
         line = line.strip()
         if line:
-            for secret in redact:
-                if secret:
-                    line = line.replace(secret, "********")
+            for mask in masks:
+                line = line.replace(mask, "********")
             return line[:300]
     return ""
+
+
+def _forms(value: str) -> tuple[str, str]:
+    return value, _b64(value)
 
 
 def _shown_command(args: Sequence[str]) -> str:
@@ -415,7 +423,7 @@ def get_object(kind: str, namespace: str, name: str, *, timeout: float = DEFAULT
 
 
 def apply_manifests(manifests: Sequence[Manifest], *, timeout: float = DEFAULT_TIMEOUT,
-                    redact: Sequence[str] = ()) -> list[str]:
+                    redact: Sequence[SecretStr] = ()) -> list[str]:
     """Server-side apply ``manifests`` through stdin; returns kubectl's report lines.
 
     ``--force-conflicts``: the user named these objects for this tool to write, so fields that an
@@ -423,9 +431,8 @@ def apply_manifests(manifests: Sequence[Manifest], *, timeout: float = DEFAULT_T
     """
     if not manifests:
         return []
-    redacted = list(redact)
     done = kubectl(["apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--force-conflicts", "-f", "-"],
-                   stdin=manifest_stream(manifests), timeout=timeout, redact=redacted)
+                   stdin=manifest_stream(manifests), timeout=timeout, redact=redact)
     return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
 

@@ -72,6 +72,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     from orkes_provision.project import require_project
     from orkes_provision.settings import resolve_store_spec
     from orkes_provision.stores import open_store
+    from orkes_provision.stores.k8s_secret import K8sSecretStore
 
     if render_dir is not None and apply_:
         raise UsageError("--render and --apply exclude each other", "render to a directory, or apply; not both")
@@ -80,8 +81,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     project = require_project(project_file)
     spec = store_spec or project.store or resolve_store_spec(None)
     store = open_store(spec)
-    from orkes_provision.stores.k8s_secret import K8sSecretStore
-
+    # A Secret in the cluster names its own server; any other store is keyed by the server.
     server = None if isinstance(store, K8sSecretStore) else _server(project)
     rendered = worker_manifests(project, worker, store=store, server=server, image=image, namespace=namespace,
                                 replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory)

@@ -101,13 +101,12 @@ class K8sSecretStore:
             raise StoreError(f"Secret {self.namespace}/{self.name} holds the key of application {owner!r}",
                              "give each application its own Secret: --store k8s-secret:NAMESPACE/OTHER-NAME")
         server = canonical_server(key.server)
-        value = key.secret.get_secret_value()
         manifests = [
             kube.secret_manifest(self.namespace, self.name, server=server, app=key.app, key_id=key.key_id,
-                                 secret=value),
+                                 secret=key.secret),
             kube.configmap_manifest(self.namespace, self.name, server=server, app=key.app),
         ]
-        kube.apply_manifests(manifests, redact=[value, base64.b64encode(value.encode()).decode()])
+        kube.apply_manifests(manifests, redact=[key.secret])
 
     def delete(self, server: str, app: str) -> None:
         """Remove the key: the objects if this tool made them, else only the entries it wrote."""

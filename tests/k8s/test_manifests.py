@@ -8,6 +8,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from orkes_provision import kube
 from orkes_provision.errors import UsageError
@@ -60,7 +61,7 @@ def test_pod_template_carries_sha256_of_key_id_and_selector_matches_pod_labels()
 
 def test_secret_and_configmap_are_valid_and_hold_the_key_in_base64() -> None:
     secret = kube.secret_manifest("workers", "creds", server=SERVER, app="greetings-app", key_id="key-1",
-                                  secret="s3cret")
+                                  secret=SecretStr("s3cret"))
     configmap = kube.configmap_manifest("workers", "creds", server=SERVER, app="greetings-app")
     [sdoc], [cdoc] = load_documents(secret.text), load_documents(configmap.text)
     validate_strict(sdoc)
