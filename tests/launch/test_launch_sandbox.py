@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,8 +57,8 @@ class Lab:
         return subprocess.run([str(PROVISION), *args], cwd=cwd or self.tmp, env=env or self.env, capture_output=True,
                               text=True, timeout=timeout)
 
-    def init(self) -> None:
-        result = self.provision("init", "--lang", "python", str(self.project))
+    def init(self, language: str = "python") -> None:
+        result = self.provision("init", "--lang", language, str(self.project))
         assert result.returncode == 0, result.stderr
 
     def start_worker(self, *args: str) -> subprocess.Popen[str]:
@@ -110,8 +112,8 @@ def test_preflight_without_provisioning_credentials_checks_what_the_key_itself_c
     assert "authenticates and has WORKER; EXECUTE grants not checked" in allowed.stderr
 
 
-def test_the_python_template_worker_under_worker_run_completes_a_workflow(lab: Lab) -> None:
-    lab.init()
+def run_greetings_workflow(lab: Lab) -> tuple[dict[str, Any], str, int]:
+    """Provision the app, start the template's worker, run the workflow; stop the worker after."""
     made = lab.provision("app", "--worker", "--grant", "greetings", "--register-tasks", "--store", lab.store,
                          cwd=lab.project)
     assert made.returncode == 0, made.stderr
@@ -124,11 +126,17 @@ def test_the_python_template_worker_under_worker_run_completes_a_workflow(lab: L
         while workflow.get("status") == "RUNNING" and time.monotonic() < deadline:
             time.sleep(0.2)
             workflow = admin.get_workflow(workflow_id)
-    assert workflow["status"] == "COMPLETED"
-    assert workflow["output"] == {"greeting": "Hello, Orkes"}
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0
+    return workflow, output, proc.returncode
+
+
+def test_the_python_template_worker_under_worker_run_completes_a_workflow(lab: Lab) -> None:
+    lab.init()
+    workflow, output, returncode = run_greetings_workflow(lab)
+    assert workflow["status"] == "COMPLETED"
+    assert workflow["output"] == {"greeting": "Hello, Orkes"}
+    assert returncode == 0
     assert "preflight: ok" in output
     started = [int(line.rsplit(" ", 1)[1]) for line in output.splitlines() if " started pid " in line]
     assert len(started) == 1
@@ -137,6 +145,22 @@ def test_the_python_template_worker_under_worker_run_completes_a_workflow(lab: L
     key = EnvFileStore(lab.tmp / "worker.env").load(lab.sandbox.url, APP)
     assert key is not None
     assert key.secret.get_secret_value() not in output
+
+
+JS_NODE_MODULES = os.environ.get("ORKES_PROVISION_JS_NODE_MODULES", "")
+
+
+@pytest.mark.skipif(not (JS_NODE_MODULES and (Path(JS_NODE_MODULES) / "@io-orkes/conductor-javascript").is_dir()
+                         and shutil.which("node")),
+                    reason="opt-in: set ORKES_PROVISION_JS_NODE_MODULES to a node_modules with "
+                           "@io-orkes/conductor-javascript (npm install needs the registry)")
+def test_the_javascript_template_worker_completes_a_workflow(lab: Lab) -> None:
+    lab.init("javascript")
+    (lab.project / "node_modules").symlink_to(JS_NODE_MODULES)
+    workflow, output, returncode = run_greetings_workflow(lab)
+    assert workflow["status"] == "COMPLETED", output
+    assert workflow["output"] == {"greeting": "Hello, Orkes"}
+    assert returncode == 0
 
 
 def test_make_demo_prints_completed_and_hello_orkes_and_leaves_nothing_running() -> None:

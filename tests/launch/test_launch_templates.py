@@ -106,6 +106,8 @@ def test_javascript_template_is_valid_module_syntax(tmp_path: Path) -> None:
     source = (directory / "worker.js").read_text()
     assert 'taskDefName: "greetings"' in source
     assert "OrkesClients.from()" in source  # reads CONDUCTOR_* from the environment
+    # A plain 'npm install' of the SDK fails on its conflicting optional peers without this.
+    assert "legacy-peer-deps=true" in (directory / ".npmrc").read_text().splitlines()
 
 
 def balanced(source: str) -> bool:

@@ -8,6 +8,8 @@ import { OrkesClients, TaskHandler } from "@io-orkes/conductor-javascript";
 // Input "name", output "greeting": "Hello, <name>".
 const greetings = {
   taskDefName: "greetings",
+  concurrency: 1,
+  pollInterval: 100,
   execute: async (task) => ({
     status: "COMPLETED",
     outputData: { greeting: `Hello, ${task.inputData?.name}` },
