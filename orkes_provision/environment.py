@@ -66,13 +66,6 @@ assert set(get_args(Access)) == set(ACCESS_TYPES)
 assert set(get_args(Role)) == set(KNOWN_ROLES)
 
 
-def _upper(value: Any) -> Any:
-    """Access and role names are case-insensitive in the file; the server wants them upper-case."""
-    if isinstance(value, list):
-        return [v.strip().upper() if isinstance(v, str) else v for v in value]
-    return value
-
-
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
@@ -154,8 +147,6 @@ class GrantEntry(BaseModel):
     access: list[Access] = Field(default_factory=lambda: list[Access](["EXECUTE"]), min_length=1,
                                  description="Access to grant on each target; default EXECUTE.")
 
-    _upper_access = field_validator("access", mode="before")(_upper)
-
     @field_validator("tasks", "workflows", "tags", "domains")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
@@ -182,8 +173,6 @@ class ApplicationEntry(BaseModel):
     store: str | None = Field(default=None, description=f"Where the key goes ({STORE_FORMS}; env-file paths are "
                                                         "relative to this file). Omit it: no key is managed.")
     grants: list[GrantEntry] = Field(default_factory=list)
-
-    _upper_roles = field_validator("roles", mode="before")(_upper)
 
     @field_validator("roles")
     @classmethod
@@ -299,15 +288,19 @@ def load_environment(path: Path | str) -> Environment:
         raise ConfigError(f"{shown}: is a directory, not an environment file", "give the .toml file to -f") from None
     except OSError as err:
         raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
-    data = parse_toml(raw, shown)
-    try:
-        env = Environment.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(f"{shown}: {format_validation_error(err)}", _hint(err)) from None
+    env = validate_environment(parse_toml(raw, shown), shown)
     env._path = path.resolve()
     env._workflow_defs = [_load_workflow(env, index, entry, shown) for index, entry in enumerate(env.workflows)]
     _check_unique_workflows(env, shown)
     return env
+
+
+def validate_environment(data: Any, shown: str) -> Environment:
+    """Validate parsed data; ``ConfigError`` with the first problem, located, on one line."""
+    try:
+        return Environment.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{shown}: {format_validation_error(err)}", _hint(err)) from None
 
 
 def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:
