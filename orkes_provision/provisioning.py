@@ -91,6 +91,8 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
                                 parallelism=8, managed_tags=(MANAGED_TAG,), on_outcome=on_outcome)
             applied = executor.run(plan)
             result.applied = applied
+            if len(applied.failed) == 1 and not applied.skipped and applied.failed[0].error is not None:
+                raise applied.failed[0].error
             if applied.failed:
                 raise PartialFailure(applied)
             result.app_id = applied.app_ids.get(spec.name, result.app_id)
