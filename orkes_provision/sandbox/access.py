@@ -23,7 +23,8 @@ Rules (each endpoint module applies them through the helpers below):
   of those roles, being the creator, or any grant on it (listing filters to what is readable).
 - Polling and updating a task: ``UNRESTRICTED_WORKER``, or ``WORKER`` plus ``EXECUTE`` on the
   ``TASK_DEF``, on a ``TAG`` ``key:value`` the task definition carries, or on the ``DOMAIN``
-  polled. Otherwise 403 "You don't have permissions to execute task: <name>".
+  polled (or ``WORKER`` and having registered the task definition). Otherwise 403 "You don't
+  have permissions to execute task: <name>".
 - Starting a workflow: ``WORKFLOW_MANAGER``, being the definition's creator, or ``EXECUTE`` on
   the ``WORKFLOW_DEF`` (or a ``TAG`` it carries). Reading a workflow: the same, ``READ`` on the
   definition, or having started it.

@@ -129,6 +129,8 @@ def _check_execute(st: SandboxState, principal: Principal, task_type: str, domai
         return
     if "WORKER" in principal.roles:
         definition = engine.task_def(st.db, task_type)
+        if definition.get("createdBy") == principal.user_id:
+            return  # a creator gets access to what it creates
         targets = [("TASK_DEF", task_type), *tag_targets(definition.get("tags"))]
         if domain:
             targets.append(("DOMAIN", domain))

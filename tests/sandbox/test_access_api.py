@@ -157,7 +157,7 @@ def test_roles_live_on_the_app_user_read_through_an_encoded_path(api: Api) -> No
 
 
 def test_unknown_role_is_400_and_admin_only_roles_need_an_admin(api: Api) -> None:
-    creator_id, creator = api.new_app("creator", "APPLICATION_CREATOR")
+    _, creator = api.new_app("creator", "APPLICATION_CREATOR")
     own = api.client.post("/api/applications", json={"name": "mine"}, headers=creator).json()
     unknown = api.client.post(f"/api/applications/{own['id']}/roles/SUPERUSER", headers=api.admin)
     assert unknown.status_code == 400
@@ -169,7 +169,6 @@ def test_unknown_role_is_400_and_admin_only_roles_need_an_admin(api: Api) -> Non
         _error_shape(denied.json(), 403)
     assert api.client.post(f"/api/applications/{own['id']}/roles/UNRESTRICTED_WORKER",
                            headers=api.admin).status_code == 200
-    del creator_id
 
 
 def test_a_creator_manages_only_what_it_created(api: Api) -> None:

@@ -259,3 +259,12 @@ def test_in_progress_with_callback_requeues_the_task_later(api: Api, started: st
     assert engine.poll(db, "greetings", None, "w", 1, t0 + 29_000) == []
     [again] = engine.poll(db, "greetings", None, "w", 1, t0 + 30_000)
     assert (again["taskId"], again["pollCount"], again["outputData"]) == (task["taskId"], 2, {"progress": 1})
+
+
+def test_a_worker_that_registered_the_task_def_may_run_it_without_a_grant(api: Api) -> None:
+    _, owner = api.new_app("owner", "WORKER", "METADATA_API")
+    assert api.client.post("/api/metadata/taskdefs", json=[{"name": "mine", "timeoutSeconds": 60}],
+                           headers=owner).status_code == 200
+    assert api.client.get("/api/tasks/poll/batch/mine?timeout=0", headers=owner).json() == []
+    _, stranger = api.new_app("stranger", "WORKER")
+    assert api.client.get("/api/tasks/poll/batch/mine?timeout=0", headers=stranger).status_code == 403

@@ -43,7 +43,7 @@ def test_invalid_task_defs_are_400_with_validation_errors(api: Api) -> None:
 
 def test_registering_needs_metadata_api_and_the_registrant_owns_the_definition(api: Api) -> None:
     _, plain = api.new_app("plain", "WORKER")
-    author_id, author = api.new_app("author", "METADATA_API")
+    _, author = api.new_app("author", "METADATA_API")
     _, rival = api.new_app("rival", "METADATA_API")
     assert api.client.post("/api/metadata/taskdefs", json=[GREETINGS], headers=plain).status_code == 403
     assert api.client.post("/api/metadata/taskdefs", json=[GREETINGS], headers=author).status_code == 200
@@ -61,7 +61,6 @@ def test_registering_needs_metadata_api_and_the_registrant_owns_the_definition(a
     # A plain worker sees only definitions it has a grant on.
     assert api.client.get("/api/metadata/taskdefs", headers=plain).json() == []
     assert api.client.get("/api/metadata/taskdefs/greetings", headers=plain).status_code == 403
-    del author_id
 
 
 def test_task_defs_list_filters_by_tag(api: Api) -> None:
