@@ -116,3 +116,24 @@ def test_bad_options_exit_2_before_anything_changes(
     assert result.returncode == 2
     assert message in result.stderr
     assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
+
+
+def test_after_provision_app_a_rotation_leaves_a_working_new_key_in_the_env_file_and_one_active_key(
+        admin: OrkesClient, server: str, app_name: str, tmp_path: Path, env: dict[str, str]) -> None:
+    env_store = EnvFileStore(tmp_path / "worker.env")
+    made = provision(["app", app_name, "--worker", "--grant", "greetings", "--register-tasks",
+                      "--store", env_store.spec, "--json"], env)
+    assert made.returncode == 0, made.stderr
+    app_id, old_id = json_out(made)["appId"], json_out(made)["keyId"]
+
+    result = provision(["keys", "rotate", app_name, "--grace", "0s", "--switch-wait", "0", "--json"], env)
+
+    assert result.returncode == 0, result.stderr
+    stored = env_store.load(server, app_name)
+    assert stored is not None
+    assert stored.key_id == json_out(result)["newKeyId"] != old_id
+    assert authenticates(admin, stored)
+    assert key_statuses(admin, app_id) == {stored.key_id: "ACTIVE"}
+    doctor = provision(["doctor", app_name, "--task", "greetings", "--store", env_store.spec, "--json"], env)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert json_out(doctor)["ok"] is True

@@ -237,3 +237,54 @@ def test_the_switch_waits_and_calls_after_rotation_hooks_before_deactivating(
 
     assert events == [f"hook {report.new_key_id} old=ACTIVE", "sleep 7 old=ACTIVE"]
     assert report.after_rotation == ["memory"]
+
+
+def test_verification_covers_the_worker_role_and_execute_on_the_granted_tasks(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    store = MemoryStore()
+    app = worker_app([store], tasks=("greetings",))
+    admin.remove_role(app.id, "WORKER")
+
+    with pytest.raises(VerificationFailed, match="lacks the WORKER role") as failure:
+        rotate(admin, server, app, store)
+
+    assert f"provision app {app.name} --worker" in failure.value.hint
+    assert app.key.key_id in active_keys(admin, app.id)
+    admin.add_role(app.id, "WORKER")
+    report = rotate(admin, server, app, store)
+    assert report.verified
+    assert active_keys(admin, app.id) == [report.new_key_id]
+
+
+def test_a_pending_rotation_refuses_other_stores_until_it_is_finished(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+    store, other = MemoryStore(), MemoryStore()
+    other.spec = "other"
+    app = worker_app([store])
+    with pytest.raises(VerificationFailed):  # stops the rotation after "stored"
+        rotate_with_token_fault(admin, server, app, store)
+
+    with pytest.raises(UsageError, match="is pending for the stores memory"):
+        rotate(admin, server, app, store, other)
+    report = rotate(admin, server, app, store)
+    assert report.resumed_from == "stored"
+
+
+def rotate_with_token_fault(admin: OrkesClient, server: str, app: WorkerApp, store: CredentialStore) -> None:
+    admin.add_fault("POST", r"^/api/token$", status=401)
+    try:
+        rotate(admin, server, app, store)
+    finally:
+        admin.clear_faults()
+
+
+def test_json_and_memory_deliveries_are_reported_as_skipped_not_written(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path) -> None:
+    env_store = EnvFileStore(tmp_path / "worker.env")
+    app = worker_app([env_store, MemoryStore()])
+
+    report = rotate_key(admin, server=server, app=app.name, grace=timedelta(0), switch_wait=0)
+
+    assert [d["store"] for d in report.delivered] == [env_store.spec]
+    assert [s["store"] for s in report.skipped] == ["memory"]
+    assert env_store.load(server, app.name).key_id == report.new_key_id  # type: ignore[union-attr]
