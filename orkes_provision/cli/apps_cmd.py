@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -35,7 +36,8 @@ def list_apps() -> None:
 
     with make_client() as client:
         found = sorted(client.list_applications(), key=lambda a: (a.name, a.id))
-    rows = [{"id": a.id, "name": a.name, "tags": {t.key: t.value for t in a.tags}} for a in found]
+    rows: list[dict[str, Any]] = [{"id": a.id, "name": a.name, "tags": {t.key: t.value for t in a.tags}}
+                                  for a in found]
 
     def text() -> str:
         if not rows:
@@ -101,7 +103,7 @@ def delete(app: str, yes: bool) -> None:
     with make_client(credentials) as client:
         target = find_application(client, app)
         if not yes:
-            if not click.get_text_stream("stdin").isatty():
+            if not sys.stdin.isatty():
                 raise UsageError(f"refusing to delete {target.name} without confirmation",
                                  "add --yes when running without a terminal")
             click.confirm(f"Delete application {target.name} ({target.id}) and all its keys?", abort=True)

@@ -35,7 +35,7 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
     if not wanted:
         raise UsageError("no target given", "name tasks, or use --workflow, --tag key:value or --domain")
     try:
-        return [GrantSpec(type=kind, id=ident, access=access or ("EXECUTE",)) for kind, ident in wanted]  # type: ignore[arg-type]
+        return [GrantSpec(type=kind, id=ident, access=access or ("EXECUTE",)) for kind, ident in wanted]
     except ValidationError as err:
         first = err.errors()[0]
         raise UsageError(f"invalid {first['loc'][0]}: {str(first['msg']).removeprefix('Value error, ')}",
