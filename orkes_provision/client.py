@@ -93,6 +93,7 @@ class OrkesClient:
         self._count_lock = threading.Lock()
         self._request_count = 0
         self._secrets: set[str] = set()
+        self._secrets_lock = threading.Lock()
         self._auth: OrkesTokenAuth | None = None
         if credentials is not None:
             self._remember_secret(credentials.secret)
@@ -484,10 +485,13 @@ class OrkesClient:
     def _remember_secret(self, secret: SecretStr) -> None:
         value = secret.get_secret_value().strip()
         if len(value) >= 4:
-            self._secrets.add(value)
+            with self._secrets_lock:
+                self._secrets.add(value)
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
+        with self._secrets_lock:
+            secrets = tuple(self._secrets)
+        for secret in secrets:
             text = text.replace(secret, "[redacted]")
         return text
 
