@@ -15,8 +15,8 @@ from pathlib import Path
 PRIVATE_MODE = 0o600
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, mode 0600. Raises ``OSError`` on failure.
+def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE) -> None:
+    """Atomically replace ``path`` with ``data``, mode 0600 (or ``mode``). Raises ``OSError`` on failure.
 
     The rename replaces a symlink at ``path`` rather than following it; callers that must
     refuse symlinks check before calling.
@@ -24,11 +24,11 @@ def write_private_file(path: Path, data: bytes) -> None:
     directory = path.parent
     tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, PRIVATE_MODE)
+    fd = os.open(tmp, flags, mode)
     try:
         try:
             # The umask can only remove bits, but make the mode exact whatever it was.
-            os.fchmod(fd, PRIVATE_MODE)
+            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
