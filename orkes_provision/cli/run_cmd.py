@@ -209,10 +209,10 @@ def _store_spec(flag: str | None, project: Project | None) -> str | None:
 
 
 def _app_command(app: str, tasks: list[str], spec: str | None) -> str:
-    parts = ["provision", "app", app, "--worker", *[f"--grant={t}" for t in tasks]]
+    parts = ["provision", "app", shlex.quote(app), "--worker", *[f"--grant {shlex.quote(t)}" for t in tasks]]
     if spec:
-        parts.append(f"--store={spec}")
-    return shlex.join(parts).replace("--grant=", "--grant ").replace("--store=", "--store ")
+        parts.append(f"--store {shlex.quote(spec)}")
+    return " ".join(parts)
 
 
 def _load_key(server: str, app: str, spec: str | None,
@@ -288,8 +288,8 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
     base = dict(os.environ)
     env = worker_environment(base, key, runtime, extra)
     require_program(command, env, cwd)
-    for line in describe_environment(env):
-        if opts().verbose:
+    if opts().verbose:
+        for line in describe_environment(env):
             info(f"worker environment: {line}")
     shown = shlex.join(command)
     if not supervise:
@@ -302,10 +302,22 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
 
     info(f"provision: supervising {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}, "
          f"{replicas} replica(s), restart {restart_policy}")
+    from orkes_provision.worker_status import SupervisorStatus
+
+    # Published for 'keys rotate': it keeps the old key ACTIVE while a worker still runs it.
+    status = SupervisorStatus(key.server, app)
+
+    def on_event(event: SupervisorEvent) -> None:
+        status.on_event(event)
+        _print_event(event)
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=_print_event)
-    return supervisor.run()
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=on_event)
+    try:
+        return supervisor.run()
+    finally:
+        status.close()
 
 
 def _print_event(event: SupervisorEvent) -> None:

@@ -112,14 +112,14 @@ def test_preflight_without_provisioning_credentials_checks_what_the_key_itself_c
     assert "authenticates and has WORKER; EXECUTE grants not checked" in allowed.stderr
 
 
-def run_greetings_workflow(lab: Lab) -> tuple[dict[str, Any], str, int]:
+def run_greetings_workflow(lab: Lab, *worker_args: str) -> tuple[dict[str, Any], str, int]:
     """Provision the app, start the template's worker, run the workflow; stop the worker after."""
     made = lab.provision("app", "--worker", "--grant", "greetings", "--register-tasks", "--store", lab.store,
                          cwd=lab.project)
     assert made.returncode == 0, made.stderr
     with lab.admin() as admin:
         admin.register_workflow_def(WORKFLOW)
-        proc = lab.start_worker()
+        proc = lab.start_worker(*worker_args)
         workflow_id = admin.start_workflow("greetings", {"name": "Orkes"})
         deadline = time.monotonic() + 60
         workflow = admin.get_workflow(workflow_id)
@@ -133,11 +133,12 @@ def run_greetings_workflow(lab: Lab) -> tuple[dict[str, Any], str, int]:
 
 def test_the_python_template_worker_under_worker_run_completes_a_workflow(lab: Lab) -> None:
     lab.init()
-    workflow, output, returncode = run_greetings_workflow(lab)
+    workflow, output, returncode = run_greetings_workflow(lab, "-vv")  # every request logged: still no secret
     assert workflow["status"] == "COMPLETED"
     assert workflow["output"] == {"greeting": "Hello, Orkes"}
     assert returncode == 0
     assert "preflight: ok" in output
+    assert "GET /api/" in output or "GET /" in output, output[:2000]
     started = [int(line.rsplit(" ", 1)[1]) for line in output.splitlines() if " started pid " in line]
     assert len(started) == 1
     assert not alive(started[0])
