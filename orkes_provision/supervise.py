@@ -307,6 +307,10 @@ class Supervisor(Generic[K]):
         except ProvisionError as err:
             self._emit("warning", None, None, f"cannot re-read the key ({err.message}); keeping the running workers")
             return
+        except Exception as err:  # a store backend's own failure must not end the supervision
+            self._emit("warning", None, None,
+                       f"cannot re-read the key ({type(err).__name__}); keeping the running workers")
+            return
         if key is None:
             if not self._missing_key_reported:
                 self._emit("warning", None, None, "the key is no longer in the store; keeping the running workers")
