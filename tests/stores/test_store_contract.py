@@ -36,7 +36,8 @@ def _unique_server() -> str:
     return f"https://{uuid.uuid4().hex[:12]}.example.com/api"
 
 
-@pytest.fixture(params=["memory", "env-file", "keyring", "keyring-secret-service", "json"])
+@pytest.fixture(params=["memory", "env-file", "keyring",
+                        pytest.param("keyring-secret-service", marks=pytest.mark.secret_service), "json"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]:
     kind = request.param
     if kind == "memory":
@@ -48,9 +49,9 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
         backend = MemoryKeyring()
         yield Subject(KeyringStore(backend), reopen=lambda: KeyringStore(backend))
     elif kind == "keyring-secret-service":
-        request.applymarker(pytest.mark.secret_service)
+        # Runs under scripts/with-keyring (PYTHON_KEYRING_BACKEND=SecretService); skipped elsewhere.
         if usable_keyring() is None:
-            pytest.skip("no usable keyring backend")
+            pytest.fail("the Secret Service backend is not usable")
         created = KeyringStore()
         yield Subject(created, reopen=lambda: open_store("keyring"))
     else:
