@@ -27,7 +27,9 @@ The steps (``rotation_state.STEPS``), each persisted before the next begins:
 5. **switch**: stores that need to act after a rotation expose ``after_rotation(key)`` (e.g. a
    Kubernetes rollout); it is called here. Then the run waits ``switch_wait`` seconds so that
    supervised workers (``provision run --supervise``), which poll their store, start a worker
-   on the new key and stop the old one before the old key stops working.
+   on the new key and stop the old one before the old key stops working. Supervisors on this
+   machine publish the key ids their workers run (``worker_status``): if one still runs an old
+   key after the wait (its new worker would not start), the run stops (exit 11), old key ACTIVE.
 6. **deactivate** each old key still ACTIVE (the toggle is not idempotent: the status is read
    first, and re-read after an ambiguous failure). The time is recorded locally.
 7. **prune**: delete the application's keys that have been INACTIVE longer than ``grace``
@@ -78,6 +80,7 @@ from orkes_provision.rotation_state import (
 )
 from orkes_provision.state import find_application
 from orkes_provision.stores import CredentialStore, StoredKey, open_store
+from orkes_provision.worker_status import supervised_workers
 
 if TYPE_CHECKING:
     from orkes_provision.client import OrkesClient
@@ -484,7 +487,23 @@ class _Rotation:
         if switch_wait > 0:
             self.on_step(f"waiting {switch_wait:g}s for supervised workers to switch to key {key.key_id}")
             self.sleep(switch_wait)
+        self._check_supervisors(progress)
         self._save(progress, "switched")
+
+    def _check_supervisors(self, progress: RotationProgress) -> None:
+        """Refuse to go on while a local supervised worker still runs an old key (its switch failed)."""
+        old = set(progress.old_key_ids)
+        lagging = [(s.supervisor_pid, sorted(s.keys_in_use & old))
+                   for s in supervised_workers(self.server, self.app.name) if s.keys_in_use & old]
+        if not lagging:
+            return
+        pid, keys = lagging[0]
+        self._audit("switch", "failed", progress.new_key_id)
+        raise VerificationFailed(
+            f"a supervised worker of {self.app.name} (supervisor pid {pid}) still runs the old key "
+            f"{', '.join(keys)}; the old key stays ACTIVE",
+            "see that supervisor's output (does the new worker start?), then rerun "
+            f"'provision keys rotate {self.app.name}' to finish")
 
     def _deactivate(self, progress: RotationProgress) -> None:
         assert progress.new_key_id is not None
