@@ -51,7 +51,7 @@ from orkes_provision.models import (
     TaskDef,
     app_user_id,
 )
-from orkes_provision.retry import RetryPolicy, retry_after_seconds
+from orkes_provision.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 from orkes_provision.urls import normalize_server_url
 
 log = logging.getLogger("orkes_provision.http")
@@ -60,6 +60,8 @@ USER_AGENT = f"orkes-provision/{__version__}"
 M = TypeVar("M", bound=BaseModel)
 _START = "orkes_provision.start"
 _MAX_MESSAGE = 300
+_MAYBE_APPLIED_HINT = ("the request may have been applied anyway; rerun the command, "
+                       "which reads the current state before changing anything")
 
 
 def _seg(value: str) -> str:
@@ -361,6 +363,7 @@ class OrkesClient:
         auth: httpx.Auth | None = self._auth if authenticated else None
         policy = self.retry_policy
         attempt = 0
+        maybe_applied = False  # an earlier attempt may have reached the server and been carried out
         while True:
             try:
                 response = self._http.request(method, path.lstrip("/"), json=json, params=params, auth=auth)
@@ -371,9 +374,14 @@ class OrkesClient:
                     log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
                     self._sleep(delay)
                     attempt += 1
+                    maybe_applied = maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
                     continue
                 raise self._unreachable(err, method, path, safe=safe) from None
             if response.is_success:
+                return response
+            if method == "DELETE" and response.status_code == 404 and maybe_applied:
+                # The lost answer was to a delete the server did carry out: gone is what was asked for.
+                log.info("%s %s: 404 after a lost answer; treating it as deleted", method, path)
                 return response
             if attempt < policy.max_retries and policy.should_retry_status(response.status_code, safe=safe):
                 asked = retry_after_seconds(response)
@@ -383,10 +391,14 @@ class OrkesClient:
                 log.info("%s %s: %d; retrying in %.1fs", method, path, response.status_code, delay)
                 self._sleep(delay)
                 attempt += 1
+                maybe_applied = maybe_applied or response.status_code != 429
                 continue
             if not check:
                 return response
-            raise self._error_for(response, method, path, key_id=key_id)
+            error = self._error_for(response, method, path, key_id=key_id)
+            if not safe and response.status_code >= 500:
+                error.hint = _MAYBE_APPLIED_HINT
+            raise error
 
     def _unreachable(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *,
                      safe: bool) -> ProvisionError:
@@ -403,10 +415,7 @@ class OrkesClient:
         else:
             reason = _one_line(str(err)) or type(err).__name__
         message = f"cannot reach {self.server}: {self._redact(reason)} ({method} /api{path})"
-        if not safe:
-            return ServerUnavailable(message, "the request may have been applied anyway; rerun the command, "
-                                     "which reads the current state before changing anything")
-        return ServerUnavailable(message)
+        return ServerUnavailable(message, None if safe else _MAYBE_APPLIED_HINT)
 
     def _error_for(self, response: httpx.Response, method: str, path: str, *,
                    key_id: str | None = None) -> ProvisionError:

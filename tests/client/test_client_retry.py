@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from orkes_provision.errors import RateLimited, ServerUnavailable
+from orkes_provision.errors import NotFound, RateLimited, ServerUnavailable
 from orkes_provision.models import Subject, Target
 from orkes_provision.retry import RetryPolicy, retry_after_seconds
 from tests.client.helpers import FakeOrkes, Sleeps, error_body, make_client
@@ -72,9 +72,10 @@ def test_create_application_is_not_retried_on_503() -> None:
     fake = FakeOrkes()
     fake.script("POST", APPS, error_body(503, "unavailable"))
     fake.route("POST", APPS, OK_APP)
-    with make_client(fake) as client, pytest.raises(ServerUnavailable):
+    with make_client(fake) as client, pytest.raises(ServerUnavailable) as caught:
         client.create_application("w")
     assert len(fake.calls("POST", APPS)) == 1
+    assert "may have been applied" in caught.value.hint
 
 
 @pytest.mark.parametrize("error", [httpx.ReadError("reset"), httpx.RemoteProtocolError("closed"),
@@ -196,3 +197,22 @@ def test_exchange_token_of_a_key_is_a_safe_call() -> None:
     fake.script("POST", "/api/token", httpx.ReadTimeout("slow"))
     with make_client(fake) as client:
         assert client.exchange_token("k2", SecretStr("s2")).get_secret_value() == fake.tokens[0]
+
+
+@pytest.mark.parametrize("first", [httpx.ReadError("reset"), error_body(504, "gateway timeout")],
+                         ids=["lost-answer", "gateway-timeout"])
+def test_a_delete_whose_answer_was_lost_and_whose_retry_finds_nothing_is_done(first: object) -> None:
+    fake = FakeOrkes()
+    fake.script("DELETE", "/api/applications/a1/accessKeys/k1", first)
+    fake.route("DELETE", "/api/applications/a1/accessKeys/k1", error_body(404, "Access key 'k1' not found"))
+    with make_client(fake) as client:
+        client.delete_key("a1", "k1")
+    assert len(fake.calls("DELETE", "/api/applications/a1/accessKeys/k1")) == 2
+
+
+def test_a_delete_of_something_that_never_existed_is_still_not_found() -> None:
+    fake = FakeOrkes()
+    fake.script("DELETE", "/api/applications/a1", httpx.ConnectError("refused"))
+    fake.route("DELETE", "/api/applications/a1", error_body(404, "Application 'a1' not found"))
+    with make_client(fake) as client, pytest.raises(NotFound):
+        client.delete_application("a1")
