@@ -5,13 +5,17 @@
 - java: compiled by javac against stub declarations of the SDK classes it uses (java_stubs/),
   and its pom.xml validated by Maven offline;
 - javascript: ``node --check`` (syntax, as an ES module) and package.json parsed;
-- go and csharp: structure only (no Go or .NET toolchain here): the files, the SDK dependency,
-  the calls that read the credentials from the environment, balanced brackets.
+- go: structure (the SDK dependency, the calls that read the credentials from the environment,
+  balanced brackets), and where a Go toolchain exists, gofmt and a build against stub
+  declarations of the SDK API it uses (go_stubs/);
+- csharp: structure only (no .NET toolchain): the files, the SDK dependency, the host that reads
+  the credentials from the environment, balanced brackets.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import py_compile
 import re
 import shutil
@@ -28,6 +32,7 @@ from orkes_provision.scaffold import LANGUAGES, scaffold
 from tests.launch.launch_helpers import HERE
 
 JAVA_STUBS = HERE / "java_stubs"
+GO_STUBS = HERE / "go_stubs"
 CREDENTIAL = re.compile(r"(keyId|key_id|keySecret|key_secret|AUTH_SECRET|AUTH_KEY)\s*[:=]\s*[\"'][^\"']{8,}")
 
 
@@ -145,6 +150,20 @@ def test_go_template_is_gofmt_clean(tmp_path: Path) -> None:
     result = subprocess.run(["gofmt", "-l", str(directory / "main.go")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="no Go toolchain here")
+def test_go_template_builds_against_the_sdk_signatures_it_uses(tmp_path: Path) -> None:
+    directory = render(tmp_path, "go")
+    with (directory / "go.mod").open("a") as handle:
+        handle.write(f"\nreplace github.com/conductor-sdk/conductor-go => {GO_STUBS}\n")
+    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOPATH": str(tmp_path / "gopath"),
+           "GOCACHE": str(tmp_path / "gocache"), "GOTOOLCHAIN": "local"}
+    result = subprocess.run(["go", "vet", "."], cwd=directory, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run(["go", "build", "-o", str(tmp_path / "greetings"), "."], cwd=directory, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
 
 
 def test_csharp_template_structure(tmp_path: Path) -> None:

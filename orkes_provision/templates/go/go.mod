@@ -1,5 +1,5 @@
 module greetings
 
-go 1.21
+go 1.19
 
 require github.com/conductor-sdk/conductor-go v1.5.4

@@ -1,0 +1,3 @@
+module github.com/conductor-sdk/conductor-go
+
+go 1.17

@@ -1,0 +1,5 @@
+package client
+
+type APIClient struct{}
+
+func NewAPIClientFromEnv() *APIClient { return &APIClient{} }
