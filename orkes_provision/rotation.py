@@ -164,12 +164,14 @@ def rotate_key(client: OrkesClient, *, server: str, app: str, store_specs: Seque
                grace: timedelta = DEFAULT_GRACE, switch_wait: float = DEFAULT_SWITCH_WAIT,
                actor: str | None = None, opener: StoreOpener = open_store,
                sleep: Callable[[float], None] = time.sleep, now: Clock = utcnow,
-               on_step: Callable[[str], None] | None = None, lock_wait: float = LOCK_WAIT) -> RotationReport:
+               on_step: Callable[[str], None] | None = None, lock_wait: float = LOCK_WAIT,
+               start_over: bool = False) -> RotationReport:
     """Rotate the key of application ``app`` (name or id) on ``server``, or finish a pending rotation.
 
     ``store_specs`` names the target stores (default: where the key was delivered); ``opener``
     turns a spec into a store; ``sleep`` and ``now`` are for tests; ``on_step`` gets a progress
-    line per step.
+    line per step. ``start_over`` discards a pending rotation instead of finishing it: its new
+    key, if any, is then one of the ACTIVE keys this rotation retires.
     """
     if grace < timedelta(0):
         raise UsageError("the grace period cannot be negative", "write it like 0s, 15m or 1h")
@@ -180,7 +182,7 @@ def rotate_key(client: OrkesClient, *, server: str, app: str, store_specs: Seque
                    what=f"application {application.name} (a rotation or prune is running)"):
         rotation = _Rotation(client, server=server, application=application, actor=actor, opener=opener,
                              sleep=sleep, now=now, on_step=on_step or (lambda line: None))
-        return rotation.run(store_specs=store_specs, grace=grace, switch_wait=switch_wait)
+        return rotation.run(store_specs=store_specs, grace=grace, switch_wait=switch_wait, start_over=start_over)
 
 
 def prune_keys(client: OrkesClient, *, server: str, app: str, grace: timedelta = DEFAULT_GRACE,
@@ -239,7 +241,10 @@ class _Rotation:
 
     # ----- driver ------------------------------------------------------------------------------
 
-    def run(self, *, store_specs: Sequence[str] | None, grace: timedelta, switch_wait: float) -> RotationReport:
+    def run(self, *, store_specs: Sequence[str] | None, grace: timedelta, switch_wait: float,
+            start_over: bool = False) -> RotationReport:
+        if start_over:
+            self._discard()
         progress = self._resume(store_specs)
         resumed_from = progress.step if progress is not None else None
         if progress is None:
@@ -285,6 +290,15 @@ class _Rotation:
 
     # ----- plan and resume -----------------------------------------------------------------------
 
+    def _discard(self) -> None:
+        pending = load_progress(self.server, self.app.name)
+        if pending is None:
+            return
+        retired = f"; its key {pending.new_key_id} will be retired like the old one" if pending.new_key_id else ""
+        self.on_step(f"discarding the pending rotation of {self.app.name} (stopped after '{pending.step}'){retired}")
+        self._audit("rotate_discard", "ok", pending.new_key_id)
+        clear_progress(self.server, self.app.name)
+
     def _resume(self, store_specs: Sequence[str] | None) -> RotationProgress | None:
         progress = load_progress(self.server, self.app.name)
         if progress is None:
@@ -301,7 +315,8 @@ class _Rotation:
             if set(wanted) != set(progress.stores):
                 raise UsageError(
                     f"a rotation of {self.app.name} is pending for the stores {', '.join(progress.stores)}",
-                    f"rerun 'provision keys rotate {self.app.name}' without --store to finish it first")
+                    f"rerun 'provision keys rotate {self.app.name}' without --store to finish it, "
+                    "or add --start-over to discard it")
         return progress
 
     def _plan(self, store_specs: Sequence[str] | None) -> RotationProgress:

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 @click.option("--switch-wait", default=15.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="Time for supervised workers to switch to the new key before the old one is deactivated "
                    "(0: no wait).")
+@click.option("--start-over", is_flag=True,
+              help="Discard an interrupted rotation instead of finishing it (its new key is retired too).")
 @common_options
-def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: float) -> None:
+def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: float, start_over: bool) -> None:
     """Replace APP's key everywhere it was delivered, with no downtime.
 
     Creates a new key, writes it to every store that holds the current key (or to each --store),
@@ -57,7 +59,7 @@ def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: floa
     with make_client(credentials) as client:
         report = rotate_key(client, server=credentials.server, app=app, store_specs=store_specs or None,
                             grace=grace_period, switch_wait=switch_wait, actor=credentials.key_id,
-                            opener=open_store, on_step=lambda line: info(line))
+                            opener=open_store, on_step=lambda line: info(line), start_over=start_over)
     emit(report.to_dict(), lambda: render_rotation(report))
 
 

@@ -288,3 +288,22 @@ def test_json_and_memory_deliveries_are_reported_as_skipped_not_written(
     assert [d["store"] for d in report.delivered] == [env_store.spec]
     assert [s["store"] for s in report.skipped] == ["memory"]
     assert env_store.load(server, app.name).key_id == report.new_key_id  # type: ignore[union-attr]
+
+
+def test_start_over_discards_a_pending_rotation_and_retires_its_half_delivered_key_too(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path) -> None:
+    good, flaky = MemoryStore(), FlakyStore("flaky", failures=0)
+    good.spec = "good"
+    app = worker_app([good, flaky])
+    flaky.failures = 1
+    with pytest.raises(StoreError):
+        rotate(admin, server, app, good, flaky)
+    half = good.load(server, app.name).key_id  # type: ignore[union-attr]
+    env_store = EnvFileStore(tmp_path / "elsewhere.env")
+
+    report = rotate(admin, server, app, good, env_store, start_over=True)
+
+    assert report.result == "rotated"
+    assert sorted(report.old_key_ids) == sorted([app.key.key_id, half])
+    assert key_statuses(admin, app.id) == {report.new_key_id: "ACTIVE"}
+    assert env_store.load(server, app.name).key_id == report.new_key_id  # type: ignore[union-attr]

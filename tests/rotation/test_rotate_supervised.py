@@ -90,7 +90,7 @@ def test_a_supervised_worker_that_cannot_switch_keeps_the_old_key_active(
     with supervised(app, store, env, tmp_path / "supervisor.log", first_key=app.key.key_id) as proc:
         wait_for_supervisor(server, app, app.key.key_id)
 
-        refused = provision(["keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "8"], env)
+        refused = provision(["keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "5"], env)
 
         assert refused.returncode == 11, refused.stderr
         assert f"still runs the old key {app.key.key_id}" in refused.stderr
