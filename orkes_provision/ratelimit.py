@@ -188,9 +188,12 @@ class RateLimitObserver(httpx.BaseTransport):
     limiter slow down everything else. Give it to ``OrkesClient(transport=...)``.
     """
 
-    def __init__(self, limiter: AdaptiveLimiter, inner: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, limiter: AdaptiveLimiter, inner: httpx.BaseTransport | None = None, *,
+                 tls: bool = True) -> None:
+        """``tls=False`` is for a plain-http server: the inner transport then skips loading the CA
+        bundle (a tenth of a second), which it would never use; redirects are not followed."""
         self.limiter = limiter
-        self._inner = inner or httpx.HTTPTransport()
+        self._inner = inner or httpx.HTTPTransport(verify=tls)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._inner.handle_request(request)

@@ -172,7 +172,9 @@ def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesC
     from orkes_provision.ratelimit import RateLimitObserver
     from orkes_provision.settings import Settings
 
-    transport = RateLimitObserver(limiter) if limiter is not None else None
+    transport = None
+    if limiter is not None:
+        transport = RateLimitObserver(limiter, tls=credentials.server.startswith("https://"))
     return OrkesClient(credentials, timeout=Settings().timeout, transport=transport)
 
 
