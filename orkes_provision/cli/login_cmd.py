@@ -15,7 +15,8 @@ from orkes_provision.errors import UsageError
 @click.command("login")
 @click.option("--key-id", metavar="ID", help="The access key id (prompted for when omitted).")
 @click.option("--secret-stdin", is_flag=True,
-              help="Read the secret from stdin (the default when stdin is not a terminal).")
+              help="Read the secret from stdin (what happens anyway when stdin is not a terminal; "
+                   "a terminal always gets a hidden prompt).")
 @click.option("--no-verify", is_flag=True, help="Store without checking the key against the server first.")
 @common_options
 def login(key_id: str | None, secret_stdin: bool, no_verify: bool) -> None:
@@ -64,11 +65,13 @@ def login(key_id: str | None, secret_stdin: bool, no_verify: bool) -> None:
 
 
 def _read_secret(from_stdin: bool) -> SecretStr:
-    if from_stdin or not sys.stdin.isatty():
+    # A terminal always gets the hidden prompt, even with --secret-stdin: reading a line from it
+    # would echo the secret on the screen.
+    if sys.stdin.isatty():
+        value = click.prompt("Key secret", hide_input=True).strip()
+    else:
         # The first line only: a trailing newline from echo or a here-string is not part of it.
         value = sys.stdin.readline().strip()
-    else:
-        value = click.prompt("Key secret", hide_input=True).strip()
     if not value:
         raise UsageError("the secret is empty", "type or pipe the key secret (it is never taken from the command line)")
     return SecretStr(value)

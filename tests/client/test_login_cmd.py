@@ -163,7 +163,8 @@ def test_on_a_terminal_the_secret_comes_from_a_hidden_prompt(config_home: Path, 
     monkeypatch.setattr(login_cmd.sys, "stdin", Terminal())
     monkeypatch.setattr(click, "prompt", fake_prompt)
     assert login_cmd._read_secret(False).get_secret_value() == "typed-secret"
-    assert prompts == [("Key secret", True)]
+    assert login_cmd._read_secret(True).get_secret_value() == "typed-secret"  # never echoed from a terminal
+    assert prompts == [("Key secret", True)] * 2
 
 
 def test_login_help_has_an_example_and_no_secret_option() -> None:
