@@ -66,12 +66,11 @@ def login(key_id: str | None, secret_stdin: bool, no_verify: bool) -> None:
 
 def _read_secret(from_stdin: bool) -> SecretStr:
     # A terminal always gets the hidden prompt, even with --secret-stdin: reading a line from it
-    # would echo the secret on the screen.
-    if sys.stdin.isatty():
-        value = click.prompt("Key secret", hide_input=True).strip()
-    else:
-        # The first line only: a trailing newline from echo or a here-string is not part of it.
-        value = sys.stdin.readline().strip()
+    # would echo the secret on the screen. From a pipe, only the first line counts: a trailing
+    # newline from echo or a here-string is not part of the secret.
+    interactive = sys.stdin.isatty()
+    value = click.prompt("Key secret", hide_input=True) if interactive else sys.stdin.readline()
+    value = value.strip()
     if not value:
         raise UsageError("the secret is empty", "type or pipe the key secret (it is never taken from the command line)")
     return SecretStr(value)
