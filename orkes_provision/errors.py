@@ -138,6 +138,7 @@ EXIT_CODES: dict[int, str] = {
     11: "verification failed (doctor, preflight, new key)",
     12: "lock held by another run",
     13: "unexpected server answer",
+    126: "'run': the worker command cannot be executed",
     127: "'run': the worker command was not found",
     130: "interrupted (Ctrl-C)",
 }

@@ -278,3 +278,21 @@ def _display(path: Path) -> str:
         return os.path.relpath(path) if path.is_absolute() and Path.cwd() in path.parents else str(path)
     except ValueError:
         return str(path)
+
+
+def store_spec_for(flag: str | None, project: Project | None) -> str | None:
+    """--store, else ORKES_PROVISION_STORE, else the project's store, else the config's default.
+
+    Every command that reads or writes an application's key resolves its store here, so ``app``,
+    ``doctor``, ``run`` and ``worker run`` always agree on where the key is.
+    """
+    from orkes_provision.settings import resolve_store_spec
+
+    if flag or os.environ.get("ORKES_PROVISION_STORE", "").strip() or project is None or not project.store:
+        return resolve_store_spec(flag)
+    spec = project.store.strip()
+    kind, sep, path = spec.partition(":")
+    if kind == "env-file" and sep and path and not Path(path).expanduser().is_absolute():
+        # A relative env file in the project file means relative to that file, not to the cwd.
+        spec = f"env-file:{project.root / path}"
+    return spec

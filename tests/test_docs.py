@@ -23,3 +23,15 @@ def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
     assert commands == ["make demo", "make test"]
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert "\nmake test\n" in ci
+
+
+def test_readme_project_file_example_is_valid(tmp_path: Path) -> None:
+    from orkes_provision.project import load_project
+
+    section = README.split("## Workers:", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml", 1)[1].split("```", 1)[0]
+    (tmp_path / "orkes-provision.toml").write_text(example)
+    project = load_project(tmp_path / "orkes-provision.toml")
+    assert project is not None
+    assert project.app_name == "greetings-worker"
+    assert [w.name for w in project.workers] == ["greetings"]

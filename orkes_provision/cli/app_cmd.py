@@ -62,6 +62,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
       provision app billing --role METADATA_API --dry-run
     """
     from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.project import load_project, store_spec_for
     from orkes_provision.provisioning import provision_app
     from orkes_provision.spec import app_spec_from_flags
     from orkes_provision.stores import open_store
@@ -75,7 +76,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     all_roles = (("WORKER",) if worker else ()) + roles
     spec = app_spec_from_flags(app_name, roles=all_roles, tasks=grants, access=access, app_id=app_id,
                                new_key=new_key)
-    store = open_store(store_spec, show_secret=show_secret)
+    store = open_store(store_spec_for(store_spec, load_project()), show_secret=show_secret)
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         result = provision_app(client, server=credentials.server, spec=spec, store=store,

@@ -29,13 +29,14 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.doctor import diagnose
     from orkes_provision.errors import ProvisionError, StoreError, VerificationFailed
+    from orkes_provision.project import load_project, store_spec_for
     from orkes_provision.state import find_application, read_app_state
     from orkes_provision.stores import open_store
 
     name, _ = default_app_name(app, tasks)
     credentials = resolve_server_credentials()
     try:
-        key = open_store(store_spec).load(credentials.server, name)
+        key = open_store(store_spec_for(store_spec, load_project())).load(credentials.server, name)
     except StoreError:
         key = None
     with make_client(credentials) as client:

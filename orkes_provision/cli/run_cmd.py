@@ -195,17 +195,9 @@ def _resolve_server() -> str:
 
 
 def _store_spec(flag: str | None, project: Project | None) -> str | None:
-    """--store, else ORKES_PROVISION_STORE, else the project's store, else the config's default."""
-    from orkes_provision.settings import resolve_store_spec
+    from orkes_provision.project import store_spec_for
 
-    if flag or os.environ.get("ORKES_PROVISION_STORE", "").strip() or project is None or not project.store:
-        return resolve_store_spec(flag)
-    spec = project.store.strip()
-    kind, sep, path = spec.partition(":")
-    if kind == "env-file" and sep and path and not Path(path).expanduser().is_absolute():
-        # A relative env file in the project file means relative to that file, not to the cwd.
-        spec = f"env-file:{project.root / path}"
-    return spec
+    return store_spec_for(flag, project)
 
 
 def _app_command(app: str, tasks: list[str], spec: str | None) -> str:
