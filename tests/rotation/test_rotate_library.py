@@ -110,8 +110,9 @@ def test_prune_counts_a_key_found_inactive_from_when_it_was_first_seen(
     assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
 
 
-def test_tokens_minted_from_the_old_key_stop_working_once_it_is_deactivated(
-        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
+@pytest.mark.parametrize("grace", [timedelta(minutes=15), timedelta(0)], ids=["deactivated", "deleted"])
+def test_tokens_minted_from_the_old_key_stop_working_once_it_is_deactivated_or_deleted(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], grace: timedelta) -> None:
     store = MemoryStore()
     app = worker_app([store])
     old_token = admin.exchange_token(app.key.key_id, app.key.secret).get_secret_value()
@@ -120,8 +121,11 @@ def test_tokens_minted_from_the_old_key_stop_working_once_it_is_deactivated(
         return httpx.get(f"{server}/token/userInfo", headers={"X-Authorization": token}, timeout=10).status_code
 
     assert user_info(old_token) == 200
-    rotate(admin, server, app, store, grace=timedelta(minutes=15))
+    report = rotate(admin, server, app, store, grace=grace)
+    assert (app.key.key_id in key_statuses(admin, app.id)) == (grace > timedelta(0))
     assert user_info(old_token) == 401
+    new_token = admin.exchange_token(report.new_key_id, store.load(server, app.name).secret)  # type: ignore[union-attr]
+    assert user_info(new_token.get_secret_value()) == 200
 
 
 def test_a_failing_store_keeps_the_new_key_where_written_and_a_rerun_finishes(
