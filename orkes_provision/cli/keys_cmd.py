@@ -55,10 +55,11 @@ def create(app: str, store_spec: str | None, show_secret: bool) -> None:
     """
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.keys import create_and_store_key
+    from orkes_provision.project import load_project, store_spec_for
     from orkes_provision.state import find_application
     from orkes_provision.stores import open_store
 
-    store = open_store(store_spec, show_secret=show_secret)
+    store = open_store(store_spec_for(store_spec, load_project()), show_secret=show_secret)
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
