@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
 from pydantic import SecretStr
 
 from orkes_provision.models import Tag, Target, app_subject
@@ -188,3 +190,25 @@ def test_schema_command_prints_the_json_schema(tmp_path: Path) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["properties"]) == {"name", "server", "tasks", "workflows", "applications"}
     assert schema["additionalProperties"] is False
+
+
+def test_apply_on_a_terminal_asks_and_a_no_changes_nothing(sandbox: SandboxProcess, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from orkes_provision.cli import cli, env_cmd
+    from orkes_provision.cli.common import GlobalOptions
+
+    write_staging(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(env_cmd, "_stdin_is_tty", lambda: True)
+    mark = sandbox.mark()
+    for answer, expected in (("n\n", "Apply cancelled; nothing was changed."), ("y\n", "Apply complete")):
+        monkeypatch.setattr(GlobalOptions, "_current", None)
+        result = CliRunner().invoke(cli, ["apply", "-f", "env.toml"], input=answer, env=dict(sandbox.admin_env))
+        assert "+ create application greetings-worker" in result.output
+        assert "Apply these 8 changes to " in result.output
+        assert expected in result.output
+        if answer == "n\n":
+            assert result.exit_code == 1
+            assert sandbox.write_requests(mark) == []
+    assert result.exit_code == 0, result.output
+    assert len(sandbox.write_requests(mark)) > 0
