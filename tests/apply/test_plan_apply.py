@@ -192,7 +192,7 @@ def test_schema_command_prints_the_json_schema(tmp_path: Path) -> None:
     assert schema["additionalProperties"] is False
 
 
-def test_apply_on_a_terminal_asks_and_a_no_changes_nothing(sandbox: SandboxProcess, tmp_path: Path,
+def test_apply_on_a_terminal_asks_shows_progress_and_a_no_changes_nothing(sandbox: SandboxProcess, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from orkes_provision.cli import cli, env_cmd
     from orkes_provision.cli.common import GlobalOptions
@@ -200,6 +200,7 @@ def test_apply_on_a_terminal_asks_and_a_no_changes_nothing(sandbox: SandboxProce
     write_staging(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(env_cmd, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(env_cmd, "_stderr_is_tty", lambda: True)
     mark = sandbox.mark()
     for answer, expected in (("n\n", "Apply cancelled; nothing was changed."), ("y\n", "Apply complete")):
         monkeypatch.setattr(GlobalOptions, "_current", None)
@@ -211,4 +212,5 @@ def test_apply_on_a_terminal_asks_and_a_no_changes_nothing(sandbox: SandboxProce
             assert result.exit_code == 1
             assert sandbox.write_requests(mark) == []
     assert result.exit_code == 0, result.output
+    assert "\r\x1b[2K[8/8] " in result.output  # the progress line, rewritten in place
     assert len(sandbox.write_requests(mark)) > 0
