@@ -206,19 +206,21 @@ class _Progress:
     def __init__(self) -> None:
         self.failed = 0
         self._shown = False
+        self._width = 80
 
     def __call__(self, outcome: Outcome, done: int, total: int) -> None:
         if outcome.status != "done":
             self.failed += 1
         failed = f", {self.failed} not done" if self.failed else ""
         text = f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}"
-        width = max(20, _terminal_width() - 1)
-        click.echo("\r\x1b[2K" + text[:width], nl=False, err=True)
+        # Padded to the width rather than cleared with an escape code: click strips those when unsure.
+        self._width = max(20, _terminal_width() - 1)
+        click.echo("\r" + text[:self._width].ljust(self._width), nl=False, err=True)
         self._shown = True
 
     def close(self) -> None:
         if self._shown:
-            click.echo("\r\x1b[2K", nl=False, err=True)
+            click.echo("\r" + " " * self._width + "\r", nl=False, err=True)
 
 
 def _terminal_width() -> int:

@@ -212,5 +212,5 @@ def test_apply_on_a_terminal_asks_shows_progress_and_a_no_changes_nothing(sandbo
             assert result.exit_code == 1
             assert sandbox.write_requests(mark) == []
     assert result.exit_code == 0, result.output
-    assert "\r\x1b[2K[8/8] " in result.output  # the progress line, rewritten in place
+    assert "\r[8/8] " in result.output  # the progress line, rewritten in place
     assert len(sandbox.write_requests(mark)) > 0
