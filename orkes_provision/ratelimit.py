@@ -13,10 +13,10 @@ skips jobs whose dependency failed, and returns when every job has an outcome.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -115,70 +115,103 @@ def run_graph(jobs: Sequence[K], run: Callable[[K], R], limiter: AdaptiveLimiter
 
     Jobs start in the order given among those that are ready, so put the ones that unlock the
     most work first. A job that raised, or whose result ``failed`` says is a failure, makes its
-    dependents (and theirs) skipped. ``on_done`` is called from this thread, once per job.
-    """
-    deps = depends_on or {}
-    known = set(jobs)
-    waiting_on = {job: {d for d in deps.get(job, ()) if d in known and d != job} for job in jobs}
-    dependents: dict[K, list[K]] = {}
-    for job, needs in waiting_on.items():
-        for need in needs:
-            dependents.setdefault(need, []).append(job)
-    order = {job: index for index, job in enumerate(jobs)}
-    ready = [job for job in jobs if not waiting_on[job]]
-    outcomes: dict[K, JobOutcome[R]] = {}
-    running: dict[Future[R], K] = {}
+    dependents (and theirs) skipped. ``on_done`` is called once per job, one call at a time.
 
-    def settle(job: K, outcome: JobOutcome[R]) -> None:
-        # Iterative, so that a long chain of skipped dependents cannot exhaust the stack.
-        todo = [(job, outcome)]
+    Worker threads take the next ready job themselves as soon as they finish one: no central
+    thread has to wake up per request, which matters when hundreds of requests are in flight.
+    """
+    graph = _Graph(jobs, depends_on or {}, on_done)
+    workers = [threading.Thread(target=graph.work, args=(run, limiter, failed), name=f"apply-{n}", daemon=True)
+               for n in range(max(1, min(limiter.maximum, len(jobs))))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for job in jobs:  # only if a worker died unexpectedly: report the job rather than lose it
+        if job not in graph.outcomes:
+            graph.outcomes[job] = JobOutcome(error=RuntimeError("not run: the scheduler stopped"), failed=True)
+    return graph.outcomes
+
+
+# How long an idle worker sleeps before looking again, even without being notified.
+_IDLE_RECHECK = 0.5
+
+
+class _Graph(Generic[K, R]):
+    """The shared state of ``run_graph``: what is ready, running and done, under one condition."""
+
+    def __init__(self, jobs: Sequence[K], depends_on: Mapping[K, Iterable[K]],
+                 on_done: Callable[[K, JobOutcome[R]], None] | None) -> None:
+        known = set(jobs)
+        self.total = len(known)
+        self.waiting_on = {job: {d for d in depends_on.get(job, ()) if d in known and d != job} for job in jobs}
+        self.dependents: dict[K, list[K]] = {}
+        for job, needs in self.waiting_on.items():
+            for need in needs:
+                self.dependents.setdefault(need, []).append(job)
+        self.order = {job: index for index, job in enumerate(jobs)}
+        self.ready = [(self.order[job], job) for job in jobs if not self.waiting_on[job]]
+        heapq.heapify(self.ready)
+        self.outcomes: dict[K, JobOutcome[R]] = {}
+        self.in_flight = 0
+        self.cond = threading.Condition()
+        self.on_done = on_done
+
+    def work(self, run: Callable[[K], R], limiter: AdaptiveLimiter, failed: Callable[[R], bool] | None) -> None:
+        with self.cond:
+            # Bounded: every pass takes a job, or waits (at most _IDLE_RECHECK) for one to finish,
+            # for a pause to end or for the limit to grow; it ends once every job has an outcome.
+            while len(self.outcomes) < self.total:
+                pause = limiter.pause_remaining()
+                if not self.ready or pause > 0 or self.in_flight >= limiter.limit:
+                    self.cond.wait(timeout=min(pause, _IDLE_RECHECK) if pause > 0 else _IDLE_RECHECK)
+                    continue
+                job = heapq.heappop(self.ready)[1]
+                self.in_flight += 1
+                self.cond.release()
+                try:
+                    outcome = self._run(job, run, limiter, failed)
+                finally:
+                    self.cond.acquire()
+                    self.in_flight -= 1
+                woken = self._settle(job, outcome)
+                self.cond.notify(woken + 1)
+            self.cond.notify_all()
+
+    @staticmethod
+    def _run(job: K, run: Callable[[K], R], limiter: AdaptiveLimiter,
+             failed: Callable[[R], bool] | None) -> JobOutcome[R]:
+        try:
+            value = run(job)
+        except Exception as err:  # a job's failure is its outcome, not the scheduler's
+            return JobOutcome(error=err, failed=True)
+        if failed is not None and failed(value):
+            return JobOutcome(result=value, failed=True)
+        limiter.succeeded()
+        return JobOutcome(result=value)
+
+    def _settle(self, job: K, outcome: JobOutcome[R]) -> int:
+        """Record an outcome (with the condition held); return how many jobs became ready."""
+        became_ready = 0
+        todo = [(job, outcome)]  # iterative: a long chain of skipped dependents cannot exhaust the stack
         while todo:
             current, result = todo.pop()
-            if current in outcomes:
+            if current in self.outcomes:
                 continue
-            outcomes[current] = result
-            if on_done is not None:
-                on_done(current, result)
-            for dependent in dependents.get(current, []):
-                if dependent in outcomes:
+            self.outcomes[current] = result
+            if self.on_done is not None:
+                self.on_done(current, result)
+            for dependent in self.dependents.get(current, []):
+                if dependent in self.outcomes:
                     continue
                 if not result.ok:
                     todo.append((dependent, JobOutcome(skipped=True)))
                     continue
-                waiting_on[dependent].discard(current)
-                if not waiting_on[dependent]:
-                    ready.append(dependent)
-        ready.sort(key=order.__getitem__)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(limiter.maximum, len(jobs) or 1))) as pool:
-        # Each pass starts a job, finishes one or waits out a pause, so the passes are bounded.
-        for _ in range(4 * len(jobs) + 10_000):
-            if not ready and not running:
-                break
-            pause = limiter.pause_remaining()
-            while ready and pause == 0.0 and len(running) < limiter.limit:
-                job = ready.pop(0)
-                running[pool.submit(run, job)] = job
-            if not running:
-                time.sleep(min(pause, MAX_PAUSE) or 0.001)
-                continue
-            done, _ = wait(list(running), timeout=pause if pause > 0 and ready else None,
-                           return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                error = future.exception()
-                if error is not None:
-                    settle(job, JobOutcome(error=error, failed=True))
-                    continue
-                value = future.result()
-                bad = failed is not None and failed(value)
-                if not bad:
-                    limiter.succeeded()
-                settle(job, JobOutcome(result=value, failed=bad))
-    for job in jobs:  # only reachable if the pass limit was hit: report rather than lose jobs
-        if job not in outcomes:
-            outcomes[job] = JobOutcome(error=RuntimeError("not run: the scheduler gave up"), failed=True)
-    return outcomes
+                self.waiting_on[dependent].discard(current)
+                if not self.waiting_on[dependent]:
+                    heapq.heappush(self.ready, (self.order[dependent], dependent))
+                    became_ready += 1
+        return became_ready
 
 
 class RateLimitObserver(httpx.BaseTransport):
