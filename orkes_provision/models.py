@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
 WORKER_ROLES: frozenset[str] = frozenset({"WORKER", "UNRESTRICTED_WORKER"})
@@ -119,6 +119,15 @@ class TaskDef(ApiModel):
     retry_logic: str = "FIXED"
     retry_delay_seconds: int = 60
     owner_email: str = "orkes-provision@example.com"
+
+    @model_validator(mode="after")
+    def _response_timeout_fits(self) -> TaskDef:
+        # The default response timeout must not exceed a shorter timeoutSeconds given without it:
+        # the server refuses a definition whose responseTimeoutSeconds is larger than timeoutSeconds.
+        if "response_timeout_seconds" not in self.model_fields_set and \
+                0 < self.timeout_seconds < self.response_timeout_seconds:
+            self.response_timeout_seconds = self.timeout_seconds
+        return self
 
 
 class Credentials(BaseModel):
