@@ -33,7 +33,6 @@ from typing import Any
 from orkes_provision.sandbox.harness import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent
-NODELAY = ROOT / "nodelay"  # see nodelay/sitecustomize.py
 PROVISION = str(Path(sys.executable).with_name("provision"))
 TIMEOUT = 600.0
 
@@ -101,19 +100,13 @@ def child_env(sandbox: SandboxProcess, work: Path) -> dict[str, str]:
     return env
 
 
-def sandbox_env(args: argparse.Namespace) -> dict[str, str] | None:
-    if args.as_shipped:
-        return None
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(NODELAY), os.environ.get("PYTHONPATH")])))
-
-
 def provision_run(args: argparse.Namespace, plan: dict[str, Any], work: Path, index: int,
                   noop_runs: int) -> dict[str, Any]:
     """One fresh sandbox: apply the environment (timed), then re-apply it ``noop_runs`` times."""
     run_dir = work / f"provision-{index}"
     run_dir.mkdir()
     environment_file(plan, run_dir / "env.toml")
-    with SandboxProcess(run_dir / "sandbox", latency_ms=args.latency_ms, env=sandbox_env(args)) as sandbox:
+    with SandboxProcess(run_dir / "sandbox", latency_ms=args.latency_ms) as sandbox:
         register_tasks(sandbox, plan)
         env = child_env(sandbox, run_dir)
         mark = sandbox.mark()
@@ -144,8 +137,8 @@ def sdk_run(args: argparse.Namespace, plan: dict[str, Any], work: Path) -> dict[
     secrets.mkdir(exist_ok=True)
     for stale in secrets.glob("*.env"):
         stale.unlink()
-    with SandboxProcess(work / f"sandbox-sdk-{len(list(work.glob('sandbox-sdk-*')))}", latency_ms=args.latency_ms,
-                        env=sandbox_env(args)) as sandbox:
+    directory = work / f"sandbox-sdk-{len(list(work.glob('sandbox-sdk-*')))}"
+    with SandboxProcess(directory, latency_ms=args.latency_ms) as sandbox:
         register_tasks(sandbox, plan)
         mark = sandbox.mark()
         seconds, result = run([sys.executable, str(ROOT / "sdk_sequential.py"), str(work / "layout.json")],
@@ -183,7 +176,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                "serverCpu": round(median(x["serverCpu"] for x in sdk), 2)}
     return {
         "apps": args.apps, "tasksPerApp": args.tasks, "grants": args.apps * args.tasks, "latencyMs": args.latency_ms,
-        "parallelism": args.parallelism, "tcpNodelay": not args.as_shipped, "cpus": os.cpu_count(),
+        "parallelism": args.parallelism, "cpus": os.cpu_count(),
         "loadAverage": [round(x, 2) for x in os.getloadavg()],
         "provision": provision, "sdk": sdk_out,
         "noop": {"medianSeconds": round(median(n["seconds"] for n in noop), 3) if noop else None,
@@ -226,8 +219,6 @@ def main() -> None:
     parser.add_argument("--sdk-runs", type=int, default=1, help="sequential SDK runs, each on a fresh sandbox")
     parser.add_argument("--noop-runs", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
-    parser.add_argument("--as-shipped", action="store_true",
-                        help="run the sandbox without TCP_NODELAY (adds ~40 ms per request; see nodelay/)")
     args = parser.parse_args()
     result = bench(args)
     print(json.dumps(result, indent=2) if args.json else render(result))
