@@ -260,7 +260,13 @@ def _task_payloads(env: Environment, state: ServerState) -> dict[str, TaskDef]:
     for name, entry in env.task_entries().items():
         current = state.task_defs.get(name)
         base = current.model_dump(mode="json", by_alias=True, exclude_none=True) if current else {}
-        payloads[name] = TaskDef.model_validate({**base, **entry.declared()})
+        declared = entry.declared()
+        timeout = declared.get("timeoutSeconds")
+        if "responseTimeoutSeconds" not in declared and timeout and base.get("responseTimeoutSeconds", 0) > timeout:
+            # The server refuses a response timeout above the timeout: lowering only the timeout
+            # lowers the server's response timeout with it.
+            base["responseTimeoutSeconds"] = timeout
+        payloads[name] = TaskDef.model_validate({**base, **declared})
     return payloads
 
 

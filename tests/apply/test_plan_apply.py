@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from orkes_provision.models import Tag, Target, app_subject
+from orkes_provision.models import Tag, Target, TaskDef, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.stores.envfile import parse_env
 from tests.apply.helpers import App, admin_client, apps_named, env_text, grants_of, run, run_ok
@@ -214,3 +214,19 @@ def test_apply_on_a_terminal_asks_shows_progress_and_a_no_changes_nothing(sandbo
     assert result.exit_code == 0, result.output
     assert "\r[8/8] " in result.output  # the progress line, rewritten in place
     assert len(sandbox.write_requests(mark)) > 0
+
+
+def test_lowering_only_the_timeout_of_an_existing_task_lowers_its_response_timeout_too(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    with admin_client(sandbox) as client:
+        client.register_task_defs([TaskDef(name="slow", timeout_seconds=3600, response_timeout_seconds=600)])
+    (tmp_path / "env.toml").write_text(env_text("staging", [], tasks={"slow": {"timeoutSeconds": 100}}))
+    planned = run_ok(sandbox, tmp_path, "plan", "-f", "env.toml")
+    assert "~ update task definition slow (timeoutSeconds: 3600 -> 100)" in planned.stdout
+    run_ok(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve")
+    with admin_client(sandbox) as client:
+        updated = client.get_task_def("slow")
+    assert (updated.timeout_seconds, updated.response_timeout_seconds) == (100, 100)
+    mark = sandbox.mark()
+    run_ok(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve")
+    assert sandbox.write_requests(mark) == []
