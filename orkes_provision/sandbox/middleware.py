@@ -38,17 +38,28 @@ class SandboxMiddleware:
         method, path = str(scope["method"]).upper(), str(scope["path"])
         outcome: dict[str, Any] = {"status": None, "caller": None, "fault": None}
 
+        logged = False
+
+        def log_once() -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                self.state.request_log.append(method=method, path=path, status=outcome["status"],
+                                              caller=outcome["caller"], fault=outcome["fault"],
+                                              duration_ms=(time.monotonic() - started) * 1000)
+
         async def send_logged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 outcome["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Logged before the last byte leaves: a client that has its answer finds the line.
+                log_once()
             await send(message)
 
         try:
             await self._handle(scope, receive, send, send_logged, method, path, outcome)
         finally:
-            self.state.request_log.append(method=method, path=path, status=outcome["status"],
-                                          caller=outcome["caller"], fault=outcome["fault"],
-                                          duration_ms=(time.monotonic() - started) * 1000)
+            log_once()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, send_logged: Send,
                       method: str, path: str, outcome: dict[str, Any]) -> None:
