@@ -126,16 +126,15 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
     with _client(credentials, limiter) as client, \
             file_lock(f"env|{credentials.server}|{env.name}", what=f"environment {env.name}"):
         env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism, verify_keys=verify_keys)
-        if env_plan.empty:
-            emit(env_plan.to_dict(), env_plan.render)
-            return
-        _show_and_confirm(env_plan, auto_approve)
-        progress = _Progress() if _stderr_is_tty() and not opts().json else None
+        progress = None
+        if not env_plan.empty:  # nothing to ask about otherwise; the (empty) apply keeps --json's shape
+            _show_and_confirm(env_plan, auto_approve)
+            progress = _Progress() if _stderr_is_tty() and not opts().json else None
         result = apply_environment(client, env_plan, actor=credentials.key_id, parallelism=parallelism,
                                    limiter=limiter, on_outcome=progress)
         if progress is not None:
             progress.close()
-    emit(result.to_dict() | {"plan": env_plan.to_dict()}, result.render)
+    emit(result.to_dict() | {"plan": env_plan.to_dict()}, env_plan.render if env_plan.empty else result.render)
     if not result.ok:
         raise PartialFailure(result.applied)
 
