@@ -30,6 +30,7 @@ class AppResult:
     name: str
     server: str
     store: str
+    store_spec: str
     plan: Plan
     dry_run: bool
     app_id: str | None = None
@@ -47,7 +48,7 @@ class AppResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "application": self.name, "appId": self.app_id, "server": self.server, "changed": self.changed,
-            "dryRun": self.dry_run, "roles": self.roles, "keyId": self.key_id, "store": self.store,
+            "dryRun": self.dry_run, "roles": self.roles, "keyId": self.key_id, "store": self.store_spec,
             "grants": self.grants, "changes": [c.to_dict() for c in self.plan.changes],
             "verified": self.verification.ok if self.verification else None,
             "otherActiveKeys": self.other_active_keys,
@@ -82,7 +83,8 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
                          store_names={spec.name: store.describe()},
                          tasks_to_register=spec.task_names if register_tasks else (),
                          managed_tag=(MANAGED_TAG.key, MANAGED_TAG.value))
-        result = AppResult(name=spec.name, server=server, store=store.describe(), plan=plan, dry_run=dry_run,
+        result = AppResult(name=spec.name, server=server, store=store.describe(), store_spec=store.spec, plan=plan,
+                           dry_run=dry_run,
                            app_id=plan.apps[0].app_id, key_id=plan.apps[0].reused_key_id)
         if dry_run:
             return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 import click
@@ -82,6 +83,10 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
         result = provision_app(client, server=credentials.server, spec=spec, store=store,
                                register_tasks=register_tasks, dry_run=dry_run, actor=credentials.key_id,
                                on_outcome=_progress)
+    if store.spec == "json":
+        # stdout carries the credentials document alone, so it can be piped into a secret manager.
+        info(render(result))
+        return
     emit(result.to_dict(), lambda: render(result))
 
 
@@ -109,5 +114,7 @@ def render(result: AppResult) -> str:
         ids = " ".join(result.other_active_keys)
         lines.append(f"Note: older ACTIVE keys remain: {ids}; retire them with "
                      f"'provision keys deactivate {result.name} KEY_ID' once no worker uses them")
-    lines.append(f"Next: provision run --app {result.name} -- <worker command>")
+    if result.store_spec != "json":
+        store = "" if result.store_spec == "keyring" else f" --store {shlex.quote(result.store_spec)}"
+        lines.append(f"Next: provision run --app {shlex.quote(result.name)}{store} -- <worker command>")
     return "\n".join(lines)
