@@ -2,7 +2,7 @@
 
 ``plan_environment`` only reads: the applications (one list call, then each named application's
 roles, grants and keys), the task definitions, the declared workflows, and whether each stored
-key still authenticates; then it compares, with the same pure ``plan_apps`` that ``provision app``
+key is still good; then it compares, with the same pure ``plan_apps`` that ``provision app``
 uses. ``apply_environment`` carries the plan out with the pipelined executor: bounded, adaptive
 concurrency, dependency order, one batched call for all task definitions. A plan never holds a
 secret, and a second apply of the same file makes no write.

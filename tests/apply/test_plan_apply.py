@@ -230,3 +230,29 @@ def test_lowering_only_the_timeout_of_an_existing_task_lowers_its_response_timeo
     mark = sandbox.mark()
     run_ok(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve")
     assert sandbox.write_requests(mark) == []
+
+
+def test_grant_on_a_task_neither_declared_nor_on_the_server_stops_the_plan(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    (tmp_path / "env.toml").write_text(env_text("staging", [App("w", tasks=["ghost"])]))
+    result = run(sandbox, tmp_path, "plan", "-f", "env.toml")
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == ["error: task definition not found on the server: ghost",
+                                          "hint: declare them under [[tasks]] in env.toml, or register them first"]
+
+
+def test_two_applications_with_a_declared_name_stop_the_plan_before_any_write(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    with admin_client(sandbox) as client:
+        first, second = client.create_application("dup"), client.create_application("dup")
+    (tmp_path / "env.toml").write_text(env_text("staging", [App("dup")]))
+    mark = sandbox.mark()
+    result = run(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve")
+    assert result.returncode == 7
+    error, hint = result.stderr.splitlines()
+    assert error.startswith("error: 2 applications are named 'dup'")
+    assert first.id in error
+    assert second.id in error
+    assert hint == ("hint: application names must be unique for env.toml: delete or rename the extras "
+                    "('provision apps delete ID'), then plan again")
+    assert sandbox.write_requests(mark) == []
