@@ -1,0 +1,37 @@
+"""Reliability tests: one sandbox for the whole package, and the fault matrix printed at the end of the run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orkes_provision.sandbox.harness import SandboxProcess
+from tests.reliability.matrix import RESULTS, render
+
+
+@pytest.fixture(scope="package")
+def rel_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """A sandbox shared by the reliability tests; each test uses its own application names."""
+    pytest.importorskip("starlette", reason="the sandbox extra is not installed")
+    process = SandboxProcess(tmp_path_factory.mktemp("reliability-sandbox"))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def sandbox_without_faults(rel_sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
+    """The shared sandbox, with no fault left pending before or after the test."""
+    rel_sandbox.clear_faults()
+    yield rel_sandbox
+    rel_sandbox.clear_faults()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not RESULTS:
+        return
+    terminalreporter.write_sep("=", "fault matrix (tests/reliability/test_fault_matrix.py)")
+    terminalreporter.write_line(render(RESULTS))
