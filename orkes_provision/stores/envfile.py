@@ -37,7 +37,9 @@ MARKER_PREFIX = "# orkes-provision app: "
 _ASSIGNMENT = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=(?P<rest>.*)$")
 # Characters that mean nothing special to bash, python-dotenv or docker in an unquoted value.
 _BARE_SAFE = re.compile(r"^[A-Za-z0-9_\-.:/@%+=,]+$")
-_UNREPRESENTABLE = re.compile(r"[$'\\\x00-\x1f\x7f]")
+# Also refused: what str.splitlines() (this module's reader) takes for a line break although bash
+# and python-dotenv do not (NEL, U+2028, U+2029), and lone surrogates, which UTF-8 cannot encode.
+_UNREPRESENTABLE = re.compile("[$'\\\\\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 
 
 def quote_value(value: str, *, name: str = "value") -> str:
@@ -46,7 +48,10 @@ def quote_value(value: str, *, name: str = "value") -> str:
         return value
     bad = _UNREPRESENTABLE.search(value)
     if bad is not None:
-        what = {"$": "'$'", "'": "a single quote", "\\": "a backslash"}.get(bad.group(), "a control character")
+        what = {"$": "'$'", "'": "a single quote", "\\": "a backslash", "\u2028": "a line separator",
+                "\u2029": "a paragraph separator"}.get(bad.group(), "a control character")
+        if "\ud800" <= bad.group() <= "\udfff":
+            what = "a lone surrogate (not valid Unicode)"
         raise StoreError(f"{name} contains {what}, which bash and python-dotenv would read differently",
                          "use --store keyring or --store json for this value")
     return f"'{value}'"
