@@ -228,6 +228,10 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
         raise ConfigError(f"{shown}: not UTF-8 text", "save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{shown}: TOML syntax: {err}", "fix the line named above (TOML: https://toml.io)") from None
+    except RecursionError:
+        # tomllib recurses per nesting level: a thousand nested arrays exhaust the stack.
+        raise ConfigError(f"{shown}: TOML syntax: the document is nested too deeply",
+                          "fix the TOML (syntax: https://toml.io)") from None
     try:
         project = Project.model_validate(data)
     except ValidationError as err:

@@ -152,6 +152,8 @@ def load_config(path: Path | None = None) -> Config:
         config = Config.model_validate(data)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}", _BROKEN_CONFIG_HINT) from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{path} is not valid TOML: it is nested too deeply", _BROKEN_CONFIG_HINT) from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
