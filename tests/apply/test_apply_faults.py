@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orkes_provision.apply import apply_environment, plan_environment
+from orkes_provision.environment import load_environment
+from orkes_provision.errors import StoreError
 from orkes_provision.sandbox.harness import SandboxProcess
+from orkes_provision.stores import StoredKey
+from orkes_provision.stores.envfile import EnvFileStore
 from tests.apply.helpers import App, admin_client, apps_named, env_text, grants_of, run, run_ok, started, timestamp
 from tests.cli import output
 
@@ -83,4 +88,29 @@ def test_429_with_retry_after_is_honoured_and_lowers_parallelism(sandbox: Sandbo
     # Nothing new started while the pause was on (a little slack for the answer's trip to the client).
     paused = [e for e in log if timestamp(limited) + 0.2 < started(e) < timestamp(limited) + 0.9]
     assert paused == []
+    assert_converged(sandbox, tmp_path)
+
+
+class FailingEnvFileStore(EnvFileStore):
+    def save(self, key: StoredKey) -> None:
+        raise StoreError("disk full while writing the key")
+
+
+def test_a_key_that_cannot_be_stored_is_deleted_on_the_server_and_a_rerun_converges(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    write_env(tmp_path)
+    env = load_environment(tmp_path / "env.toml")
+    with admin_client(sandbox) as client:
+        env_plan = plan_environment(client, env, server=sandbox.url)
+        broken = env_plan.stores["app-1"]
+        env_plan.stores["app-1"] = FailingEnvFileStore(broken.spec.partition(":")[2])
+        result = apply_environment(client, env_plan, actor=None)
+        (failed,) = result.applied.failed
+        assert failed.change.kind == "create_key"
+        assert failed.error is not None
+        assert "was deleted on the server" in failed.error.message
+        (app,) = apps_named(client, "app-1")
+        assert client.list_keys(app.id) == [], "no key may exist whose secret was lost"
+        assert len(result.applied.done) == len(env_plan.plan.changes) - 1
+    run_ok(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve")
     assert_converged(sandbox, tmp_path)
