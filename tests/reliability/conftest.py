@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.reliability import tally
 from tests.reliability.matrix import RESULTS, render
 
 
@@ -31,7 +32,9 @@ def sandbox_without_faults(rel_sandbox: SandboxProcess) -> Iterator[SandboxProce
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not RESULTS:
-        return
-    terminalreporter.write_sep("=", "fault matrix (tests/reliability/test_fault_matrix.py)")
-    terminalreporter.write_line(render(RESULTS))
+    if RESULTS:
+        terminalreporter.write_sep("=", "fault matrix (tests/reliability/test_fault_matrix.py)")
+        terminalreporter.write_line(render(RESULTS))
+    if tally.COUNTS:
+        terminalreporter.write_sep("=", "inputs tried by the fuzzing tests (tests/reliability/test_fuzz_inputs.py)")
+        terminalreporter.write_line(tally.render())
