@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	scripts/with-keyring $(BIN)/pytest -q $(PYTEST_ARGS)
+	scripts/with-keyring $(BIN)/pytest -q -rs $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
