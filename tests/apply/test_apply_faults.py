@@ -85,8 +85,8 @@ def test_429_with_retry_after_is_honoured_and_lowers_parallelism(sandbox: Sandbo
     assert len(retries) == 1
     waited = started(retries[0]) - timestamp(limited)
     assert waited >= 0.98, f"the retry came {waited:.3f}s after the 429, before Retry-After (1s)"
-    # Nothing new started while the pause was on (a little slack for the answer's trip to the client).
-    paused = [e for e in log if timestamp(limited) + 0.2 < started(e) < timestamp(limited) + 0.9]
+    # Nothing new started while the pause was on (slack for the answer's trip to a busy client).
+    paused = [e for e in log if timestamp(limited) + 0.3 < started(e) < timestamp(limited) + 0.9]
     assert paused == []
     assert_converged(sandbox, tmp_path)
 
