@@ -7,6 +7,7 @@ a failed one are skipped. The result says what was done and what was not, so a r
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,7 @@ class Executor:
             elif outcome.result is not None:
                 self._finish(result, outcome.result, total)
             else:  # the job raised something that is not a ProvisionError: report it, do not lose it
+                logging.getLogger(__name__).debug("change failed unexpectedly", exc_info=outcome.error)
                 error = ProvisionError(f"internal error: {type(outcome.error).__name__}")
                 self._finish(result, [Outcome(c, "failed", error) for c in members], total)
 
