@@ -7,12 +7,14 @@ server, action, target, result, plus optional app and keyId.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orkes_provision.errors import ProvisionError
 from orkes_provision.fileio import append_json_line
 from orkes_provision.paths import state_dir
 
@@ -34,16 +36,31 @@ def record(*, action: str, target: str, result: str, server: str, actor: str | N
     append_json_line(audit_path(), entry)
 
 
+@contextlib.contextmanager
+def recorded(*, action: str, target: str, server: str, actor: str | None, app: str | None = None,
+             key_id: str | None = None) -> Iterator[None]:
+    """Record ``action`` as ``ok`` when the block completes, as ``failed`` when it raises a ProvisionError."""
+    try:
+        yield
+    except ProvisionError:
+        record(action=action, target=target, result="failed", server=server, actor=actor, app=app, key_id=key_id)
+        raise
+    record(action=action, target=target, result="ok", server=server, actor=actor, app=app, key_id=key_id)
+
+
 def read(since: datetime | None = None) -> Iterator[dict[str, Any]]:
     try:
-        lines = audit_path().read_text().splitlines()
+        lines = audit_path().read_text(errors="replace").splitlines()
     except FileNotFoundError:
         return
     for line in lines:
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn line from a crash: skip it rather than fail the whole listing
-        if since is not None and datetime.fromisoformat(entry["time"]) < since:
+            when = datetime.fromisoformat(entry["time"])
+        except (json.JSONDecodeError, TypeError, KeyError, ValueError):
+            continue  # a torn or foreign line (a crash, a hand edit): skip it rather than fail the listing
+        if not isinstance(entry, dict) or not isinstance(entry.get("action"), str):
+            continue
+        if since is not None and (when.tzinfo is None or when < since):
             continue
         yield entry

@@ -243,6 +243,16 @@ class _Rotation:
 
     def run(self, *, store_specs: Sequence[str] | None, grace: timedelta, switch_wait: float,
             start_over: bool = False) -> RotationReport:
+        try:
+            return self._run(store_specs=store_specs, grace=grace, switch_wait=switch_wait, start_over=start_over)
+        except ProvisionError:
+            # One line for the failed run as a whole; the steps done before it have their own.
+            pending = load_progress(self.server, self.app.name)
+            self._audit("rotate", "failed", pending.new_key_id if pending is not None else None)
+            raise
+
+    def _run(self, *, store_specs: Sequence[str] | None, grace: timedelta, switch_wait: float,
+             start_over: bool) -> RotationReport:
         if start_over:
             self._discard()
         progress = self._resume(store_specs)

@@ -107,9 +107,9 @@ def delete(app: str, yes: bool) -> None:
                 raise UsageError(f"refusing to delete {target.name} without confirmation",
                                  "add --yes when running without a terminal")
             click.confirm(f"Delete application {target.name} ({target.id}) and all its keys?", abort=True)
-        client.delete_application(target.id)
+        with audit.recorded(action="delete_app", target=target.name, server=credentials.server,
+                            actor=credentials.key_id, app=target.name):
+            client.delete_application(target.id)
     forget_deliveries(credentials.server, target.name)
-    audit.record(action="delete_app", target=target.name, result="ok", server=credentials.server,
-                 actor=credentials.key_id, app=target.name)
     info(f"Deleted application {target.name} ({target.id}).")
     emit({"deleted": target.id, "name": target.name})

@@ -30,7 +30,7 @@ def audit(since: str | None) -> None:
         if not entries:
             return f"No audit entries in {audit_log.audit_path()}."
         return "\n".join(
-            f"{e['time']}  {e['action']:<18} {e['result']:<8} {e.get('app') or '-'}  {e['target']}"
+            f"{e['time']}  {e['action']:<18} {e.get('result', '?')!s:<8} {e.get('app') or '-'}  {e.get('target', '?')}"
             + (f"  key {e['keyId']}" if e.get("keyId") else "") for e in entries)
 
     emit(entries, text)

@@ -60,9 +60,9 @@ def _change(app: str, specs: list[Any], revoke: bool) -> None:
             if not needed:
                 continue
             call = client.revoke if revoke else client.grant
-            call(subject, Target(type=spec.type, id=spec.id), needed)
-            audit.record(action="revoke" if revoke else "grant", target=f"{spec.type} {spec.id}", result="ok",
-                         server=credentials.server, actor=credentials.key_id, app=target_app.name)
+            with audit.recorded(action="revoke" if revoke else "grant", target=f"{spec.type} {spec.id}",
+                                server=credentials.server, actor=credentials.key_id, app=target_app.name):
+                call(subject, Target(type=spec.type, id=spec.id), needed)
             done.append({"type": spec.type, "id": spec.id, "access": needed})
     verb = "Revoked" if revoke else "Granted"
     for row in done:

@@ -86,10 +86,10 @@ def _set_status(app: str, key_id: str, wanted: str) -> None:
         changed = current[key_id].status != wanted
         # The server only toggles: toggle only when the status differs, so a rerun is harmless.
         if changed:
-            client.toggle_key(target.id, key_id)
-            audit.record(action=f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key", target=target.name,
-                         result="ok", server=credentials.server, actor=credentials.key_id, app=target.name,
-                         key_id=key_id)
+            with audit.recorded(action=f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key",
+                                target=target.name, server=credentials.server, actor=credentials.key_id,
+                                app=target.name, key_id=key_id):
+                client.toggle_key(target.id, key_id)
     info(f"Key {key_id} of {target.name} is {wanted}" + ("" if changed else " (unchanged)") + ".")
     emit({"app": target.name, "keyId": key_id, "status": wanted, "changed": changed})
 
@@ -140,9 +140,9 @@ def delete(app: str, key_id: str) -> None:
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
-        client.delete_key(target.id, key_id)
-    audit.record(action="delete_key", target=target.name, result="ok", server=credentials.server,
-                 actor=credentials.key_id, app=target.name, key_id=key_id)
+        with audit.recorded(action="delete_key", target=target.name, server=credentials.server,
+                            actor=credentials.key_id, app=target.name, key_id=key_id):
+            client.delete_key(target.id, key_id)
     info(f"Deleted key {key_id} of {target.name}.")
     emit({"app": target.name, "keyId": key_id, "deleted": True})
 
