@@ -1,0 +1,137 @@
+"""Two ``provision app`` runs for the same new name, started together, create one application.
+
+``provision_app`` holds a local lock per server and application name (``locks.file_lock``, under the
+state directory): the second run waits, then finds what the first created. To make "started
+together" exact rather than likely, both processes get a ``sitecustomize`` (on their PYTHONPATH)
+that makes each wait at a file barrier until the other has arrived, right before taking the lock.
+The control test also removes the lock, and makes both processes read the server before either
+creates: it gets two applications, so the lock, not timing, is what keeps the name unique.
+Across machines there is no such lock (Orkes has no unique names and no conditional create):
+docs/reliability.md says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from orkes_provision.client import OrkesClient
+from orkes_provision.models import Credentials
+from orkes_provision.sandbox.harness import SandboxProcess
+from orkes_provision.stores.envfile import EnvFileStore
+
+PROVISION = str(Path(sys.executable).with_name("provision"))
+RACE_HOOK = '''"""Test hook: line both provision processes up at a file barrier; RACE_NO_LOCK=1 also drops the lock."""
+import contextlib
+import os
+import time
+
+import orkes_provision.locks as locks
+
+_real_lock = locks.file_lock
+
+
+def _barrier(name):
+    directory = os.environ["RACE_BARRIER_DIR"]
+    open(os.path.join(directory, f"{name}.{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if len([f for f in os.listdir(directory) if f.startswith(name + ".")]) >= 2:
+            return
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _lock(name, **options):
+    _barrier("start")
+    if os.environ.get("RACE_NO_LOCK") == "1":
+        yield
+        return
+    with _real_lock(name, **options):
+        yield
+
+
+locks.file_lock = _lock
+if os.environ.get("RACE_NO_LOCK") == "1":
+    import orkes_provision.client as client
+
+    _real_create = client.OrkesClient.create_application
+
+    def _create_after_both_read(self, name):
+        _barrier("create")
+        return _real_create(self, name)
+
+    client.OrkesClient.create_application = _create_after_both_read
+'''
+
+
+def admin(sandbox: SandboxProcess) -> OrkesClient:
+    return OrkesClient(Credentials(server=sandbox.url, key_id=sandbox.admin_key_id, secret=sandbox.admin_secret))
+
+
+def start_together(sandbox: SandboxProcess, tmp_path: Path, name: str, stores: list[Path], *,
+                   lock: bool = True) -> list[subprocess.CompletedProcess[str]]:
+    """One ``provision app NAME`` per store, lined up at the barrier; wait for all (bounded)."""
+    hook, barrier = tmp_path / "hook", tmp_path / "barrier"
+    hook.mkdir()
+    barrier.mkdir()
+    (hook / "sitecustomize.py").write_text(RACE_HOOK)
+    env = {**os.environ, **sandbox.admin_env, "PYTHONPATH": str(hook), "RACE_BARRIER_DIR": str(barrier),
+           "RACE_NO_LOCK": "0" if lock else "1"}
+    procs = [subprocess.Popen([PROVISION, "app", name, "--worker", "--grant", f"{name}-task", "--register-tasks",
+                               "--store", f"env-file:{store}", "--json"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True) for store in stores]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait(timeout=10)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    assert len(list(barrier.glob("start.*"))) == 2, "both runs reached the lock"
+    return results
+
+
+def applications_named(client: OrkesClient, name: str) -> list[str]:
+    return [a.id for a in client.list_applications() if a.name == name]
+
+
+def test_two_runs_for_the_same_new_name_with_one_store_make_one_application_and_one_key(
+        rel_sandbox: SandboxProcess, tmp_path: Path) -> None:
+    store = tmp_path / "worker.env"
+    results = start_together(rel_sandbox, tmp_path, "race-one-store", [store, store])
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    with admin(rel_sandbox) as client:
+        (app_id,) = applications_named(client, "race-one-store")
+        stored = EnvFileStore(store).load(rel_sandbox.url, "race-one-store")
+        assert stored is not None
+        assert [k.id for k in client.list_keys(app_id)] == [stored.key_id], "the second run reused the first's key"
+    assert sorted('"changed": true' in r.stdout for r in results) == [False, True], "one run did the work"
+
+
+def test_two_runs_with_different_stores_share_one_application_and_each_store_holds_a_live_key(
+        rel_sandbox: SandboxProcess, tmp_path: Path) -> None:
+    stores = [tmp_path / "a.env", tmp_path / "b.env"]
+    results = start_together(rel_sandbox, tmp_path, "race-two-stores", stores)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    with admin(rel_sandbox) as client:
+        (app_id,) = applications_named(client, "race-two-stores")
+        held = {EnvFileStore(s).load(rel_sandbox.url, "race-two-stores").key_id for s in stores}  # type: ignore[union-attr]
+        assert {k.id for k in client.list_keys(app_id) if k.status == "ACTIVE"} == held
+        assert len(held) == 2
+
+
+def test_control_without_the_lock_the_same_race_makes_two_applications(rel_sandbox: SandboxProcess,
+                                                                        tmp_path: Path) -> None:
+    results = start_together(rel_sandbox, tmp_path, "race-no-lock", [tmp_path / "a.env", tmp_path / "b.env"],
+                             lock=False)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    with admin(rel_sandbox) as client:
+        duplicates = applications_named(client, "race-no-lock")
+        assert len(duplicates) == 2, "without the lock both runs create the application"
+        for app_id in duplicates:
+            client.delete_application(app_id)
