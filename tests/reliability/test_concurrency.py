@@ -21,6 +21,7 @@ from orkes_provision.client import OrkesClient
 from orkes_provision.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.stores.envfile import EnvFileStore
+from tests.cli import provision
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
 RACE_HOOK = '''"""Test hook: line both provision processes up at a file barrier; RACE_NO_LOCK=1 also drops the lock."""
@@ -133,5 +134,10 @@ def test_control_without_the_lock_the_same_race_makes_two_applications(rel_sandb
     with admin(rel_sandbox) as client:
         duplicates = applications_named(client, "race-no-lock")
         assert len(duplicates) == 2, "without the lock both runs create the application"
+        # What a user then gets (the limit across machines, where no lock can help): a stop, no guess.
+        again = provision(["app", "race-no-lock", "--worker", "--store", f"env-file:{tmp_path / 'a.env'}"],
+                          env=dict(rel_sandbox.admin_env))
+        assert again.returncode == 7
+        assert "2 applications are named 'race-no-lock'" in again.stderr and "nothing was changed" in again.stderr
         for app_id in duplicates:
             client.delete_application(app_id)
