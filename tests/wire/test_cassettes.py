@@ -9,6 +9,7 @@ knows, and that the committed cassettes still describe what the client does now.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ def test_every_scenario_has_a_committed_cassette_listed_in_the_index() -> None:
 def test_the_client_replays_the_recorded_conversation_exactly(scenario: Scenario) -> None:
     path = CASSETTES / f"{scenario.name}.yaml"
     if not path.exists():
-        assert not scenario.portable or committed_index()["recordedAgainst"] != "sandbox", RERECORD
+        assert not scenario.portable and committed_index()["recordedAgainst"] != "sandbox", RERECORD
         pytest.skip(f"{scenario.name} is recorded against the sandbox only; these cassettes come from a real server")
     sink: list[Exchange] = []
     player = make_vcr(CASSETTES, record_mode="none", scrubber=Scrubber({}))
@@ -84,7 +85,7 @@ def _secret_field_values(node: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("path", cassette_files(), ids=lambda p: p.stem)
-def test_a_committed_cassette_holds_no_token_secret_jwt_or_real_host(path: Any) -> None:
+def test_a_committed_cassette_holds_no_token_secret_jwt_or_real_host(path: Path) -> None:
     text = path.read_text()
     assert not JWT.search(text), "a JWT-shaped string"
     for interaction in interactions(path):
