@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.deliveries import deliveries_for
 from orkes_provision.environment import Environment
-from orkes_provision.errors import AuthenticationError, ConfigError, Conflict, NotFound, ProvisionError, StoreError
+from orkes_provision.errors import ConfigError, Conflict, NotFound, ProvisionError, StoreError
 from orkes_provision.execute import ApplyResult, Executor, Outcome
+from orkes_provision.keys import key_authenticates
 from orkes_provision.models import MANAGED_TAG, Application, Tag, TaskDef
-from orkes_provision.plan import Change, KeyStatus, Plan, plan_apps, plan_prune
+from orkes_provision.plan import Change, Plan, key_status, plan_apps, plan_prune
 from orkes_provision.ratelimit import AdaptiveLimiter, LimiterStats
 from orkes_provision.spec import AppSpec
 from orkes_provision.state import ServerState, read_state
@@ -175,16 +177,17 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # Independent reads go out together: workflows and key checks alongside the state.
         workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
-        key_checks = {name: pool.submit(_authenticates, client, key) for name, key in stored.items()
+        key_checks = {name: pool.submit(key_authenticates, client, key) for name, key in stored.items()
                       if key is not None and name not in trusted}
         state = _read_state(client, env, specs, parallelism)
         server_workflows = {k: f.result() for k, f in workflows.items()}
         authenticated = {name: f.result() for name, f in key_checks.items()} | dict.fromkeys(trusted, True)
-    key_status = {spec.name: _key_status(state, spec, stored.get(spec.name), authenticated.get(spec.name, False))
-                  for spec in specs if spec.store is not None}
+    accepted = {name for name, ok in authenticated.items() if ok}
+    statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
+                for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
     try:
-        plan = plan_apps(state, specs, server=server, key_status=key_status,
+        plan = plan_apps(state, specs, server=server, key_status=statuses,
                          store_names={name: store.describe() for name, store in stores.items()},
                          tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
     except ConfigError as err:
@@ -231,27 +234,6 @@ def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], par
 
 def _delivered_here(server: str, app: str, store: CredentialStore, key: StoredKey) -> bool:
     return any(d.store == store.spec and d.key_id == key.key_id for d in deliveries_for(server, app))
-
-
-def _authenticates(client: OrkesClient, key: StoredKey) -> bool:
-    try:
-        client.exchange_token(key.key_id, key.secret)
-    except AuthenticationError:
-        return False
-    return True
-
-
-def _key_status(state: ServerState, spec: AppSpec, stored: StoredKey | None, authenticates: bool) -> KeyStatus:
-    """As ``provisioning.stored_key_status``, with the token exchange already done (in parallel)."""
-    if stored is None:
-        return KeyStatus(None, False, "no key stored")
-    existing = state.resolve(spec.name, spec.app_id)
-    app_state = state.apps.get(existing.id) if existing else None
-    if app_state is None or stored.key_id not in app_state.active_key_ids:
-        return KeyStatus(stored.key_id, False, f"stored key {stored.key_id} is not an ACTIVE key of {spec.name}")
-    if not authenticates:
-        return KeyStatus(stored.key_id, False, f"the server rejects the stored secret of key {stored.key_id}")
-    return KeyStatus(stored.key_id, True)
 
 
 def _task_payloads(env: Environment, state: ServerState) -> dict[str, TaskDef]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from orkes_provision import audit
 from orkes_provision.deliveries import record_delivery
-from orkes_provision.errors import ProvisionError, ServerUnavailable, StoreError
+from orkes_provision.errors import AuthenticationError, ProvisionError, ServerUnavailable, StoreError
 from orkes_provision.stores import CredentialStore, StoredKey
 
 if TYPE_CHECKING:
@@ -60,6 +60,15 @@ def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app
     audit.record(action="create_key", target=app_name, result="ok", server=server, actor=actor, app=app_name,
                  key_id=created.id)
     return key
+
+
+def key_authenticates(client: OrkesClient, key: StoredKey) -> bool:
+    """Does the server accept ``key`` in a token exchange?"""
+    try:
+        client.exchange_token(key.key_id, key.secret)
+    except AuthenticationError:
+        return False
+    return True
 
 
 def _undo_store_writes(written: list[tuple[CredentialStore, StoredKey | None]], server: str, app: str) -> None:

@@ -5,13 +5,14 @@ A plan never holds a secret: keys appear as key ids and store descriptions only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orkes_provision.errors import ConfigError
 from orkes_provision.spec import AppSpec
 from orkes_provision.state import ServerState
+from orkes_provision.stores import StoredKey
 
 ChangeKind = Literal[
     "register_task", "create_app", "tag_app", "add_role", "create_key", "grant",
@@ -71,6 +72,23 @@ class KeyStatus:
     key_id: str | None
     usable: bool
     reason: str = ""
+
+
+def key_status(state: ServerState, spec: AppSpec, stored: StoredKey | None,
+               authenticates: Callable[[], bool]) -> KeyStatus:
+    """Is the stored key an ACTIVE key of this application that the server accepts?
+
+    ``authenticates`` is asked only when the rest holds, so a token exchange is spent only then.
+    """
+    if stored is None:
+        return KeyStatus(None, False, "no key stored")
+    existing = state.resolve(spec.name, spec.app_id)
+    app_state = state.apps.get(existing.id) if existing else None
+    if app_state is None or stored.key_id not in app_state.active_key_ids:
+        return KeyStatus(stored.key_id, False, f"stored key {stored.key_id} is not an ACTIVE key of {spec.name}")
+    if not authenticates():
+        return KeyStatus(stored.key_id, False, f"the server rejects the stored secret of key {stored.key_id}")
+    return KeyStatus(stored.key_id, True)
 
 
 @dataclass

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.doctor import DoctorReport, diagnose
-from orkes_provision.errors import AuthenticationError, VerificationFailed
+from orkes_provision.errors import VerificationFailed
 from orkes_provision.execute import ApplyResult, Executor, Outcome, PartialFailure
+from orkes_provision.keys import key_authenticates
 from orkes_provision.locks import file_lock
 from orkes_provision.models import MANAGED_TAG
-from orkes_provision.plan import KeyStatus, Plan, plan_apps
+from orkes_provision.plan import KeyStatus, Plan, key_status, plan_apps
 from orkes_provision.spec import AppSpec
 from orkes_provision.state import ServerState, read_state
 from orkes_provision.stores import CredentialStore, StoredKey
@@ -58,17 +59,7 @@ class AppResult:
 def stored_key_status(client: OrkesClient, state: ServerState, spec: AppSpec,
                       stored: StoredKey | None) -> KeyStatus:
     """Is the stored key an ACTIVE key of this application that the server still accepts?"""
-    if stored is None:
-        return KeyStatus(None, False, "no key stored")
-    existing = state.resolve(spec.name, spec.app_id)
-    app_state = state.apps.get(existing.id) if existing else None
-    if app_state is None or stored.key_id not in app_state.active_key_ids:
-        return KeyStatus(stored.key_id, False, f"stored key {stored.key_id} is not an ACTIVE key of {spec.name}")
-    try:
-        client.exchange_token(stored.key_id, stored.secret)
-    except AuthenticationError:
-        return KeyStatus(stored.key_id, False, f"the server rejects the stored secret of key {stored.key_id}")
-    return KeyStatus(stored.key_id, True)
+    return key_status(state, spec, stored, lambda: stored is not None and key_authenticates(client, stored))
 
 
 def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: CredentialStore,
