@@ -46,7 +46,7 @@ from pydantic.alias_generators import to_camel
 
 from orkes_provision.errors import ConfigError
 from orkes_provision.models import ACCESS_TYPES, KNOWN_ROLES
-from orkes_provision.spec import AppSpec, GrantSpec
+from orkes_provision.spec import AppSpec, GrantSpec, Name
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 STORE_FORMS = "keyring, env-file:PATH"
@@ -66,12 +66,6 @@ assert set(get_args(Access)) == set(ACCESS_TYPES)
 assert set(get_args(Role)) == set(KNOWN_ROLES)
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value.strip()
-
-
 def _tag_form(value: str) -> str:
     key, sep, val = value.partition(":")
     if not sep or not key.strip() or not val.strip():
@@ -79,7 +73,6 @@ def _tag_form(value: str) -> str:
     return f"{key.strip()}:{val.strip()}"
 
 
-Name = Annotated[str, AfterValidator(_not_blank)]
 TagTarget = Annotated[str, AfterValidator(_tag_form)]
 
 

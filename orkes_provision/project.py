@@ -36,6 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from orkes_provision.errors import ConfigError
+from orkes_provision.spec import Name
 
 PROJECT_FILE = "orkes-provision.toml"
 
@@ -64,17 +65,10 @@ class ApplicationSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: Name
     roles: list[str] = Field(default_factory=lambda: ["WORKER"])
     grants: list[str] = Field(default_factory=list)
     store: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
     @field_validator("roles")
     @classmethod
@@ -92,7 +86,7 @@ class WorkerSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: Name
     runtime: Runtime
     command: list[str] = Field(min_length=1)
     cwd: str | None = None
@@ -100,13 +94,6 @@ class WorkerSpec(BaseModel):
     replicas: int = Field(default=1, ge=1, le=64)
     restart: RestartPolicy = "on-failure"
     tasks: list[str] | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
     @field_validator("command")
     @classmethod

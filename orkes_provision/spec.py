@@ -6,9 +6,9 @@ environment file. Both go through the same plan and executor.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orkes_provision.errors import UsageError
 from orkes_provision.models import ACCESS_TYPES, KNOWN_ROLES
@@ -18,21 +18,25 @@ GRANT_TARGET_TYPES = ("TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN")
 TargetType = Literal["TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN"]
 
 
+def not_blank(value: str) -> str:
+    """Strip surrounding white space; refuse a value that is nothing else."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+# A name or id as people type it in flags and files: stripped, never blank.
+Name = Annotated[str, Field(min_length=1), AfterValidator(not_blank)]
+
+
 class GrantSpec(BaseModel):
     """Access an application should hold on one target."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: TargetType = "TASK_DEF"
-    id: str = Field(min_length=1)
+    id: Name
     access: tuple[str, ...] = ("EXECUTE",)
-
-    @field_validator("id")
-    @classmethod
-    def _id_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
     @field_validator("access")
     @classmethod
@@ -58,19 +62,12 @@ class AppSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: Name
     roles: tuple[str, ...] = ()
     grants: tuple[GrantSpec, ...] = ()
     store: str | None = None
     app_id: str | None = None
     new_key: bool = False
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
     @field_validator("roles")
     @classmethod
