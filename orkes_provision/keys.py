@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from orkes_provision import audit
 from orkes_provision.deliveries import record_delivery
-from orkes_provision.errors import AuthenticationError, ProvisionError, ServerUnavailable, StoreError
+from orkes_provision.errors import (
+    AuthenticationError,
+    Conflict,
+    NotFound,
+    ProvisionError,
+    ServerUnavailable,
+    StoreError,
+)
 from orkes_provision.stores import CredentialStore, StoredKey
 
 if TYPE_CHECKING:
@@ -60,6 +67,35 @@ def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app
     audit.record(action="create_key", target=app_name, result="ok", server=server, actor=actor, app=app_name,
                  key_id=created.id)
     return key
+
+
+def set_key_status(client: OrkesClient, *, app_id: str, app_name: str, key_id: str, wanted: str,
+                   known: str | None = None) -> bool:
+    """Bring a key to ``wanted`` (ACTIVE or INACTIVE); True when it had to change.
+
+    The server only toggles, so a blind repeat would undo itself: toggle only when the status
+    differs (``known``, else read), and after an unclear answer re-read before toggling again.
+    """
+    if known is None:
+        known = {k.id: k.status for k in client.list_keys(app_id)}.get(key_id)
+        if known is None:
+            raise NotFound(f"{app_name} has no key {key_id}", f"'provision keys list {app_name}' shows its keys")
+    if known == wanted:
+        return False
+    try:
+        status: str | None = client.toggle_key(app_id, key_id).status
+    except ServerUnavailable:
+        status = None  # it may or may not have flipped
+    if status != wanted:
+        after = {k.id: k.status for k in client.list_keys(app_id)}.get(key_id)
+        if after is not None and after != wanted and status is None:
+            status = client.toggle_key(app_id, key_id).status
+        elif after == wanted or (after is None and wanted == "INACTIVE"):
+            status = wanted  # a key deleted meanwhile cannot mint tokens either
+    if status != wanted:
+        raise Conflict(f"key {key_id} of {app_name} is not {wanted} after toggling it (someone else toggled it?)",
+                       f"check with 'provision keys list {app_name}', then run the command again")
+    return True
 
 
 def key_authenticates(client: OrkesClient, key: StoredKey) -> bool:

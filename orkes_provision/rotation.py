@@ -68,6 +68,7 @@ from orkes_provision.errors import (
     UsageError,
     VerificationFailed,
 )
+from orkes_provision.keys import set_key_status
 from orkes_provision.locks import file_lock
 from orkes_provision.models import AccessKey, Application, app_subject
 from orkes_provision.rotation_state import (
@@ -554,18 +555,5 @@ class _Rotation:
         self._save(progress, "deactivated")
 
     def _toggle_off(self, key: AccessKey) -> None:
-        """Toggle an ACTIVE key to INACTIVE, re-reading the status whenever the answer is unclear."""
-        try:
-            status = self.client.toggle_key(self.app.id, key.id).status
-        except ServerUnavailable:
-            status = None  # it may or may not have flipped
-        if status != "INACTIVE":
-            after = {k.id: k.status for k in self.client.list_keys(self.app.id)}.get(key.id)
-            if after == "ACTIVE" and status is None:
-                status = self.client.toggle_key(self.app.id, key.id).status
-            elif after is None or after == "INACTIVE":
-                status = "INACTIVE"
-        if status != "INACTIVE":
-            raise Conflict(f"key {key.id} of {self.app.name} is still ACTIVE after deactivating it "
-                           "(someone else toggled it?)",
-                           f"check with 'provision keys list {self.app.name}', then rerun the rotation")
+        set_key_status(self.client, app_id=self.app.id, app_name=self.app.name, key_id=key.id, wanted="INACTIVE",
+                       known=key.status)

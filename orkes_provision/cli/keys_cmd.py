@@ -74,22 +74,16 @@ def create(app: str, store_spec: str | None, show_secret: bool) -> None:
 def _set_status(app: str, key_id: str, wanted: str) -> None:
     from orkes_provision import audit
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.errors import NotFound
+    from orkes_provision.keys import set_key_status
     from orkes_provision.state import find_application
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
-        current = {k.id: k for k in client.list_keys(target.id)}
-        if key_id not in current:
-            raise NotFound(f"{target.name} has no key {key_id}", f"'provision keys list {target.name}' shows its keys")
-        changed = current[key_id].status != wanted
-        # The server only toggles: toggle only when the status differs, so a rerun is harmless.
-        if changed:
-            with audit.recorded(action=f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key",
-                                target=target.name, server=credentials.server, actor=credentials.key_id,
-                                app=target.name, key_id=key_id):
-                client.toggle_key(target.id, key_id)
+        changed = set_key_status(client, app_id=target.id, app_name=target.name, key_id=key_id, wanted=wanted)
+    if changed:
+        audit.record(action=f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key", target=target.name,
+                     result="ok", server=credentials.server, actor=credentials.key_id, app=target.name, key_id=key_id)
     info(f"Key {key_id} of {target.name} is {wanted}" + ("" if changed else " (unchanged)") + ".")
     emit({"app": target.name, "keyId": key_id, "status": wanted, "changed": changed})
 
