@@ -74,16 +74,23 @@ def create(app: str, store_spec: str | None, show_secret: bool) -> None:
 def _set_status(app: str, key_id: str, wanted: str) -> None:
     from orkes_provision import audit
     from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.errors import ProvisionError
     from orkes_provision.keys import set_key_status
     from orkes_provision.state import find_application
 
     credentials = resolve_server_credentials()
+    action = f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key"
     with make_client(credentials) as client:
         target = find_application(client, app)
-        changed = set_key_status(client, app_id=target.id, app_name=target.name, key_id=key_id, wanted=wanted)
+        try:
+            changed = set_key_status(client, app_id=target.id, app_name=target.name, key_id=key_id, wanted=wanted)
+        except ProvisionError:
+            audit.record(action=action, target=target.name, result="failed", server=credentials.server,
+                         actor=credentials.key_id, app=target.name, key_id=key_id)
+            raise
     if changed:
-        audit.record(action=f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key", target=target.name,
-                     result="ok", server=credentials.server, actor=credentials.key_id, app=target.name, key_id=key_id)
+        audit.record(action=action, target=target.name, result="ok", server=credentials.server,
+                     actor=credentials.key_id, app=target.name, key_id=key_id)
     info(f"Key {key_id} of {target.name} is {wanted}" + ("" if changed else " (unchanged)") + ".")
     emit({"app": target.name, "keyId": key_id, "status": wanted, "changed": changed})
 
