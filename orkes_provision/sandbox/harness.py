@@ -244,12 +244,16 @@ class SandboxProcess:
     def write_requests(self, since: int | None = None) -> list[dict[str, Any]]:
         """Requests that could change state, after the ``since`` mark.
 
-        Everything except GET/HEAD, token exchanges (``POST /api/token``) and the sandbox's own
-        ``/api/sandbox/...`` endpoints, so "no writes" checks are not fooled by harness traffic.
+        Everything except GET/HEAD, token exchanges (``POST /api/token``), the sandbox's own
+        ``/api/sandbox/...`` endpoints and requests the fault plan answered without running them, so
+        "no writes" checks are not fooled by harness traffic.
         """
         lines = self.requests()[since or 0:]
+        # A request the fault plan answered or hung never reached a handler, so it changed nothing;
+        # a hung one is logged when it is finally dropped, possibly long after the test that made it.
         return [r for r in lines if r.get("method") not in ("GET", "HEAD")
-                and r.get("path") != "/api/token" and not str(r.get("path", "")).startswith("/api/sandbox/")]
+                and r.get("path") != "/api/token" and not str(r.get("path", "")).startswith("/api/sandbox/")
+                and r.get("fault") not in ("status", "timeout")]
 
 
 def _read_json(path: Path) -> Any:
