@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
 import sys
 from typing import Any
 
@@ -106,4 +105,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     if isinstance(rv, int):
         sys.exit(rv)
-    logging.shutdown()

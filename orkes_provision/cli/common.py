@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,8 @@ def _store(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
 
 
 def _configure_logging(verbosity: int) -> None:
+    import logging  # only with -v: keeps it off the start-up path of every command
+
     level = logging.DEBUG if verbosity > 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
