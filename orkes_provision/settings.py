@@ -274,13 +274,9 @@ def _forget_secret(name: str, server: str) -> None:
 def sandbox_data_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where the local sandbox keeps its data (and ``admin.env``)."""
     # The sandbox package defines the place; importing it is cheap (its heavy parts load lazily).
-    from orkes_provision.sandbox import default_data_dir
+    from orkes_provision.sandbox import data_dir_from
 
-    if env is None:
-        return default_data_dir()
-    base = env.get("XDG_DATA_HOME", "").strip()
-    root = Path(base) if base and os.path.isabs(base) else Path(env.get("HOME") or Path.home()) / ".local" / "share"
-    return root / "orkes-provision" / "sandbox"
+    return data_dir_from(os.environ if env is None else env)
 
 
 def resolve_credentials(*, server: str | None, profile: str | None, insecure_http: bool = False,

@@ -17,17 +17,27 @@ Layout, one concern per module:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["default_data_dir"]
+__all__ = ["data_dir_from", "default_data_dir"]
 
 
 def default_data_dir() -> Path:
     """Where ``provision sandbox`` keeps its state unless ``--data-dir`` says otherwise.
 
-    ``$XDG_DATA_HOME/orkes-provision/sandbox``, with ``~/.local/share`` when the variable is unset
-    or not absolute (the XDG spec says relative values are to be ignored).
+    ``$ORKES_PROVISION_SANDBOX_DIR`` if set, else ``$XDG_DATA_HOME/orkes-provision/sandbox``, with
+    ``~/.local/share`` when that variable is unset or not absolute (the XDG spec says relative values
+    are to be ignored). ``--profile sandbox`` reads ``admin.env`` from the same place.
     """
-    base = os.environ.get("XDG_DATA_HOME", "").strip()
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "share"
+    return data_dir_from(os.environ)
+
+
+def data_dir_from(env: Mapping[str, str]) -> Path:
+    """``default_data_dir`` for the environment ``env``: ``ORKES_PROVISION_SANDBOX_DIR`` wins."""
+    override = env.get("ORKES_PROVISION_SANDBOX_DIR", "").strip()
+    if override:
+        return Path(override).expanduser()
+    base = env.get("XDG_DATA_HOME", "").strip()
+    root = Path(base) if base and os.path.isabs(base) else Path(env.get("HOME") or Path.home()) / ".local" / "share"
     return root / "orkes-provision" / "sandbox"
