@@ -11,6 +11,7 @@ fixtures into a directory's conftest (``from tests.sandbox_fixtures import sandb
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,16 @@ import pytest
 from orkes_provision.sandbox.harness import SandboxProcess
 
 SandboxFactory = Callable[..., SandboxProcess]
+
+
+def one_sandbox(data_dir: Path) -> Iterator[SandboxProcess]:
+    """The body of a package-scoped fixture: one sandbox for a whole test package, always stopped.
+
+    Use as ``yield from one_sandbox(tmp_path_factory.mktemp("name"))``.
+    """
+    pytest.importorskip("starlette", reason="the sandbox extra is not installed")
+    with SandboxProcess(data_dir) as process:
+        yield process
 
 
 @pytest.fixture

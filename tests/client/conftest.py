@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.sandbox_fixtures import one_sandbox
 from tests.stores.conftest import memory_keyring
 
 __all__ = ["memory_keyring", "server"]
@@ -14,12 +15,5 @@ __all__ = ["memory_keyring", "server"]
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    pytest.importorskip("starlette", reason="the sandbox extra is not installed")
     # The data dir sits where --profile sandbox looks when XDG_DATA_HOME is <tmp>/xdg-data.
-    data = tmp_path_factory.mktemp("xdg-data") / "orkes-provision" / "sandbox"
-    process = SandboxProcess(data)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from one_sandbox(tmp_path_factory.mktemp("xdg-data") / "orkes-provision" / "sandbox")

@@ -9,18 +9,13 @@ import pytest
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests.reliability import tally
 from tests.reliability.matrix import RESULTS, render
+from tests.sandbox_fixtures import one_sandbox
 
 
 @pytest.fixture(scope="package")
 def rel_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     """A sandbox shared by the reliability tests; each test uses its own application names."""
-    pytest.importorskip("starlette", reason="the sandbox extra is not installed")
-    process = SandboxProcess(tmp_path_factory.mktemp("reliability-sandbox"))
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from one_sandbox(tmp_path_factory.mktemp("reliability-sandbox"))
 
 
 @pytest.fixture

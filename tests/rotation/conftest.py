@@ -20,16 +20,12 @@ from tests.rotation.helpers import WorkerApp, make_worker_app
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")
 
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.sandbox_fixtures import one_sandbox
 
 
 @pytest.fixture(scope="package")
 def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    process = SandboxProcess(tmp_path_factory.mktemp("rotation-sandbox"))
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from one_sandbox(tmp_path_factory.mktemp("rotation-sandbox"))
 
 
 @pytest.fixture

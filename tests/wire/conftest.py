@@ -8,18 +8,13 @@ import pytest
 
 from orkes_provision.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.sandbox_fixtures import one_sandbox
 from tests.wire.recorder import Recording, record
 
 
 @pytest.fixture(scope="package")
 def wire_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    pytest.importorskip("starlette", reason="the sandbox extra is not installed")
-    process = SandboxProcess(tmp_path_factory.mktemp("wire-sandbox"))
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from one_sandbox(tmp_path_factory.mktemp("wire-sandbox"))
 
 
 @pytest.fixture(scope="package")
