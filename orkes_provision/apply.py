@@ -3,7 +3,7 @@
 ``plan_environment`` only reads: the applications (one list call, then each named application's
 roles, grants and keys), the task definitions, the declared workflows, and whether each stored
 key is still good; then it compares, with the same pure ``plan_apps`` that ``provision app``
-uses. ``apply_environment`` carries the plan out with the pipelined executor: bounded, adaptive
+uses. ``apply_environment`` carries the plan out with the executor: bounded, adaptive
 concurrency, dependency order, one batched call for all task definitions. A plan never holds a
 secret, and a second apply of the same file makes no write.
 """
@@ -217,7 +217,7 @@ def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: 
     executor = Executor(client=client, server=env_plan.server, stores=env_plan.stores, actor=actor,
                         parallelism=parallelism, task_defs=env_plan.task_payloads,
                         managed_tags=ownership_tags(env_plan.environment.name), on_outcome=on_outcome,
-                        workflow_defs=env_plan.workflow_payloads, pipeline=True, limiter=limiter)
+                        workflow_defs=env_plan.workflow_payloads, limiter=limiter)
     applied = executor.run(env_plan.plan)
     return EnvironmentApplyResult(plan=env_plan, applied=applied, seconds=time.monotonic() - started,
                                   requests=client.request_count - before, limiter=limiter.stats,

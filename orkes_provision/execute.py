@@ -1,8 +1,9 @@
-"""Carrying out a plan: stage by stage, each stage with bounded concurrency.
+"""Carrying out a plan: a dependency graph run with bounded, adaptive concurrency.
 
-Stages run in dependency order (task definitions, then applications, then their roles, keys and
-grants, then removals). A failed change does not stop independent ones; changes that depend on
-a failed one are skipped. The result says what was done and what was not, so a rerun converges.
+The plan's stages give the order (task definitions in one batch, then applications, then their
+roles, keys and grants, then removals), but each change starts as soon as what it depends on is
+done. A failed change does not stop independent ones; changes that depend on a failed one are
+skipped. The result says what was done and what was not, so a rerun converges.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,45 +87,12 @@ class Executor:
     on_outcome: Callable[[Outcome, int, int], None] | None = None
     # Workflow definitions to register, keyed by the ``what`` of their change ("NAME vVERSION").
     workflow_defs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # pipeline: instead of stage barriers, start each change as soon as what it depends on is done
-    # (see run_pipelined), with the limiter adapting concurrency to 429s.
-    pipeline: bool = False
+    # Adapts concurrency to 429s; a fresh one of ``parallelism`` when not given.
     limiter: AdaptiveLimiter | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, plan: Plan) -> ApplyResult:
-        if self.pipeline:
-            return self.run_pipelined(plan)
-        result = ApplyResult()
-        for app_plan in plan.apps:
-            if app_plan.app_id:
-                result.app_ids[app_plan.spec.name] = app_plan.app_id
-        known_keys = {p.spec.name: p.known_key_ids for p in plan.apps}
-        changes = plan.changes
-        total = len(changes)
-        failed_apps: set[str] = set()
-        for stage in sorted(set(STAGE.values())):
-            batch = [c for c in changes if STAGE[c.kind] == stage]
-            if not batch:
-                continue
-            if stage == 0:
-                self._finish(result, self._register_tasks(batch), total)
-                continue
-            runnable = []
-            for change in batch:
-                if change.app in failed_apps:
-                    self._finish(result, [Outcome(change, "skipped")], total)
-                else:
-                    runnable.append(change)
-            with ThreadPoolExecutor(max_workers=max(1, min(self.parallelism, len(runnable) or 1))) as pool:
-                for outcome in pool.map(lambda c: self._run_one(c, result, known_keys), runnable):
-                    self._finish(result, [outcome], total)
-                    if outcome.status == "failed" and outcome.change.kind == "create_app":
-                        failed_apps.add(outcome.change.what)
-        return result
-
-    def run_pipelined(self, plan: Plan) -> ApplyResult:
-        """Run the plan as a dependency graph rather than in stages.
+        """Run the plan as a dependency graph.
 
         The same order constraints hold (task definitions in one batch before the workflows and
         grants that use them; an application before its tag, roles, key and grants; removals of an

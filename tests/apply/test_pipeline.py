@@ -1,4 +1,4 @@
-"""The pipelined executor keeps the dependency order of the staged one, against a recording fake client."""
+"""The executor keeps the dependency order of the plan's stages, against a recording fake client."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _executor(client: RecordingClient) -> Executor:
                     managed_tags=(Tag(key="managed-by", value="orkes-provision"),),
                     task_defs={"t2": TaskDef(name="t2", timeout_seconds=5)},
                     workflow_defs={"flow v1": {"name": "flow", "version": 1, "tasks": []}},
-                    pipeline=True, limiter=AdaptiveLimiter(4))
+                    limiter=AdaptiveLimiter(4))
 
 
 def _index(calls: list[tuple[str, str]], call: str, what: str) -> int:
