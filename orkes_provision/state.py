@@ -5,10 +5,10 @@ Only reads happen here; ``plan.py`` compares the result with the desired state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from orkes_provision.errors import Conflict
 from orkes_provision.models import AccessKey, Application, GrantedAccess, TaskDef, app_subject
@@ -16,8 +16,6 @@ from orkes_provision.models import AccessKey, Application, GrantedAccess, TaskDe
 if TYPE_CHECKING:
     from orkes_provision.client import OrkesClient
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -58,14 +56,6 @@ class ServerState:
             raise Conflict(f"{len(matches)} applications are named '{name}' (ids: {ids}); nothing was changed",
                            "pick one with --app-id ID, or delete the extras with 'provision apps delete ID'")
         return matches[0] if matches else None
-
-
-def parallel_map(func: Callable[[T], R], items: Sequence[T], parallelism: int) -> list[R]:
-    """``map`` on a thread pool; the first exception propagates after all calls finished."""
-    if parallelism <= 1 or len(items) <= 1:
-        return [func(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(parallelism, len(items))) as pool:
-        return list(pool.map(func, items))
 
 
 def read_app_state(client: OrkesClient, app: Application) -> AppState:
@@ -112,11 +102,6 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
             state.task_defs = {t.name: t for t in task_defs}
     return state
 
-
-def managed_applications(state: ServerState, tag_key: str, tag_value: str) -> list[Application]:
-    return sorted((a for apps in state.by_name.values() for a in apps
-                   if any(t.key == tag_key and t.value == tag_value for t in a.tags)),
-                  key=lambda a: (a.name, a.id))
 
 
 def find_application(client: OrkesClient, ref: str) -> Application:
