@@ -46,9 +46,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orkes_provision.client import OrkesClient
 from orkes_provision.errors import ProvisionError
-from orkes_provision.models import Credentials
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
 
 PROVISION = str(Path(sys.executable).with_name("provision"))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orkes_provision.privatefile import write_private_file
+from orkes_provision.credentials.privatefile import write_private_file
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orkes_provision.client import OrkesClient
 from orkes_provision.errors import ProvisionError
-from orkes_provision.models import Credentials, TaskDef
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials, TaskDef
 from orkes_provision.sandbox.harness import SandboxProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ class Demo:
         return env
 
     def _provision_app(self, project: Path) -> None:
-        from orkes_provision.stores.keyring_store import usable_keyring
+        from orkes_provision.credentials.stores.keyring_store import usable_keyring
 
         title = "provision app --worker --grant greetings"
         if usable_keyring() is not None:
@@ -208,7 +208,7 @@ class Demo:
     def _forget_keyring_entry(self, server: str) -> None:
         # The demo's key is for a server that is about to vanish: do not leave it in the keyring.
         with contextlib.suppress(ProvisionError):
-            from orkes_provision.stores import open_store
+            from orkes_provision.credentials.stores import open_store
 
             open_store("keyring").delete(server, APP)
 

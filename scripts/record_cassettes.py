@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from pydantic import SecretStr  # noqa: E402
 
-from orkes_provision.models import Credentials  # noqa: E402
-from orkes_provision.urls import normalize_server_url  # noqa: E402
-from tests.wire.recorder import Recording, record  # noqa: E402
-from tests.wire.recording import CASSETTES  # noqa: E402
-from tests.wire.scenarios import SCENARIOS  # noqa: E402
+from orkes_provision.orkes.models import Credentials  # noqa: E402
+from orkes_provision.orkes.urls import normalize_server_url  # noqa: E402
+from tests.orkes.wire.recorder import Recording, record  # noqa: E402
+from tests.orkes.wire.recording import CASSETTES  # noqa: E402
+from tests.orkes.wire.scenarios import SCENARIOS  # noqa: E402
 
 
 def main() -> int:

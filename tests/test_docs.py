@@ -26,7 +26,7 @@ def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
 
 
 def test_readme_project_file_example_is_valid(tmp_path: Path) -> None:
-    from orkes_provision.project import load_project
+    from orkes_provision.workers.project import load_project
 
     section = README.split("## Workers:", 1)[1].split("\n## ", 1)[0]
     example = section.split("```toml", 1)[1].split("```", 1)[0]

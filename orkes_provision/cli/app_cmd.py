@@ -11,15 +11,15 @@ from orkes_provision.cli.common import common_options, emit, info
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
-    from orkes_provision.execute import Outcome
-    from orkes_provision.provisioning import AppResult
+    from orkes_provision.access.execute import Outcome
+    from orkes_provision.access.provisioning import AppResult
 
 
 def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, str]:
     """The name to use and where it came from: the argument, the project file, or the first task."""
     if name:
         return name, "argument"
-    from orkes_provision.project import load_project
+    from orkes_provision.workers.project import load_project
 
     project = load_project()
     if project is not None and project.application is not None and project.application.name:
@@ -62,11 +62,11 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
       provision app greetings-worker --worker --grant greetings --store env-file:./worker.env
       provision app billing --role METADATA_API --dry-run
     """
+    from orkes_provision.access.provisioning import provision_app
+    from orkes_provision.access.spec import app_spec_from_flags
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.project import load_project, store_spec_for
-    from orkes_provision.provisioning import provision_app
-    from orkes_provision.spec import app_spec_from_flags
-    from orkes_provision.stores import open_store
+    from orkes_provision.credentials.stores import open_store
+    from orkes_provision.workers.project import load_project, store_spec_for
 
     if any(not g.strip() for g in grants):
         raise UsageError("a task name given to --grant is empty",

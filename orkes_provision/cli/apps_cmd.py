@@ -59,8 +59,8 @@ def show(app: str) -> None:
     Example:
       provision apps show greetings-worker
     """
+    from orkes_provision.access.state import find_application, read_app_state
     from orkes_provision.cli.context import make_client
-    from orkes_provision.state import find_application, read_app_state
 
     with make_client() as client:
         state = read_app_state(client, find_application(client, app))
@@ -94,10 +94,10 @@ def delete(app: str, yes: bool) -> None:
       provision apps delete greetings-worker --yes
     """
     from orkes_provision import audit
+    from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.deliveries import forget_deliveries
+    from orkes_provision.credentials.deliveries import forget_deliveries
     from orkes_provision.errors import UsageError
-    from orkes_provision.state import find_application
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from orkes_provision.cli.common import opts
-from orkes_provision.client import OrkesClient
-from orkes_provision.models import Credentials
-from orkes_provision.settings import Settings, resolve_credentials
+from orkes_provision.credentials.settings import Settings, resolve_credentials
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials
 
 
 def resolve_server_credentials() -> Credentials:

@@ -12,8 +12,8 @@ from orkes_provision.cli.common import common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
-    from orkes_provision.deploy import WorkerManifests
-    from orkes_provision.project import Project
+    from orkes_provision.kube.deploy import WorkerManifests
+    from orkes_provision.workers.project import Project
 
 
 @click.group("deploy")
@@ -68,11 +68,11 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
       provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --render k8s/
       kubectl apply --server-side -f k8s/
     """
-    from orkes_provision.deploy import apply_to_cluster, render_to_directory, worker_manifests
-    from orkes_provision.project import require_project
-    from orkes_provision.settings import resolve_store_spec
-    from orkes_provision.stores import open_store
-    from orkes_provision.stores.k8s_secret import K8sSecretStore
+    from orkes_provision.credentials.settings import resolve_store_spec
+    from orkes_provision.credentials.stores import open_store
+    from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
+    from orkes_provision.kube.deploy import apply_to_cluster, render_to_directory, worker_manifests
+    from orkes_provision.workers.project import require_project
 
     if render_dir is not None and apply_:
         raise UsageError("--render and --apply exclude each other", "render to a directory, or apply; not both")
@@ -107,7 +107,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
 
 def _server(project: Project) -> str | None:
     """The server whose key the store holds: --server, the project's, CONDUCTOR_SERVER_URL, else the profile's."""
-    from orkes_provision.urls import normalize_server_url
+    from orkes_provision.orkes.urls import normalize_server_url
 
     options = opts()
     raw = options.server or project.server or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None

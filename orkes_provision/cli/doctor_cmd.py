@@ -25,13 +25,13 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
       provision doctor greetings-worker --task greetings
       provision doctor --store env-file:./worker.env --json
     """
+    from orkes_provision.access.doctor import diagnose
+    from orkes_provision.access.state import find_application, read_app_state
     from orkes_provision.cli.app_cmd import default_app_name
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.doctor import diagnose
+    from orkes_provision.credentials.stores import open_store
     from orkes_provision.errors import ProvisionError, StoreError, VerificationFailed
-    from orkes_provision.project import load_project, store_spec_for
-    from orkes_provision.state import find_application, read_app_state
-    from orkes_provision.stores import open_store
+    from orkes_provision.workers.project import load_project, store_spec_for
 
     name, _ = default_app_name(app, tasks)
     credentials = resolve_server_credentials()
@@ -56,7 +56,7 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
 
 
 def _default_tasks() -> list[str]:
-    from orkes_provision.project import load_project
+    from orkes_provision.workers.project import load_project
 
     project = load_project()
     if project is None or project.application is None:

@@ -1,7 +1,7 @@
 """``provision plan``, ``provision apply`` and ``provision schema``: declarative environments.
 
-The work is in ``orkes_provision.apply`` (reading, planning, executing) and
-``orkes_provision.environment`` (the file); these commands parse flags, ask, and render.
+The work is in ``orkes_provision.access.apply`` (reading, planning, executing) and
+``orkes_provision.access.environment`` (the file); these commands parse flags, ask, and render.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from orkes_provision.cli.common import common_options, emit, opts, report_error
 from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
-    from orkes_provision.apply import EnvironmentPlan
-    from orkes_provision.client import OrkesClient
-    from orkes_provision.environment import Environment
-    from orkes_provision.execute import Outcome
-    from orkes_provision.models import Credentials
-    from orkes_provision.ratelimit import AdaptiveLimiter
+    from orkes_provision.access.apply import EnvironmentPlan
+    from orkes_provision.access.environment import Environment
+    from orkes_provision.access.execute import Outcome
+    from orkes_provision.orkes.client import OrkesClient
+    from orkes_provision.orkes.models import Credentials
+    from orkes_provision.orkes.ratelimit import AdaptiveLimiter
 
 DEFAULT_PARALLELISM = 16  # the library's default too (apply.DEFAULT_PARALLELISM); not imported, to keep --help fast
 MAX_PARALLELISM = 64
@@ -112,10 +112,10 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
       provision apply -f staging.toml
       provision apply -f staging.toml --auto-approve --prune
     """
-    from orkes_provision.apply import apply_environment
-    from orkes_provision.execute import PartialFailure
+    from orkes_provision.access.apply import apply_environment
+    from orkes_provision.access.execute import PartialFailure
     from orkes_provision.locks import file_lock
-    from orkes_provision.ratelimit import AdaptiveLimiter
+    from orkes_provision.orkes.ratelimit import AdaptiveLimiter
 
     if not auto_approve and not _stdin_is_tty():
         raise UsageError("stdin is not a terminal, so apply cannot ask for confirmation",
@@ -143,20 +143,20 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
 @common_options
 def schema() -> None:
     """Print the JSON Schema of the environment file (for editors and CI validation)."""
-    from orkes_provision.environment import environment_schema
+    from orkes_provision.access.environment import environment_schema
 
     click.echo(json.dumps(environment_schema(), indent=2, sort_keys=False))
 
 
 def _load(path: str) -> Environment:
-    from orkes_provision.environment import load_environment
+    from orkes_provision.access.environment import load_environment
 
     return load_environment(path)
 
 
 def _credentials(env: Environment) -> Credentials:
     """--server, CONDUCTOR_SERVER_URL or a profile win; the file's ``server`` fills in when none is given."""
-    from orkes_provision.settings import resolve_credentials
+    from orkes_provision.credentials.settings import resolve_credentials
 
     options = opts()
     server = options.server
@@ -167,9 +167,9 @@ def _credentials(env: Environment) -> Credentials:
 
 
 def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesClient:
-    from orkes_provision.client import OrkesClient
-    from orkes_provision.ratelimit import RateLimitObserver
-    from orkes_provision.settings import Settings
+    from orkes_provision.credentials.settings import Settings
+    from orkes_provision.orkes.client import OrkesClient
+    from orkes_provision.orkes.ratelimit import RateLimitObserver
 
     transport = None
     if limiter is not None:
@@ -179,7 +179,7 @@ def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesC
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,
           parallelism: int, verify_keys: bool) -> EnvironmentPlan:
-    from orkes_provision.apply import plan_environment
+    from orkes_provision.access.apply import plan_environment
 
     return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
                             verify_keys=verify_keys)

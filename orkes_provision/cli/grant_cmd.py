@@ -27,8 +27,8 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
              domains: tuple[str, ...], access: tuple[str, ...]) -> list[Any]:
     from pydantic import ValidationError
 
+    from orkes_provision.access.spec import GrantSpec, parse_tag_target
     from orkes_provision.errors import UsageError
-    from orkes_provision.spec import GrantSpec, parse_tag_target
 
     wanted = ([("TASK_DEF", t) for t in tasks] + [("WORKFLOW_DEF", w) for w in workflows]
               + [("TAG", parse_tag_target(t)) for t in tags] + [("DOMAIN", d) for d in domains])
@@ -44,9 +44,9 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
 
 def _change(app: str, specs: list[Any], revoke: bool) -> None:
     from orkes_provision import audit
+    from orkes_provision.access.state import find_application, read_app_state
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.models import Target, app_subject
-    from orkes_provision.state import find_application, read_app_state
+    from orkes_provision.orkes.models import Target, app_subject
 
     credentials = resolve_server_credentials()
     done: list[dict[str, Any]] = []

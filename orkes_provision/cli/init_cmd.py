@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from orkes_provision.cli.common import common_options, emit
-from orkes_provision.scaffold import DEFAULT_APP, LANGUAGES
+from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
 
 
 @click.command("init")
@@ -31,7 +31,7 @@ def init(directory: Path, language: str, app_name: str, force: bool) -> None:
       provision app --worker --grant greetings --register-tasks
       provision worker run greetings
     """
-    from orkes_provision.scaffold import scaffold
+    from orkes_provision.workers.scaffold import scaffold
 
     result = scaffold(language, directory, app=app_name, force=force)
 

@@ -31,8 +31,8 @@ def list_keys(app: str) -> None:
     Example:
       provision keys list greetings-worker --json
     """
+    from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client
-    from orkes_provision.state import find_application
 
     with make_client() as client:
         target = find_application(client, app)
@@ -53,11 +53,11 @@ def create(app: str, store_spec: str | None, show_secret: bool) -> None:
     Example:
       provision keys create greetings-worker --store env-file:./worker.env
     """
+    from orkes_provision.access.keys import create_and_store_key
+    from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.keys import create_and_store_key
-    from orkes_provision.project import load_project, store_spec_for
-    from orkes_provision.state import find_application
-    from orkes_provision.stores import open_store
+    from orkes_provision.credentials.stores import open_store
+    from orkes_provision.workers.project import load_project, store_spec_for
 
     store = open_store(store_spec_for(store_spec, load_project()), show_secret=show_secret)
     credentials = resolve_server_credentials()
@@ -73,10 +73,10 @@ def create(app: str, store_spec: str | None, show_secret: bool) -> None:
 
 def _set_status(app: str, key_id: str, wanted: str) -> None:
     from orkes_provision import audit
+    from orkes_provision.access.keys import set_key_status
+    from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.errors import ProvisionError
-    from orkes_provision.keys import set_key_status
-    from orkes_provision.state import find_application
 
     credentials = resolve_server_credentials()
     action = f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key"
@@ -135,8 +135,8 @@ def delete(app: str, key_id: str) -> None:
       provision keys delete greetings-worker 4f1c...
     """
     from orkes_provision import audit
+    from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.state import find_application
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:

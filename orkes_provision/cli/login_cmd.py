@@ -30,10 +30,10 @@ def login(key_id: str | None, secret_stdin: bool, no_verify: bool) -> None:
       provision login --profile prod --server https://acme.orkesconductor.io --key-id 4f1c...
       printf '%s' "$SECRET" | provision login --profile ci --server https://acme.orkesconductor.io/api --key-id 4f1c...
     """
-    from orkes_provision.client import OrkesClient
-    from orkes_provision.models import Credentials
-    from orkes_provision.settings import DEFAULT_PROFILE, Settings, keyring_location, save_profile
-    from orkes_provision.urls import normalize_server_url
+    from orkes_provision.credentials.settings import DEFAULT_PROFILE, Settings, keyring_location, save_profile
+    from orkes_provision.orkes.client import OrkesClient
+    from orkes_provision.orkes.models import Credentials
+    from orkes_provision.orkes.urls import normalize_server_url
 
     options = opts()
     name = options.profile or Settings().profile or DEFAULT_PROFILE

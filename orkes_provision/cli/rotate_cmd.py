@@ -10,7 +10,7 @@ from orkes_provision.cli.common import common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
-    from orkes_provision.rotation import PruneReport, RotationReport
+    from orkes_provision.rotation.rotate import PruneReport, RotationReport
 
 
 @click.command("rotate")
@@ -46,9 +46,9 @@ def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: floa
       provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 0
     """
     from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.credentials.stores import open_store
     from orkes_provision.durations import parse_duration
-    from orkes_provision.rotation import rotate_key
-    from orkes_provision.stores import open_store
+    from orkes_provision.rotation.rotate import rotate_key
 
     grace_period = parse_duration(grace)
     if "json" in (s.strip() for s in store_specs) and opts().json:
@@ -82,7 +82,7 @@ def prune(app: str, grace: str) -> None:
     """
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.durations import parse_duration
-    from orkes_provision.rotation import prune_keys
+    from orkes_provision.rotation.rotate import prune_keys
 
     grace_period = parse_duration(grace)
     credentials = resolve_server_credentials()

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from orkes_provision.cli.common import common_options, emit, info, opts
-from orkes_provision.project import RESTART_POLICIES, Project, RestartPolicy
+from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
-    from orkes_provision.stores import StoredKey
-    from orkes_provision.supervise import SupervisorEvent
+    from orkes_provision.credentials.stores import StoredKey
+    from orkes_provision.workers.supervise import SupervisorEvent
 
 _SERVER_HINT = "pass --server URL, set CONDUCTOR_SERVER_URL, or set 'server' in orkes-provision.toml"
 
@@ -63,7 +63,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
 
         raise UsageError("--replicas and --restart need --supervise", "add --supervise, or drop them")
     from orkes_provision.cli.app_cmd import default_app_name
-    from orkes_provision.project import load_project
+    from orkes_provision.workers.project import load_project
 
     project = load_project()
     _apply_project_defaults(project)
@@ -111,7 +111,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
       provision worker run greetings --replicas 2
     """
     from orkes_provision.errors import ConfigError
-    from orkes_provision.project import require_project
+    from orkes_provision.workers.project import require_project
 
     project = require_project(project_file)
     spec_worker = project.worker(name)
@@ -142,7 +142,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 @common_options
 def worker_list(project_file: Path | None) -> None:
     """List the workers of the project file."""
-    from orkes_provision.project import require_project
+    from orkes_provision.workers.project import require_project
 
     project = require_project(project_file)
     rows: list[dict[str, object]] = [
@@ -178,7 +178,7 @@ def _resolve_server() -> str:
     """The worker's server: --server, --profile, CONDUCTOR_SERVER_URL, else the default profile's."""
     from orkes_provision.cli.context import resolve_server_credentials
     from orkes_provision.errors import ConfigError
-    from orkes_provision.urls import normalize_server_url
+    from orkes_provision.orkes.urls import normalize_server_url
 
     options = opts()
     if options.server:
@@ -195,7 +195,7 @@ def _resolve_server() -> str:
 
 
 def _store_spec(flag: str | None, project: Project | None) -> str | None:
-    from orkes_provision.project import store_spec_for
+    from orkes_provision.workers.project import store_spec_for
 
     return store_spec_for(flag, project)
 
@@ -210,8 +210,8 @@ def _app_command(app: str, tasks: list[str], spec: str | None) -> str:
 def _load_key(server: str, app: str, spec: str | None,
               tasks: list[str]) -> tuple[StoredKey, Callable[[], StoredKey | None]]:
     """The stored key of ``app`` on ``server``, and a function that re-reads it (for rotation)."""
+    from orkes_provision.credentials.stores import open_store
     from orkes_provision.errors import ConfigError
-    from orkes_provision.stores import open_store
 
     store = open_store(spec)
     key = store.load(server, app)
@@ -227,10 +227,10 @@ def _load_key(server: str, app: str, spec: str | None,
 
 def _preflight(app: str, tasks: list[str], key: StoredKey, server: str) -> None:
     """The doctor's checks with the provisioning credentials; with none, what the key alone shows."""
+    from orkes_provision.access.doctor import diagnose
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.doctor import diagnose
     from orkes_provision.errors import ConfigError, StoreError
-    from orkes_provision.launch import check_preflight
+    from orkes_provision.workers.launch import check_preflight
 
     try:
         credentials = resolve_server_credentials()
@@ -250,10 +250,10 @@ def _preflight(app: str, tasks: list[str], key: StoredKey, server: str) -> None:
 def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
-    from orkes_provision.client import OrkesClient
-    from orkes_provision.doctor import WORKER_ROLES
+    from orkes_provision.access.doctor import WORKER_ROLES
     from orkes_provision.errors import AuthenticationError, VerificationFailed
-    from orkes_provision.models import Credentials
+    from orkes_provision.orkes.client import OrkesClient
+    from orkes_provision.orkes.models import Credentials
 
     credentials = Credentials(server=server, key_id=key.key_id.strip(), secret=key.secret)
     with OrkesClient(credentials) as client:
@@ -275,7 +275,7 @@ def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> N
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
             name: str) -> int:
-    from orkes_provision.launch import describe_environment, exec_command, require_program, worker_environment
+    from orkes_provision.workers.launch import describe_environment, exec_command, require_program, worker_environment
 
     base = dict(os.environ)
     env = worker_environment(base, key, runtime, extra)
@@ -287,14 +287,14 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
     if not supervise:
         info(f"provision: starting {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}")
         exec_command(command, env, cwd)
-    from orkes_provision.supervise import Supervisor
+    from orkes_provision.workers.supervise import Supervisor
 
     def env_factory(current: StoredKey) -> dict[str, str]:
         return worker_environment(base, current, runtime, extra)
 
     info(f"provision: supervising {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}, "
          f"{replicas} replica(s), restart {restart_policy}")
-    from orkes_provision.worker_status import SupervisorStatus
+    from orkes_provision.workers.status import SupervisorStatus
 
     # Published for 'keys rotate': it keeps the old key ACTIVE while a worker still runs it.
     status = SupervisorStatus(key.server, app)

@@ -39,14 +39,14 @@ from keyring.backend import KeyringBackend
 from orkes_provision.cli import cli as root_command
 from orkes_provision.cli import main
 from orkes_provision.cli.common import GlobalOptions
-from orkes_provision.client import OrkesClient
+from orkes_provision.credentials.stores.memory import MemoryKeyring
 from orkes_provision.errors import ProvisionError
+from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores.memory import MemoryKeyring
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
 PROBE = Path(__file__).with_name("leak_probe.py")
-FAKE_KUBECTL = Path(__file__).resolve().parents[1] / "k8s" / "fake_kubectl.py"
+FAKE_KUBECTL = Path(__file__).resolve().parents[1] / "kube" / "fake_kubectl.py"
 SENTINEL = "Sentinel-Leak-" + secrets.token_hex(12)
 
 

@@ -12,11 +12,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from orkes_provision.client import OrkesClient
 from orkes_provision.errors import ProvisionError
-from orkes_provision.models import Credentials
-from orkes_provision.ratelimit import AdaptiveLimiter, RateLimitObserver
-from orkes_provision.retry import RetryPolicy
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials
+from orkes_provision.orkes.ratelimit import AdaptiveLimiter, RateLimitObserver
+from orkes_provision.orkes.retry import RetryPolicy
 from orkes_provision.sandbox.harness import SandboxProcess
 
 # The client gives up on a request after this long; the "timeout" fault holds it longer.
@@ -70,7 +70,7 @@ def start_cell(flow: str, step: str, fault: str) -> Cell:
 
 def describe_error(err: ProvisionError) -> str:
     """``exit N (kind)``; for a partial failure, the kind of the first failed change."""
-    from orkes_provision.execute import PartialFailure
+    from orkes_provision.access.execute import PartialFailure
 
     kind = err.kind
     if isinstance(err, PartialFailure) and err.result.failed and err.result.failed[0].error is not None:

@@ -17,10 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orkes_provision.client import OrkesClient
-from orkes_provision.models import Credentials
+from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores.envfile import EnvFileStore
 from tests.cli import provision
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
@@ -56,7 +56,7 @@ def _lock(name, **options):
 
 locks.file_lock = _lock
 if os.environ.get("RACE_NO_LOCK") == "1":
-    import orkes_provision.client as client
+    import orkes_provision.orkes.client as client
 
     _real_create = client.OrkesClient.create_application
 

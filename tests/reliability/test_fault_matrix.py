@@ -23,19 +23,19 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.apply import apply_environment, plan_environment
-from orkes_provision.client import OrkesClient
-from orkes_provision.environment import load_environment
+from orkes_provision.access.apply import apply_environment, plan_environment
+from orkes_provision.access.environment import load_environment
+from orkes_provision.access.execute import PartialFailure
+from orkes_provision.access.provisioning import provision_app
+from orkes_provision.access.spec import app_spec_from_flags
+from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.errors import NotFound, ProvisionError
-from orkes_provision.execute import PartialFailure
-from orkes_provision.models import app_subject
-from orkes_provision.provisioning import provision_app
-from orkes_provision.ratelimit import AdaptiveLimiter
-from orkes_provision.rotation import rotate_key
-from orkes_provision.rotation_state import load_progress
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import app_subject
+from orkes_provision.orkes.ratelimit import AdaptiveLimiter
+from orkes_provision.rotation.record import load_progress
+from orkes_provision.rotation.rotate import rotate_key
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.spec import app_spec_from_flags
-from orkes_provision.stores.envfile import EnvFileStore
 from tests.reliability.matrix import (
     FAULTS,
     RETRY_AFTER,

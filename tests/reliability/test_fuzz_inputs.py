@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from orkes_provision.environment import load_environment
+from orkes_provision.access.environment import load_environment
+from orkes_provision.credentials.settings import Config, Profile, load_config, render_config
+from orkes_provision.credentials.stores.base import StoredKey
+from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.errors import ConfigError, StoreError
-from orkes_provision.project import load_project
-from orkes_provision.settings import Config, Profile, load_config, render_config
-from orkes_provision.stores.base import StoredKey
-from orkes_provision.stores.envfile import EnvFileStore
+from orkes_provision.workers.project import load_project
 from tests.cli import provision
 from tests.reliability.tally import count
 

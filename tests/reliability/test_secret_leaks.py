@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.orkes.wire.recording import CASSETTES
 from tests.reliability.leaks import PROBE, SENTINEL, LeakSession, Run, command_path, leaf_commands
-from tests.wire.recording import CASSETTES
 
 APP, TASK = "leak-app", "leak-task"
 
@@ -71,7 +71,7 @@ def seed_stale_store(ctx: Context) -> None:
 
 def seed_wrong_secret_store(ctx: Context) -> None:
     """The real key id of leak-stale with SENTINEL as its secret: the server must refuse it."""
-    from orkes_provision.stores.envfile import EnvFileStore, parse_env
+    from orkes_provision.credentials.stores.envfile import EnvFileStore, parse_env
 
     key_id = parse_env((ctx.root / "stale.env").read_text())["CONDUCTOR_AUTH_KEY"]
     path = ctx.root / "wrong.env"

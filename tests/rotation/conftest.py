@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.client import OrkesClient
-from orkes_provision.models import Credentials
-from orkes_provision.urls import normalize_server_url
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials
+from orkes_provision.orkes.urls import normalize_server_url
 from tests.rotation.helpers import WorkerApp, make_worker_app
 
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")

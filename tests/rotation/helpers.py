@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orkes_provision.client import OrkesClient
-from orkes_provision.keys import create_and_store_key, key_authenticates
-from orkes_provision.models import Application, Target, TaskDef, app_subject
-from orkes_provision.stores import CredentialStore, StoredKey
+from orkes_provision.access.keys import create_and_store_key, key_authenticates
+from orkes_provision.credentials.stores import CredentialStore, StoredKey
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Application, Target, TaskDef, app_subject
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
 REPO = Path(__file__).resolve().parents[2]

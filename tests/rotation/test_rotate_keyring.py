@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.client import OrkesClient
+from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.credentials.stores.keyring_store import KeyringStore
+from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores.envfile import EnvFileStore
-from orkes_provision.stores.keyring_store import KeyringStore
 from tests.rotation.helpers import WorkerApp, authenticates, cli_env, json_out, key_statuses, provision
 
 pytestmark = pytest.mark.secret_service

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.client import OrkesClient
-from orkes_provision.rotation_state import STEPS, STOP_AFTER_VARIABLE, STOP_EXIT_CODE, load_progress
+from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.rotation.record import STEPS, STOP_AFTER_VARIABLE, STOP_EXIT_CODE, load_progress
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores.envfile import EnvFileStore
 from tests.rotation.helpers import PROVISION, REPO, WorkerApp, authenticates, cli_env, json_out, key_statuses, provision
 
 ROTATE = ["keys", "rotate", "--grace", "0s", "--switch-wait", "0", "--json"]

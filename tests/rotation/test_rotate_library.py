@@ -10,16 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from orkes_provision.client import OrkesClient
-from orkes_provision.deliveries import deliveries_for
+from orkes_provision.credentials.deliveries import deliveries_for
+from orkes_provision.credentials.stores import CredentialStore, StoredKey
+from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.credentials.stores.memory import MemoryStore
 from orkes_provision.errors import LockHeld, ServerUnavailable, StoreError, UsageError, VerificationFailed
 from orkes_provision.locks import file_lock
-from orkes_provision.rotation import RotationReport, prune_keys, rotate_key
-from orkes_provision.rotation_state import load_progress, progress_path
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.rotation.record import load_progress, progress_path
+from orkes_provision.rotation.rotate import RotationReport, prune_keys, rotate_key
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores import CredentialStore, StoredKey
-from orkes_provision.stores.envfile import EnvFileStore
-from orkes_provision.stores.memory import MemoryStore
 from tests.rotation.helpers import WorkerApp, active_keys, authenticates, key_statuses
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

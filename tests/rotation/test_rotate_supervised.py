@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.client import OrkesClient
-from orkes_provision.rotation_state import load_progress
+from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.rotation.record import load_progress
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.stores.envfile import EnvFileStore
-from orkes_provision.worker_status import supervised_workers
+from orkes_provision.workers.status import supervised_workers
 from tests.rotation.helpers import PROVISION, REPO, WorkerApp, cli_env, json_out, key_statuses, provision
 
 pytestmark = pytest.mark.slow

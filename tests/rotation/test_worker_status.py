@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orkes_provision.supervise import SupervisorEvent
-from orkes_provision.worker_status import SupervisorStatus, status_dir, supervised_workers
+from orkes_provision.workers.status import SupervisorStatus, status_dir, supervised_workers
+from orkes_provision.workers.supervise import SupervisorEvent
 
 SERVER = "http://127.0.0.1:9/api"
 

@@ -1,0 +1,319 @@
+"""``provision plan``/``apply`` as library calls: an environment file against a server.
+
+``plan_environment`` only reads: the applications (one list call, then each named application's
+roles, grants and keys), the task definitions, the declared workflows, and whether each stored
+key is still good; then it compares, with the same pure ``plan_apps`` that ``provision app``
+uses. ``apply_environment`` carries the plan out with the executor: bounded, adaptive
+concurrency, dependency order, one batched call for all task definitions. A plan never holds a
+secret, and a second apply of the same file makes no write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orkes_provision.access.environment import Environment
+from orkes_provision.access.execute import ApplyResult, Executor, Outcome
+from orkes_provision.access.keys import key_authenticates
+from orkes_provision.access.plan import Change, Plan, key_status, plan_apps, plan_prune
+from orkes_provision.access.spec import AppSpec
+from orkes_provision.access.state import ServerState, read_state
+from orkes_provision.credentials.deliveries import deliveries_for
+from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
+from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.errors import ConfigError, Conflict, NotFound, ProvisionError, StoreError
+from orkes_provision.orkes.models import MANAGED_TAG, Application, Tag, TaskDef
+from orkes_provision.orkes.ratelimit import AdaptiveLimiter, LimiterStats
+
+if TYPE_CHECKING:
+    from orkes_provision.orkes.client import OrkesClient
+
+ENVIRONMENT_TAG_KEY = "environment"
+DEFAULT_PARALLELISM = 16
+
+
+def ownership_tags(environment: str) -> tuple[Tag, Tag]:
+    """The tags that mark an application as created and owned by this environment."""
+    return MANAGED_TAG, Tag(key=ENVIRONMENT_TAG_KEY, value=environment)
+
+
+def owned_by(app: Application, environment: str) -> bool:
+    tags = {(t.key, t.value) for t in app.tags}
+    return all((t.key, t.value) in tags for t in ownership_tags(environment))
+
+
+@dataclass
+class EnvironmentPlan:
+    """What applying an environment would change, plus what the executor needs to do it."""
+
+    environment: Environment
+    server: str
+    plan: Plan
+    prune: bool
+    stores: dict[str, CredentialStore] = field(default_factory=dict)
+    task_payloads: dict[str, TaskDef] = field(default_factory=dict)
+    workflow_payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    read_requests: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.plan.empty
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"environment": self.environment.name, "file": str(self.environment.path or ""),
+                "server": self.server, "prune": self.prune, "changes": [c.to_dict() for c in self.plan.changes],
+                "summary": self.plan.counts()}
+
+    def render(self) -> str:
+        head = f"Environment {self.environment.name} on {self.server}" + (" (with --prune)" if self.prune else "")
+        return f"{head}\n{self.plan.render()}"
+
+
+@dataclass
+class EnvironmentApplyResult:
+    plan: EnvironmentPlan
+    applied: ApplyResult
+    seconds: float
+    requests: int
+    limiter: LimiterStats
+    parallelism: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.applied.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        applied = self.applied
+        return {
+            "environment": self.plan.environment.name, "server": self.plan.server, "ok": self.ok,
+            "seconds": round(self.seconds, 3), "requests": self.requests, "parallelism": self.parallelism,
+            "rateLimited": self.limiter.rate_limited, "lowestParallelism": self.limiter.lowest_limit,
+            "done": len(applied.done), "failed": len(applied.failed), "skipped": len(applied.skipped),
+            "keys": {app: {"keyId": key.key_id, "store": self.plan.stores[app].describe()}
+                     for app, key in sorted(applied.new_keys.items())},
+            "outcomes": [o.to_dict() for o in _ordered(self.plan.plan, applied.outcomes)],
+        }
+
+    def render(self) -> str:
+        applied = self.applied
+        lines: list[str] = []
+        for app, key in sorted(applied.new_keys.items()):
+            lines.append(f"key {key.key_id} of {app} stored in {self.plan.stores[app].describe()}")
+        not_done = [o for o in _ordered(self.plan.plan, applied.outcomes) if o.status != "done"]
+        for outcome in not_done:
+            detail = f": {outcome.error.message}" if outcome.error is not None else ""
+            lines.append(f"{outcome.status.upper()}: {outcome.change.describe()[2:]}{detail}")
+        verdict = "Apply complete" if self.ok else "Apply INCOMPLETE"
+        lines.append(f"{verdict}: {len(applied.done)} done, {len(applied.failed)} failed, "
+                     f"{len(applied.skipped)} skipped, in {self.seconds:.1f}s ({self.requests} requests, "
+                     f"parallelism {self.parallelism}).")
+        if self.limiter.rate_limited:
+            lines.append(f"The server rate-limited {self.limiter.rate_limited} request(s) (429): parallelism went "
+                         f"down to {self.limiter.lowest_limit} and back up.")
+        if not self.ok:
+            lines.append("Nothing above is lost: rerun the same command to finish; it only does what is missing.")
+        return "\n".join(lines)
+
+
+def open_stores(env: Environment, specs: list[AppSpec]) -> dict[str, CredentialStore]:
+    """Open every application's store before anything is read or written, so a bad one stops early.
+
+    An env file whose directory does not exist yet is accepted (it holds no key, and apply creates
+    the directory, 0700, before any server write); everything else ``open_store`` refuses stops here.
+    """
+    stores: dict[str, CredentialStore] = {}
+    for spec in specs:
+        if spec.store is None:
+            continue
+        try:
+            if spec.store.startswith("env-file:") and not Path(spec.store.partition(":")[2]).parent.exists():
+                stores[spec.name] = EnvFileStore(spec.store.partition(":")[2])
+            else:
+                stores[spec.name] = open_store(spec.store)
+        except ProvisionError as err:
+            raise type(err)(f"application {spec.name}: {err.message}", err.hint) from None
+    return stores
+
+
+def prepare_stores(env_plan: EnvironmentPlan) -> None:
+    """Create the missing directories of env-file stores that will receive a key, and check them."""
+    for change in env_plan.plan.changes:
+        store = env_plan.stores.get(change.app or "") if change.kind == "create_key" else None
+        if not isinstance(store, EnvFileStore):
+            continue
+        try:
+            store.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"application {change.app}: cannot create {store.path.parent}: {err.strerror}",
+                             "create the directory yourself, or change the store in the environment file") from None
+        try:
+            store.check_writable()
+        except ProvisionError as err:
+            raise type(err)(f"application {change.app}: {err.message}", err.hint) from None
+
+
+def plan_environment(client: OrkesClient, env: Environment, *, server: str, prune: bool = False,
+                     parallelism: int = DEFAULT_PARALLELISM, verify_keys: bool = False) -> EnvironmentPlan:
+    """Read the server and compare it with ``env``. Reads only; raises ``ProvisionError`` for a plan
+    that cannot be carried out (ambiguous application names, grants on undeclared missing tasks).
+
+    A stored key is reused when the server lists it as an ACTIVE key of its application and its
+    secret authenticates. The secret is checked with a token exchange, except for keys this
+    machine delivered to that very store itself (the deliveries record says so): their secret
+    is the one the server returned. ``verify_keys`` checks those too.
+    """
+    specs = env.app_specs()
+    stores = open_stores(env, specs)
+    stored = {name: store.load(server, name) for name, store in stores.items()}
+    trusted = {name for name, key in stored.items()
+               if key is not None and not verify_keys and _delivered_here(server, name, stores[name], key)}
+    before = client.request_count
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        # Independent reads go out together: workflows and key checks alongside the state.
+        workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
+        key_checks = {name: pool.submit(key_authenticates, client, key) for name, key in stored.items()
+                      if key is not None and name not in trusted}
+        state = _read_state(client, env, specs, parallelism)
+        server_workflows = {k: f.result() for k, f in workflows.items()}
+        authenticated = {name: f.result() for name, f in key_checks.items()} | dict.fromkeys(trusted, True)
+    accepted = {name for name, ok in authenticated.items() if ok}
+    statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
+                for spec in specs if spec.store is not None}
+    env_tag = ownership_tags(env.name)[1]
+    try:
+        plan = plan_apps(state, specs, server=server, key_status=statuses,
+                         store_names={name: store.describe() for name, store in stores.items()},
+                         tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
+    except ConfigError as err:
+        raise ConfigError(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
+            from None
+    payloads = _task_payloads(env, state)
+    plan.task_changes.extend(_task_updates(env, state))
+    plan.task_changes.extend(_workflow_changes(env, server_workflows))
+    if prune:
+        managed = [a for apps in state.by_name.values() for a in apps if owned_by(a, env.name)]
+        plan.prune_changes = plan_prune(state, specs, sorted(managed, key=lambda a: (a.name, a.id)))
+    return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
+                           task_payloads=payloads,
+                           workflow_payloads={_workflow_key(d): d for d in env.workflow_defs},
+                           read_requests=client.request_count - before)
+
+
+def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,
+                      parallelism: int = DEFAULT_PARALLELISM, limiter: AdaptiveLimiter | None = None,
+                      on_outcome: Callable[[Outcome, int, int], None] | None = None) -> EnvironmentApplyResult:
+    """Carry out ``env_plan``. Failures on the server are reported per change in the result; only a
+    store that cannot be prepared (before any write) raises."""
+    limiter = limiter or AdaptiveLimiter(parallelism)
+    prepare_stores(env_plan)
+    before = client.request_count
+    started = time.monotonic()
+    executor = Executor(client=client, server=env_plan.server, stores=env_plan.stores, actor=actor,
+                        parallelism=parallelism, task_defs=env_plan.task_payloads,
+                        managed_tags=ownership_tags(env_plan.environment.name), on_outcome=on_outcome,
+                        workflow_defs=env_plan.workflow_payloads, limiter=limiter)
+    applied = executor.run(env_plan.plan)
+    return EnvironmentApplyResult(plan=env_plan, applied=applied, seconds=time.monotonic() - started,
+                                  requests=client.request_count - before, limiter=limiter.stats,
+                                  parallelism=parallelism)
+
+
+def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], parallelism: int) -> ServerState:
+    try:
+        return read_state(client, [s.name for s in specs], parallelism=parallelism, with_tasks=True)
+    except Conflict as err:
+        raise Conflict(err.message, f"application names must be unique for {_file(env)}: delete or rename the "
+                                    "extras ('provision apps delete ID'), then plan again") from None
+
+
+def _delivered_here(server: str, app: str, store: CredentialStore, key: StoredKey) -> bool:
+    return any(d.store == store.spec and d.key_id == key.key_id for d in deliveries_for(server, app))
+
+
+def _task_payloads(env: Environment, state: ServerState) -> dict[str, TaskDef]:
+    """What to send for each declared task: the server's definition (if any) with the declared fields over it."""
+    payloads: dict[str, TaskDef] = {}
+    for name, entry in env.task_entries().items():
+        current = state.task_defs.get(name)
+        base = current.model_dump(mode="json", by_alias=True, exclude_none=True) if current else {}
+        declared = entry.declared()
+        timeout = declared.get("timeoutSeconds")
+        if "responseTimeoutSeconds" not in declared and timeout and base.get("responseTimeoutSeconds", 0) > timeout:
+            # The server refuses a response timeout above the timeout: lowering only the timeout
+            # lowers the server's response timeout with it.
+            base["responseTimeoutSeconds"] = timeout
+        payloads[name] = TaskDef.model_validate({**base, **declared})
+    return payloads
+
+
+def _task_updates(env: Environment, state: ServerState) -> list[Change]:
+    changes: list[Change] = []
+    for name, entry in sorted(env.task_entries().items()):
+        current = state.task_defs.get(name)
+        if current is None:
+            continue  # plan_apps registers it
+        have = current.model_dump(mode="json", by_alias=True)
+        differing = [(k, have.get(k), v) for k, v in entry.declared().items() if k != "name" and have.get(k) != v]
+        if differing:
+            reason = ", ".join(f"{k}: {_short(old)} -> {_short(new)}" for k, old, new in differing)
+            changes.append(Change("update_task", None, name, reason=reason))
+    return changes
+
+
+def _workflow_key(definition: Mapping[str, Any]) -> str:
+    return f"{definition['name']} v{definition.get('version', 1)}"
+
+
+def _get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return client.get_workflow_def(str(definition["name"]), int(definition.get("version", 1)))
+    except NotFound:
+        return None
+
+
+def _workflow_changes(env: Environment, server: Mapping[str, dict[str, Any] | None]) -> list[Change]:
+    changes: list[Change] = []
+    for definition in env.workflow_defs:
+        key = _workflow_key(definition)
+        current = server.get(key)
+        if current is None:
+            changes.append(Change("register_workflow", None, key))
+            continue
+        differing = sorted(k for k, v in definition.items() if not covers(current.get(k), v))
+        if differing:
+            changes.append(Change("update_workflow", None, key, reason=f"differs in {', '.join(differing)}"))
+    return changes
+
+
+def covers(have: Any, want: Any) -> bool:
+    """Does the server's value ``have`` say everything the file's ``want`` says?
+
+    Objects compare on the keys the file gives (the server adds defaults, such as a task's
+    ``optional: false``); lists element by element; everything else by equality.
+    """
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(covers(have.get(k), v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(have) == len(want) and all(map(covers, have, want))
+    return bool(have == want)
+
+
+def _ordered(plan: Plan, outcomes: list[Outcome]) -> list[Outcome]:
+    """Outcomes in plan order (they finish in any order), so reports are stable."""
+    position = {id(c): i for i, c in enumerate(plan.changes)}
+    return sorted(outcomes, key=lambda o: position.get(id(o.change), len(position)))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _file(env: Environment) -> str:
+    return env.path.name if env.path is not None else "the environment file"

@@ -1,0 +1,168 @@
+"""Why would a worker get 401 or 403? Each finding names the command that fixes it.
+
+The checks, in the order a worker meets them: the server answers, the stored key is known,
+ACTIVE and accepted, the application holds WORKER (or UNRESTRICTED_WORKER), each task
+definition exists, and the application holds EXECUTE on it (directly, or through a TAG or
+DOMAIN grant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orkes_provision.errors import AuthenticationError, NotFound, ProvisionError, ServerUnavailable
+from orkes_provision.orkes.models import Application, app_subject
+
+if TYPE_CHECKING:
+    from orkes_provision.credentials.stores import StoredKey
+    from orkes_provision.orkes.client import OrkesClient
+
+WORKER_ROLES = {"WORKER", "UNRESTRICTED_WORKER", "ADMIN"}
+UNRESTRICTED = {"UNRESTRICTED_WORKER", "ADMIN"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    problem: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "ok": self.ok, "message": self.problem, "fix": self.fix}
+
+
+@dataclass
+class DoctorReport:
+    app: str | None
+    app_id: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def add(self, check: str, ok: bool, message: str, fix: str | None = None) -> None:
+        self.findings.append(Finding(check, ok, message, None if ok else fix))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"app": self.app, "appId": self.app_id, "ok": self.ok,
+                "findings": [f.to_dict() for f in self.findings]}
+
+    def render(self) -> str:
+        lines = []
+        for f in self.findings:
+            lines.append(f"{'ok ' if f.ok else 'FAIL'} {f.check}: {f.problem}")
+            if f.fix:
+                lines.append(f"     fix: {f.fix}")
+        lines.append("All checks passed: a worker with this key can poll these tasks." if self.ok
+                     else f"{len(self.problems)} problem(s) found.")
+        return "\n".join(lines)
+
+
+def _grant_cmd(app: str, tasks: list[str]) -> str:
+    return f"provision grant {app} {' '.join(tasks)}"
+
+
+def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: StoredKey | None,
+             server: str) -> DoctorReport:
+    """Run every check that applies; stop early only where later checks cannot mean anything."""
+    report = DoctorReport(app=app)
+    name = app or (key.app if key else None) or "APP"
+    try:
+        application = _find_application(client, report, name, app, key)
+    except ServerUnavailable as err:
+        report.add("server", False, err.message, "check --server / CONDUCTOR_SERVER_URL and that the server is up")
+        return report
+    report.findings.insert(0, Finding("server", True, f"{server} answers"))
+    if application is None:
+        return report
+    report.app_id = application.id
+    report.app = application.name
+    name = application.name
+    if key is None:
+        report.add("key", False, f"no key for {name} in the store",
+                   f"provision app {name} --worker" + "".join(f" --grant {t}" for t in tasks))
+    else:
+        _check_key(client, report, application, key)
+    user = client.get_app_user(application.id)
+    roles = user.role_names
+    if roles & WORKER_ROLES:
+        report.add("role", True, f"{name} has {', '.join(sorted(roles & WORKER_ROLES))}")
+    else:
+        report.add("role", False, f"{name} lacks the WORKER role (has: {', '.join(sorted(roles)) or 'none'})",
+                   f"provision app {name} --worker")
+    if not tasks:
+        return report
+    granted = client.get_user_permissions(app_subject(application.id).id)
+    executable = {(g.target.type, g.target.id) for g in granted if "EXECUTE" in {a.upper() for a in g.access}}
+    missing_defs, missing_grants = [], []
+    for task in tasks:
+        try:
+            task_def = client.get_task_def(task)
+        except NotFound:
+            missing_defs.append(task)
+            continue
+        tags = _tag_ids(getattr(task_def, "tags", None))
+        covered = (("TASK_DEF", task) in executable or any(("TAG", t) in executable for t in tags)
+                   or bool(roles & UNRESTRICTED))
+        (report.add("execute", True, f"EXECUTE on task {task}") if covered else missing_grants.append(task))
+    if missing_defs:
+        report.add("task", False, f"task definition missing: {', '.join(missing_defs)}",
+                   f"provision app {name}" + "".join(f" --grant {t}" for t in missing_defs) + " --register-tasks")
+    if missing_grants:
+        report.add("execute", False, f"{name} lacks EXECUTE on task {', '.join(missing_grants)}",
+                   _grant_cmd(name, missing_grants))
+    return report
+
+
+def _find_application(client: OrkesClient, report: DoctorReport, name: str, app: str | None,
+                      key: StoredKey | None) -> Application | None:
+    if key is not None:
+        try:
+            return client.get_application_by_key(key.key_id)
+        except NotFound:
+            report.add("key", False, f"key {key.key_id} in the store is unknown to the server (deleted?)",
+                       f"provision app {name} --new-key")
+            return None
+    matches = [a for a in client.list_applications() if a.name == name]
+    if not matches:
+        report.add("application", False, f"no application named {name}",
+                   f"provision app {name} --worker")
+        return None
+    return matches[0]
+
+
+def _check_key(client: OrkesClient, report: DoctorReport, application: Application, key: StoredKey) -> None:
+    keys = {k.id: k for k in client.list_keys(application.id)}
+    known = keys.get(key.key_id)
+    if known is None:
+        report.add("key", False, f"key {key.key_id} does not belong to {application.name}",
+                   f"provision app {application.name} --new-key")
+        return
+    if known.status != "ACTIVE":
+        report.add("key", False, f"key {key.key_id} is {known.status}",
+                   f"provision keys activate {application.name} {key.key_id}")
+        return
+    try:
+        client.exchange_token(key.key_id, key.secret)
+    except AuthenticationError:
+        report.add("key", False, f"the server rejects the stored secret of key {key.key_id}",
+                   f"provision app {application.name} --new-key")
+        return
+    except ProvisionError as err:
+        report.add("key", False, f"token exchange failed: {err.message}", err.hint)
+        return
+    report.add("key", True, f"key {key.key_id} is ACTIVE and authenticates")
+
+
+def _tag_ids(raw: object) -> set[str]:
+    """Task definition tags as TAG target ids (``key:value``); they arrive as plain JSON objects."""
+    if not isinstance(raw, list):
+        return set()
+    return {f"{t.get('key')}:{t.get('value')}" for t in raw if isinstance(t, dict)}

@@ -1,0 +1,463 @@
+"""The environment file: a whole environment's access control, declared in TOML.
+
+``provision plan``/``apply -f FILE`` read it; ``provision schema`` prints its JSON Schema; the user
+documentation with a full example is ``docs/environment.md``. In short::
+
+    name = "staging"                              # owns what it creates: tags environment=staging
+    [[tasks]]                                     # task definitions (API field names, camelCase)
+    name = "greetings"
+    timeoutSeconds = 120
+    [[workflows]]
+    file = "workflows/greetings.json"             # a workflow definition, relative to this file
+    [[applications]]
+    name = "greetings-worker"
+    roles = ["WORKER"]                            # default ["WORKER"]
+    store = "env-file:secrets/greetings.env"      # or "keyring"; omit it and no key is managed
+    [[applications.grants]]
+    tasks = ["greetings"]                         # also workflows, tags ("key:value"), domains
+    access = ["EXECUTE"]                          # the default
+
+Every problem is reported as ONE line naming the file and the path inside it, e.g.
+``env.toml: applications[2].grants[0].access[1]: 'EXECUT' is not one of CREATE, READ, UPDATE,
+DELETE, EXECUTE``; TOML syntax errors name the line and column. The file holds no secrets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from orkes_provision.access.spec import AppSpec, GrantSpec, Name
+from orkes_provision.errors import ConfigError
+from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
+
+SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+STORE_FORMS = "keyring, env-file:PATH"
+# The environment name becomes a tag value and part of file names in messages: keep it plain.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)\s*$")
+_TOML_EOF = re.compile(r"\s*\(at end of document\)\s*$")
+# A workflow file larger than this is not a workflow definition someone wrote by hand.
+MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
+
+Access = Literal["CREATE", "READ", "UPDATE", "DELETE", "EXECUTE"]
+Role = Literal[
+    "ADMIN", "USER", "USER_READ_ONLY", "WORKER", "UNRESTRICTED_WORKER", "METADATA_API",
+    "METADATA_MANAGER", "WORKFLOW_MANAGER", "APPLICATION_MANAGER", "APPLICATION_CREATOR", "PROMPT_MANAGER",
+]
+assert set(get_args(Access)) == set(ACCESS_TYPES)
+assert set(get_args(Role)) == set(KNOWN_ROLES)
+
+
+def _tag_form(value: str) -> str:
+    key, sep, val = value.partition(":")
+    if not sep or not key.strip() or not val.strip():
+        raise ValueError(f"{value!r} is not of the form key:value (e.g. 'team:payments')")
+    return f"{key.strip()}:{val.strip()}"
+
+
+TagTarget = Annotated[str, AfterValidator(_tag_form)]
+
+
+class TaskEntry(BaseModel):
+    """``[[tasks]]``: a task definition to register, in the API's own field names (camelCase).
+
+    Only the fields given here are compared with the server; the others keep the server's values
+    (or, for a new definition, sensible defaults).
+    """
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False)
+
+    name: Name = Field(min_length=1, description="Task type name, as workers poll for it.")
+    description: str | None = None
+    owner_email: str | None = None
+    retry_count: int | None = Field(default=None, ge=0)
+    retry_logic: Literal["FIXED", "EXPONENTIAL_BACKOFF", "LINEAR_BACKOFF"] | None = None
+    retry_delay_seconds: int | None = Field(default=None, ge=0)
+    backoff_scale_factor: int | None = Field(default=None, ge=1)
+    timeout_seconds: int | None = Field(default=None, ge=0)
+    total_timeout_seconds: int | None = Field(default=None, ge=0)
+    response_timeout_seconds: int | None = Field(default=None, ge=1)
+    poll_timeout_seconds: int | None = Field(default=None, ge=0)
+    timeout_policy: Literal["RETRY", "TIME_OUT_WF", "ALERT_ONLY"] | None = None
+    rate_limit_per_frequency: int | None = Field(default=None, ge=0)
+    rate_limit_frequency_in_seconds: int | None = Field(default=None, ge=0)
+    concurrent_exec_limit: int | None = Field(default=None, ge=0)
+    input_keys: list[str] | None = None
+    output_keys: list[str] | None = None
+    input_template: dict[str, Any] | None = None
+    isolation_group_id: str | None = None
+    execution_name_space: str | None = None
+    enforce_schema: bool | None = None
+
+    @model_validator(mode="after")
+    def _response_within_timeout(self) -> TaskEntry:
+        # Conductor refuses such a definition; say so here rather than after half an apply.
+        if self.timeout_seconds and self.response_timeout_seconds and \
+                self.response_timeout_seconds > self.timeout_seconds:
+            raise ValueError("responseTimeoutSeconds must not be larger than timeoutSeconds")
+        return self
+
+    def declared(self) -> dict[str, Any]:
+        """The fields the file sets, as the API names them."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class WorkflowEntry(BaseModel):
+    """``[[workflows]]``: a workflow definition (JSON, as exported from Orkes) to register."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(min_length=1, description="Path of the JSON workflow definition, relative to this file.")
+
+
+class GrantEntry(BaseModel):
+    """``[[applications.grants]]``: access on some targets; every list is optional, one is needed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[Name] = Field(default_factory=list, description="Task definition names (TASK_DEF targets).")
+    workflows: list[Name] = Field(default_factory=list, description="Workflow names (WORKFLOW_DEF targets).")
+    tags: list[TagTarget] = Field(default_factory=list, description="Tags as key:value (TAG targets).")
+    domains: list[Name] = Field(default_factory=list, description="Task domains (DOMAIN targets).")
+    access: list[Access] = Field(default_factory=lambda: list[Access](["EXECUTE"]), min_length=1,
+                                 description="Access to grant on each target; default EXECUTE.")
+
+    @field_validator("tasks", "workflows", "tags", "domains")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _some_target(self) -> GrantEntry:
+        if not (self.tasks or self.workflows or self.tags or self.domains):
+            raise ValueError("a grant needs at least one of tasks, workflows, tags, domains")
+        return self
+
+    def targets(self) -> list[tuple[str, str]]:
+        return ([("TASK_DEF", t) for t in self.tasks] + [("WORKFLOW_DEF", w) for w in self.workflows]
+                + [("TAG", t) for t in self.tags] + [("DOMAIN", d) for d in self.domains])
+
+
+class ApplicationEntry(BaseModel):
+    """``[[applications]]``: one application, its roles, grants and where its key goes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(min_length=1, description="Application name; must be unique on the server.")
+    roles: list[Role] = Field(default_factory=lambda: list[Role](["WORKER"]), description="Roles; default WORKER.")
+    store: str | None = Field(default=None, description=f"Where the key goes ({STORE_FORMS}; env-file paths are "
+                                                        "relative to this file). Omit it: no key is managed.")
+    grants: list[GrantEntry] = Field(default_factory=list)
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value: list[Role]) -> list[Role]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("store")
+    @classmethod
+    def _store_form(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        kind, sep, arg = value.partition(":")
+        if value == "keyring" or (kind == "env-file" and sep and arg.strip()):
+            return value
+        if kind == "env-file":
+            raise ValueError("env-file needs a path, e.g. 'env-file:secrets/worker.env'")
+        raise ValueError(f"{value!r} is not one of {STORE_FORMS}")
+
+
+class Environment(BaseModel):
+    """An environment file: definitions to register and applications to provision."""
+
+    model_config = ConfigDict(extra="forbid", title="orkes-provision environment file")
+
+    name: str = Field(description="Environment name; what apply creates is tagged environment=<name>, "
+                                  "and --prune deletes only applications with that tag.")
+    server: str | None = Field(default=None, description="Server URL; --server and CONDUCTOR_SERVER_URL win.")
+    tasks: list[TaskEntry] = Field(default_factory=list)
+    workflows: list[WorkflowEntry] = Field(default_factory=list)
+    applications: list[ApplicationEntry] = Field(default_factory=list)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _workflow_defs: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Environment:
+        for what, names in (("applications", [a.name for a in self.applications]),
+                            ("tasks", [t.name for t in self.tasks])):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"two {what} are named {name!r}; names must be unique")
+                seen.add(name)
+        stores = [a.store for a in self.applications if a.store and a.store.startswith("env-file:")]
+        for store in stores:
+            if stores.count(store) > 1:
+                raise ValueError(f"two applications write their key to {store!r}; each needs its own file")
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def root(self) -> Path:
+        return self._path.parent if self._path is not None else Path.cwd()
+
+    @property
+    def workflow_defs(self) -> list[dict[str, Any]]:
+        """The workflow definitions read from the ``[[workflows]]`` files, in file order."""
+        return list(self._workflow_defs)
+
+    def store_spec(self, app: ApplicationEntry) -> str | None:
+        """The application's store with an env-file path made absolute (relative to this file)."""
+        if app.store is None or app.store == "keyring":
+            return app.store
+        path = Path(app.store.partition(":")[2].strip()).expanduser()
+        return f"env-file:{path if path.is_absolute() else (self.root / path)}"
+
+    def app_specs(self) -> list[AppSpec]:
+        """The applications as the engine's ``AppSpec``; grants on the same target are merged."""
+        specs: list[AppSpec] = []
+        for app in self.applications:
+            merged: dict[tuple[str, str], set[str]] = {}
+            for grant in app.grants:
+                for target in grant.targets():
+                    merged.setdefault(target, set()).update(grant.access)
+            grants = tuple(GrantSpec(type=t, id=i, access=tuple(sorted(a)))
+                           for (t, i), a in merged.items())
+            specs.append(AppSpec(name=app.name, roles=tuple(app.roles), grants=grants, store=self.store_spec(app)))
+        return specs
+
+    def task_entries(self) -> dict[str, TaskEntry]:
+        return {t.name: t for t in self.tasks}
+
+
+def environment_schema() -> dict[str, Any]:
+    """The JSON Schema of the environment file (``provision schema``)."""
+    schema = Environment.model_json_schema(by_alias=True)
+    return {"$schema": SCHEMA_URL, **schema}
+
+
+def load_environment(path: Path | str) -> Environment:
+    """Read, parse and validate an environment file, and the workflow files it names.
+
+    Raises ``ConfigError`` with a one-line message naming the file and the place in it.
+    """
+    path = Path(path)
+    shown = _display(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: no such environment file", "check the path given to -f") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a directory, not an environment file", "give the .toml file to -f") from None
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
+    env = validate_environment(parse_toml(raw, shown), shown)
+    env._path = path.resolve()
+    env._workflow_defs = [_load_workflow(env, index, entry, shown) for index, entry in enumerate(env.workflows)]
+    _check_unique_workflows(env, shown)
+    return env
+
+
+def validate_environment(data: Any, shown: str) -> Environment:
+    """Validate parsed data; ``ConfigError`` with the first problem, located, on one line."""
+    try:
+        return Environment.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{shown}: {format_validation_error(err)}", _hint(err)) from None
+
+
+def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:
+    """TOML bytes to a dict; ``ConfigError`` naming the line and column of a syntax error."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {err.start})", "save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        position = _TOML_POSITION.search(message)
+        if position is not None:
+            message = message[:position.start()]
+            where = f"line {position['line']}, column {position['col']}"
+        else:
+            message = _TOML_EOF.sub("", message)
+            where = f"line {text.count(chr(10)) + 1} (end of file)"
+        message = message.strip().rstrip(".") or "invalid TOML"
+        raise ConfigError(f"{shown}: {where}: TOML syntax: {_first_lower(message)}",
+                          "fix the TOML at that place (syntax: https://toml.io)") from None
+    except (ValueError, RecursionError):
+        # tomllib only promises TOMLDecodeError, but deeply nested input can exhaust the stack.
+        raise ConfigError(f"{shown}: TOML syntax: the document is nested too deeply or malformed",
+                          "fix the TOML (syntax: https://toml.io)") from None
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """The first problem as ``path: message``, plus how many others there are; always one line."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    where = format_location(first.get("loc", ()))
+    message = _message(first)
+    more = len(errors) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    line = f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
+    return " ".join(line.split())
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(error: Any) -> str:
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    loc = error.get("loc", ())
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{_short(value)} is not one of {expected}"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{_first_lower(message)} (got {_short(value)})"
+    return _first_lower(message)
+
+
+_TABLES: dict[str, type[BaseModel]] = {"tasks": TaskEntry, "workflows": WorkflowEntry,
+                                       "applications": ApplicationEntry, "grants": GrantEntry}
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at ``loc`` accepts, as they are spelled in the file."""
+    model: type[BaseModel] = Environment
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = _TABLES.get(part)
+        if inner is None:
+            return []
+        model = inner
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_lower(message: str) -> str:
+    return message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message
+
+
+def _hint(err: ValidationError) -> str:
+    kind = err.errors(include_url=False)[0].get("type")
+    if kind == "extra_forbidden":
+        return "remove the key or fix its spelling; 'provision schema' prints every allowed key"
+    return "fix the value; docs/environment.md documents every key ('provision schema' prints the JSON Schema)"
+
+
+def _load_workflow(env: Environment, index: int, entry: WorkflowEntry, shown: str) -> dict[str, Any]:
+    where = f"{shown}: workflows[{index}].file"
+    path = Path(entry.file).expanduser()
+    path = path if path.is_absolute() else env.root / path
+    try:
+        if path.stat().st_size > MAX_WORKFLOW_BYTES:
+            raise ConfigError(f"{where}: {entry.file} is larger than {MAX_WORKFLOW_BYTES // 1024 // 1024} MiB",
+                              "point it at a workflow definition (JSON)")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {entry.file}: no such file",
+                          f"paths are relative to {_display(env.root)}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: {entry.file} is a directory", "point it at a JSON workflow definition") from None
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read {entry.file}: {err.strerror}", "check the file's permissions") \
+            from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {entry.file} is not UTF-8 text", "save it as UTF-8 JSON") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: {entry.file}: line {err.lineno}, column {err.colno}: JSON syntax: "
+                          f"{_first_lower(err.msg)}", "fix the JSON at that place") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: {entry.file}: JSON nested too deeply", "fix the JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {entry.file} must hold one JSON object (a workflow definition)",
+                          "export the definition from Orkes, or see docs/environment.md")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: {entry.file}: 'name' is missing or not a string",
+                          "a workflow definition needs a name")
+    if not isinstance(data.get("tasks"), list):
+        raise ConfigError(f"{where}: {entry.file}: 'tasks' is missing or not a list",
+                          "a workflow definition needs its list of tasks")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{where}: {entry.file}: 'version' must be a whole number >= 1",
+                          "leave it out for version 1")
+    return data
+
+
+def _check_unique_workflows(env: Environment, shown: str) -> None:
+    seen: dict[tuple[str, int], int] = {}
+    for index, definition in enumerate(env._workflow_defs):
+        key = (definition["name"], definition.get("version", 1))
+        if key in seen:
+            raise ConfigError(f"{shown}: workflows[{index}].file: workflow {key[0]!r} version {key[1]} is also "
+                              f"defined by workflows[{seen[key]}]", "keep one definition per name and version")
+        seen[key] = index
+
+
+def _display(path: Path) -> str:
+    # As the user would type it: relative to the cwd when it is below it.
+    try:
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        return os.path.relpath(absolute) if Path.cwd() in absolute.parents else str(path)
+    except (ValueError, OSError):
+        return str(path)

@@ -1,0 +1,121 @@
+"""Reading the server's current state for a set of applications, in parallel.
+
+Only reads happen here; ``plan.py`` compares the result with the desired state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from orkes_provision.errors import Conflict
+from orkes_provision.orkes.models import AccessKey, Application, GrantedAccess, TaskDef, app_subject
+
+if TYPE_CHECKING:
+    from orkes_provision.orkes.client import OrkesClient
+
+
+
+@dataclass
+class AppState:
+    """What the server holds for one existing application."""
+
+    app: Application
+    roles: set[str]
+    grants: dict[tuple[str, str], set[str]]
+    keys: list[AccessKey]
+
+    @property
+    def active_key_ids(self) -> set[str]:
+        return {k.id for k in self.keys if k.status == "ACTIVE"}
+
+
+@dataclass
+class ServerState:
+    """The applications by name, the details of the ones we care about, and task names."""
+
+    by_name: dict[str, list[Application]]
+    apps: dict[str, AppState] = field(default_factory=dict)
+    task_names: set[str] = field(default_factory=set)
+    # The task definitions themselves (by name), for comparing declared fields with the server's.
+    task_defs: dict[str, TaskDef] = field(default_factory=dict)
+
+    def resolve(self, name: str, app_id: str | None = None) -> Application | None:
+        """The one application called ``name`` (or with ``app_id``); Conflict when ambiguous."""
+        matches = self.by_name.get(name, [])
+        if app_id is not None:
+            chosen = [a for a in matches if a.id == app_id]
+            if not chosen:
+                raise Conflict(f"no application '{name}' has id {app_id}",
+                               f"ids of '{name}': {', '.join(a.id for a in matches) or 'none'}")
+            return chosen[0]
+        if len(matches) > 1:
+            ids = ", ".join(sorted(a.id for a in matches))
+            raise Conflict(f"{len(matches)} applications are named '{name}' (ids: {ids}); nothing was changed",
+                           "pick one with --app-id ID, or delete the extras with 'provision apps delete ID'")
+        return matches[0] if matches else None
+
+
+def read_app_state(client: OrkesClient, app: Application) -> AppState:
+    user = client.get_app_user(app.id)
+    granted = client.get_user_permissions(app_subject(app.id).id)
+    keys = client.list_keys(app.id)
+    return AppState(app=app, roles=user.role_names, grants=grants_by_target(granted), keys=keys)
+
+
+def grants_by_target(granted: Iterable[GrantedAccess]) -> dict[tuple[str, str], set[str]]:
+    grants: dict[tuple[str, str], set[str]] = {}
+    for entry in granted:
+        grants.setdefault((entry.target.type, entry.target.id), set()).update(a.upper() for a in entry.access)
+    return grants
+
+
+def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, str | None] | None = None,
+               parallelism: int = 16, with_tasks: bool = True) -> ServerState:
+    """Read the applications called ``names`` with their roles, grants and keys."""
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        # The task list does not depend on the applications: fetch both at once.
+        tasks = pool.submit(client.list_task_defs) if with_tasks else None
+        applications = client.list_applications()
+        by_name: dict[str, list[Application]] = {}
+        for application in applications:
+            by_name.setdefault(application.name, []).append(application)
+        state = ServerState(by_name=by_name)
+        wanted: list[Application] = []
+        for name in dict.fromkeys(names):
+            found = state.resolve(name, (app_ids or {}).get(name))
+            if found is not None:
+                wanted.append(found)
+        # Each application's three reads are independent: submit them all, so that N applications
+        # take ceil(3N / parallelism) round trips rather than 3 * ceil(N / parallelism).
+        users = [pool.submit(client.get_app_user, a.id) for a in wanted]
+        perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in wanted]
+        keys = [pool.submit(client.list_keys, a.id) for a in wanted]
+        for app, user, granted, app_keys in zip(wanted, users, perms, keys, strict=True):
+            state.apps[app.id] = AppState(app=app, roles=user.result().role_names,
+                                          grants=grants_by_target(granted.result()), keys=app_keys.result())
+        if tasks is not None:
+            task_defs = tasks.result()
+            state.task_names = {t.name for t in task_defs}
+            state.task_defs = {t.name: t for t in task_defs}
+    return state
+
+
+
+def find_application(client: OrkesClient, ref: str) -> Application:
+    """The application named ``ref``, else the one whose id is ``ref``."""
+    from orkes_provision.errors import NotFound
+
+    named = [a for a in client.list_applications() if a.name == ref]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        ids = ", ".join(sorted(a.id for a in named))
+        raise Conflict(f"{len(named)} applications are named '{ref}' (ids: {ids})", "pass the id instead of the name")
+    try:
+        return client.get_application(ref)
+    except NotFound:
+        raise NotFound(f"no application is named '{ref}' or has that id",
+                       "'provision apps list' shows the applications") from None

@@ -1,0 +1,221 @@
+"""The env-file store: ``CONDUCTOR_SERVER_URL``, ``CONDUCTOR_AUTH_KEY``, ``CONDUCTOR_AUTH_SECRET`` in a file.
+
+The file is what a worker reads (``set -a; source w.env``, python-dotenv, ``docker --env-file``,
+Compose). Writes keep every unrelated line and comment in place, create the file 0600 from its
+first byte and replace it atomically; a symlink at the path is refused, never followed.
+
+Values are written so that bash and python-dotenv read back exactly the same string: bare when
+they consist only of characters no parser treats specially (the usual key ids, secrets and
+URLs, which docker's literal env-file reader then also gets right), otherwise in single quotes.
+python-dotenv expands ``${VAR}`` even inside single quotes and unescapes ``\\'`` there, while bash
+does neither, so a value holding ``$``, ``'``, ``\\`` or a control character has no form both read
+alike: it is refused.
+
+Beside the three variables the store writes one comment, ``# orkes-provision app: NAME``, so
+that ``load`` for another application does not return this key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from orkes_provision.credentials.privatefile import write_private_file
+from orkes_provision.credentials.stores.base import StoredKey, canonical_server
+from orkes_provision.errors import StoreError, UsageError
+
+SERVER_VAR = "CONDUCTOR_SERVER_URL"
+KEY_VAR = "CONDUCTOR_AUTH_KEY"
+SECRET_VAR = "CONDUCTOR_AUTH_SECRET"
+MANAGED_VARS = (SERVER_VAR, KEY_VAR, SECRET_VAR)
+HEADER = "# Written by orkes-provision. Contains secrets: keep it private (mode 0600), do not commit it."
+MARKER_PREFIX = "# orkes-provision app: "
+
+_ASSIGNMENT = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=(?P<rest>.*)$")
+# Characters that mean nothing special to bash, python-dotenv or docker in an unquoted value.
+_BARE_SAFE = re.compile(r"^[A-Za-z0-9_\-.:/@%+=,]+$")
+# Also refused: what str.splitlines() (this module's reader) takes for a line break although bash
+# and python-dotenv do not (NEL, U+2028, U+2029), and lone surrogates, which UTF-8 cannot encode.
+_UNREPRESENTABLE = re.compile("[$'\\\\\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
+
+
+def quote_value(value: str, *, name: str = "value") -> str:
+    """The value as written in the file; ``StoreError`` when no form reads back identically everywhere."""
+    if _BARE_SAFE.match(value):
+        return value
+    bad = _UNREPRESENTABLE.search(value)
+    if bad is not None:
+        what = {"$": "'$'", "'": "a single quote", "\\": "a backslash", "\u2028": "a line separator",
+                "\u2029": "a paragraph separator"}.get(bad.group(), "a control character")
+        if "\ud800" <= bad.group() <= "\udfff":
+            what = "a lone surrogate (not valid Unicode)"
+        raise StoreError(f"{name} contains {what}, which bash and python-dotenv would read differently",
+                         "use --store keyring or --store json for this value")
+    return f"'{value}'"
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` lines as the writer writes them (also ``export``, double quotes, comments).
+
+    Later assignments win, as they would in bash.
+    """
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line)
+        if match is None:
+            continue
+        values[match.group("name")] = _parse_value(match.group("rest"))
+    return values
+
+
+def _parse_value(rest: str) -> str:
+    rest = rest.strip()
+    if rest.startswith("'"):
+        end = rest.find("'", 1)
+        return rest[1:end] if end != -1 else rest[1:]
+    if rest.startswith('"'):
+        out: list[str] = []
+        i = 1
+        while i < len(rest):
+            ch = rest[i]
+            if ch == "\\" and i + 1 < len(rest):
+                nxt = rest[i + 1]
+                out.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+                i += 2
+                continue
+            if ch == '"':
+                break
+            out.append(ch)
+            i += 1
+        return "".join(out)
+    comment = re.search(r"\s#", rest)
+    return (rest[: comment.start()] if comment else rest).strip()
+
+
+class EnvFileStore:
+    """One application's key in an env file at ``path`` (absolute)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        self.spec = f"env-file:{self.path}"
+
+    def check_writable(self) -> None:
+        """Fail early, before a key exists, when ``save`` could not write the file."""
+        self._refuse_special()
+        directory = self.path.parent
+        if not directory.is_dir():
+            raise StoreError(f"cannot write {self.path}: directory {directory} does not exist",
+                             "create the directory first, or choose another --store env-file:PATH")
+        target = self.path if self.path.exists() else directory
+        if not os.access(directory, os.W_OK | os.X_OK) or not os.access(target, os.W_OK):
+            raise StoreError(f"cannot write {self.path}: permission denied",
+                             "choose a path in a directory you can write, e.g. --store env-file:./worker.env")
+
+    def load(self, server: str, app: str) -> StoredKey | None:
+        self._refuse_special()
+        text = self._read()
+        if text is None:
+            return None
+        values = parse_env(text)
+        marker = _marker(text)
+        if marker is not None and marker != app:
+            return None
+        url, key_id, secret = (values.get(name, "").strip() for name in MANAGED_VARS)
+        if not (url and key_id and secret):
+            return None
+        try:
+            if canonical_server(url) != canonical_server(server):
+                return None
+        except UsageError:
+            return None
+        return StoredKey(server=canonical_server(server), app=app, key_id=key_id, secret=SecretStr(secret))
+
+    def save(self, key: StoredKey) -> None:
+        if "\n" in key.app or "\r" in key.app or "\x00" in key.app:
+            raise StoreError("the application name contains a line break", "rename the application")
+        self.check_writable()
+        wanted = {
+            SERVER_VAR: quote_value(canonical_server(key.server), name=SERVER_VAR),
+            KEY_VAR: quote_value(key.key_id, name=KEY_VAR),
+            SECRET_VAR: quote_value(key.secret.get_secret_value(), name=SECRET_VAR),
+        }
+        existing = self._read()
+        lines = [HEADER, MARKER_PREFIX + key.app] if existing is None else existing.splitlines()
+        out: list[str] = []
+        seen: set[str] = set()
+        marker_written = False
+        for line in lines:
+            if line.startswith(MARKER_PREFIX):
+                if not marker_written:
+                    out.append(MARKER_PREFIX + key.app)
+                    marker_written = True
+                continue
+            match = _ASSIGNMENT.match(line)
+            name = match.group("name") if match else None
+            if match is None or name not in wanted:
+                out.append(line)
+                continue
+            if name in seen:
+                continue  # a duplicate assignment would shadow the one we write
+            seen.add(name)
+            out.append(f"{match.group('indent')}{match.group('export') or ''}{name}={wanted[name]}")
+        missing = [name for name in MANAGED_VARS if name not in seen]
+        if not marker_written:
+            out.append(MARKER_PREFIX + key.app)
+        out.extend(f"{name}={wanted[name]}" for name in missing)
+        self._write("\n".join(out) + "\n")
+
+    def delete(self, server: str, app: str) -> None:
+        if self.load(server, app) is None:
+            return
+        text = self._read() or ""
+        kept = [line for line in text.splitlines()
+                if not line.startswith(MARKER_PREFIX)
+                and not ((m := _ASSIGNMENT.match(line)) and m.group("name") in MANAGED_VARS)]
+        self._write("\n".join(kept) + ("\n" if kept else ""))
+
+    def describe(self, server: str | None = None, app: str | None = None) -> str:
+        return f"env file {self.path}"
+
+    def _refuse_special(self) -> None:
+        if self.path.is_symlink():
+            raise StoreError(f"refusing to use {self.path}: it is a symbolic link",
+                             "give the real path of the file (symlinks are not followed)")
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"cannot use {self.path}: it is not a regular file", "choose a file path")
+
+    def _read(self) -> str | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise StoreError(f"cannot read {self.path}: {err.strerror or err}",
+                             "check the file's permissions or choose another --store env-file:PATH") from None
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                data = handle.read()
+        except OSError as err:
+            raise StoreError(f"cannot read {self.path}: {err.strerror or err}", "check the file") from None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(f"cannot read {self.path}: it is not UTF-8 text", "choose another file") from None
+
+    def _write(self, text: str) -> None:
+        self._refuse_special()
+        try:
+            write_private_file(self.path, text.encode("utf-8"))
+        except OSError as err:
+            raise StoreError(f"cannot write {self.path}: {err.strerror or err}",
+                             "choose a path in a directory you can write, e.g. --store env-file:./worker.env") from None
+
+
+def _marker(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith(MARKER_PREFIX):
+            return line[len(MARKER_PREFIX):]
+    return None

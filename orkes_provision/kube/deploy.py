@@ -1,0 +1,168 @@
+"""``provision deploy kubernetes`` as a library call: a worker of the project file as a Deployment.
+
+The Deployment gets the key id and secret from a Secret and the server URL from a ConfigMap of
+the same name (``secretKeyRef``/``configMapKeyRef``), so it holds no secret itself. Where those
+come from depends on the credential store of the application:
+
+- ``k8s-secret:NAMESPACE/NAME``: the store already wrote them into the cluster; only the
+  Deployment is rendered, in that namespace, reading ``NAME``.
+- any other store (keyring, env file): the key is read from it and a Secret and ConfigMap are
+  rendered beside the Deployment. The Secret then holds the key: it is written only to a file
+  created 0600 (``render_to_directory``) or to ``kubectl apply`` on stdin, never printed.
+
+Either way the pod template carries the SHA-256 of the key id, so that a new key rolls the pods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from orkes_provision.credentials.privatefile import write_private_file
+from orkes_provision.credentials.stores import CredentialStore, StoredKey
+from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
+from orkes_provision.errors import ConfigError, StoreError, UsageError
+from orkes_provision.fileio import atomic_write
+from orkes_provision.kube import manifests as kube
+from orkes_provision.workers.project import Project
+
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass
+class WorkerManifests:
+    """The rendered objects for one worker; ``secret_in_cluster`` when the store keeps the Secret itself."""
+
+    worker: str
+    app: str
+    namespace: str
+    deployment: kube.Manifest
+    credentials: str
+    key_id: str
+    store: str
+    secret_in_cluster: bool
+    extra: list[kube.Manifest] = field(default_factory=list)
+    redact: tuple[SecretStr, ...] = field(default=(), repr=False)
+
+    @property
+    def manifests(self) -> list[kube.Manifest]:
+        """Everything to apply, the Secret and ConfigMap first so that the pods find them."""
+        return [*self.extra, self.deployment]
+
+    @property
+    def public_manifests(self) -> list[kube.Manifest]:
+        """The manifests that hold no secret (what may be printed)."""
+        return [m for m in self.manifests if not m.holds_secret]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"worker": self.worker, "application": self.app, "namespace": self.namespace,
+                "deployment": self.deployment.name, "credentials": self.credentials, "keyId": self.key_id,
+                "keyIdChecksum": kube.key_id_checksum(self.key_id), "store": self.store,
+                "secretInCluster": self.secret_in_cluster, "objects": [m.ref for m in self.manifests]}
+
+
+def worker_manifests(project: Project, worker_name: str, *, store: CredentialStore, server: str | None,
+                     image: str | None = None, namespace: str | None = None, replicas: int | None = None,
+                     secret_name: str | None = None, cpu: str = "100m", memory: str = "256Mi") -> WorkerManifests:
+    """Render the Deployment of ``worker_name`` (and, for a store outside the cluster, its Secret and ConfigMap).
+
+    ``server`` is needed only for a store outside the cluster (it keys the stored credentials).
+    Raises ``ConfigError`` when the project has no such worker or application, or the store no key.
+    """
+    worker = project.worker(worker_name)
+    app = project.app_name
+    if app is None:
+        raise ConfigError(f"{project.path or 'the project file'}: no [application] section",
+                          "add [application] with name = \"...\" (the application the worker runs as)")
+    image = image or getattr(worker, "image", None)
+    if not image:
+        raise UsageError(f"no container image for worker {worker.name}",
+                         "give --image REGISTRY/NAME:TAG (an image holding the worker's code)")
+    name = kube.dns_label(worker.name)
+    if not name:
+        raise UsageError(f"worker name {worker.name!r} cannot name a Deployment",
+                         "rename the worker with letters, digits or '-'")
+    if isinstance(store, K8sSecretStore):
+        if namespace is not None and namespace != store.namespace:
+            raise UsageError(f"--namespace {namespace} differs from the store's namespace {store.namespace}",
+                             "a pod can only read a Secret of its own namespace; drop --namespace or change --store")
+        if secret_name is not None and secret_name != store.name:
+            raise UsageError(f"--secret {secret_name} differs from the store's Secret {store.name}",
+                             "drop --secret; the store names the Secret")
+        key = store.read()
+        if key is None:
+            raise ConfigError(f"Secret {store.namespace}/{store.name} holds no key yet",
+                              f"create one: provision app {app} --store {store.spec}")
+        if key.app and key.app != app:
+            raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of application {key.app!r}, "
+                              f"not {app!r}", "point [application].store or --store at this application's Secret")
+        namespace, credentials = store.namespace, store.name
+        extra: list[kube.Manifest] = []
+        redact: tuple[SecretStr, ...] = ()
+    else:
+        namespace = kube.check_namespace(namespace or DEFAULT_NAMESPACE)
+        credentials = kube.check_object_name(secret_name or default_secret_name(app), "Secret")
+        key = _stored_key(store, server, app)
+        extra = [kube.secret_manifest(namespace, credentials, server=key.server, app=app, key_id=key.key_id,
+                                      secret=key.secret),
+                 kube.configmap_manifest(namespace, credentials, server=key.server, app=app)]
+        redact = (key.secret,)
+    deployment = kube.WorkerDeployment(
+        name=name, namespace=namespace, app=app, worker=worker.name, image=image, command=list(worker.command),
+        credentials=credentials, key_id=key.key_id, replicas=worker.replicas if replicas is None else replicas,
+        env=dict(worker.env), cpu=cpu, memory=memory).render()
+    return WorkerManifests(worker=worker.name, app=app, namespace=namespace, deployment=deployment,
+                           credentials=credentials, key_id=key.key_id, store=store.describe(),
+                           secret_in_cluster=isinstance(store, K8sSecretStore), extra=extra, redact=redact)
+
+
+def default_secret_name(app: str) -> str:
+    """``<app>-conductor`` as a Kubernetes name (``conductor-credentials`` if the app name has no usable letter)."""
+    base = kube.dns_label(app)[:50].strip("-")
+    return f"{base}-conductor" if base else "conductor-credentials"
+
+
+def render_to_directory(rendered: WorkerManifests, directory: Path) -> list[Path]:
+    """Write each manifest to ``directory``; a file holding a secret is created 0600 and replaced atomically."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory", "give --render a directory path")
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise StoreError(f"cannot create {directory}: {err.strerror or err}", "choose another --render DIR") from None
+    written: list[Path] = []
+    for manifest in rendered.manifests:
+        path = directory / manifest.filename
+        if path.is_symlink():
+            raise StoreError(f"refusing to write {path}: it is a symbolic link", "remove it or choose another DIR")
+        try:
+            if manifest.holds_secret:
+                write_private_file(path, manifest.text.encode("utf-8"))
+            else:
+                atomic_write(path, manifest.text.encode("utf-8"), mode=0o644)
+        except OSError as err:
+            raise StoreError(f"cannot write {path}: {err.strerror or err}", "choose another --render DIR") from None
+        written.append(path)
+    return written
+
+
+def apply_to_cluster(rendered: WorkerManifests, *, wait: bool = False,
+                     timeout: float = 300.0) -> list[str]:
+    """``kubectl apply`` the manifests (on stdin); with ``wait``, block until the rollout completes."""
+    lines = kube.apply_manifests(rendered.manifests, redact=rendered.redact)
+    if wait:
+        kube.wait_for_rollout(rendered.namespace, rendered.deployment.name, timeout)
+    return lines
+
+
+def _stored_key(store: CredentialStore, server: str | None, app: str) -> StoredKey:
+    if server is None:
+        raise ConfigError(f"no server to look up the key of {app} in {store.describe()}",
+                          "give --server, set server in the project file, or set CONDUCTOR_SERVER_URL")
+    key = store.load(server, app)
+    if key is None:
+        raise ConfigError(f"{store.describe()} holds no key of {app} for {server}",
+                          f"create one: provision app {app} --store {store.spec}")
+    return key

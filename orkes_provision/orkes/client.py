@@ -1,0 +1,541 @@
+"""``OrkesClient``: one method per Orkes endpoint, over httpx.
+
+This module is the one place where HTTP becomes ``ProvisionError``: every status and transport
+failure is translated in ``_error_for``/``_unreachable`` below, and nothing above it ever sees an
+httpx exception. Tokens come from ``OrkesTokenAuth``; retries follow ``RetryPolicy`` (safe calls
+on connection errors, timeouts, 429 and 502/503/504; non-idempotent POSTs only when the server
+provably did not act). Error messages and logs carry methods, paths, statuses and key ids,
+never secrets, tokens, headers or the bodies of ``/token`` and key creation.
+
+The client is safe to share between threads: httpx.Client is, and token refresh is locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from orkes_provision import __version__
+from orkes_provision.errors import (
+    AuthenticationError,
+    ConfigError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ProvisionError,
+    RateLimited,
+    ServerError,
+    ServerUnavailable,
+    UsageError,
+)
+from orkes_provision.orkes.auth import OrkesTokenAuth, is_token_error
+from orkes_provision.orkes.models import (
+    AccessKey,
+    Application,
+    AppUser,
+    CreatedKey,
+    Credentials,
+    GrantedAccess,
+    Subject,
+    Tag,
+    Target,
+    TaskDef,
+    app_user_id,
+)
+from orkes_provision.orkes.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+from orkes_provision.orkes.urls import normalize_server_url
+
+log = logging.getLogger("orkes_provision.http")
+
+USER_AGENT = f"orkes-provision/{__version__}"
+M = TypeVar("M", bound=BaseModel)
+_START = "orkes_provision.start"
+_MAX_MESSAGE = 300
+_MAYBE_APPLIED_HINT = ("the request may have been applied anyway; rerun the command, "
+                       "which reads the current state before changing anything")
+
+
+def _seg(value: str) -> str:
+    """A path parameter, percent-encoded with nothing safe (``app:x`` -> ``app%3Ax``), as the SDKs do."""
+    return urllib.parse.quote(str(value), safe="")
+
+
+class OrkesClient:
+    """A synchronous Orkes API client. Use as a context manager, or call ``close()``.
+
+    ``credentials`` authenticate every call; without them only ``exchange_token`` and
+    unauthenticated endpoints work (``server`` then names the API). ``transport`` is for tests
+    (``httpx.MockTransport``); ``sleep`` and ``retry_policy`` let tests skip the waiting.
+    """
+
+    def __init__(self, credentials: Credentials | None = None, *, server: str | None = None,
+                 timeout: float = 10.0, max_retries: int = 4, transport: httpx.BaseTransport | None = None,
+                 user_agent: str = USER_AGENT, retry_policy: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if credentials is not None:
+            self.server = credentials.server.rstrip("/")
+        elif server is not None:
+            # Only the structure is normalised here; the plain-http policy is applied by settings.
+            self.server = normalize_server_url(server, insecure_http=True)
+        else:
+            raise ConfigError("no server to talk to", "pass --server URL or set CONDUCTOR_SERVER_URL")
+        self.credentials = credentials
+        self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
+        self._sleep = sleep
+        self._count_lock = threading.Lock()
+        self._request_count = 0
+        self._secrets: set[str] = set()
+        self._secrets_lock = threading.Lock()
+        self._auth: OrkesTokenAuth | None = None
+        if credentials is not None:
+            self._remember_secret(credentials.secret)
+            self._auth = OrkesTokenAuth(credentials.key_id, credentials.secret, self._mint)
+        self._http = httpx.Client(
+            base_url=self.server + "/",
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+            event_hooks={"request": [self._on_request], "response": [self._on_response]},
+        )
+
+    def __repr__(self) -> str:
+        key = self.credentials.key_id if self.credentials else None
+        return f"OrkesClient(server={self.server!r}, key_id={key!r})"
+
+    def __enter__(self) -> OrkesClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent on the wire so far, token exchanges and replays included."""
+        with self._count_lock:
+            return self._request_count
+
+    @property
+    def key_id(self) -> str | None:
+        return self.credentials.key_id if self.credentials else None
+
+    # ----------------------------------------------------------------------------- tokens and identity
+
+    def exchange_token(self, key_id: str, secret: SecretStr) -> SecretStr:
+        """Mint a token for any key (to verify it), independent of this client's own credentials.
+
+        Raises ``AuthenticationError`` when the server rejects the key, ``ConfigError`` when the
+        URL has no ``/token`` (not an Orkes API: ``/api`` missing, or an OSS server).
+        """
+        self._remember_secret(secret)
+        return self._mint(key_id, secret)
+
+    def _mint(self, key_id: str, secret: SecretStr) -> SecretStr:
+        body = {"keyId": key_id.strip(), "keySecret": secret.get_secret_value().strip()}
+        response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id, check=False)
+        status = response.status_code
+        # /token never asks for a token itself: an auth-filter answer (INVALID_TOKEN) or a 404/405
+        # means this path is not the token endpoint, usually because the URL lacks /api.
+        if status in (404, 405) or (status in (401, 403) and is_token_error(response)):
+            raise self._not_orkes()
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"the server rejected key {key_id}",
+                "check the key id and secret, and that the key is ACTIVE ('provision keys list APP')")
+        if not response.is_success:
+            raise self._error_for(response, "POST", "/token", key_id=key_id)
+        try:
+            data = response.json()
+        except ValueError:
+            raise self._not_orkes() from None
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise self._not_orkes()
+        return SecretStr(token)
+
+    def _not_orkes(self) -> ConfigError:
+        return ConfigError(
+            f"{self.server}/token is not a token endpoint: this URL is not an Orkes API",
+            "the server URL must be the API base, ending in /api (https://HOST/api); "
+            "an open-source Conductor server has no access control to provision")
+
+    def user_info(self) -> dict[str, Any]:
+        """Who the client's key is: ``id``, ``name``, ``roles``, ``applicationUser``... (``GET /token/userInfo``)."""
+        return self._dict(self._get("/token/userInfo"), "GET /token/userInfo")
+
+    # ----------------------------------------------------------------------------- applications
+
+    def list_applications(self) -> list[Application]:
+        return self._models(Application, self._get("/applications"), "GET /applications")
+
+    def get_application(self, app_id: str) -> Application:
+        path = f"/applications/{_seg(app_id)}"
+        return self._model(Application, self._get(path), f"GET {path}")
+
+    def create_application(self, name: str) -> Application:
+        """Create an application. Not retried on an ambiguous failure: names are not unique, so a
+        blind retry could create a duplicate; the caller re-reads the list instead."""
+        data = self._json(self._send("POST", "/applications", json={"name": name}, safe=False), "POST /applications")
+        return self._model(Application, data, "POST /applications")
+
+    def update_application(self, app_id: str, name: str) -> Application:
+        path = f"/applications/{_seg(app_id)}"
+        return self._model(Application, self._json(self._send("PUT", path, json={"name": name}, safe=True), path),
+                           f"PUT {path}")
+
+    def delete_application(self, app_id: str) -> None:
+        self._send("DELETE", f"/applications/{_seg(app_id)}", safe=True)
+
+    def get_application_by_key(self, key_id: str) -> Application:
+        path = f"/applications/key/{_seg(key_id)}"
+        return self._model(Application, self._get(path), f"GET {path}")
+
+    def put_application_tags(self, app_id: str, tags: list[Tag]) -> None:
+        self._send("PUT", f"/applications/{_seg(app_id)}/tags", json=[t.to_wire() for t in tags], safe=True)
+
+    def get_application_tags(self, app_id: str) -> list[Tag]:
+        path = f"/applications/{_seg(app_id)}/tags"
+        return self._models(Tag, self._get(path), f"GET {path}")
+
+    def delete_application_tags(self, app_id: str, tags: list[Tag]) -> None:
+        self._send("DELETE", f"/applications/{_seg(app_id)}/tags", json=[t.to_wire() for t in tags], safe=True)
+
+    def add_role(self, app_id: str, role: str) -> None:
+        self._send("POST", f"/applications/{_seg(app_id)}/roles/{_seg(role)}", safe=True)
+
+    def remove_role(self, app_id: str, role: str) -> None:
+        self._send("DELETE", f"/applications/{_seg(app_id)}/roles/{_seg(role)}", safe=True)
+
+    # ----------------------------------------------------------------------------- access keys
+
+    def list_keys(self, app_id: str) -> list[AccessKey]:
+        path = f"/applications/{_seg(app_id)}/accessKeys"
+        return self._models(AccessKey, self._get(path), f"GET {path}")
+
+    def create_key(self, app_id: str) -> CreatedKey:
+        """Create an access key; the answer is the only time the secret is shown. Not retried on an
+        ambiguous failure (a second key would be created); the caller compares ``list_keys``."""
+        path = f"/applications/{_seg(app_id)}/accessKeys"
+        key = self._model(CreatedKey, self._json(self._send("POST", path, safe=False), f"POST {path}"),
+                          f"POST {path}")
+        self._remember_secret(key.secret)
+        return key
+
+    def toggle_key(self, app_id: str, key_id: str) -> AccessKey:
+        """Flip a key between ACTIVE and INACTIVE (not idempotent: re-read before retrying)."""
+        path = f"/applications/{_seg(app_id)}/accessKeys/{_seg(key_id)}/status"
+        return self._model(AccessKey, self._json(self._send("POST", path, safe=False), f"POST {path}"),
+                           f"POST {path}")
+
+    def delete_key(self, app_id: str, key_id: str) -> None:
+        self._send("DELETE", f"/applications/{_seg(app_id)}/accessKeys/{_seg(key_id)}", safe=True)
+
+    # ----------------------------------------------------------------------------- users and permissions
+
+    def get_user(self, user_id: str) -> AppUser:
+        path = f"/users/{_seg(user_id)}"
+        return self._model(AppUser, self._get(path), f"GET {path}")
+
+    def get_app_user(self, app_id: str) -> AppUser:
+        """The user record ``app:<appId>``, which holds the application's roles."""
+        return self.get_user(app_user_id(app_id))
+
+    def get_user_permissions(self, user_id: str) -> list[GrantedAccess]:
+        path = f"/users/{_seg(user_id)}/permissions"
+        data = self._dict(self._get(path), f"GET {path}")
+        return self._models(GrantedAccess, data.get("grantedAccess") or [], f"GET {path}")
+
+    def grant(self, subject: Subject, target: Target, access: list[str]) -> None:
+        """Grant ``access`` on ``target`` to ``subject`` (idempotent on the server, so retried)."""
+        body = {"subject": subject.to_wire(), "target": target.to_wire(), "access": list(dict.fromkeys(access))}
+        self._send("POST", "/auth/authorization", json=body, safe=True)
+
+    def revoke(self, subject: Subject, target: Target, access: list[str]) -> None:
+        body = {"subject": subject.to_wire(), "target": target.to_wire(), "access": list(dict.fromkeys(access))}
+        self._send("DELETE", "/auth/authorization", json=body, safe=True)
+
+    def get_permissions(self, target: Target) -> dict[str, list[Subject]]:
+        """Who holds which access on ``target``: access type -> subjects."""
+        path = f"/auth/authorization/{_seg(target.type)}/{_seg(target.id)}"
+        data = self._dict(self._get(path), f"GET {path}")
+        return {access: self._models(Subject, subjects or [], f"GET {path}") for access, subjects in data.items()}
+
+    # ----------------------------------------------------------------------------- metadata
+
+    def get_task_def(self, name: str) -> TaskDef:
+        """A task definition; ``NotFound`` when there is none."""
+        path = f"/metadata/taskdefs/{_seg(name)}"
+        return self._model(TaskDef, self._get(path), f"GET {path}")
+
+    def list_task_defs(self) -> list[TaskDef]:
+        return self._models(TaskDef, self._get("/metadata/taskdefs"), "GET /metadata/taskdefs")
+
+    def register_task_defs(self, defs: list[TaskDef]) -> None:
+        """Create or update task definitions (the server upserts, so it is safe to retry)."""
+        self._send("POST", "/metadata/taskdefs", json=[d.to_wire() for d in defs], safe=True)
+
+    def update_task_def(self, task_def: TaskDef) -> None:
+        self._send("PUT", "/metadata/taskdefs", json=task_def.to_wire(), safe=True)
+
+    def delete_task_def(self, name: str) -> None:
+        self._send("DELETE", f"/metadata/taskdefs/{_seg(name)}", safe=True)
+
+    def get_workflow_def(self, name: str, version: int | None = None) -> dict[str, Any]:
+        path = f"/metadata/workflow/{_seg(name)}"
+        params = {"version": version} if version is not None else None
+        return self._dict(self._get(path, params=params), f"GET {path}")
+
+    def register_workflow_def(self, definition: Mapping[str, Any], overwrite: bool = True) -> None:
+        """Register a workflow definition; with ``overwrite`` it is an upsert, hence safe to retry."""
+        self._send("POST", "/metadata/workflow", json=dict(definition),
+                   params={"overwrite": "true" if overwrite else "false"}, safe=overwrite)
+
+    # ----------------------------------------------------------------------------- workflows
+
+    def start_workflow(self, name: str, input: Mapping[str, Any], version: int | None = None,
+                       correlation_id: str | None = None) -> str:
+        """Start a workflow and return its id (not retried on an ambiguous failure)."""
+        body: dict[str, Any] = {"name": name, "input": dict(input)}
+        if version is not None:
+            body["version"] = version
+        if correlation_id is not None:
+            body["correlationId"] = correlation_id
+        response = self._send("POST", "/workflow", json=body, safe=False)
+        workflow_id = response.text.strip().strip('"')
+        if not workflow_id:
+            raise ServerError(f"{self.server}/workflow answered without a workflow id", "run with -v for details")
+        return workflow_id
+
+    def get_workflow(self, workflow_id: str, include_tasks: bool = True) -> dict[str, Any]:
+        path = f"/workflow/{_seg(workflow_id)}"
+        return self._dict(self._get(path, params={"includeTasks": "true" if include_tasks else "false"}),
+                          f"GET {path}")
+
+    # ----------------------------------------------------------------------------- sandbox test hooks
+
+    def add_fault(self, method: str, path: str, *, count: int = 1, action: str = "status", status: int = 503,
+                  retry_after: float | None = None, hang_seconds: float | None = None) -> dict[str, Any]:
+        """Make the sandbox fail the next ``count`` requests matching ``method`` and the ``path`` regex."""
+        body: dict[str, Any] = {"method": method, "path": path, "count": count, "action": action, "status": status}
+        if retry_after is not None:
+            body["retryAfter"] = retry_after
+        if hang_seconds is not None:
+            body["hangSeconds"] = hang_seconds
+        return self._dict(self._json(self._send("POST", "/sandbox/faults", json=body, safe=False),
+                                     "POST /sandbox/faults"), "POST /sandbox/faults")
+
+    def add_faults(self, faults: list[Mapping[str, Any]]) -> None:
+        """Add several faults, each a dict in the sandbox's wire form (``retryAfter``, ``hangSeconds``)."""
+        for fault in faults:
+            self._send("POST", "/sandbox/faults", json=dict(fault), safe=False)
+
+    def clear_faults(self) -> None:
+        self._send("DELETE", "/sandbox/faults", safe=True)
+
+    # ----------------------------------------------------------------------------- plumbing
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._json(self._send("GET", path, params=params, safe=True), f"GET {path}")
+
+    def _send(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+              safe: bool, authenticated: bool = True, key_id: str | None = None, check: bool = True) -> httpx.Response:
+        """Send one call, with retries; return a 2xx response or raise a ``ProvisionError``.
+
+        With ``check=False`` the last response is returned whatever its status (transport
+        failures still raise), for callers that read error answers themselves.
+        """
+        if authenticated and self._auth is None:
+            raise ConfigError("no credentials for this call", "set CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET")
+        auth: httpx.Auth | None = self._auth if authenticated else None
+        policy = self.retry_policy
+        attempt = 0
+        maybe_applied = False  # an earlier attempt may have reached the server and been carried out
+        while True:
+            try:
+                response = self._http.request(method, path.lstrip("/"), json=json, params=params, auth=auth)
+            except (httpx.HTTPError, httpx.InvalidURL) as err:
+                if attempt < policy.max_retries and isinstance(err, httpx.TransportError) \
+                        and policy.should_retry_error(err, safe=safe):
+                    delay = policy.backoff(attempt)
+                    log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
+                    self._sleep(delay)
+                    attempt += 1
+                    maybe_applied = maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
+                    continue
+                raise self._unreachable(err, method, path, safe=safe) from None
+            if response.is_success:
+                return response
+            if method == "DELETE" and response.status_code == 404 and maybe_applied:
+                # The lost answer was to a delete the server did carry out: gone is what was asked for.
+                log.info("%s %s: 404 after a lost answer; treating it as deleted", method, path)
+                return response
+            if attempt < policy.max_retries and policy.should_retry_status(response.status_code, safe=safe):
+                asked = retry_after_seconds(response)
+                if asked is not None and asked > policy.max_retry_after:
+                    raise self._error_for(response, method, path, key_id=key_id)
+                delay = policy.backoff(attempt) if asked is None else asked
+                log.info("%s %s: %d; retrying in %.1fs", method, path, response.status_code, delay)
+                self._sleep(delay)
+                attempt += 1
+                maybe_applied = maybe_applied or response.status_code != 429
+                continue
+            if not check:
+                return response
+            error = self._error_for(response, method, path, key_id=key_id)
+            if not safe and response.status_code >= 500:
+                error.hint = _MAYBE_APPLIED_HINT
+            raise error
+
+    def _unreachable(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *,
+                     safe: bool) -> ProvisionError:
+        if not isinstance(err, httpx.TransportError):
+            return ServerError(f"{method} /api{path} failed: {_one_line(str(err)) or type(err).__name__}")
+        if isinstance(err, httpx.TimeoutException):
+            reason = f"no answer within {self.timeout:g}s"
+        elif isinstance(err, httpx.ConnectError):
+            text = str(err).lower()
+            detail = re.sub(r"^\[Errno [-\d]+\]\s*", "", _one_line(str(err)))
+            reason = "connection refused" if "refused" in text else (detail or "cannot connect")
+        elif isinstance(err, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+            reason = "the connection closed before an answer"
+        else:
+            reason = _one_line(str(err)) or type(err).__name__
+        message = f"cannot reach {self.server}: {self._redact(reason)} ({method} /api{path})"
+        return ServerUnavailable(message, None if safe else _MAYBE_APPLIED_HINT)
+
+    def _error_for(self, response: httpx.Response, method: str, path: str, *,
+                   key_id: str | None = None) -> ProvisionError:
+        """The one translation of an HTTP error answer into a ``ProvisionError``."""
+        status = response.status_code
+        where = f"{method} /api{path}"
+        body: Any = None
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        message = ""
+        details: list[str] = []
+        if isinstance(body, dict):
+            message = str(body.get("message") or body.get("error") or "")
+            for item in body.get("validationErrors") or []:
+                if isinstance(item, dict):
+                    # invalidValue is left out on purpose: it may be a secret the user sent.
+                    details.append(f"{item.get('path', '?')}: {item.get('message', 'invalid')}")
+        elif response.content and "json" not in response.headers.get("content-type", ""):
+            message = ""
+        message = self._redact(_one_line(message))
+        suffix = f": {message}" if message else ""
+        if status == 400:
+            extra = f" ({'; '.join(self._redact(_one_line(d)) for d in details)})" if details else ""
+            return UsageError(f"the server refused {where}{suffix}{extra}", "check the names and values given")
+        if status == 401:
+            who = key_id or self.key_id
+            text = f"the server rejected key {who}" if who else "the server wants credentials"
+            return AuthenticationError(f"{text} ({where}{suffix})")
+        if status == 403:
+            return PermissionDenied(f"{message or 'permission denied'} ({where})", _permission_hint(path))
+        if status == 404:
+            return NotFound(f"{message or 'not found'} ({where})")
+        if status == 409:
+            return Conflict(f"{message or 'conflict'} ({where})",
+                            "the server's state changed; rerun the command to read it again")
+        if status == 429:
+            return RateLimited(f"the server kept answering 429 Too Many Requests to {where}")
+        if 300 <= status < 400:
+            location = response.headers.get("location", "?")
+            return ServerError(f"{where} was redirected ({status}) to {location}",
+                               "give --server the URL it redirects to (https:// and ending in /api)")
+        if status >= 500:
+            return ServerUnavailable(f"{self.server} failed with {status} on {where}{suffix}")
+        return ServerError(f"unexpected answer {status} to {where}{suffix}")
+
+    def _json(self, response: httpx.Response, where: str) -> Any:
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ServerError(f"{self.server} answered {where} with something that is not JSON",
+                              "check that --server points at the Orkes API (it ends in /api)") from None
+
+    def _dict(self, data: Any, where: str) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ServerError(f"unexpected answer to {where}: expected an object", "run with -v for details")
+        return data
+
+    def _model(self, model: type[M], data: Any, where: str) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as err:
+            raise ServerError(f"unexpected answer to {where}: {_first_error(err)}", "run with -v for details") from None
+
+    def _models(self, model: type[M], data: Any, where: str) -> list[M]:
+        try:
+            return TypeAdapter(list[model]).validate_python(data if data is not None else [])  # type: ignore[valid-type]
+        except ValidationError as err:
+            raise ServerError(f"unexpected answer to {where}: {_first_error(err)}", "run with -v for details") from None
+
+    def _remember_secret(self, secret: SecretStr) -> None:
+        value = secret.get_secret_value().strip()
+        if len(value) >= 4:
+            with self._secrets_lock:
+                self._secrets.add(value)
+
+    def _redact(self, text: str) -> str:
+        with self._secrets_lock:
+            secrets = tuple(self._secrets)
+        for secret in secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def _on_request(self, request: httpx.Request) -> None:
+        request.extensions[_START] = time.monotonic()
+        with self._count_lock:
+            self._request_count += 1
+
+    def _on_response(self, response: httpx.Response) -> None:
+        if log.isEnabledFor(logging.INFO):
+            started = response.request.extensions.get(_START)
+            took = (time.monotonic() - started) * 1000 if isinstance(started, float) else 0.0
+            log.info("%s %s -> %d (%.0f ms)", response.request.method, response.request.url.path,
+                     response.status_code, took)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+def _permission_hint(path: str) -> str:
+    """Name the role a 403 most likely means is missing."""
+    if path.startswith(("/applications", "/users", "/auth", "/sandbox")):
+        return "the provisioning key needs the ADMIN role (its application is missing it)"
+    if path.startswith("/metadata"):
+        return "the key needs the METADATA_API role (or ADMIN) to manage definitions"
+    if path.startswith("/tasks"):
+        return "the worker's application needs the WORKER role and EXECUTE on the task: provision doctor APP"
+    if path.startswith("/workflow"):
+        return "the key needs EXECUTE on the workflow and its tasks: provision grant APP --workflow NAME"
+    return PermissionDenied.default_hint

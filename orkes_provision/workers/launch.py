@@ -1,0 +1,173 @@
+"""Start a worker with its credentials: the environment it needs, and the hand-over to it.
+
+``worker_environment`` is pure: it builds the child's environment from the stored key. Every
+SDK of the Orkes quickstart reads ``CONDUCTOR_SERVER_URL``, ``CONDUCTOR_AUTH_KEY`` and
+``CONDUCTOR_AUTH_SECRET`` first (reference/orkes-api.md section 7), so those three are all a
+worker gets; the secret travels only in the environment, never on a command line.
+
+Choices, per runtime (section 7 of the reference):
+
+* The URL always ends in ``/api``: Python, Go and C# use it verbatim (Python silently turns auth
+  off without it); Java and JavaScript strip and re-add ``/api``, so the one form suits all.
+* Key and secret are stripped of whitespace: Python, Go and C# do not trim, and a pasted newline
+  makes the token exchange fail.
+* No alias variables are added. C#'s ``KEY``/``SECRET`` and Java's ``CONDUCTOR_SERVER_AUTH_*``
+  are read only when ``CONDUCTOR_AUTH_*`` is absent, so setting them would only spread the secret
+  into more names. Inherited copies of those fallbacks, and ``CONDUCTOR_AUTH_TOKEN`` (which wins
+  over key and secret in conductor-cli), are removed so that a stale credential of the parent
+  shell cannot shadow the stored key.
+* Python: ``CONDUCTOR_HTTP2_ENABLED`` is left alone. conductor-python 2.0.0 asks httpx for HTTP/2,
+  which over plain ``http://`` (the sandbox) still speaks HTTP/1.1, and over TLS negotiates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+from pydantic import SecretStr
+
+from orkes_provision.errors import ProvisionError, VerificationFailed
+from orkes_provision.orkes.urls import normalize_server_url
+
+if TYPE_CHECKING:
+    from orkes_provision.access.doctor import DoctorReport
+
+SERVER_URL = "CONDUCTOR_SERVER_URL"
+AUTH_KEY = "CONDUCTOR_AUTH_KEY"
+AUTH_SECRET = "CONDUCTOR_AUTH_SECRET"
+
+# Inherited variables through which some SDK or tool could pick up another credential.
+SHADOWING_VARIABLES: tuple[str, ...] = (
+    "CONDUCTOR_SERVER_AUTH_KEY", "CONDUCTOR_SERVER_AUTH_SECRET",  # Java fallbacks
+    "CONDUCTOR_AUTH_TOKEN",  # conductor-cli: a token wins over key and secret
+)
+
+# Extra variables per runtime. Empty on purpose, see the module docstring; kept as the one
+# place to add one should an SDK ever need it.
+RUNTIME_ALIASES: dict[str, dict[str, str]] = {
+    "python": {}, "java": {}, "javascript": {}, "go": {}, "csharp": {},
+}
+
+
+class WorkerKey(Protocol):
+    """What the launcher needs of a stored key (``stores.StoredKey`` has it)."""
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def secret(self) -> SecretStr: ...
+
+
+class CommandNotFound(ProvisionError):
+    """The worker command does not exist (exit 127, as a shell would)."""
+
+    exit_code = 127
+    kind = "command_not_found"
+    default_hint = "check the command's spelling and that it is on PATH"
+
+
+class CommandNotExecutable(ProvisionError):
+    """The worker command exists but cannot be executed (exit 126, as a shell would)."""
+
+    exit_code = 126
+    kind = "command_not_executable"
+    default_hint = "check that the file is executable (chmod +x) and is a program or a script with a #! line"
+
+
+def worker_environment(base_env: Mapping[str, str], key: WorkerKey, runtime: str | None = None,
+                       extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a worker process: ``base_env`` plus ``extra`` plus the credentials.
+
+    The credentials always win over ``base_env`` and ``extra`` (so the provisioning admin key of
+    the calling shell never reaches the worker). Values are stripped of surrounding whitespace.
+    """
+    env = {k: v for k, v in base_env.items() if k not in SHADOWING_VARIABLES}
+    env.update(extra or {})
+    for name in SHADOWING_VARIABLES:
+        env.pop(name, None)
+    key_id = key.key_id.strip()
+    secret = key.secret.get_secret_value().strip()
+    if not key_id or not secret:
+        raise ProvisionError("the stored key is empty", "store a new one: 'provision app APP --new-key'")
+    env[SERVER_URL] = api_url(key.server)
+    env[AUTH_KEY] = key_id
+    env[AUTH_SECRET] = secret
+    env.update(RUNTIME_ALIASES.get(runtime or "", {}))
+    return env
+
+
+def api_url(server: str) -> str:
+    """``server`` in the one form every SDK accepts: ending in ``/api``, no trailing slash."""
+    # The http/https policy was applied when the server was chosen; here only the form matters.
+    return normalize_server_url(server, insecure_http=True)
+
+
+def describe_environment(env: Mapping[str, str]) -> list[str]:
+    """Lines saying which credential variables a worker gets, with the secret masked."""
+    return [f"{SERVER_URL}={env.get(SERVER_URL, '')}", f"{AUTH_KEY}={env.get(AUTH_KEY, '')}",
+            f"{AUTH_SECRET}=********"]
+
+
+def check_preflight(report: DoctorReport, app: str) -> None:
+    """Refuse to launch when the doctor found a problem: the first one, with its fixing command."""
+    problems = report.problems
+    if not problems:
+        return
+    first = problems[0]
+    more = len(problems) - 1
+    suffix = f" (and {more} more: 'provision doctor {app}')" if more else ""
+    hint = f"run '{first.fix}'" if first.fix else f"run 'provision doctor {app}' for details"
+    raise VerificationFailed(f"preflight: {first.problem}{suffix}",
+                             f"{hint}, or pass --no-preflight to start the worker anyway")
+
+
+def require_program(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> str:
+    """The path ``argv[0]`` resolves to (with ``env``'s PATH, from ``cwd``); ``CommandNotFound`` if none."""
+    if not argv or not argv[0].strip():
+        raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
+    program = argv[0]
+    if os.sep in program and cwd is not None and not os.path.isabs(program):
+        program = os.path.join(cwd, program)
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        if os.sep in program and os.path.isfile(program):
+            raise CommandNotExecutable(f"cannot execute {argv[0]}: permission denied")
+        raise CommandNotFound(f"command not found: {argv[0]}")
+    return found
+
+
+def exec_command(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> NoReturn:
+    """Replace this process with ``argv``: its signals, output and exit code become the worker's.
+
+    Raises ``CommandNotFound`` (exit 127) or ``CommandNotExecutable`` (exit 126) when the exec
+    fails, before anything of this process is lost.
+    """
+    if not argv:
+        raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
+    program = argv[0]
+    if cwd is not None:
+        try:
+            os.chdir(cwd)
+        except OSError as err:
+            raise ProvisionError(f"cannot enter the worker directory {cwd}: {err.strerror}",
+                                 "check 'cwd' in the project file") from None
+    # Whatever this process buffered must be out before the exec discards the buffers.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(program, list(argv), dict(env))  # noqa: S606 - argv as given, no shell: nothing to inject
+    except FileNotFoundError:
+        raise CommandNotFound(f"command not found: {program}") from None
+    except PermissionError:
+        raise CommandNotExecutable(f"cannot execute {program}: permission denied") from None
+    except OSError as err:
+        raise CommandNotExecutable(f"cannot execute {program}: {err.strerror}") from None

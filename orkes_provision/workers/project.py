@@ -1,0 +1,289 @@
+"""The project file, ``orkes-provision.toml``: which server, which application, which workers.
+
+A project file sits at the top of a worker project (``provision init`` writes one). It holds no
+secrets: the key lives in the credential store named by ``application.store``. Example::
+
+    server = "http://127.0.0.1:8080/api"     # optional; else --server, CONDUCTOR_SERVER_URL, the profile
+    profile = "sandbox"                      # optional; a profile from 'provision login'
+
+    [application]
+    name = "greetings-app"
+    roles = ["WORKER"]                       # default ["WORKER"]
+    grants = ["greetings"]                   # task names the application may EXECUTE
+    store = "keyring"                        # credential store spec; default: keyring
+
+    [[workers]]
+    name = "greetings"
+    runtime = "python"                       # python | java | javascript | go | csharp
+    command = ["python3", "main.py"]         # argv, run without a shell
+    cwd = "."                                # relative to this file; default: its directory
+    env = { LOG_LEVEL = "INFO" }             # extra environment; never CONDUCTOR_AUTH_*
+    replicas = 1                             # processes to run, >= 1
+    restart = "on-failure"                   # always | on-failure | never
+    tasks = ["greetings"]                    # tasks it polls (preflight); default: application grants
+
+Errors name the file and the key path, e.g.
+``orkes-provision.toml: workers[0].runtime: Input should be 'python', 'java', ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from orkes_provision.access.spec import Name
+from orkes_provision.errors import ConfigError
+
+PROJECT_FILE = "orkes-provision.toml"
+
+Runtime = Literal["python", "java", "javascript", "go", "csharp"]
+RUNTIMES: tuple[str, ...] = ("python", "java", "javascript", "go", "csharp")
+RestartPolicy = Literal["always", "on-failure", "never"]
+RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
+
+# provision sets these from the store; a value in the project file would be a secret in a file
+# (or silently overridden), so the file may not carry them.
+RESERVED_ENV = frozenset({
+    "CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET",
+    "CONDUCTOR_SERVER_AUTH_KEY", "CONDUCTOR_SERVER_AUTH_SECRET", "CONDUCTOR_AUTH_TOKEN",
+})
+
+
+def _clean_names(values: list[str]) -> list[str]:
+    cleaned = [v.strip() for v in values]
+    if any(not v for v in cleaned):
+        raise ValueError("names must not be blank")
+    return list(dict.fromkeys(cleaned))
+
+
+class ApplicationSection(BaseModel):
+    """``[application]``: the application the workers authenticate as."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    roles: list[str] = Field(default_factory=lambda: ["WORKER"])
+    grants: list[str] = Field(default_factory=list)
+    store: str | None = None
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_upper(cls, value: list[str]) -> list[str]:
+        return [r.upper() for r in _clean_names(value)]
+
+    @field_validator("grants")
+    @classmethod
+    def _grants_clean(cls, value: list[str]) -> list[str]:
+        return _clean_names(value)
+
+
+class WorkerSpec(BaseModel):
+    """One ``[[workers]]`` entry: a command that runs workers for some tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    runtime: Runtime
+    command: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    replicas: int = Field(default=1, ge=1, le=64)
+    restart: RestartPolicy = "on-failure"
+    tasks: list[str] | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _program_not_blank(cls, value: list[str]) -> list[str]:
+        if not value[0].strip():
+            raise ValueError("the program (first item) must not be blank")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(value) & RESERVED_ENV)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} is set by provision from the credential store; remove it here")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_clean(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _clean_names(value)
+
+
+class Project(BaseModel):
+    """A parsed ``orkes-provision.toml``; ``path`` is where it was read from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str | None = None
+    profile: str | None = None
+    application: ApplicationSection | None = None
+    workers: list[WorkerSpec] = Field(default_factory=list)
+
+    _path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _unique_worker_names(self) -> Project:
+        seen: set[str] = set()
+        for worker in self.workers:
+            if worker.name in seen:
+                raise ValueError(f"two workers are named {worker.name!r}; names must be unique")
+            seen.add(worker.name)
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def root(self) -> Path:
+        """The directory relative paths are taken from: the file's, else the current one."""
+        return self._path.parent if self._path is not None else Path.cwd()
+
+    @property
+    def app_name(self) -> str | None:
+        return self.application.name if self.application else None
+
+    @property
+    def store(self) -> str | None:
+        return self.application.store if self.application else None
+
+    def worker(self, name: str) -> WorkerSpec:
+        """The worker called ``name``; ``ConfigError`` listing the known names otherwise."""
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        known = ", ".join(w.name for w in self.workers) or "none"
+        raise ConfigError(f"{self._shown()}: no worker named {name!r} (workers: {known})",
+                          f"add a [[workers]] entry with name = {name!r}, or pick one of the names above")
+
+    def worker_cwd(self, worker: WorkerSpec) -> Path:
+        """Where ``worker`` runs: its ``cwd`` relative to the project file's directory."""
+        if worker.cwd is None:
+            return self.root
+        cwd = Path(worker.cwd)
+        return cwd if cwd.is_absolute() else (self.root / cwd).resolve()
+
+    def worker_tasks(self, worker: WorkerSpec) -> list[str]:
+        """The tasks the worker polls: its own list, else the application's grants."""
+        if worker.tasks is not None:
+            return list(worker.tasks)
+        return list(self.application.grants) if self.application else []
+
+    def _shown(self) -> str:
+        return _display(self._path) if self._path is not None else PROJECT_FILE
+
+
+def find_project_file(start: Path | None = None) -> Path | None:
+    """The nearest ``orkes-provision.toml`` in ``start`` (default: the cwd) or one of its parents."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project(path: Path | None = None, *, start: Path | None = None) -> Project | None:
+    """Read and validate a project file.
+
+    With ``path`` the file must exist. Without it, the nearest ``orkes-provision.toml`` from
+    ``start`` (default: the cwd) upwards is read, and ``None`` means there is none.
+    Raises ``ConfigError`` naming the file and the key path for any syntax or schema error.
+    """
+    if path is None:
+        path = find_project_file(start)
+        if path is None:
+            return None
+    shown = _display(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: no such project file",
+                          "run 'provision init DIR' to create one, or give the right path") from None
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown}: not UTF-8 text", "save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{shown}: TOML syntax: {err}", "fix the line named above (TOML: https://toml.io)") from None
+    except RecursionError:
+        # tomllib recurses per nesting level: a thousand nested arrays exhaust the stack.
+        raise ConfigError(f"{shown}: TOML syntax: the document is nested too deeply",
+                          "fix the TOML (syntax: https://toml.io)") from None
+    try:
+        project = Project.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{shown}: {_first_error(err)}", _schema_hint(err)) from None
+    project._path = path.resolve()
+    return project
+
+
+def require_project(path: Path | None = None) -> Project:
+    """Like ``load_project`` but a missing file is a ``ConfigError`` too."""
+    project = load_project(path)
+    if project is None:
+        raise ConfigError(f"no {PROJECT_FILE} in {_display(Path.cwd())} or any parent directory",
+                          "cd into the worker project, or run 'provision init DIR' to create one")
+    return project
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors(include_url=False)[0]
+    where = _loc(first.get("loc", ()))
+    message = str(first.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    more = err.error_count() - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _schema_hint(err: ValidationError) -> str:
+    first = err.errors(include_url=False)[0]
+    if first.get("type") == "extra_forbidden":
+        return "remove the key, or check its spelling against the documented schema (see 'provision init')"
+    return "fix the value; 'provision init' writes a complete example"
+
+
+def _display(path: Path) -> str:
+    # Show the path as the user would type it: relative to the cwd when it is below it.
+    try:
+        return os.path.relpath(path) if path.is_absolute() and Path.cwd() in path.parents else str(path)
+    except ValueError:
+        return str(path)
+
+
+def store_spec_for(flag: str | None, project: Project | None) -> str | None:
+    """--store, else ORKES_PROVISION_STORE, else the project's store, else the config's default.
+
+    Every command that reads or writes an application's key resolves its store here, so ``app``,
+    ``doctor``, ``run`` and ``worker run`` always agree on where the key is.
+    """
+    from orkes_provision.credentials.settings import resolve_store_spec
+
+    if flag or os.environ.get("ORKES_PROVISION_STORE", "").strip() or project is None or not project.store:
+        return resolve_store_spec(flag)
+    spec = project.store.strip()
+    kind, sep, path = spec.partition(":")
+    if kind == "env-file" and sep and path and not Path(path).expanduser().is_absolute():
+        # A relative env file in the project file means relative to that file, not to the cwd.
+        spec = f"env-file:{project.root / path}"
+    return spec

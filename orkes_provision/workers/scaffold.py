@@ -1,0 +1,115 @@
+"""Worker project scaffolds: ``provision init`` copies one of ``templates/<language>/``.
+
+The templates live inside the package (``orkes_provision/workers/templates``) so that an installed
+``provision`` has them too. Two conventions keep them out of the way of this project's own
+tools and of packaging: a ``.tmpl`` suffix is dropped (``main.py.tmpl`` becomes ``main.py``,
+so the type checker does not check the template as part of the package), and a ``dot-``
+prefix becomes ``.`` (``dot-gitignore`` becomes ``.gitignore``, which package-data globs skip).
+``{{app}}`` in any file becomes the application name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from orkes_provision.errors import ConfigError, UsageError
+
+LANGUAGES: tuple[str, ...] = ("python", "java", "javascript", "go", "csharp")
+DEFAULT_APP = "greetings-worker"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# The name goes into TOML strings and READMEs: keep it to characters that need no escaping anywhere.
+_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@ -]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Scaffolded:
+    """What ``scaffold`` wrote."""
+
+    language: str
+    directory: Path
+    files: list[Path]
+    app: str
+
+    @property
+    def next_steps(self) -> list[str]:
+        return [f"cd {self.directory}", *setup_commands(self.language),
+                "provision app --worker --grant greetings --register-tasks",
+                "provision worker run greetings"]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"language": self.language, "directory": str(self.directory), "app": self.app,
+                "files": [str(f.relative_to(self.directory)) for f in self.files], "next": self.next_steps}
+
+
+def setup_commands(language: str) -> list[str]:
+    """What a language needs before its worker can run (fetching the SDK)."""
+    return {
+        "python": ["python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"],
+        "java": ["mvn -q compile"],
+        "javascript": ["npm install"],
+        "go": ["go mod tidy"],
+        "csharp": ["dotnet build"],
+    }[language]
+
+
+def template_files(language: str) -> list[tuple[Path, Path]]:
+    """``(source, relative destination)`` for every file of the language's template, sorted."""
+    root = TEMPLATES_DIR / language
+    if language not in LANGUAGES or not root.is_dir():
+        raise UsageError(f"no template for language {language!r}", f"choose one of: {', '.join(LANGUAGES)}")
+    out = []
+    for source in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        out.append((source, _destination(source.relative_to(root))))
+    return out
+
+
+def _destination(relative: Path) -> Path:
+    parts = list(relative.parts)
+    name = parts[-1].removesuffix(".tmpl")
+    if name.startswith("dot-"):
+        name = "." + name.removeprefix("dot-")
+    parts[-1] = name
+    return Path(*parts)
+
+
+def check_app_name(app: str) -> str:
+    app = app.strip()
+    if not _APP_NAME.match(app):
+        raise UsageError(f"application name {app!r} is not usable in a scaffold",
+                         "use letters, digits, space and _ . : @ - (at most 100), starting with a letter or digit")
+    return app
+
+
+def scaffold(language: str, directory: Path, *, app: str = DEFAULT_APP, force: bool = False) -> Scaffolded:
+    """Write the ``language`` template into ``directory`` (created if missing).
+
+    A directory that exists and is not empty is refused unless ``force``, in which case the
+    template's files overwrite files of the same name and nothing else is touched.
+    """
+    app = check_app_name(app)
+    files = template_files(language)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory", "give a new or empty directory")
+    if directory.is_dir() and any(directory.iterdir()) and not force:
+        raise UsageError(f"{directory} is not empty", "give a new or empty directory, or pass --force to write into it")
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for source, relative in files:
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = source.read_text(encoding="utf-8").replace("{{app}}", app)
+            if target.is_symlink():
+                target.unlink()  # write a file of our own, never through a link into somewhere else
+            target.write_text(text, encoding="utf-8")
+            if os.access(source, os.X_OK):
+                target.chmod(0o755)
+            written.append(target)
+    except OSError as err:
+        raise ConfigError(f"cannot write the project into {directory}: {err.strerror or err}",
+                          "check the directory's permissions, or choose another one") from None
+    return Scaffolded(language, directory, written, app)

@@ -1,0 +1,135 @@
+"""Which keys supervised workers run with, so that rotation never deactivates a key still in use.
+
+A supervisor (``provision run --supervise``, ``provision worker run``) keeps one small file,
+``state_dir()/workers/<supervisor pid>.json``: server, application, and the key id of each worker
+process it runs (during a switch, the old and the new one). Key ids and pids only, no secret.
+It is rewritten atomically on every start, exit and switch, and removed when the supervisor
+stops; a file whose supervisor is no longer alive is ignored (and removed) by readers.
+
+Rotation reads it after its switch wait: a supervised worker still on an old key means the
+switch failed (the new worker would not start, say), and the old key must stay ACTIVE.
+Supervisors on other machines are not visible here; the switch wait covers them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from orkes_provision.credentials.stores.base import canonical_server
+from orkes_provision.fileio import atomic_write
+from orkes_provision.paths import state_dir
+
+log = logging.getLogger(__name__)
+
+
+class _Event(Protocol):
+    """What this module needs of a ``supervise.SupervisorEvent``."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def key_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SupervisedWorkers:
+    supervisor_pid: int
+    server: str
+    app: str
+    key_ids: dict[int, str]  # worker pid -> key id
+
+    @property
+    def keys_in_use(self) -> set[str]:
+        return set(self.key_ids.values())
+
+
+def status_dir() -> Path:
+    return state_dir() / "workers"
+
+
+class SupervisorStatus:
+    """Kept by one supervisor: feed it every event (``on_event``) and ``close`` it at the end."""
+
+    def __init__(self, server: str, app: str, pid: int | None = None) -> None:
+        self.server = canonical_server(server)
+        self.app = app
+        self.pid = os.getpid() if pid is None else pid
+        self.path = status_dir() / f"{self.pid}.json"
+        self._workers: dict[int, str] = {}
+
+    def on_event(self, event: _Event) -> None:
+        before = dict(self._workers)
+        if event.kind == "started" and event.pid is not None and event.key_id is not None:
+            self._workers[event.pid] = event.key_id
+        elif event.kind in ("exited", "rotated", "error") and event.pid is not None:
+            # exited: the process is gone; rotated: the pid is the old worker, now stopped;
+            # error: the pid (if any) is a new worker that failed while starting.
+            self._workers.pop(event.pid, None)
+        elif event.kind == "stopped":
+            self._workers.clear()
+        if self._workers != before or not self.path.exists():
+            try:
+                self._write()
+            except OSError as err:
+                # Never let bookkeeping stop a supervisor; rotation then relies on its wait alone.
+                log.warning("cannot write %s: %s", self.path, err.strerror or err)
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _write(self) -> None:
+        data = {"pid": self.pid, "server": self.server, "app": self.app,
+                "workers": [{"pid": pid, "keyId": key_id} for pid, key_id in sorted(self._workers.items())]}
+        atomic_write(self.path, json.dumps(data, sort_keys=True).encode())
+
+
+def supervised_workers(server: str, app: str) -> list[SupervisedWorkers]:
+    """The live local supervisors of ``app`` on ``server`` and the keys their workers use."""
+    server = canonical_server(server)
+    found: list[SupervisedWorkers] = []
+    try:
+        paths = sorted(status_dir().glob("*.json"))
+    except OSError:
+        return found
+    for path in paths:
+        entry = _read(path)
+        if entry is None:
+            continue
+        if not _alive(entry.supervisor_pid):
+            with contextlib.suppress(OSError):
+                path.unlink()  # a supervisor that was killed: its file is stale
+            continue
+        if entry.server == server and entry.app == app:
+            found.append(entry)
+    return found
+
+
+def _read(path: Path) -> SupervisedWorkers | None:
+    try:
+        data: Any = json.loads(path.read_text())
+        workers = {int(w["pid"]): str(w["keyId"]) for w in data["workers"]}
+        return SupervisedWorkers(supervisor_pid=int(data["pid"]), server=str(data["server"]), app=str(data["app"]),
+                                 key_ids=workers)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True

@@ -1,0 +1,414 @@
+"""Keep worker processes running: restart on crash, stop whole process groups, follow key rotation.
+
+Each replica runs in its own session, hence its own process group: the Python SDK forks one
+process per task plus a logger, and stopping only the process we started would orphan them.
+Stopping a replica signals its whole group, waits a grace period, then kills the group.
+
+SDK workers read their key once at start, so a rotated key means a new process. When the key in
+the store changes, the supervisor starts the replacement first, lets it settle, and only then
+stops the old one: there is always a worker polling, and the old key can be revoked after.
+
+The supervisor is single-threaded: signal handlers only set flags that the main loop reads
+every ``tick``, so no lock is needed and a signal never interrupts a half-done restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import SecretStr
+
+from orkes_provision.errors import ProvisionError
+from orkes_provision.workers.launch import CommandNotExecutable, CommandNotFound
+from orkes_provision.workers.project import RestartPolicy
+
+REPLICA_VARIABLE = "ORKES_PROVISION_REPLICA"
+
+EventKind = Literal["started", "exited", "restarting", "key-changed", "rotated", "stopping", "stopped",
+                    "warning", "error"]
+
+
+class SupervisedKey(Protocol):
+    """What the supervisor needs of a stored key to notice a rotation."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def secret(self) -> SecretStr: ...
+
+
+K = TypeVar("K", bound=SupervisedKey)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How patient the supervisor is; tests shorten these."""
+
+    grace: float = 5.0  # after SIGTERM, before SIGKILL
+    settle: float = 2.0  # a rotated-in worker must stay up this long before the old one stops
+    key_poll: float = 2.0  # how often the credential store is re-read
+    backoff_initial: float = 1.0  # first restart delay; doubles per consecutive crash
+    backoff_max: float = 30.0
+    backoff_reset_after: float = 60.0  # up this long: the crash counter starts again from zero
+    tick: float = 0.1  # main-loop period: bounds how late a signal or a crash is noticed
+
+
+@dataclass(frozen=True)
+class SupervisorEvent:
+    """One lifecycle line: what happened to which replica."""
+
+    kind: EventKind
+    worker: str
+    replica: int | None
+    pid: int | None
+    message: str
+    key_id: str | None = None
+    exit_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, "worker": self.worker, "replica": self.replica, "pid": self.pid,
+                "message": self.message, "keyId": self.key_id, "exitCode": self.exit_code}
+
+
+@dataclass
+class _Replica:
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    key_id: str | None = None
+    started_at: float = 0.0
+    crashes: int = 0
+    next_start: float | None = 0.0  # None: finished for good
+    last_code: int = 0
+
+
+@dataclass
+class _Flags:
+    stop_signal: int | None = None
+    force: bool = False
+    pending: list[int] = field(default_factory=list)
+
+
+def exit_status(returncode: int) -> int:
+    """A ``Popen.returncode`` as a shell reports it: ``-N`` (killed by signal N) becomes ``128+N``."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Supervisor(Generic[K]):
+    """Run ``replicas`` copies of ``command`` and keep them running until a signal says stop.
+
+    ``env_factory(key)`` builds a replica's environment from the current key (``launch.
+    worker_environment``); the supervisor adds ``ORKES_PROVISION_REPLICA``. ``key_watch()`` re-reads
+    the key from the store (``None``: no longer there); without it, rotation is not followed.
+    ``run()`` returns the exit status: 0 after a stop by signal, else that of the last worker to
+    finish (when the restart policy lets every replica finish).
+    """
+
+    def __init__(self, command: Sequence[str], env_factory: Callable[[K], Mapping[str, str]],
+                 replicas: int = 1, restart_policy: RestartPolicy = "on-failure",
+                 key_watch: Callable[[], K | None] | None = None, *,
+                 initial_key: K, name: str = "worker", cwd: Path | None = None,
+                 timing: Timing | None = None, on_event: Callable[[SupervisorEvent], None] | None = None) -> None:
+        if not command:
+            raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
+        if replicas < 1:
+            raise ProvisionError(f"replicas must be at least 1, not {replicas}", "pass --replicas 1 or more")
+        self.command = list(command)
+        self.env_factory = env_factory
+        self.restart_policy = restart_policy
+        self.key_watch = key_watch
+        self.name = name
+        self.cwd = cwd
+        self.timing = timing or Timing()
+        self.on_event = on_event or (lambda event: None)
+        self._key = initial_key
+        self._replicas = [_Replica(index=i) for i in range(replicas)]
+        self._flags = _Flags()
+        self._next_key_poll = 0.0
+        self._missing_key_reported = False
+        self._failed_key_id: str | None = None
+
+    # ----- public --------------------------------------------------------------------------
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the main loop to stop every replica with ``signum``; a second request kills at once."""
+        if self._flags.stop_signal is None:
+            self._flags.stop_signal = signum
+        else:
+            self._flags.force = True
+
+    def pids(self) -> list[int]:
+        """Process ids of the replicas now running (group leaders)."""
+        return [r.proc.pid for r in self._replicas if r.proc is not None and r.proc.poll() is None]
+
+    def run(self) -> int:
+        previous = self._install_signal_handlers()
+        try:
+            for replica in self._replicas:
+                self._start(replica, initial=True)
+            self._next_key_poll = time.monotonic() + self.timing.key_poll
+            return self._loop()
+        finally:
+            # Whatever happened (an exception, a bug), no worker outlives its supervisor.
+            leftover = [r.proc for r in self._replicas if r.proc is not None]
+            if leftover:
+                self._stop_groups(leftover, signal.SIGTERM)
+                for replica in self._replicas:
+                    replica.proc = None
+            self._restore_signal_handlers(previous)
+
+    # ----- main loop -----------------------------------------------------------------------
+
+    def _loop(self) -> int:
+        while True:
+            if self._flags.stop_signal is not None:
+                return self._shutdown(self._flags.stop_signal)
+            now = time.monotonic()
+            for replica in self._replicas:
+                self._check(replica, now)
+            if all(r.next_start is None and r.proc is None for r in self._replicas):
+                codes = [r.last_code for r in self._replicas if r.last_code]
+                return codes[-1] if codes else 0
+            if self.key_watch is not None and now >= self._next_key_poll:
+                self._poll_key()
+                self._next_key_poll = time.monotonic() + self.timing.key_poll
+            time.sleep(self.timing.tick)
+
+    def _check(self, replica: _Replica, now: float) -> None:
+        proc = replica.proc
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                if replica.crashes and now - replica.started_at >= self.timing.backoff_reset_after:
+                    replica.crashes = 0
+                return
+            self._on_exit(replica, proc, code, now)
+            return
+        if replica.next_start is not None and now >= replica.next_start:
+            self._start(replica, initial=False)
+
+    def _on_exit(self, replica: _Replica, proc: subprocess.Popen[bytes], code: int, now: float) -> None:
+        status = exit_status(code)
+        uptime = now - replica.started_at
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        self._emit("exited", replica, proc.pid, f"{self._label(replica)} (pid {proc.pid}) {how}", exit_code=status)
+        # The SDK's child processes may outlive the one we started: clear the group.
+        self._stop_groups([proc], signal.SIGTERM)
+        replica.proc = None
+        replica.last_code = status
+        if not self._should_restart(code):
+            replica.next_start = None
+            return
+        if uptime < self.timing.backoff_reset_after:
+            replica.crashes += 1
+        else:
+            replica.crashes = 1
+        delay = self._backoff(replica.crashes)
+        replica.next_start = now + delay
+        self._emit("restarting", replica, None, f"restarting {self._label(replica)} in {delay:.1f}s")
+
+    def _should_restart(self, code: int) -> bool:
+        if self.restart_policy == "always":
+            return True
+        if self.restart_policy == "on-failure":
+            return code != 0
+        return False
+
+    def _backoff(self, crashes: int) -> float:
+        exponent = min(max(crashes - 1, 0), 16)  # bounded: 2**16 already exceeds any sane maximum
+        return float(min(self.timing.backoff_initial * (2 ** exponent), self.timing.backoff_max))
+
+    # ----- starting and stopping -------------------------------------------------------------
+
+    def _start(self, replica: _Replica, *, initial: bool) -> None:
+        try:
+            proc = self._spawn(replica.index)
+        except ProvisionError as err:
+            if initial:
+                raise
+            # A restart that cannot even exec (the program was removed?) backs off like a crash.
+            replica.crashes += 1
+            delay = self._backoff(replica.crashes)
+            replica.next_start = time.monotonic() + delay
+            self._emit("error", replica, None, f"{err.message}; retrying in {delay:.1f}s")
+            return
+        replica.proc = proc
+        replica.key_id = self._key.key_id
+        replica.started_at = time.monotonic()
+        replica.next_start = 0.0
+        self._emit("started", replica, proc.pid, f"{self._label(replica)} started pid {proc.pid}",
+                   key_id=self._key.key_id)
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        env = dict(self.env_factory(self._key))
+        env[REPLICA_VARIABLE] = str(index)
+        program = self.command[0]
+        try:
+            return subprocess.Popen(self.command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True)
+        except FileNotFoundError as err:
+            if self.cwd is not None and err.filename is not None and Path(str(err.filename)) == self.cwd:
+                raise ProvisionError(f"the worker directory {self.cwd} does not exist",
+                                     "check 'cwd' in the project file") from None
+            raise CommandNotFound(f"command not found: {program}") from None
+        except PermissionError:
+            raise CommandNotExecutable(f"cannot execute {program}: permission denied") from None
+        except OSError as err:
+            raise CommandNotExecutable(f"cannot execute {program}: {err.strerror}") from None
+
+    def _shutdown(self, signum: int) -> int:
+        procs = [r.proc for r in self._replicas if r.proc is not None]
+        name = signal.Signals(signum).name
+        self._emit("stopping", None, None, f"stopping {self.name}: sending {name} to {len(procs)} process group(s)")
+        # A hang-up means the terminal is gone, not that the worker should see a SIGHUP.
+        self._stop_groups(procs, signal.SIGTERM if signum == signal.SIGHUP else signum)
+        for replica in self._replicas:
+            replica.proc = None
+            replica.next_start = None
+        self._emit("stopped", None, None, f"{self.name} stopped")
+        return 0
+
+    def _stop_groups(self, procs: Sequence[subprocess.Popen[bytes]], signum: int) -> None:
+        """Signal each process group, wait up to the grace period, then kill what is left."""
+        for proc in procs:
+            _signal_group(proc.pid, signum)
+        deadline = time.monotonic() + self.timing.grace
+        while time.monotonic() < deadline and not self._flags.force:
+            if not any(_group_alive(p) for p in procs):
+                return
+            time.sleep(min(self.timing.tick, 0.05))
+        survivors = [p for p in procs if _group_alive(p)]
+        for proc in survivors:
+            self._emit("warning", None, proc.pid, f"process group {proc.pid} still running; killing it")
+            _signal_group(proc.pid, signal.SIGKILL)
+        end = time.monotonic() + 5.0
+        for proc in survivors:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, end - time.monotonic()))
+        while time.monotonic() < end and any(_group_alive(p) for p in survivors):
+            time.sleep(0.05)
+
+    # ----- key rotation ----------------------------------------------------------------------
+
+    def _poll_key(self) -> None:
+        assert self.key_watch is not None
+        try:
+            key = self.key_watch()
+        except ProvisionError as err:
+            self._emit("warning", None, None, f"cannot re-read the key ({err.message}); keeping the running workers")
+            return
+        except Exception as err:  # a store backend's own failure must not end the supervision
+            self._emit("warning", None, None,
+                       f"cannot re-read the key ({type(err).__name__}); keeping the running workers")
+            return
+        if key is None:
+            if not self._missing_key_reported:
+                self._emit("warning", None, None, "the key is no longer in the store; keeping the running workers")
+                self._missing_key_reported = True
+            return
+        self._missing_key_reported = False
+        if _same_key(key, self._key) or key.key_id == self._failed_key_id:
+            return
+        old_id = self._key.key_id
+        self._key = key
+        running = [r for r in self._replicas if r.proc is not None and r.proc.poll() is None]
+        self._emit("key-changed", None, None,
+                   f"key changed ({old_id} -> {key.key_id}): starting new worker before stopping old",
+                   key_id=key.key_id)
+        fresh: dict[int, subprocess.Popen[bytes]] = {}
+        for replica in running:
+            try:
+                proc = self._spawn(replica.index)
+            except ProvisionError as err:
+                self._emit("error", replica, None, f"{err.message}; keeping the old worker")
+                continue
+            fresh[replica.index] = proc
+            self._emit("started", replica, proc.pid, f"{self._label(replica)} started pid {proc.pid} with the new key",
+                       key_id=key.key_id)
+        self._settle(list(fresh.values()))
+        if self._flags.stop_signal is not None:
+            # Stopping anyway: the fresh ones go now, the old ones with everything else.
+            self._stop_groups(list(fresh.values()), signal.SIGTERM)
+            return
+        for replica in running:
+            new = fresh.get(replica.index)
+            if new is None:
+                continue
+            code = new.poll()
+            if code is not None:
+                self._stop_groups([new], signal.SIGTERM)
+                self._failed_key_id = key.key_id
+                self._emit("error", replica, new.pid,
+                           f"the new {self._label(replica)} exited with code {exit_status(code)} while starting; "
+                           "keeping the old one", exit_code=exit_status(code))
+                continue
+            old = replica.proc
+            replica.proc, replica.key_id, replica.started_at = new, key.key_id, time.monotonic()
+            replica.crashes = 0
+            if old is not None:
+                self._stop_groups([old], signal.SIGTERM)
+                self._emit("rotated", replica, old.pid,
+                           f"stopped old {self._label(replica)} pid {old.pid} (key {old_id})", key_id=key.key_id)
+
+    def _settle(self, procs: Sequence[subprocess.Popen[bytes]]) -> None:
+        deadline = time.monotonic() + self.timing.settle
+        while time.monotonic() < deadline and self._flags.stop_signal is None:
+            if procs and all(p.poll() is not None for p in procs):
+                return
+            time.sleep(self.timing.tick)
+
+    # ----- signals and events ----------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.request_stop(signum)
+
+    def _label(self, replica: _Replica) -> str:
+        return f"worker {self.name}[{replica.index}]"
+
+    def _emit(self, kind: EventKind, replica: _Replica | None, pid: int | None, message: str, *,
+              key_id: str | None = None, exit_code: int | None = None) -> None:
+        self.on_event(SupervisorEvent(kind, self.name, replica.index if replica else None, pid, message,
+                                      key_id=key_id, exit_code=exit_code))
+
+
+def _same_key(a: SupervisedKey, b: SupervisedKey) -> bool:
+    return a.key_id == b.key_id and a.secret.get_secret_value() == b.secret.get_secret_value()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    """True while the leader is unreaped or any process of its group remains."""
+    if proc.poll() is None:
+        return True
+    try:
+        os.killpg(proc.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

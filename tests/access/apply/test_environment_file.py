@@ -1,0 +1,217 @@
+"""The environment file: what a valid one means, and that every malformed one fails on one located line."""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orkes_provision.access.environment import (
+    environment_schema,
+    load_environment,
+    parse_toml,
+    validate_environment,
+)
+from orkes_provision.access.spec import GrantSpec
+from orkes_provision.errors import ConfigError
+
+EXAMPLE = """\
+name = "staging"
+server = "http://127.0.0.1:8080/api"
+
+[[tasks]]
+name = "greetings"
+timeoutSeconds = 120
+responseTimeoutSeconds = 60
+
+[[workflows]]
+file = "workflows/greet.json"
+
+[[applications]]
+name = "greetings-worker"
+roles = ["WORKER"]
+store = "env-file:secrets/greetings.env"
+
+[[applications.grants]]
+tasks = ["greetings", "farewell"]
+
+[[applications.grants]]
+workflows = ["greet_flow"]
+tags = ["team : payments"]
+domains = ["eu"]
+access = ["READ", "EXECUTE"]
+
+[[applications.grants]]
+tasks = ["greetings"]
+access = ["UPDATE"]
+
+[[applications]]
+name = "starter"
+roles = []
+"""
+
+WORKFLOW = {"name": "greet_flow", "version": 2, "timeoutSeconds": 60,
+            "tasks": [{"name": "greetings", "taskReferenceName": "g", "type": "SIMPLE"}]}
+
+
+def write_env(directory: Path, text: str, *, workflow: object = WORKFLOW) -> Path:
+    (directory / "workflows").mkdir(exist_ok=True)
+    (directory / "workflows" / "greet.json").write_text(json.dumps(workflow))
+    path = directory / "env.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_file_becomes_app_specs_with_merged_grants_and_resolved_store(tmp_path: Path) -> None:
+    env = load_environment(write_env(tmp_path, EXAMPLE))
+    worker, starter = env.app_specs()
+    assert worker.name == "greetings-worker"
+    assert worker.roles == ("WORKER",)
+    assert worker.store == f"env-file:{tmp_path / 'secrets' / 'greetings.env'}"
+    assert set(worker.grants) == {
+        GrantSpec(type="TASK_DEF", id="greetings", access=("EXECUTE", "UPDATE")),
+        GrantSpec(type="TASK_DEF", id="farewell", access=("EXECUTE",)),
+        GrantSpec(type="WORKFLOW_DEF", id="greet_flow", access=("EXECUTE", "READ")),
+        GrantSpec(type="TAG", id="team:payments", access=("EXECUTE", "READ")),
+        GrantSpec(type="DOMAIN", id="eu", access=("EXECUTE", "READ")),
+    }
+    assert (starter.roles, starter.grants, starter.store) == ((), (), None)
+    assert env.tasks[0].declared() == {"name": "greetings", "timeoutSeconds": 120, "responseTimeoutSeconds": 60}
+    assert env.workflow_defs == [WORKFLOW]
+
+
+def test_defaults_are_the_worker_role_and_execute_access(tmp_path: Path) -> None:
+    env = load_environment(write_env(tmp_path, 'name = "x"\n[[applications]]\nname = "a"\n'
+                                               '[[applications.grants]]\ntasks = ["t"]\n'))
+    (spec,) = env.app_specs()
+    assert spec.roles == ("WORKER",)
+    assert spec.grants == (GrantSpec(type="TASK_DEF", id="t", access=("EXECUTE",)),)
+
+
+def test_json_schema_accepts_the_example_and_rejects_what_the_loader_rejects(tmp_path: Path) -> None:
+    schema = environment_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    data = parse_toml(EXAMPLE.encode(), "env.toml")
+    jsonschema.validate(data, schema)
+    data["applications"][0]["grants"][0]["access"] = ["EXECUT"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+    data["applications"][0]["grants"][0]["access"] = ["EXECUTE"]
+    data["applications"][0]["colour"] = "blue"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+
+
+# (file text, what the one-line message must say after "env.toml: ")
+MALFORMED = [
+    ('name = "x"\n[[applications]]\nname = "a"\n[[applications]]\nname = "b"\n[[applications.grants]]\n'
+     'tasks = ["t"]\naccess = ["READ", "EXECUT"]\n',
+     "applications[1].grants[0].access[1]: 'EXECUT' is not one of CREATE, READ, UPDATE, DELETE, EXECUTE"),
+    ('name = "x"\n[[tasks]]\nname = "t"\ntimeout_seconds = 5\n',
+     "tasks[0].timeout_seconds: unknown key; did you mean 'timeoutSeconds'?"),
+    ('name = "x"\n[[applications]]\nname = "a"\ncolour = "blue"\n',
+     "applications[0].colour: unknown key (allowed: name, roles, store, grants)"),
+    ('[[applications]]\nname = "a"\n', "name: required key is missing"),
+    ('name = "x"\n[[applications]]\nroles = ["WORKER"]\n', "applications[0].name: required key is missing"),
+    ('name = "x"\n[[applications]]\nname = "a"\nroles = ["BOSS"]\n',
+     "applications[0].roles[0]: 'BOSS' is not one of ADMIN, USER,"),
+    ('name = "x"\n[[applications]]\nname = "a"\nstore = "json"\n',
+     "applications[0].store: 'json' is not one of keyring, env-file:PATH"),
+    ('name = "x"\n[[applications]]\nname = "a"\n[[applications.grants]]\naccess = ["READ"]\n',
+     "applications[0].grants[0]: a grant needs at least one of tasks, workflows, tags, domains"),
+    ('name = "x"\n[[applications]]\nname = "a"\n[[applications.grants]]\ntags = ["team:x", "nocolon"]\n',
+     "applications[0].grants[0].tags[1]: 'nocolon' is not of the form key:value"),
+    ('name = "x"\n[[applications]]\nname = 7\n', "applications[0].name: input should be a valid string (got 7)"),
+    ('name = "x"\n[[applications]]\nname = "a"\n[[applications]]\nname = "a"\n',
+     "two applications are named 'a'"),
+    ('name = "x"\n[[applications]]\nname = "a"\nstore = "env-file:k.env"\n[[applications]]\nname = "b"\n'
+     'store = "env-file:k.env"\n', "two applications write their key to 'env-file:k.env'"),
+    ('name = "x"\n[[tasks]]\nname = "t"\ntimeoutSeconds = 10\nresponseTimeoutSeconds = 60\n',
+     "tasks[0]: responseTimeoutSeconds must not be larger than timeoutSeconds"),
+    ('name = "x"\n[[tasks]]\nname = "t"\nretryLogic = "SOMETIMES"\n',
+     "tasks[0].retryLogic: 'SOMETIMES' is not one of FIXED, EXPONENTIAL_BACKOFF, LINEAR_BACKOFF"),
+    ('name = "x"\n[[tasks]]\nname = "t"\nretryCount = -1\n', "tasks[0].retryCount: input should be greater than"),
+    ('name = "stag ing"\n', "name: must be 1-63 letters, digits"),
+    ('name = "x"\napplications = "none"\n', "applications: input should be a valid list"),
+    ('name = "x"\n[[applications]\nname = "a"\n', "line 2, column 15: TOML syntax:"),
+    ('name = "x"\nname = "y"\n', "line 2, column 11: TOML syntax:"),
+    ('name = \n', "line 1, column 8: TOML syntax: invalid value"),
+    ('name = "x"\n[[workflows]]\nfile = "missing.json"\n', "workflows[0].file: missing.json: no such file"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MALFORMED, ids=[e.split(":")[0][:40] for _, e in MALFORMED])
+def test_malformed_file_fails_with_one_line_naming_file_and_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   text: str, expected: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_env(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_environment("env.toml")
+    message = caught.value.message
+    assert "\n" not in message and "\n" not in caught.value.hint
+    assert message.startswith("env.toml: "), message
+    assert expected in message, message
+
+
+@pytest.mark.parametrize(("workflow", "expected"), [
+    ("{not json", "workflows[0].file: workflows/greet.json: line 1, column 2: JSON syntax:"),
+    (["a", "list"], "must hold one JSON object"),
+    ({"tasks": []}, "'name' is missing or not a string"),
+    ({"name": "w"}, "'tasks' is missing or not a list"),
+    ({"name": "w", "tasks": [], "version": "2"}, "'version' must be a whole number"),
+])
+def test_malformed_workflow_file_is_reported_at_its_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          workflow: object, expected: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_env(tmp_path, 'name = "x"\n[[workflows]]\nfile = "workflows/greet.json"\n')
+    raw = workflow if isinstance(workflow, str) else json.dumps(workflow)
+    (tmp_path / "workflows" / "greet.json").write_text(raw)
+    with pytest.raises(ConfigError) as caught:
+        load_environment("env.toml")
+    assert "\n" not in caught.value.message
+    assert caught.value.message.startswith("env.toml: ")
+    assert expected in caught.value.message
+
+
+def test_missing_and_non_utf8_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such environment file"):
+        load_environment(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'name = "\xff"\n')
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 8\)"):
+        load_environment(bad)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300))
+def test_random_bytes_never_escape_as_anything_but_a_config_error(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "fuzz.toml"
+    path.write_bytes(raw)
+    try:
+        load_environment(path)
+    except ConfigError as err:
+        assert "\n" not in err.message
+
+
+# Garbage TOML that parses: a table of plausible keys with values of every TOML type.
+_KEYS = st.sampled_from(["name", "server", "tasks", "workflows", "applications", "grants", "roles", "access",
+                         "store", "file", "timeoutSeconds", "tags", "x"])
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=True),
+                     st.text(string.printable, max_size=12), st.sampled_from(["EXECUTE", "WORKER", "keyring"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=10)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.dictionaries(_KEYS, _VALUES, max_size=6))
+def test_garbage_documents_fail_on_one_line_or_validate(data: dict[str, object]) -> None:
+    try:
+        validate_environment(data, "fuzz.toml")
+    except ConfigError as err:
+        assert err.message.startswith("fuzz.toml: ")
+        assert "\n" not in err.message

@@ -1,0 +1,135 @@
+"""The executor keeps the dependency order of the plan's stages, against a recording fake client."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from orkes_provision.access.execute import Executor
+from orkes_provision.access.plan import Change, Plan
+from orkes_provision.errors import ServerUnavailable
+from orkes_provision.orkes.models import Application, Subject, Tag, Target, TaskDef
+from orkes_provision.orkes.ratelimit import AdaptiveLimiter
+
+SERVER = "http://127.0.0.1:8080/api"
+
+
+class RecordingClient:
+    """Just the calls the executor makes; ``fail`` names calls that raise."""
+
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.fail = fail or set()
+        self._lock = threading.Lock()
+
+    def _record(self, call: str, what: str) -> None:
+        with self._lock:
+            self.calls.append((call, what))
+        if f"{call} {what}" in self.fail:
+            raise ServerUnavailable(f"{call} {what} failed")
+
+    def register_task_defs(self, defs: list[TaskDef]) -> None:
+        self._record("register_task_defs", ",".join(sorted(d.name for d in defs)))
+
+    def register_workflow_def(self, definition: dict[str, Any], overwrite: bool = True) -> None:
+        self._record("register_workflow_def", str(definition["name"]))
+
+    def create_application(self, name: str) -> Application:
+        self._record("create_application", name)
+        return Application(id=f"id-{name}", name=name)
+
+    def put_application_tags(self, app_id: str, tags: list[Tag]) -> None:
+        self._record("put_application_tags", app_id)
+
+    def add_role(self, app_id: str, role: str) -> None:
+        self._record("add_role", f"{app_id} {role}")
+
+    def remove_role(self, app_id: str, role: str) -> None:
+        self._record("remove_role", f"{app_id} {role}")
+
+    def grant(self, subject: Subject, target: Target, access: list[str]) -> None:
+        self._record("grant", f"{subject.id} {target.id}")
+
+    def revoke(self, subject: Subject, target: Target, access: list[str]) -> None:
+        self._record("revoke", f"{subject.id} {target.id}")
+
+    def delete_application(self, app_id: str) -> None:
+        self._record("delete_application", app_id)
+
+
+def _plan() -> Plan:
+    plan = Plan(server=SERVER, apps=[])
+    plan.task_changes = [Change("register_task", None, "t1"), Change("update_task", None, "t2"),
+                         Change("register_workflow", None, "flow v1")]
+    plan.prune_changes = [Change("revoke", "old-grants", "TASK_DEF gone", ("EXECUTE",), app_id="id-old-grants"),
+                          Change("delete_app", "retired", "retired", app_id="id-retired")]
+    from orkes_provision.access.plan import AppPlan
+    from orkes_provision.access.spec import AppSpec
+
+    for name in ("a", "b"):
+        spec = AppSpec(name=name)
+        plan.apps.append(AppPlan(spec=spec, app_id=None, known_key_ids=set(), reused_key_id=None, changes=[
+            Change("create_app", name, name), Change("add_role", name, "WORKER"),
+            Change("grant", name, "TASK_DEF t1", ("EXECUTE",)), Change("grant", name, "WORKFLOW_DEF flow", ("READ",)),
+        ]))
+    plan.apps.append(AppPlan(spec=AppSpec(name="old-grants"), app_id="id-old-grants", known_key_ids=set(),
+                             reused_key_id=None, changes=[Change("grant", "old-grants", "TASK_DEF t2", ("EXECUTE",),
+                                                                 app_id="id-old-grants")]))
+    return plan
+
+
+def _executor(client: RecordingClient) -> Executor:
+    return Executor(client=client, server=SERVER, stores={}, parallelism=4,  # type: ignore[arg-type]
+                    managed_tags=(Tag(key="managed-by", value="orkes-provision"),),
+                    task_defs={"t2": TaskDef(name="t2", timeout_seconds=5)},
+                    workflow_defs={"flow v1": {"name": "flow", "version": 1, "tasks": []}},
+                    limiter=AdaptiveLimiter(4))
+
+
+def _index(calls: list[tuple[str, str]], call: str, what: str) -> int:
+    return calls.index((call, what))
+
+
+def test_pipeline_keeps_dependency_order_and_batches_task_definitions() -> None:
+    client = RecordingClient()
+    result = _executor(client).run(_plan())
+    calls = client.calls
+    assert [c for c in calls if c[0] == "register_task_defs"] == [("register_task_defs", "t1,t2")]
+    batch = _index(calls, "register_task_defs", "t1,t2")
+    assert batch < _index(calls, "register_workflow_def", "flow")
+    for app in ("a", "b"):
+        created = _index(calls, "create_application", app)
+        assert created < _index(calls, "put_application_tags", f"id-{app}")
+        assert created < _index(calls, "add_role", f"id-{app} WORKER")
+        assert max(created, batch) < _index(calls, "grant", f"app:id-{app} t1")
+        assert _index(calls, "register_workflow_def", "flow") < _index(calls, "grant", f"app:id-{app} flow")
+    assert _index(calls, "grant", "app:id-old-grants t2") < _index(calls, "revoke", "app:id-old-grants gone")
+    assert calls[-1] == ("delete_application", "id-retired")
+    assert len(result.done) == len(_plan().changes)
+    assert result.app_ids["a"] == "id-a"
+
+
+def test_failed_application_skips_its_dependents_and_deletions_but_not_the_others() -> None:
+    client = RecordingClient(fail={"create_application a"})
+    result = _executor(client).run(_plan())
+    failed = [(o.change.kind, o.change.app) for o in result.failed]
+    skipped = sorted((o.change.kind, o.change.what) for o in result.skipped)
+    assert failed == [("create_app", "a")]
+    # Deletions wait for everything else, so a half-converged apply never prunes.
+    assert skipped == [("add_role", "WORKER"), ("delete_app", "retired"), ("grant", "TASK_DEF t1"),
+                       ("grant", "WORKFLOW_DEF flow")]
+    assert ("add_role", "id-b WORKER") in client.calls
+    assert ("revoke", "app:id-old-grants gone") in client.calls
+    assert not any(what.startswith("app:id-a") or what == "id-a" for _, what in client.calls)
+
+
+def test_failed_task_batch_skips_grants_on_tasks_and_the_workflow_but_not_applications() -> None:
+    client = RecordingClient(fail={"register_task_defs t1,t2"})
+    result = _executor(client).run(_plan())
+    assert sorted(o.change.what for o in result.failed) == ["t1", "t2"]
+    skipped = {(o.change.kind, o.change.app, o.change.what) for o in result.skipped}
+    assert ("register_workflow", None, "flow v1") in skipped
+    assert ("grant", "a", "TASK_DEF t1") in skipped
+    assert ("grant", "b", "WORKFLOW_DEF flow") in skipped
+    assert ("create_application", "a") in client.calls
+    assert ("add_role", "id-b WORKER") in client.calls

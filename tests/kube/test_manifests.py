@@ -1,0 +1,133 @@
+"""Rendering: every manifest passes strict Kubernetes 1.30 validation, and no value can bend the YAML."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from orkes_provision.errors import UsageError
+from orkes_provision.kube import manifests as kube
+from tests.kube.conftest import load_documents, validate_strict, yaml
+
+SERVER = "http://127.0.0.1:8080/api"
+
+
+def worker(**overrides: object) -> kube.WorkerDeployment:
+    fields: dict[str, object] = {
+        "name": "greetings", "namespace": "workers", "app": "greetings-app", "worker": "greetings",
+        "image": "ghcr.io/acme/greetings:1.0", "command": ["python3", "main.py"],
+        "credentials": "conductor-credentials", "key_id": "key-1", "replicas": 2,
+        "env": {"LOG_LEVEL": "INFO"},
+    }
+    fields.update(overrides)
+    return kube.WorkerDeployment(**fields)  # type: ignore[arg-type]
+
+
+def test_deployment_is_valid_and_reads_credentials_from_secret_and_configmap() -> None:
+    [doc] = load_documents(worker().render().text)
+    validate_strict(doc)
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CONDUCTOR_SERVER_URL"]["valueFrom"] == {
+        "configMapKeyRef": {"name": "conductor-credentials", "key": "CONDUCTOR_SERVER_URL"}}
+    assert env["CONDUCTOR_AUTH_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "conductor-credentials", "key": "CONDUCTOR_AUTH_KEY"}}
+    assert env["CONDUCTOR_AUTH_SECRET"]["valueFrom"] == {
+        "secretKeyRef": {"name": "conductor-credentials", "key": "CONDUCTOR_AUTH_SECRET"}}
+    assert env["LOG_LEVEL"] == {"name": "LOG_LEVEL", "value": "INFO"}
+    assert container["command"] == ["python3", "main.py"]
+    assert container["image"] == "ghcr.io/acme/greetings:1.0"
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+    assert doc["spec"]["replicas"] == 2
+    assert doc["metadata"]["namespace"] == "workers"
+
+
+def test_pod_template_carries_sha256_of_key_id_and_selector_matches_pod_labels() -> None:
+    [doc] = load_documents(worker(key_id="key-1").render().text)
+    template = doc["spec"]["template"]
+    assert template["metadata"]["annotations"]["orkes-provision/key-id-checksum"] == \
+        hashlib.sha256(b"key-1").hexdigest()
+    selector = doc["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items()
+    [other] = load_documents(worker(key_id="key-2").render().text)
+    assert other["spec"]["template"]["metadata"]["annotations"] != template["metadata"]["annotations"]
+    assert other["spec"]["selector"] == doc["spec"]["selector"]  # the selector is immutable: never keyed
+
+
+def test_secret_and_configmap_are_valid_and_hold_the_key_in_base64() -> None:
+    secret = kube.secret_manifest("workers", "creds", server=SERVER, app="greetings-app", key_id="key-1",
+                                  secret=SecretStr("s3cret"))
+    configmap = kube.configmap_manifest("workers", "creds", server=SERVER, app="greetings-app")
+    [sdoc], [cdoc] = load_documents(secret.text), load_documents(configmap.text)
+    validate_strict(sdoc)
+    validate_strict(cdoc)
+    assert sdoc["data"] == {"CONDUCTOR_AUTH_KEY": "a2V5LTE=", "CONDUCTOR_AUTH_SECRET": "czNjcmV0"}
+    assert sdoc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "orkes-provision"
+    assert sdoc["metadata"]["annotations"]["orkes-provision/app"] == "greetings-app"
+    assert cdoc["data"] == {"CONDUCTOR_SERVER_URL": SERVER}
+    assert secret.holds_secret
+    assert not configmap.holds_secret
+    assert "s3cret" not in repr(secret)
+    assert "czNjcmV0" not in repr(secret)
+
+
+def test_awkward_values_stay_data_and_the_manifest_stays_valid() -> None:
+    nasty = 'x": y\n- injected: true # \\ \u2028 ${HOME} \x00'
+    [doc] = load_documents(worker(app=nasty, env={"ON": "yes", "NOTE": nasty, "EMPTY": ""},
+                                  command=["sh", "-c", nasty]).render().text)
+    validate_strict(doc)
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["sh", "-c", nasty]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ON"] == "yes"
+    assert env["NOTE"] == nasty
+    assert env["EMPTY"] == ""
+    assert doc["metadata"]["annotations"]["orkes-provision/app"] == nasty
+    # A label value is restricted (63 chars of [A-Za-z0-9-_.]): the app name is cleaned for it.
+    assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?",
+                        doc["metadata"]["labels"]["app.kubernetes.io/part-of"])
+
+
+@given(st.text(max_size=40))
+def test_yaml_scalar_reads_back_exactly(value: str) -> None:
+    assert yaml.safe_load(f"k: {kube.yaml_scalar(value)}") == {"k": value}
+
+
+def test_worker_without_extra_env_renders_without_a_placeholder_line() -> None:
+    text = worker(env={}).render().text
+    assert "${" not in text
+    [doc] = load_documents(text)
+    validate_strict(doc)
+    assert [e["name"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]] == [
+        "CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET"]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"image": "bad image"}, "not a container image"),
+    ({"cpu": "lots"}, "quantity for --cpu"),
+    ({"memory": "1 GB"}, "quantity for --memory"),
+    ({"namespace": "Workers"}, "namespace name"),
+    ({"credentials": "Bad_Name"}, "Secret name"),
+    ({"env": {"BAD NAME": "x"}}, "environment variable name"),
+])
+def test_bad_inputs_are_usage_errors(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        worker(**overrides).render()
+
+
+def test_template_placeholders_must_match_values() -> None:
+    with pytest.raises(KeyError):
+        kube.render_template_text("a: ${missing}\n", {})
+    with pytest.raises(KeyError, match="not used"):
+        kube.render_template_text("a: 1\n", {"extra": "x"})
+
+
+def test_names_are_turned_into_dns_labels() -> None:
+    assert kube.dns_label("Greetings_Worker v2") == "greetings-worker-v2"
+    assert kube.dns_label("***") == ""
+    assert len(kube.dns_label("a" * 100)) == 63

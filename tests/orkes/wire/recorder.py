@@ -1,0 +1,102 @@
+"""Record the wire scenarios into cassettes, then check the files for every secret the run saw.
+
+``record(admin, directory, against=...)`` is what ``scripts/record_cassettes.py`` and the recording
+test run. It records each scenario into ``<directory>/<scenario>.yaml`` (scrubbed before writing,
+see ``recording``), writes ``index.json`` (what each cassette covers), and then reads every file
+back looking for the tokens and secrets that crossed the wire during this very run (it knows them:
+``CaptureTransport`` kept them in memory) and for anything shaped like a JWT. A leak is reported,
+never printed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orkes_provision import __version__
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials
+from tests.orkes.wire.recording import (
+    ADMIN_KEY_PLACEHOLDER,
+    JWT,
+    CaptureTransport,
+    Exchange,
+    Scrubber,
+    make_vcr,
+    secrets_seen,
+)
+from tests.orkes.wire.scenarios import SCENARIOS, Scenario, WireContext, fast_policy
+from tests.sandbox.conformance.schemas import operation
+
+
+@dataclass
+class Recording:
+    directory: Path
+    against: str
+    exchanges: list[Exchange] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    secrets_checked: int = 0
+    leaks: list[str] = field(default_factory=list)  # "file: what", never the secret itself
+    index: dict[str, Any] = field(default_factory=dict)
+
+
+def operation_of(method: str, path: str) -> str:
+    """``METHOD /api/template`` for a request path as sent (percent-encoded); the literal path when unknown."""
+    found = operation(method, path)
+    return f"{method.upper()} {found[0] if found else path}"
+
+
+def capturing_context(admin: Credentials, sink: list[Exchange]) -> WireContext:
+    def make_client(credentials: Credentials) -> OrkesClient:
+        return OrkesClient(credentials, timeout=30.0, transport=CaptureTransport(sink=sink),
+                           retry_policy=fast_policy(), sleep=lambda seconds: None)
+
+    return WireContext(admin=admin, make_client=make_client)
+
+
+def record(admin: Credentials, directory: Path, *, against: str,
+           scenarios: tuple[Scenario, ...] = SCENARIOS) -> Recording:
+    """Record ``scenarios`` (only the portable ones unless ``against == "sandbox"``) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chosen = [s for s in scenarios if s.portable or against == "sandbox"]
+    result = Recording(directory=directory, against=against)
+    scrubber = Scrubber({admin.key_id: ADMIN_KEY_PLACEHOLDER})
+    recorder = make_vcr(directory, record_mode="all", scrubber=scrubber)
+    covered: dict[str, Any] = {}
+    for scenario in chosen:
+        path = directory / f"{scenario.name}.yaml"
+        path.unlink(missing_ok=True)
+        sink: list[Exchange] = []
+        try:
+            with recorder.use_cassette(scenario.name):
+                scenario.run(capturing_context(admin, sink))
+        except Exception as err:  # reported per scenario: one server quirk should not stop the rest
+            result.failed[scenario.name] = f"{type(err).__name__}: {err}"
+        result.exchanges.extend(sink)
+        if path.exists():
+            result.files.append(path)
+            covered[scenario.name] = {
+                "portable": scenario.portable, "interactions": len(sink),
+                "operations": sorted({operation_of(e.method, e.path) for e in sink})}
+    result.index = {"recordedAgainst": against, "client": f"orkes-provision {__version__}", "scenarios": covered}
+    (directory / "index.json").write_text(json.dumps(result.index, indent=2, sort_keys=True) + "\n")
+    known = secrets_seen(result.exchanges) | {admin.secret.get_secret_value()}
+    result.secrets_checked = len(known)
+    result.leaks = find_leaks([*result.files, directory / "index.json"], known)
+    return result
+
+
+def find_leaks(files: list[Path], secrets: set[str]) -> list[str]:
+    """``file: what leaked`` for every file holding one of ``secrets`` or a JWT (the value is never returned)."""
+    leaks: list[str] = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        for number, secret in enumerate(sorted(secrets)):
+            if secret and secret in text:
+                leaks.append(f"{path.name}: secret #{number} of this run ({len(secret)} characters)")
+        if JWT.search(text):
+            leaks.append(f"{path.name}: a JWT-shaped string")
+    return leaks

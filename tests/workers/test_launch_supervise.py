@@ -1,0 +1,206 @@
+"""The supervisor, driven in-process with a fake worker script (no SDK, no server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from orkes_provision.workers.launch import CommandNotFound, worker_environment
+from orkes_provision.workers.supervise import Supervisor, SupervisorEvent, Timing, exit_status
+from tests.workers.launch_helpers import (
+    FAKE_WORKER,
+    FakeKey,
+    alive,
+    events,
+    fake_worker_env,
+    group_members,
+    log_lines,
+    wait_for,
+)
+
+FAST = Timing(grace=2.0, settle=0.5, key_poll=0.2, backoff_initial=0.2, backoff_max=1.0,
+              backoff_reset_after=30.0, tick=0.05)
+
+
+def key(key_id: str, secret: str = "s3cret-value") -> FakeKey:
+    return FakeKey("http://127.0.0.1:9/api", "app", key_id, SecretStr(secret))
+
+
+class Harness:
+    """Runs a Supervisor in a thread; always stops it and every process it started."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.log = tmp_path / "worker.log"
+        self.events: list[SupervisorEvent] = []
+        self.thread: threading.Thread | None = None
+        self.result: list[int] = []
+        self.errors: list[BaseException] = []
+        self.supervisor: Supervisor[FakeKey] | None = None
+
+    def start(self, *, replicas: int = 1, restart: str = "on-failure", current: list[FakeKey] | None = None,
+              timing: Timing = FAST, **worker_env: str) -> Supervisor[FakeKey]:
+        keys = current if current is not None else [key("key-1")]
+        base = fake_worker_env(self.log, **worker_env)
+        supervisor: Supervisor[FakeKey] = Supervisor(
+            [sys.executable, str(FAKE_WORKER)],
+            lambda k: worker_environment(base, k, "python"),
+            replicas=replicas, restart_policy=restart,  # type: ignore[arg-type]
+            key_watch=lambda: keys[-1], initial_key=keys[-1], name="fake",
+            timing=timing, on_event=self.events.append)
+        self.supervisor = supervisor
+
+        def target() -> None:
+            try:
+                self.result.append(supervisor.run())
+            except BaseException as err:  # surfaced by the test via .errors
+                self.errors.append(err)
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+        return supervisor
+
+    def stop(self) -> int:
+        assert self.supervisor is not None
+        assert self.thread is not None
+        self.supervisor.request_stop(signal.SIGTERM)
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "supervisor did not stop within 15 s"
+        assert not self.errors, self.errors
+        return self.result[0]
+
+    def cleanup(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            self.stop()
+        for line in log_lines(self.log):
+            pid = int(line[2] if line[0] in ("start", "stop", "refused") else line[1])
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    h.cleanup()
+
+
+def test_a_worker_killed_with_sigkill_is_restarted_with_a_new_pid(harness: Harness) -> None:
+    harness.start()
+    first = wait_for(lambda: events(harness.log, "start"), what="first start")[0]
+    os.kill(int(first[2]), signal.SIGKILL)
+    starts = wait_for(lambda: len(events(harness.log, "start")) >= 2 and events(harness.log, "start"),
+                      what="restart after SIGKILL")
+    assert starts[1][2] != first[2]
+    assert alive(int(starts[1][2]))
+    kinds = [e.kind for e in harness.events]
+    assert "exited" in kinds
+    assert "restarting" in kinds
+    exited = next(e for e in harness.events if e.kind == "exited")
+    assert exited.exit_code == 128 + signal.SIGKILL
+    assert harness.stop() == 0
+    assert not alive(int(starts[1][2]))
+
+
+def test_stop_ends_every_process_of_the_group_including_forked_children(harness: Harness) -> None:
+    harness.start(FAKE_WORKER_CHILD="1")
+    start = wait_for(lambda: events(harness.log, "start"), what="start")[0]
+    child = int(events(harness.log, "child")[0][1])
+    leader = int(start[2])
+    assert set(group_members(leader)) == {leader, child}
+    assert harness.stop() == 0
+    assert group_members(leader) == []
+    assert events(harness.log, "stop")[0][2] == str(leader)
+
+
+def test_a_worker_ignoring_sigterm_is_killed_after_the_grace_period(harness: Harness) -> None:
+    harness.start(timing=Timing(grace=0.5, tick=0.05, key_poll=60), FAKE_WORKER_IGNORE_TERM="1")
+    leader = int(wait_for(lambda: events(harness.log, "start"), what="start")[0][2])
+    assert harness.stop() == 0
+    assert not alive(leader)
+    assert any(e.kind == "warning" and "killing" in e.message for e in harness.events)
+
+
+def test_a_changed_key_starts_the_new_worker_before_stopping_the_old_one(harness: Harness) -> None:
+    keys = [key("key-1")]
+    harness.start(current=keys)
+    old = wait_for(lambda: events(harness.log, "start"), what="first start")[0]
+    keys.append(key("key-2", "another-secret"))
+    wait_for(lambda: any(e.kind == "rotated" for e in harness.events), what="old worker stopped")
+    lines = log_lines(harness.log)
+    new_start = next(i for i, line in enumerate(lines) if line[0] == "start" and line[1] == "key-2")
+    old_stop = next(i for i, line in enumerate(lines) if line[0] == "stop")
+    assert old[1] == "key-1"
+    assert lines[old_stop][1:3] == ["key-1", old[2]]
+    assert new_start < old_stop, lines
+    new_pid = int(lines[new_start][2])
+    assert alive(new_pid)
+    assert not alive(int(old[2]))
+    assert [e.kind for e in harness.events if e.kind in ("key-changed", "rotated")] == ["key-changed", "rotated"]
+    assert harness.stop() == 0
+
+
+def test_a_new_worker_that_dies_while_starting_leaves_the_old_one_running(harness: Harness) -> None:
+    keys = [key("key-1")]
+    harness.start(current=keys, FAKE_WORKER_FAIL_KEY="key-bad")
+    old = int(wait_for(lambda: events(harness.log, "start"), what="first start")[0][2])
+    keys.append(key("key-bad"))
+    wait_for(lambda: any(e.kind == "error" and "keeping the old one" in e.message for e in harness.events),
+             what="rotation refused")
+    assert alive(old)
+    assert events(harness.log, "stop") == []
+    assert harness.stop() == 0
+
+
+def test_replicas_each_get_their_index_and_the_key(harness: Harness) -> None:
+    harness.start(replicas=2)
+    starts = wait_for(lambda: len(events(harness.log, "start")) == 2 and events(harness.log, "start"),
+                      what="two replicas")
+    assert sorted(line[3] for line in starts) == ["0", "1"]
+    assert {line[1] for line in starts} == {"key-1"}
+    assert harness.stop() == 0
+
+
+def test_restart_never_returns_the_workers_exit_status(harness: Harness) -> None:
+    harness.start(restart="never", FAKE_WORKER_EXIT="3")
+    assert harness.thread is not None
+    harness.thread.join(timeout=10)
+    assert harness.result == [3]
+    assert len(events(harness.log, "start")) == 1
+
+
+def test_on_failure_does_not_restart_a_clean_exit_but_restarts_a_failing_one(harness: Harness) -> None:
+    harness.start(restart="on-failure", FAKE_WORKER_EXIT="0")
+    assert harness.thread is not None
+    harness.thread.join(timeout=10)
+    assert harness.result == [0]
+    assert len(events(harness.log, "start")) == 1
+
+
+def test_a_crashing_worker_is_restarted_with_growing_back_off(harness: Harness) -> None:
+    harness.start(restart="on-failure", FAKE_WORKER_EXIT="2")
+    wait_for(lambda: len(events(harness.log, "start")) >= 3, what="three starts")
+    delays = [float(e.message.rsplit(" in ", 1)[1].rstrip("s")) for e in harness.events if e.kind == "restarting"]
+    assert delays[:2] == [0.2, 0.4]
+    assert harness.stop() == 0
+
+
+def test_a_missing_command_fails_before_anything_starts(tmp_path: Path) -> None:
+    supervisor: Supervisor[FakeKey] = Supervisor(
+        [str(tmp_path / "no-such-program")], lambda k: {"PATH": "/usr/bin"}, initial_key=key("key-1"), timing=FAST)
+    with pytest.raises(CommandNotFound) as caught:
+        supervisor.run()
+    assert caught.value.exit_code == 127
+    assert "no-such-program" in caught.value.message
+
+
+def test_exit_status_maps_signals_like_a_shell() -> None:
+    assert exit_status(0) == 0
+    assert exit_status(3) == 3
+    assert exit_status(-signal.SIGTERM) == 143
