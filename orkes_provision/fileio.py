@@ -1,13 +1,64 @@
-"""Small file helpers shared by every writer of local state."""
+"""Files this tool writes: private (0600) from the first byte and replaced atomically.
+
+A reader sees either the old file or the new one, never half of it, and no other user can ever
+open the content: the temporary file is created 0600 with O_EXCL, fsynced, then renamed over
+the target, and the directory is fsynced so the rename survives a crash. Local state (deliveries, rotation
+records, the audit log) and env files holding secrets all go through here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
-from orkes_provision.credentials.privatefile import write_private_file
+PRIVATE_MODE = 0o600
+
+
+def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE) -> None:
+    """Atomically replace ``path`` with ``data``, mode 0600 (or ``mode``). Raises ``OSError`` on failure.
+
+    The rename replaces a symlink at ``path`` rather than following it; callers that must
+    refuse symlinks check before calling.
+    """
+    directory = path.parent
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            # The umask can only remove bits, but make the mode exact whatever it was.
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Not every filesystem lets a directory be opened or fsynced; the data itself is already safe.
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:

@@ -41,8 +41,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orkes_provision.credentials.privatefile import write_private_file
 from orkes_provision.errors import ConfigError, NotFound, StoreError, UsageError
+from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.orkes.urls import normalize_server_url
 

@@ -20,11 +20,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orkes_provision.credentials.privatefile import write_private_file
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
 from orkes_provision.errors import ConfigError, StoreError, UsageError
-from orkes_provision.fileio import atomic_write
+from orkes_provision.fileio import atomic_write, write_private_file
 from orkes_provision.kube import manifests as kube
 from orkes_provision.workers.project import Project
 

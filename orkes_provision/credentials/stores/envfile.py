@@ -23,9 +23,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orkes_provision.credentials.privatefile import write_private_file
 from orkes_provision.credentials.stores.base import StoredKey, canonical_server
 from orkes_provision.errors import StoreError, UsageError
+from orkes_provision.fileio import write_private_file
 
 SERVER_VAR = "CONDUCTOR_SERVER_URL"
 KEY_VAR = "CONDUCTOR_AUTH_KEY"

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from orkes_provision.credentials import privatefile
+from orkes_provision import fileio
 from orkes_provision.credentials.stores import open_store
 from orkes_provision.credentials.stores.base import StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore, parse_env, quote_value
@@ -51,7 +51,7 @@ def test_the_file_is_0600_from_its_first_byte_even_with_a_permissive_umask(tmp_p
         modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
         return real_write(fd, data)
 
-    monkeypatch.setattr(privatefile.os, "write", watching_write)
+    monkeypatch.setattr(fileio.os, "write", watching_write)
     old_umask = os.umask(0)
     try:
         EnvFileStore(tmp_path / "w.env").save(_key())
@@ -93,7 +93,7 @@ def test_the_write_is_atomic_a_crash_before_the_rename_leaves_the_old_file_and_n
     def crash(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(privatefile.os, "replace", crash)
+    monkeypatch.setattr(fileio.os, "replace", crash)
     with pytest.raises(StoreError) as caught:
         store.save(_key(key_id="new"))
     assert path.read_bytes() == before
