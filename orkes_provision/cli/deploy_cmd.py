@@ -12,7 +12,7 @@ from orkes_provision.cli.common import common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
-    from orkes_provision.kube.deploy import WorkerManifests
+    from orkes_provision.workers.deploy import WorkerManifests
     from orkes_provision.workers.project import Project
 
 
@@ -71,7 +71,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     from orkes_provision.credentials.settings import resolve_store_spec
     from orkes_provision.credentials.stores import open_store
     from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
-    from orkes_provision.kube.deploy import apply_to_cluster, render_to_directory, worker_manifests
+    from orkes_provision.workers.deploy import apply_to_cluster, render_to_directory, worker_manifests
     from orkes_provision.workers.project import require_project
 
     if render_dir is not None and apply_:

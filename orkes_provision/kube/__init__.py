@@ -1,3 +1,4 @@
-"""Kubernetes through kubectl: manifests rendered from templates, applying them, rollouts, and
-``provision deploy kubernetes``. Imports ``credentials``, ``workers`` and the shared basics; never click.
+"""Kubernetes through kubectl: manifests rendered from templates (``manifests``), the kubectl runner
+(``kubectl``) and rollouts onto a new key (``rollout``).
+Imports only the shared basics (``errors``); never click, never the other domains.
 """

@@ -1,13 +1,4 @@
-"""Kubernetes through ``kubectl``: the runner, manifest rendering from templates, and rollouts.
-
-Why ``kubectl`` and not a client library: it is what cluster users already have configured
-(context, exec credential plugins, proxies), and it adds no dependency. Secrets reach it only on
-stdin (``kubectl apply -f -``), never in argv, where any user of the machine could read them
-from ``/proc``; the provisioning credentials of this process are removed from its environment.
-
-Manifests are applied with server-side apply (``--server-side``): client-side apply would copy the
-whole manifest, secret included, into the ``kubectl.kubernetes.io/last-applied-configuration``
-annotation, and server-side apply also leaves keys of a Secret or ConfigMap that others own alone.
+"""Kubernetes manifests: names checked, YAML values quoted, templates rendered, Secrets and ConfigMaps.
 
 Templates (``kube/templates/*.yaml``) are YAML with ``${name}`` placeholders. Every value is
 quoted by ``yaml_scalar`` (a YAML double-quoted string, or a number), so no value can change the
@@ -19,26 +10,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
-import os
 import re
-import shutil
-import subprocess
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
-from orkes_provision.errors import NotFound, StoreError, UsageError, VerificationFailed
+from orkes_provision.errors import StoreError, UsageError
 
 log = logging.getLogger(__name__)
 
-KUBECTL = "kubectl"
-FIELD_MANAGER = "orkes-provision"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "orkes-provision"
 APP_ANNOTATION = "orkes-provision/app"
@@ -52,10 +35,6 @@ SERVER_KEY = "CONDUCTOR_SERVER_URL"
 AUTH_KEY = "CONDUCTOR_AUTH_KEY"
 AUTH_SECRET = "CONDUCTOR_AUTH_SECRET"
 
-# kubectl needs none of these, and an exec credential plugin it starts would inherit them.
-_HIDDEN_FROM_KUBECTL = ("CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET", "CONDUCTOR_AUTH_TOKEN",
-                        "CONDUCTOR_SERVER_AUTH_KEY", "CONDUCTOR_SERVER_AUTH_SECRET")
-DEFAULT_TIMEOUT = 60.0
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -341,211 +320,3 @@ def manifest_stream(manifests: Iterable[Manifest]) -> str:
 
 def _b64(value: str) -> str:
     return base64.b64encode(value.encode("utf-8")).decode("ascii")
-
-
-# --- the kubectl runner -----------------------------------------------------------------------
-
-
-def kubectl_path() -> str:
-    """The ``kubectl`` on PATH, or ``StoreError`` saying how to get one."""
-    found = shutil.which(KUBECTL)
-    if found is None:
-        raise StoreError("kubectl is not installed or not on PATH",
-                         "install kubectl (https://kubernetes.io/docs/tasks/tools/) and point it at your cluster")
-    return found
-
-
-def kubectl(args: Sequence[str], *, stdin: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            redact: Sequence[SecretStr] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``kubectl ARGS`` with ``stdin`` and return the finished process.
-
-    ``args`` must never hold a secret; secrets go in ``stdin``. With ``check`` a non-zero exit is a
-    ``StoreError`` carrying the first line of kubectl's error output, with every secret of
-    ``redact`` masked, plain and base64 (kubectl may quote what it was given).
-    """
-    argv = [kubectl_path(), *args]
-    env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_FROM_KUBECTL}
-    shown = _shown_command(args)
-    log.debug("running %s", shown)
-    try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise StoreError(f"{shown} did not answer within {timeout:.0f}s",
-                         "check that the cluster is reachable: kubectl cluster-info") from None
-    except OSError as err:
-        raise StoreError(f"cannot run kubectl: {err.strerror or err}", "check the kubectl installation") from None
-    if check and done.returncode != 0:
-        raise kubectl_failure(shown, done.stderr, redact)
-    return done
-
-
-def kubectl_failure(shown: str, stderr: str, redact: Sequence[SecretStr] = ()) -> StoreError:
-    """The error for a failed kubectl call: its first error line (masked), with a hint for the usual causes."""
-    line = first_line(stderr, redact) or "no error output"
-    if "(NotFound)" in line and "namespaces" in line:
-        hint = "create the namespace first: kubectl create namespace NAME"
-    elif "(Forbidden)" in line:
-        hint = "the current kubectl context lacks the permission; ask a cluster admin for it (RBAC)"
-    elif "connection" in line.lower() or "unable to connect" in line.lower() or "dial tcp" in line:
-        hint = "check that the cluster is up and kubectl's context is right: kubectl config current-context"
-    else:
-        hint = "run the same kubectl command yourself to see the full error"
-    return StoreError(f"{shown} failed: {line}", hint)
-
-
-def first_line(text: str, redact: Sequence[SecretStr] = ()) -> str:
-    """The first non-blank line of ``text``, each secret of ``redact`` (and its base64) masked."""
-    masks = [form for secret in redact for form in _forms(secret.get_secret_value()) if form]
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            for mask in masks:
-                line = line.replace(mask, "********")
-            return line[:300]
-    return ""
-
-
-def _forms(value: str) -> tuple[str, str]:
-    return value, _b64(value)
-
-
-def _shown_command(args: Sequence[str]) -> str:
-    return " ".join(["kubectl", *args])[:200]
-
-
-def get_object(kind: str, namespace: str, name: str, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any] | None:
-    """``kubectl get KIND NAME -n NS -o json``; ``None`` when it does not exist."""
-    done = kubectl(["get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found"], timeout=timeout)
-    if not done.stdout.strip():
-        return None
-    return _parse_json(done.stdout, f"kubectl get {kind} {name}")
-
-
-def apply_manifests(manifests: Sequence[Manifest], *, timeout: float = DEFAULT_TIMEOUT,
-                    redact: Sequence[SecretStr] = ()) -> list[str]:
-    """Server-side apply ``manifests`` through stdin; returns kubectl's report lines.
-
-    ``--force-conflicts``: the user named these objects for this tool to write, so fields that an
-    earlier ``kubectl create`` or ``apply`` owned are taken over rather than refused.
-    """
-    if not manifests:
-        return []
-    done = kubectl(["apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--force-conflicts", "-f", "-"],
-                   stdin=manifest_stream(manifests), timeout=timeout, redact=redact)
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
-
-
-def _parse_json(text: str, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise StoreError(f"{what} did not print JSON", "check the kubectl version (1.24 or later)") from None
-    if not isinstance(data, dict):
-        raise StoreError(f"{what} printed unexpected JSON", "check the kubectl version (1.24 or later)")
-    return data
-
-
-# --- rollouts ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """A Deployment moved to a key: ``changed`` when its pods were replaced for it."""
-
-    namespace: str
-    deployment: str
-    checksum: str
-    changed: bool
-
-    def to_dict(self) -> dict[str, object]:
-        return {"namespace": self.namespace, "deployment": self.deployment, "keyIdChecksum": self.checksum,
-                "changed": self.changed}
-
-
-def set_key_checksum(namespace: str, deployment: str, key_id: str) -> Rollout:
-    """Set the pod template's key-id checksum annotation; a changed pod template rolls the pods.
-
-    A merge patch touches only that annotation. The patch holds a hash of the key id, never the
-    secret, so it may travel in argv. Setting the value it already has changes nothing, which
-    makes a resumed rotation harmless.
-    """
-    check_namespace(namespace)
-    check_object_name(deployment, "Deployment")
-    checksum = key_id_checksum(key_id)
-    patch = {"spec": {"template": {"metadata": {"annotations": {CHECKSUM_ANNOTATION: checksum}}}}}
-    done = kubectl(["patch", "deployment", deployment, "-n", namespace, "--type=merge",
-                    "-p", json.dumps(patch, separators=(",", ":"))], check=False)
-    if done.returncode != 0:
-        line = first_line(done.stderr)
-        if "(NotFound)" in line:
-            raise NotFound(f"no Deployment {deployment} in namespace {namespace}",
-                           "deploy it with 'provision deploy kubernetes WORKER --apply', or check the namespace")
-        raise kubectl_failure(f"kubectl patch deployment {deployment}", done.stderr)
-    return Rollout(namespace, deployment, checksum, changed="(no change)" not in done.stdout)
-
-
-def wait_for_rollout(namespace: str, deployment: str, timeout: float) -> None:
-    """Block until the Deployment's rollout completes, or ``VerificationFailed`` after ``timeout`` seconds."""
-    seconds = max(1, int(timeout + 0.999))
-    done = kubectl(["rollout", "status", f"deployment/{deployment}", "-n", namespace, f"--timeout={seconds}s"],
-                   timeout=seconds + 30, check=False)
-    if done.returncode != 0:
-        line = first_line(done.stderr) or first_line(done.stdout) or "no output"
-        raise VerificationFailed(
-            f"Deployment {namespace}/{deployment} did not finish rolling out within {seconds}s: {line}",
-            f"look at 'kubectl -n {namespace} rollout status deployment/{deployment}' and "
-            f"'kubectl -n {namespace} get pods'; the old key stays active until the rollout finishes")
-
-
-def rollout_after_rotation(namespace: str, deployment_name: str, key_id: str, timeout: float) -> Rollout:
-    """Roll ``deployment_name`` onto key ``key_id`` and wait for it, at most ``timeout`` seconds.
-
-    Call it after the new key is written to the Secret and before the old key is deactivated:
-    pods read the Secret only when they start. Raises ``NotFound`` for a missing Deployment,
-    ``VerificationFailed`` when the rollout does not complete in time, ``StoreError`` when kubectl fails.
-    """
-    rollout = set_key_checksum(namespace, deployment_name, key_id)
-    wait_for_rollout(namespace, deployment_name, timeout)
-    return rollout
-
-
-def roll_deployments(namespace: str, deployments: Sequence[str], key_id: str, timeout: float) -> list[Rollout]:
-    """``rollout_after_rotation`` for several Deployments: patch all first, then wait within one deadline."""
-    rollouts = [set_key_checksum(namespace, name, key_id) for name in deployments]
-    deadline = time.monotonic() + timeout
-    for rollout in rollouts:
-        wait_for_rollout(namespace, rollout.deployment, max(1.0, deadline - time.monotonic()))
-    return rollouts
-
-
-def deployments_using_secret(namespace: str, secret: str) -> list[str]:
-    """Names of the Deployments in ``namespace`` whose pods read Secret ``secret`` (env, envFrom or volume)."""
-    done = kubectl(["get", "deployments", "-n", namespace, "-o", "json"])
-    listing = _parse_json(done.stdout, "kubectl get deployments")
-    names: list[str] = []
-    for item in listing.get("items") or []:
-        if isinstance(item, dict) and secret in _secrets_read_by(item):
-            name = (item.get("metadata") or {}).get("name")
-            if isinstance(name, str):
-                names.append(name)
-    return sorted(names)
-
-
-def _secrets_read_by(deployment: Mapping[str, Any]) -> set[str]:
-    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
-    found: set[str] = set()
-    for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
-        for env in container.get("env") or []:
-            ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
-            if isinstance(ref, str):
-                found.add(ref)
-        for source in container.get("envFrom") or []:
-            ref = (source.get("secretRef") or {}).get("name")
-            if isinstance(ref, str):
-                found.add(ref)
-    for volume in pod.get("volumes") or []:
-        ref = (volume.get("secret") or {}).get("secretName")
-        if isinstance(ref, str):
-            found.add(ref)
-    return found

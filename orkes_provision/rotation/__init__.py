@@ -1,3 +1,3 @@
-"""Key rotation as a resumable state machine, and its on-disk record.
-Imports ``orkes``, ``access``, ``credentials``, ``workers`` (supervisor status) and ``kube``; never click.
+"""Key rotation as a resumable state machine (``rotate``), and its on-disk record (``record``).
+Imports ``orkes``, ``access``, ``credentials``, ``workers`` (supervisor status) and the shared basics; never click.
 """

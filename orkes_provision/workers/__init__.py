@@ -1,4 +1,4 @@
-"""Workers: the project file, launching with credentials injected, the supervisor, its status
-file (read by rotation), and project scaffolds with their templates.
-Imports ``orkes``, ``credentials`` and the shared basics; never click.
+"""Workers: the project file, launching with credentials injected, the supervisor and its status
+file (read by rotation), project scaffolds with their templates, and Kubernetes Deployments of workers.
+Imports ``orkes``, ``access`` (the doctor's checks), ``credentials``, ``kube`` and the shared basics; never click.
 """

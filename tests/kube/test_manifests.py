@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from orkes_provision.errors import UsageError
-from orkes_provision.kube import manifests as kube
+from orkes_provision.kube import manifests
 from tests.kube.conftest import load_documents, validate_strict, yaml
 
 SERVER = "http://127.0.0.1:8080/api"
 
 
-def worker(**overrides: object) -> kube.WorkerDeployment:
+def worker(**overrides: object) -> manifests.WorkerDeployment:
     fields: dict[str, object] = {
         "name": "greetings", "namespace": "workers", "app": "greetings-app", "worker": "greetings",
         "image": "ghcr.io/acme/greetings:1.0", "command": ["python3", "main.py"],
@@ -25,7 +25,7 @@ def worker(**overrides: object) -> kube.WorkerDeployment:
         "env": {"LOG_LEVEL": "INFO"},
     }
     fields.update(overrides)
-    return kube.WorkerDeployment(**fields)  # type: ignore[arg-type]
+    return manifests.WorkerDeployment(**fields)  # type: ignore[arg-type]
 
 
 def test_deployment_is_valid_and_reads_credentials_from_secret_and_configmap() -> None:
@@ -60,9 +60,9 @@ def test_pod_template_carries_sha256_of_key_id_and_selector_matches_pod_labels()
 
 
 def test_secret_and_configmap_are_valid_and_hold_the_key_in_base64() -> None:
-    secret = kube.secret_manifest("workers", "creds", server=SERVER, app="greetings-app", key_id="key-1",
+    secret = manifests.secret_manifest("workers", "creds", server=SERVER, app="greetings-app", key_id="key-1",
                                   secret=SecretStr("s3cret"))
-    configmap = kube.configmap_manifest("workers", "creds", server=SERVER, app="greetings-app")
+    configmap = manifests.configmap_manifest("workers", "creds", server=SERVER, app="greetings-app")
     [sdoc], [cdoc] = load_documents(secret.text), load_documents(configmap.text)
     validate_strict(sdoc)
     validate_strict(cdoc)
@@ -95,7 +95,7 @@ def test_awkward_values_stay_data_and_the_manifest_stays_valid() -> None:
 
 @given(st.text(max_size=40))
 def test_yaml_scalar_reads_back_exactly(value: str) -> None:
-    assert yaml.safe_load(f"k: {kube.yaml_scalar(value)}") == {"k": value}
+    assert yaml.safe_load(f"k: {manifests.yaml_scalar(value)}") == {"k": value}
 
 
 def test_worker_without_extra_env_renders_without_a_placeholder_line() -> None:
@@ -122,12 +122,12 @@ def test_bad_inputs_are_usage_errors(overrides: dict[str, object], message: str)
 
 def test_template_placeholders_must_match_values() -> None:
     with pytest.raises(KeyError):
-        kube.render_template_text("a: ${missing}\n", {})
+        manifests.render_template_text("a: ${missing}\n", {})
     with pytest.raises(KeyError, match="not used"):
-        kube.render_template_text("a: 1\n", {"extra": "x"})
+        manifests.render_template_text("a: 1\n", {"extra": "x"})
 
 
 def test_names_are_turned_into_dns_labels() -> None:
-    assert kube.dns_label("Greetings_Worker v2") == "greetings-worker-v2"
-    assert kube.dns_label("***") == ""
-    assert len(kube.dns_label("a" * 100)) == 63
+    assert manifests.dns_label("Greetings_Worker v2") == "greetings-worker-v2"
+    assert manifests.dns_label("***") == ""
+    assert len(manifests.dns_label("a" * 100)) == 63

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from orkes_provision.credentials.stores.base import StoredKey
 from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
 from orkes_provision.errors import NotFound, VerificationFailed
-from orkes_provision.kube import manifests as kube
+from orkes_provision.kube import manifests, rollout
 from tests.kube.conftest import Kubectl, load_documents
 
 SERVER = "http://127.0.0.1:8080/api"
@@ -19,7 +19,7 @@ SERVER = "http://127.0.0.1:8080/api"
 
 def deploy(kubectl: Kubectl, name: str, secret: str, key_id: str = "key-1") -> None:
     """Put a rendered worker Deployment into the stand-in's state, as 'deploy kubernetes --apply' would."""
-    manifest = kube.WorkerDeployment(name=name, namespace="workers", app="greetings-app", worker=name,
+    manifest = manifests.WorkerDeployment(name=name, namespace="workers", app="greetings-app", worker=name,
                                      image="ghcr.io/acme/w:1", command=["python3", "main.py"],
                                      credentials=secret, key_id=key_id).render()
     [document] = load_documents(manifest.text)
@@ -29,14 +29,14 @@ def deploy(kubectl: Kubectl, name: str, secret: str, key_id: str = "key-1") -> N
 def checksum_of(kubectl: Kubectl, name: str) -> str:
     obj: dict[str, Any] | None = kubectl.object("Deployment", "workers", name)
     assert obj is not None
-    return str(obj["spec"]["template"]["metadata"]["annotations"][kube.CHECKSUM_ANNOTATION])
+    return str(obj["spec"]["template"]["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION])
 
 
 def test_rotation_changes_the_checksum_annotation_and_waits_for_the_rollout(kubectl: Kubectl) -> None:
     deploy(kubectl, "greetings", "creds", key_id="key-1")
     assert checksum_of(kubectl, "greetings") == hashlib.sha256(b"key-1").hexdigest()
-    rollout = kube.rollout_after_rotation("workers", "greetings", "key-2", timeout=30)
-    assert rollout.changed
+    result = rollout.rollout_after_rotation("workers", "greetings", "key-2", timeout=30)
+    assert result.changed
     assert checksum_of(kubectl, "greetings") == hashlib.sha256(b"key-2").hexdigest()
     assert kubectl.state()["rolled"] == ["greetings"]
     argvs = [c.argv for c in kubectl.calls()]
@@ -48,8 +48,8 @@ def test_rotation_changes_the_checksum_annotation_and_waits_for_the_rollout(kube
 
 def test_rolling_again_onto_the_same_key_changes_nothing(kubectl: Kubectl) -> None:
     deploy(kubectl, "greetings", "creds", key_id="key-1")
-    kube.rollout_after_rotation("workers", "greetings", "key-2", timeout=30)
-    again = kube.rollout_after_rotation("workers", "greetings", "key-2", timeout=30)
+    rollout.rollout_after_rotation("workers", "greetings", "key-2", timeout=30)
+    again = rollout.rollout_after_rotation("workers", "greetings", "key-2", timeout=30)
     assert not again.changed
     assert kubectl.object("Deployment", "workers", "greetings")["metadata"]["generation"] == 2  # type: ignore[index]
 
@@ -58,13 +58,13 @@ def test_a_rollout_that_does_not_finish_in_time_fails_verification(kubectl: Kube
     deploy(kubectl, "greetings", "creds")
     kubectl.set(stuck=["greetings"])
     with pytest.raises(VerificationFailed, match="did not finish rolling out within 5s") as caught:
-        kube.rollout_after_rotation("workers", "greetings", "key-2", timeout=5)
+        rollout.rollout_after_rotation("workers", "greetings", "key-2", timeout=5)
     assert "old key stays active" in caught.value.hint
 
 
 def test_a_missing_deployment_is_not_found(kubectl: Kubectl) -> None:
     with pytest.raises(NotFound, match="no Deployment ghost in namespace workers"):
-        kube.rollout_after_rotation("workers", "ghost", "key-2", timeout=5)
+        rollout.rollout_after_rotation("workers", "ghost", "key-2", timeout=5)
 
 
 def test_store_rolls_exactly_the_deployments_that_read_its_secret(kubectl: Kubectl) -> None:

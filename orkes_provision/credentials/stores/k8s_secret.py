@@ -6,7 +6,7 @@ Secret and a ConfigMap may share a name). Both carry the label
 ``app.kubernetes.io/managed-by=orkes-provision`` and annotations naming the application and
 server; the Secret also names the key id (not a secret) so ``kubectl describe`` shows which key it holds.
 
-Everything goes through ``kubectl`` (see ``orkes_provision.kube.manifests``): writes pipe a manifest to
+Everything goes through ``kubectl`` (see ``orkes_provision.kube``): writes pipe a manifest to
 ``kubectl apply --server-side -f -``, reads use ``kubectl get -o json``. The secret is never in
 argv, in a file, or in an error message.
 
@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from orkes_provision.credentials.stores.base import StoredKey, canonical_server
 from orkes_provision.errors import StoreError, UsageError
-from orkes_provision.kube import manifests as kube
+from orkes_provision.kube import kubectl, manifests, rollout
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,15 @@ def parse_spec(arg: str) -> tuple[str, str]:
     if not sep or not namespace or not name:
         raise UsageError("--store k8s-secret needs a namespace and a Secret name",
                          "write it as --store k8s-secret:NAMESPACE/NAME, e.g. k8s-secret:workers/conductor-credentials")
-    return kube.check_namespace(namespace), kube.check_object_name(name, "Secret")
+    return manifests.check_namespace(namespace), manifests.check_object_name(name, "Secret")
 
 
 class K8sSecretStore:
     """One application's key in Secret ``namespace/name`` (and its server URL in the ConfigMap ``name``)."""
 
     def __init__(self, namespace: str, name: str, *, rollout_timeout: float | None = None) -> None:
-        self.namespace = kube.check_namespace(namespace)
-        self.name = kube.check_object_name(name, "Secret")
+        self.namespace = manifests.check_namespace(namespace)
+        self.name = manifests.check_object_name(name, "Secret")
         self.spec = f"{PREFIX}{self.namespace}/{self.name}"
         self.rollout_timeout = rollout_timeout if rollout_timeout is not None else _rollout_timeout_from_env()
 
@@ -64,27 +64,27 @@ class K8sSecretStore:
 
     def check_usable(self) -> None:
         """Fail before a key is created when kubectl is missing (cluster access shows on the first read)."""
-        kube.kubectl_path()
+        kubectl.kubectl_path()
 
     def read(self) -> StoredKey | None:
         """The key the Secret holds, whatever application and server it is for; ``None`` if there is none."""
-        secret = kube.get_object("secret", self.namespace, self.name)
+        secret = kubectl.get_object("secret", self.namespace, self.name)
         if secret is None:
             return None
         data = secret.get("data") or {}
-        key_id = self._decode(data, kube.AUTH_KEY)
-        value = self._decode(data, kube.AUTH_SECRET)
+        key_id = self._decode(data, manifests.AUTH_KEY)
+        value = self._decode(data, manifests.AUTH_SECRET)
         if not key_id or not value:
             return None
         annotations = _annotations(secret)
-        server = annotations.get(kube.SERVER_ANNOTATION) or self._configmap_server()
+        server = annotations.get(manifests.SERVER_ANNOTATION) or self._configmap_server()
         if not server:
             return None
         try:
             server = canonical_server(server)
         except UsageError:
             return None
-        return StoredKey(server=server, app=annotations.get(kube.APP_ANNOTATION, ""), key_id=key_id,
+        return StoredKey(server=server, app=annotations.get(manifests.APP_ANNOTATION, ""), key_id=key_id,
                          secret=SecretStr(value))
 
     def load(self, server: str, app: str) -> StoredKey | None:
@@ -95,36 +95,36 @@ class K8sSecretStore:
 
     def save(self, key: StoredKey) -> None:
         self.check_usable()
-        current = kube.get_object("secret", self.namespace, self.name)
-        owner = _annotations(current).get(kube.APP_ANNOTATION) if current else None
+        current = kubectl.get_object("secret", self.namespace, self.name)
+        owner = _annotations(current).get(manifests.APP_ANNOTATION) if current else None
         if owner and owner != key.app:
             raise StoreError(f"Secret {self.namespace}/{self.name} holds the key of application {owner!r}",
                              "give each application its own Secret: --store k8s-secret:NAMESPACE/OTHER-NAME")
         server = canonical_server(key.server)
-        manifests = [
-            kube.secret_manifest(self.namespace, self.name, server=server, app=key.app, key_id=key.key_id,
-                                 secret=key.secret),
-            kube.configmap_manifest(self.namespace, self.name, server=server, app=key.app),
+        objects = [
+            manifests.secret_manifest(self.namespace, self.name, server=server, app=key.app, key_id=key.key_id,
+                                      secret=key.secret),
+            manifests.configmap_manifest(self.namespace, self.name, server=server, app=key.app),
         ]
-        kube.apply_manifests(manifests, redact=[key.secret])
+        kubectl.apply_manifests(objects, redact=[key.secret])
 
     def delete(self, server: str, app: str) -> None:
         """Remove the key: the objects if this tool made them, else only the entries it wrote."""
         if self.load(server, app) is None:
             return
-        secret = kube.get_object("secret", self.namespace, self.name)
-        configmap = kube.get_object("configmap", self.namespace, self.name)
-        for kind, obj, entries in (("secret", secret, (kube.AUTH_KEY, kube.AUTH_SECRET)),
-                                   ("configmap", configmap, (kube.SERVER_KEY,))):
+        secret = kubectl.get_object("secret", self.namespace, self.name)
+        configmap = kubectl.get_object("configmap", self.namespace, self.name)
+        for kind, obj, entries in (("secret", secret, (manifests.AUTH_KEY, manifests.AUTH_SECRET)),
+                                   ("configmap", configmap, (manifests.SERVER_KEY,))):
             if obj is None:
                 continue
-            if _labels(obj).get(kube.MANAGED_BY_LABEL) == kube.MANAGED_BY:
-                kube.kubectl(["delete", kind, self.name, "-n", self.namespace, "--ignore-not-found"])
+            if _labels(obj).get(manifests.MANAGED_BY_LABEL) == manifests.MANAGED_BY:
+                kubectl.kubectl(["delete", kind, self.name, "-n", self.namespace, "--ignore-not-found"])
                 continue
             present = [e for e in entries if e in (obj.get("data") or {})]
             if present:
                 ops = [{"op": "remove", "path": f"/data/{e}"} for e in present]
-                kube.kubectl(["patch", kind, self.name, "-n", self.namespace, "--type=json",
+                kubectl.kubectl(["patch", kind, self.name, "-n", self.namespace, "--type=json",
                               "-p", _json(ops)])
 
     def describe(self, server: str | None = None, app: str | None = None) -> str:
@@ -134,9 +134,9 @@ class K8sSecretStore:
 
     def deployments_to_roll(self) -> list[str]:
         """The Deployments in the namespace whose pods read this Secret: they must restart for a new key."""
-        return kube.deployments_using_secret(self.namespace, self.name)
+        return rollout.deployments_using_secret(self.namespace, self.name)
 
-    def restart_consumers(self, key_id: str, timeout: float | None = None) -> list[kube.Rollout]:
+    def restart_consumers(self, key_id: str, timeout: float | None = None) -> list[rollout.Rollout]:
         """Roll every Deployment that reads this Secret onto ``key_id`` and wait, within ``timeout`` seconds.
 
         Call after ``save`` of the new key and before deactivating the old one. Idempotent: a
@@ -144,17 +144,17 @@ class K8sSecretStore:
         when a rollout does not complete in time (the old key must then stay active).
         """
         wait = self.rollout_timeout if timeout is None else timeout
-        return kube.roll_deployments(self.namespace, self.deployments_to_roll(), key_id, wait)
+        return rollout.roll_deployments(self.namespace, self.deployments_to_roll(), key_id, wait)
 
     def after_rotation(self, key: StoredKey) -> None:
         """The rotation hook (``rotation._Rotation._switch``): restart the pods onto the new key and wait."""
-        for rollout in self.restart_consumers(key.key_id):
-            log.info("Deployment %s/%s %s key %s", rollout.namespace, rollout.deployment,
-                     "rolled out onto" if rollout.changed else "already runs", key.key_id)
+        for done in self.restart_consumers(key.key_id):
+            log.info("Deployment %s/%s %s key %s", done.namespace, done.deployment,
+                     "rolled out onto" if done.changed else "already runs", key.key_id)
 
     def _configmap_server(self) -> str | None:
-        configmap = kube.get_object("configmap", self.namespace, self.name)
-        value = ((configmap or {}).get("data") or {}).get(kube.SERVER_KEY)
+        configmap = kubectl.get_object("configmap", self.namespace, self.name)
+        value = ((configmap or {}).get("data") or {}).get(manifests.SERVER_KEY)
         return value if isinstance(value, str) and value.strip() else None
 
     def _decode(self, data: dict[str, Any], entry: str) -> str | None:

@@ -24,7 +24,8 @@ from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
 from orkes_provision.errors import ConfigError, StoreError, UsageError
 from orkes_provision.fileio import atomic_write, write_private_file
-from orkes_provision.kube import manifests as kube
+from orkes_provision.kube import kubectl, manifests, rollout
+from orkes_provision.kube.manifests import Manifest
 from orkes_provision.workers.project import Project
 
 DEFAULT_NAMESPACE = "default"
@@ -37,28 +38,28 @@ class WorkerManifests:
     worker: str
     app: str
     namespace: str
-    deployment: kube.Manifest
+    deployment: Manifest
     credentials: str
     key_id: str
     store: str
     secret_in_cluster: bool
-    extra: list[kube.Manifest] = field(default_factory=list)
+    extra: list[Manifest] = field(default_factory=list)
     redact: tuple[SecretStr, ...] = field(default=(), repr=False)
 
     @property
-    def manifests(self) -> list[kube.Manifest]:
+    def manifests(self) -> list[Manifest]:
         """Everything to apply, the Secret and ConfigMap first so that the pods find them."""
         return [*self.extra, self.deployment]
 
     @property
-    def public_manifests(self) -> list[kube.Manifest]:
+    def public_manifests(self) -> list[Manifest]:
         """The manifests that hold no secret (what may be printed)."""
         return [m for m in self.manifests if not m.holds_secret]
 
     def to_dict(self) -> dict[str, object]:
         return {"worker": self.worker, "application": self.app, "namespace": self.namespace,
                 "deployment": self.deployment.name, "credentials": self.credentials, "keyId": self.key_id,
-                "keyIdChecksum": kube.key_id_checksum(self.key_id), "store": self.store,
+                "keyIdChecksum": manifests.key_id_checksum(self.key_id), "store": self.store,
                 "secretInCluster": self.secret_in_cluster, "objects": [m.ref for m in self.manifests]}
 
 
@@ -79,7 +80,7 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
     if not image:
         raise UsageError(f"no container image for worker {worker.name}",
                          "give --image REGISTRY/NAME:TAG (an image holding the worker's code)")
-    name = kube.dns_label(worker.name)
+    name = manifests.dns_label(worker.name)
     if not name:
         raise UsageError(f"worker name {worker.name!r} cannot name a Deployment",
                          "rename the worker with letters, digits or '-'")
@@ -98,17 +99,17 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
             raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of application {key.app!r}, "
                               f"not {app!r}", "point [application].store or --store at this application's Secret")
         namespace, credentials = store.namespace, store.name
-        extra: list[kube.Manifest] = []
+        extra: list[Manifest] = []
         redact: tuple[SecretStr, ...] = ()
     else:
-        namespace = kube.check_namespace(namespace or DEFAULT_NAMESPACE)
-        credentials = kube.check_object_name(secret_name or default_secret_name(app), "Secret")
+        namespace = manifests.check_namespace(namespace or DEFAULT_NAMESPACE)
+        credentials = manifests.check_object_name(secret_name or default_secret_name(app), "Secret")
         key = _stored_key(store, server, app)
-        extra = [kube.secret_manifest(namespace, credentials, server=key.server, app=app, key_id=key.key_id,
+        extra = [manifests.secret_manifest(namespace, credentials, server=key.server, app=app, key_id=key.key_id,
                                       secret=key.secret),
-                 kube.configmap_manifest(namespace, credentials, server=key.server, app=app)]
+                 manifests.configmap_manifest(namespace, credentials, server=key.server, app=app)]
         redact = (key.secret,)
-    deployment = kube.WorkerDeployment(
+    deployment = manifests.WorkerDeployment(
         name=name, namespace=namespace, app=app, worker=worker.name, image=image, command=list(worker.command),
         credentials=credentials, key_id=key.key_id, replicas=worker.replicas if replicas is None else replicas,
         env=dict(worker.env), cpu=cpu, memory=memory).render()
@@ -119,7 +120,7 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
 
 def default_secret_name(app: str) -> str:
     """``<app>-conductor`` as a Kubernetes name (``conductor-credentials`` if the app name has no usable letter)."""
-    base = kube.dns_label(app)[:50].strip("-")
+    base = manifests.dns_label(app)[:50].strip("-")
     return f"{base}-conductor" if base else "conductor-credentials"
 
 
@@ -150,9 +151,9 @@ def render_to_directory(rendered: WorkerManifests, directory: Path) -> list[Path
 def apply_to_cluster(rendered: WorkerManifests, *, wait: bool = False,
                      timeout: float = 300.0) -> list[str]:
     """``kubectl apply`` the manifests (on stdin); with ``wait``, block until the rollout completes."""
-    lines = kube.apply_manifests(rendered.manifests, redact=rendered.redact)
+    lines = kubectl.apply_manifests(rendered.manifests, redact=rendered.redact)
     if wait:
-        kube.wait_for_rollout(rendered.namespace, rendered.deployment.name, timeout)
+        rollout.wait_for_rollout(rendered.namespace, rendered.deployment.name, timeout)
     return lines
 
 
