@@ -325,27 +325,6 @@ class OrkesClient:
         return self._dict(self._get(path, params={"includeTasks": "true" if include_tasks else "false"}),
                           f"GET {path}")
 
-    # ----------------------------------------------------------------------------- sandbox test hooks
-
-    def add_fault(self, method: str, path: str, *, count: int = 1, action: str = "status", status: int = 503,
-                  retry_after: float | None = None, hang_seconds: float | None = None) -> dict[str, Any]:
-        """Make the sandbox fail the next ``count`` requests matching ``method`` and the ``path`` regex."""
-        body: dict[str, Any] = {"method": method, "path": path, "count": count, "action": action, "status": status}
-        if retry_after is not None:
-            body["retryAfter"] = retry_after
-        if hang_seconds is not None:
-            body["hangSeconds"] = hang_seconds
-        return self._dict(self._json(self._send("POST", "/sandbox/faults", json=body, safe=False),
-                                     "POST /sandbox/faults"), "POST /sandbox/faults")
-
-    def add_faults(self, faults: list[Mapping[str, Any]]) -> None:
-        """Add several faults, each a dict in the sandbox's wire form (``retryAfter``, ``hangSeconds``)."""
-        for fault in faults:
-            self._send("POST", "/sandbox/faults", json=dict(fault), safe=False)
-
-    def clear_faults(self) -> None:
-        self._send("DELETE", "/sandbox/faults", safe=True)
-
     # ----------------------------------------------------------------------------- plumbing
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -103,10 +103,6 @@ CASES: list[Case] = [
      "/api/metadata/workflow", "overwrite=true", {"name": "wf", "tasks": []}, None, lambda r: r is None),
     ("get_workflow", lambda c: c.get_workflow("w-1"), "GET", "/api/workflow/w-1", "includeTasks=true", None,
      {"workflowId": "w-1", "status": "COMPLETED"}, lambda r: r["status"] == "COMPLETED"),
-    ("add_fault", lambda c: c.add_fault("POST", "^/api/applications$", status=503), "POST", "/api/sandbox/faults", "",
-     {"method": "POST", "path": "^/api/applications$", "count": 1, "action": "status", "status": 503},
-     {"id": 1}, lambda r: r == {"id": 1}),
-    ("clear_faults", lambda c: c.clear_faults(), "DELETE", "/api/sandbox/faults", "", None, {}, lambda r: r is None),
 ]
 
 

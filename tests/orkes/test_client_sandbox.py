@@ -23,16 +23,17 @@ from tests.orkes.helpers import Sleeps
 
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")
 
+from orkes_provision.sandbox.client import SandboxClient
 from orkes_provision.sandbox.harness import SandboxProcess
 
 ADMIN_PATHS = r"^/api/applications$"
 
 
 @pytest.fixture
-def client(server: SandboxProcess) -> Iterator[OrkesClient]:
+def client(server: SandboxProcess) -> Iterator[SandboxClient]:
     server.clear_faults()
     credentials = Credentials(server=server.url, key_id=server.admin_key_id, secret=server.admin_secret)
-    with OrkesClient(credentials, sleep=Sleeps()) as made:
+    with SandboxClient(credentials, sleep=Sleeps()) as made:
         yield made
 
 
@@ -83,7 +84,7 @@ def test_the_application_key_role_and_grant_life_cycle_round_trips(client: Orkes
     assert app.id in missing.value.message
 
 
-def test_a_wrong_secret_is_rejected_naming_the_key_and_never_the_secret(client: OrkesClient,
+def test_a_wrong_secret_is_rejected_naming_the_key_and_never_the_secret(client: SandboxClient,
                                                                          server: SandboxProcess) -> None:
     with pytest.raises(AuthenticationError) as caught:
         client.exchange_token(server.admin_key_id, SecretStr("Wrong-Secret-Sentinel"))
@@ -91,12 +92,12 @@ def test_a_wrong_secret_is_rejected_naming_the_key_and_never_the_secret(client: 
     assert "Wrong-Secret-Sentinel" not in caught.value.message + caught.value.hint
 
 
-def test_a_missing_task_definition_is_not_found(client: OrkesClient) -> None:
+def test_a_missing_task_definition_is_not_found(client: SandboxClient) -> None:
     with pytest.raises(NotFound):
         client.get_task_def("no-such-task-anywhere")
 
 
-def test_an_empty_application_name_is_a_usage_error(client: OrkesClient) -> None:
+def test_an_empty_application_name_is_a_usage_error(client: SandboxClient) -> None:
     with pytest.raises(UsageError):
         client.create_application("")
 
@@ -112,7 +113,7 @@ def test_an_application_without_roles_gets_permission_denied_with_the_servers_me
     assert caught.value.exit_code == 5
 
 
-def test_a_get_survives_injected_503s_and_a_429_with_retry_after(client: OrkesClient, server: SandboxProcess) -> None:
+def test_a_get_survives_injected_503s_and_a_429_with_retry_after(client: SandboxClient, server: SandboxProcess) -> None:
     mark = server.mark()
     client.add_fault("GET", ADMIN_PATHS, count=2, status=503)
     client.add_fault("GET", ADMIN_PATHS, count=1, status=429, retry_after=3)
@@ -124,7 +125,7 @@ def test_a_get_survives_injected_503s_and_a_429_with_retry_after(client: OrkesCl
     assert sleeps[-1] == 3.0
 
 
-def test_create_application_is_not_repeated_when_the_answer_is_lost_after_commit(client: OrkesClient,
+def test_create_application_is_not_repeated_when_the_answer_is_lost_after_commit(client: SandboxClient,
                                                                                   server: SandboxProcess) -> None:
     client.add_fault("POST", ADMIN_PATHS, action="drop_after_commit")
     with pytest.raises(ServerUnavailable) as caught:
@@ -134,7 +135,7 @@ def test_create_application_is_not_repeated_when_the_answer_is_lost_after_commit
     assert len(_names(client, "lost-answer-app")) == 1
 
 
-def test_create_application_is_not_repeated_on_an_injected_503(client: OrkesClient, server: SandboxProcess) -> None:
+def test_create_application_is_not_repeated_on_an_injected_503(client: SandboxClient, server: SandboxProcess) -> None:
     client.add_fault("POST", ADMIN_PATHS, status=503)
     with pytest.raises(ServerUnavailable):
         client.create_application("refused-app")
@@ -143,7 +144,7 @@ def test_create_application_is_not_repeated_on_an_injected_503(client: OrkesClie
     assert len(_names(client, "refused-app")) == 1
 
 
-def test_a_token_exchange_that_fails_once_is_retried(client: OrkesClient, server: SandboxProcess) -> None:
+def test_a_token_exchange_that_fails_once_is_retried(client: SandboxClient, server: SandboxProcess) -> None:
     client.add_fault("POST", r"^/api/token$", status=503)
     with OrkesClient(Credentials(server=server.url, key_id=server.admin_key_id, secret=server.admin_secret),
                      sleep=Sleeps()) as fresh:
@@ -173,7 +174,7 @@ def test_profile_sandbox_finds_the_running_sandbox_with_no_set_up(server: Sandbo
         assert "ADMIN" in {r["name"] for r in admin.user_info().get("roles", [])}
 
 
-def test_workflows_start_and_can_be_read_back(client: OrkesClient) -> None:
+def test_workflows_start_and_can_be_read_back(client: SandboxClient) -> None:
     client.register_task_defs([TaskDef(name="wf-client-task")])
     client.register_workflow_def({"name": "wf-client", "version": 1, "ownerEmail": "x@example.com",
                                   "schemaVersion": 2, "tasks": [
@@ -183,7 +184,7 @@ def test_workflows_start_and_can_be_read_back(client: OrkesClient) -> None:
     assert client.get_workflow(workflow_id)["workflowId"] == workflow_id
 
 
-def test_tags_can_be_removed(client: OrkesClient) -> None:
+def test_tags_can_be_removed(client: SandboxClient) -> None:
     app = client.create_application("tagged-app")
     client.put_application_tags(app.id, [Tag(key="team", value="a"), MANAGED_TAG])
     client.delete_application_tags(app.id, [Tag(key="team", value="a")])

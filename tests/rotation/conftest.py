@@ -15,6 +15,7 @@ import pytest
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.orkes.urls import normalize_server_url
+from orkes_provision.sandbox.client import SandboxClient
 from tests.rotation.helpers import WorkerApp, make_worker_app
 
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")
@@ -42,9 +43,9 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def admin(shared_sandbox: SandboxProcess, server: str, state_dir: Path) -> Iterator[OrkesClient]:
+def admin(shared_sandbox: SandboxProcess, server: str, state_dir: Path) -> Iterator[SandboxClient]:
     credentials = Credentials(server=server, key_id=shared_sandbox.admin_key_id, secret=shared_sandbox.admin_secret)
-    with OrkesClient(credentials) as client:
+    with SandboxClient(credentials) as client:
         yield client
 
 

@@ -19,6 +19,7 @@ from orkes_provision.locks import file_lock
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.rotation.record import load_progress, progress_path
 from orkes_provision.rotation.rotate import RotationReport, prune_keys, rotate_key
+from orkes_provision.sandbox.client import SandboxClient
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests.rotation.helpers import WorkerApp, active_keys, authenticates, key_statuses
 
@@ -274,7 +275,7 @@ def test_a_pending_rotation_refuses_other_stores_until_it_is_finished(
     assert report.resumed_from == "stored"
 
 
-def rotate_with_token_fault(admin: OrkesClient, server: str, app: WorkerApp, store: CredentialStore) -> None:
+def rotate_with_token_fault(admin: SandboxClient, server: str, app: WorkerApp, store: CredentialStore) -> None:
     admin.add_fault("POST", r"^/api/token$", status=401)
     try:
         rotate(admin, server, app, store)

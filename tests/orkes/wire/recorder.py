@@ -50,8 +50,8 @@ def operation_of(method: str, path: str) -> str:
 
 
 def capturing_context(admin: Credentials, sink: list[Exchange]) -> WireContext:
-    def make_client(credentials: Credentials) -> OrkesClient:
-        return OrkesClient(credentials, timeout=30.0, transport=CaptureTransport(sink=sink),
+    def make_client(credentials: Credentials, cls: type[OrkesClient] = OrkesClient) -> OrkesClient:
+        return cls(credentials, timeout=30.0, transport=CaptureTransport(sink=sink),
                            retry_policy=fast_policy(), sleep=lambda seconds: None)
 
     return WireContext(admin=admin, make_client=make_client)

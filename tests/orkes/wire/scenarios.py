@@ -23,6 +23,7 @@ from orkes_provision.errors import AuthenticationError, NotFound, PermissionDeni
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, Tag, Target, TaskDef, app_subject
 from orkes_provision.orkes.retry import RetryPolicy
+from orkes_provision.sandbox.client import SandboxClient
 
 PREFIX = "orkes-provision-cassette"
 WRONG_SECRET = SecretStr("wrong-secret-for-the-cassette-0000")
@@ -61,14 +62,11 @@ ENDPOINTS: dict[str, str] = {
     "register_workflow_def": "POST /api/metadata/workflow",
     "start_workflow": "POST /api/workflow",
     "get_workflow": "GET /api/workflow/{workflowId}",
-    "add_fault": "POST /api/sandbox/faults",
-    "add_faults": "POST /api/sandbox/faults",
-    "clear_faults": "DELETE /api/sandbox/faults",
 }
 # Public OrkesClient attributes that are not calls to the server.
 NOT_ENDPOINTS = frozenset({"close", "request_count", "key_id", "server", "credentials", "timeout", "retry_policy"})
-# Operations the client calls that the Orkes OpenAPI document does not describe: the sandbox's own
-# test hooks. Everything else the client sends must be in the document.
+# Operations a scenario calls that the Orkes OpenAPI document does not describe: the sandbox's own
+# test hooks (``SandboxClient``). Everything else the client sends must be in the document.
 OUTSIDE_THE_SPEC = frozenset({"POST /api/sandbox/faults", "DELETE /api/sandbox/faults"})
 
 
@@ -77,10 +75,15 @@ class WireContext:
     """What a scenario needs: the recording (or replaying) account and a way to make clients."""
 
     admin: Credentials
-    make_client: Callable[[Credentials], OrkesClient]
+    make_client: Callable[[Credentials, type[OrkesClient]], OrkesClient]
 
     def client(self, credentials: Credentials | None = None) -> OrkesClient:
-        return self.make_client(credentials or self.admin)
+        return self.make_client(credentials or self.admin, OrkesClient)
+
+    def sandbox_client(self) -> SandboxClient:
+        made = self.make_client(self.admin, SandboxClient)
+        assert isinstance(made, SandboxClient)
+        return made
 
     def as_key(self, key_id: str, secret: SecretStr) -> Credentials:
         return Credentials(server=self.admin.server, key_id=key_id, secret=secret)
@@ -243,7 +246,7 @@ def permission_denied(ctx: WireContext) -> None:
 
 def sandbox_faults(ctx: WireContext) -> None:
     """The sandbox fault plan: a 503 and a 429 are retried, a 500 on a create is reported as maybe applied."""
-    with ctx.client() as client:
+    with ctx.sandbox_client() as client:
         client.add_fault("GET", r"^/api/applications$", status=503)
         assert any(a.name == "sandbox-admin" for a in client.list_applications())
         client.add_faults([{"method": "GET", "path": r"^/api/applications$", "status": 429, "retryAfter": 1}])

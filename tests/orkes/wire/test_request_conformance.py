@@ -65,7 +65,7 @@ def test_every_request_the_client_sends_matches_the_openapi_document() -> None:
             problems[name] = found
     assert problems == {}
     assert outside == OUTSIDE_THE_SPEC
-    assert seen == set(ENDPOINTS.values())
+    assert seen - OUTSIDE_THE_SPEC == set(ENDPOINTS.values())
 
 
 def test_live_requests_and_answers_against_the_sandbox_match_the_document(fresh_recording: Recording) -> None:
