@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from orkes_provision.orkes.client import OrkesClient
-from orkes_provision.orkes.models import Credentials
+from orkes_provision.orkes.models import Credentials, app_subject
 from orkes_provision.orkes.urls import normalize_server_url
 
 PAGE_SIZE = 100
@@ -112,6 +112,13 @@ def requeue_held_tasks(client: OrkesClient, worker_ids: Iterable[str], task_type
         client.return_task_to_queue(str(task["workflowInstanceId"]), task_id)
         report.requeued.append(task_id)
     return report
+
+
+def executable_tasks(client: OrkesClient, app_id: str) -> list[str]:
+    """The task definitions application ``app_id`` holds EXECUTE on: the types its workers poll."""
+    granted = client.get_user_permissions(app_subject(app_id).id)
+    return sorted({g.target.id for g in granted
+                   if g.target.type == "TASK_DEF" and "EXECUTE" in {a.upper() for a in g.access}})
 
 
 def requeue_with_key(key: RequeueKey, worker_ids: Iterable[str], task_types: Sequence[str] = (), *,
