@@ -12,14 +12,17 @@ replaced pod held when it was stopped can be handed to the new pods (``rotation`
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from orkes_provision.errors import NotFound, VerificationFailed
+from orkes_provision.errors import NotFound, StoreError, VerificationFailed
 from orkes_provision.kube.kubectl import first_line, get_object, kubectl, kubectl_failure, parse_json
 from orkes_provision.kube.manifests import CHECKSUM_ANNOTATION, check_namespace, check_object_name, key_id_checksum
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def roll_deployments(namespace: str, deployments: Sequence[str], key_id: str, ti
     Each ``Rollout`` lists the pods it replaced that have terminated by then (waiting for them at
     most ``POD_EXIT_WAIT`` seconds, within the deadline); a pod still terminating is left out.
     """
-    before = {name: pods_of(namespace, name) for name in deployments}
+    before = {name: _pods_if_allowed(namespace, name) for name in deployments}
     rollouts = [set_key_checksum(namespace, name, key_id) for name in deployments]
     deadline = time.monotonic() + timeout
     for rollout in rollouts:
@@ -120,12 +123,25 @@ def pods_of(namespace: str, deployment: str) -> list[str]:
     return sorted(n for n in names if isinstance(n, str))
 
 
-def _gone(namespace: str, deployment: str, old: Sequence[str], deadline: float) -> list[str]:
+def _pods_if_allowed(namespace: str, deployment: str) -> list[str] | None:
+    """``pods_of``, or ``None`` when kubectl cannot tell (no RBAC to list pods): the rollout goes on without."""
+    try:
+        return pods_of(namespace, deployment)
+    except StoreError as err:
+        log.warning("cannot list the pods of Deployment %s/%s (%s); the tasks they hold are not handed back",
+                    namespace, deployment, err.message)
+        return None
+
+
+def _gone(namespace: str, deployment: str, old: Sequence[str] | None, deadline: float) -> list[str]:
     """Those of ``old`` that no longer exist, waiting until ``deadline`` for the rest to go."""
     if not old:
         return []
     while True:
-        left = set(old) & set(pods_of(namespace, deployment))
+        now = _pods_if_allowed(namespace, deployment)
+        if now is None:
+            return []
+        left = set(old) & set(now)
         if not left or time.monotonic() >= deadline:
             return [name for name in old if name not in left]
         time.sleep(POD_POLL)

@@ -107,3 +107,13 @@ def _secret_env(kubectl: Kubectl) -> dict[str, str]:
     assert secret is not None
     return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
+
+
+def test_without_rbac_to_list_pods_the_rollout_goes_on_and_reports_no_pod(kubectl: Kubectl) -> None:
+    deploy(kubectl, "greetings", "creds", key_id="key-1")
+    kubectl.set(fail={"get": 'Error from server (Forbidden): pods is forbidden: User "ci" cannot list resource'})
+
+    [done] = rollout.roll_deployments("workers", ["greetings"], "key-2", timeout=30)
+
+    assert (done.changed, done.replaced_pods) == (True, ())
+    assert kubectl.state()["rolled"] == ["greetings"]
