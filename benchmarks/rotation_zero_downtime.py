@@ -11,19 +11,24 @@ What it does (about 90 s with the defaults, everything on loopback):
 4. starts ``--rate`` greetings workflows a second for ``--duration`` seconds, and at
    ``--rotate-at`` seconds runs ``provision keys rotate greetings-worker --grace 0s --json``;
 5. waits (bounded by ``--drain``) for the workflows to finish, then reports workflows started,
-   completed, failed and stuck (not finished by then), tasks retried, and the 401/403 answers
-   in the sandbox's ``requests.log`` from the moment the supervisor began the switch to the end.
-   A 401 carries no caller in the log (the token was refused before it was identified), so every
+   completed, failed and stuck (not finished by then), the longest time from start to end of any
+   workflow (``maxWorkflowSeconds``; for one still running, the time until it was last read), tasks
+   retried, tasks the supervisor handed back to the queue, and the 401/403 answers in the
+   sandbox's ``requests.log`` from the moment the supervisor began the switch to the end. A 401
+   carries no caller in the log (the token was refused before it was identified), so every
    401/403 of that window is counted, whoever received it: the figure can only be too high.
 
-The task definition gets ``responseTimeoutSeconds=5`` and ``retryDelaySeconds=0``: the SDK does
-not handle SIGTERM, so a task the old worker had polled but not yet answered when it was stopped
-is handed out again after 5 s instead of the default 10 minutes. Such tasks show as "tasks
-retried"; their workflows still complete.
+With ``--task-defaults`` the task definition stays as ``provision app --register-tasks`` and the
+server make it (``responseTimeoutSeconds`` 600, ``retryDelaySeconds`` 60): a task the old worker
+held when it was stopped (the SDK does not finish its tasks on SIGTERM) reaches the new worker
+only because the supervisor hands it back to the queue; without that it would wait 660 s. Without
+the flag the definition gets ``responseTimeoutSeconds=5`` and ``retryDelaySeconds=0``, as earlier
+versions of this benchmark had it, which hides a task lost with a stopped worker behind a 5 s retry.
 
-Run: ``.venv/bin/python benchmarks/rotation_zero_downtime.py [--json] [--keep]``. Exit status 0
-when the targets hold (every workflow completed, none failed or stuck, no 401/403 after the
-switch), 1 otherwise. Every process started here is stopped at the end, also on Ctrl-C.
+Run: ``.venv/bin/python benchmarks/rotation_zero_downtime.py [--task-defaults] [--json] [--keep]``.
+Exit status 0 when the targets hold (every workflow completed, none failed or stuck, no 401/403
+after the switch, and, with ``--task-defaults``, ``maxWorkflowSeconds`` under ``--max-workflow-
+seconds``), 1 otherwise. Every process started here is stopped at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -58,12 +63,20 @@ WORKFLOW = "greetings_flow"
 TERMINAL = {"COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"}
 
 RUN_WORKER = '''
+import os
+import time
+
 from conductor.client.automator.task_handler import TaskHandler
 from conductor.client.configuration.configuration import Configuration
 from conductor.client.worker.worker import Worker
 
 
+WORK_SECONDS = float(os.environ.get("BENCH_TASK_SECONDS") or 0)
+
+
 def greetings(name: str) -> str:
+    if WORK_SECONDS:
+        time.sleep(WORK_SECONDS)  # a task that takes time: a stopped worker is then likely to hold one
     return f"Hello, {name}"
 
 
@@ -87,6 +100,7 @@ class Timeline:
     rotate_end: datetime | None = None
     switch_start: datetime | None = None  # the supervisor saw the new key and started a new worker
     old_worker_stopped: datetime | None = None
+    requeued: list[tuple[datetime, list[str]]] = field(default_factory=list)  # tasks handed back, and when
     events: list[tuple[datetime, str]] = field(default_factory=list)
 
 
@@ -143,6 +157,8 @@ def follow_supervisor(stream: Any, timeline: Timeline, log_path: Path) -> None:
                 timeline.switch_start = stamp
             if kind == "rotated" and timeline.old_worker_stopped is None:
                 timeline.old_worker_stopped = stamp
+            if kind == "requeued":
+                timeline.requeued.append((stamp, [str(t) for t in event.get("taskIds") or []]))
 
 
 def wait_until_worker_serves(client: OrkesClient, timeout: float = 60.0) -> float:
@@ -175,13 +191,17 @@ def stream_workflows(client: OrkesClient, rate: float, duration: float, started:
 
 
 def collect(client: OrkesClient, ids: list[str], drain: float) -> dict[str, dict[str, Any]]:
-    """The final state of every workflow, waiting up to ``drain`` seconds for the unfinished ones."""
+    """The final state of every workflow, waiting up to ``drain`` seconds for the unfinished ones.
+
+    Each gets ``readAtMs``: when it was read (for one still running, the lower bound of its duration).
+    """
     results: dict[str, dict[str, Any]] = {}
     pending = list(ids)
     deadline = time.monotonic() + drain
     with ThreadPoolExecutor(max_workers=8) as pool:
         while pending:
             for workflow_id, workflow in zip(pending, pool.map(lambda w: client.get_workflow(w), pending), strict=True):
+                workflow["readAtMs"] = int(time.time() * 1000)
                 results[workflow_id] = workflow
             pending = [w for w in pending if results[w].get("status") not in TERMINAL]
             if not pending or time.monotonic() >= deadline:
@@ -221,6 +241,13 @@ def app_requests(requests_log: Path, caller: str, since: datetime | None) -> int
     return count
 
 
+def workflow_seconds(workflow: dict[str, Any]) -> float:
+    """Start to end as the server recorded them; for one not finished, start to when it was last read."""
+    start = int(workflow.get("startTime") or workflow.get("createTime") or 0)
+    end = int(workflow.get("endTime") or 0) or int(workflow.get("readAtMs") or 0)
+    return max(0.0, (end - start) / 1000) if start else 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=6.0, help="workflows started per second (default 6)")
@@ -229,11 +256,20 @@ def main() -> int:
     parser.add_argument("--switch-wait", type=float, default=None,
                         help="passed to 'keys rotate --switch-wait' (default: the command's own)")
     parser.add_argument("--drain", type=float, default=30.0, help="max seconds to wait for the last workflows")
+    parser.add_argument("--task-defaults", action="store_true",
+                        help="leave the task definition as the server makes it (responseTimeoutSeconds 600, "
+                             "retryDelaySeconds 60) instead of shortening them")
+    parser.add_argument("--task-seconds", type=float, default=0.0,
+                        help="how long the worker spends on each task (default 0: it answers at once)")
+    parser.add_argument("--max-workflow-seconds", type=float, default=15.0,
+                        help="with --task-defaults, the target for the slowest workflow (default 15)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) afterwards")
     args = parser.parse_args()
     if args.rate <= 0 or args.duration <= 0 or not 0 <= args.rotate_at < args.duration:
         parser.error("need rate > 0, duration > 0 and 0 <= rotate-at < duration")
+    if not 0 <= args.task_seconds <= 60:
+        parser.error("need 0 <= task-seconds <= 60")
 
     root = Path(tempfile.mkdtemp(prefix="rotation-bench-"))
     print(f"working in {root}", file=sys.stderr)
@@ -256,9 +292,11 @@ def main() -> int:
 
 def run(args: argparse.Namespace, root: Path, sandbox: SandboxProcess, timeline: Timeline,
         stop: threading.Event) -> dict[str, Any]:
+    load_at_start = os.getloadavg()  # the machine is shared: the figures depend on it
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDUCTOR_", "ORKES_PROVISION_"))}
     env.update(sandbox.admin_env)
-    env.update({"ORKES_PROVISION_STATE_DIR": str(root / "state"), "XDG_CONFIG_HOME": str(root / "config")})
+    env.update({"ORKES_PROVISION_STATE_DIR": str(root / "state"), "XDG_CONFIG_HOME": str(root / "config"),
+                "BENCH_TASK_SECONDS": str(args.task_seconds)})
     env_file = root / "worker.env"
     store = f"env-file:{env_file}"
     run_provision(["app", APP, "--worker", "--grant", TASK, "--register-tasks", "--store", store], env)
@@ -266,9 +304,11 @@ def run(args: argparse.Namespace, root: Path, sandbox: SandboxProcess, timeline:
     credentials = Credentials(server=sandbox.url, key_id=sandbox.admin_key_id, secret=sandbox.admin_secret)
     with OrkesClient(credentials, timeout=30) as admin:
         task_def = admin.get_task_def(TASK)
-        # See the module docstring: a task lost with a stopped worker is handed out again after 5 s.
-        admin.update_task_def(task_def.model_copy(update={"response_timeout_seconds": 5, "retry_delay_seconds": 0,
-                                                          "timeout_seconds": 60}))
+        if not args.task_defaults:
+            # See the module docstring: a task lost with a stopped worker is handed out again after 5 s.
+            task_def = task_def.model_copy(update={"response_timeout_seconds": 5, "retry_delay_seconds": 0,
+                                                   "timeout_seconds": 60})
+            admin.update_task_def(task_def)
         admin.register_workflow_def({
             "name": WORKFLOW, "version": 1, "schemaVersion": 2, "ownerEmail": "bench@example.com",
             "tasks": [{"name": TASK, "taskReferenceName": "greet", "type": "SIMPLE",
@@ -314,6 +354,8 @@ def run(args: argparse.Namespace, root: Path, sandbox: SandboxProcess, timeline:
     requests_log = sandbox.data_dir / "requests.log"
     statuses = [w.get("status") for w in results.values()]
     retried = sum(1 for w in results.values() for t in w.get("tasks") or [] if int(t.get("retryCount") or 0) > 0)
+    durations = sorted(workflow_seconds(w) for w in results.values())
+    requeued = [task for _, tasks in timeline.requeued for task in tasks]
     after_switch = auth_failures(requests_log, timeline.switch_start)
     target = {
         "started": len(started),
@@ -321,8 +363,10 @@ def run(args: argparse.Namespace, root: Path, sandbox: SandboxProcess, timeline:
         "failed": sum(1 for s in statuses if s in ("FAILED", "TERMINATED", "TIMED_OUT")),
         "stuck": sum(1 for s in statuses if s not in TERMINAL),
     }
+    slowest = durations[-1] if durations else 0.0
     met = (target["started"] == int(args.rate * args.duration) and target["completed"] == target["started"]
-           and not target["failed"] and not target["stuck"] and not after_switch and not start_errors)
+           and not target["failed"] and not target["stuck"] and not after_switch and not start_errors
+           and (not args.task_defaults or slowest < args.max_workflow_seconds))
 
     def seconds(when: datetime | None) -> float | None:
         if when is None or timeline.stream_start is None:
@@ -333,12 +377,21 @@ def run(args: argparse.Namespace, root: Path, sandbox: SandboxProcess, timeline:
         "rate": args.rate, "durationSeconds": args.duration, "workflowsStarted": target["started"],
         "workflowsCompleted": target["completed"], "workflowsFailed": target["failed"],
         "workflowsStuck": target["stuck"], "startErrors": len(start_errors), "tasksRetried": retried,
+        "tasksRequeued": len(requeued), "taskDefaults": args.task_defaults, "taskSeconds": args.task_seconds,
+        "taskDefinition": {"responseTimeoutSeconds": task_def.response_timeout_seconds,
+                           "retryDelaySeconds": task_def.retry_delay_seconds, "retryCount": task_def.retry_count},
+        "maxWorkflowSeconds": round(slowest, 2),
+        "medianWorkflowSeconds": round(durations[len(durations) // 2], 2) if durations else None,
+        "workflowsOver5Seconds": sum(1 for d in durations if d > 5),
+        "loadAverageAtStart": [round(x, 2) for x in load_at_start],
+        "loadAverage": [round(x, 2) for x in os.getloadavg()],
         "authFailuresAfterSwitch": sum(after_switch.values()), "authFailuresAfterSwitchByRequest": after_switch,
         "authFailuresWholeRun": sum(auth_failures(requests_log, timeline.stream_start).values()),
         "appRequestsAfterSwitch": app_requests(requests_log, f"app:{app_id}", timeline.switch_start),
         "warmUpSeconds": round(warm_up, 2),
         "timeline": {"rotateStart": seconds(timeline.rotate_start), "switchStart": seconds(timeline.switch_start),
                      "oldWorkerStopped": seconds(timeline.old_worker_stopped),
+                     "tasksRequeued": [seconds(when) for when, _ in timeline.requeued],
                      "rotateEnd": seconds(timeline.rotate_end), "streamEnd": seconds(timeline.stream_end)},
         "rotation": {k: rotation.get(k) for k in ("oldKeyIds", "newKeyId", "deactivated", "deleted",
                                                   "switchWaitSeconds")},
@@ -353,7 +406,13 @@ def render(report: dict[str, Any]) -> str:
         f"Load:        {report['rate']:g} workflows/s for {report['durationSeconds']:g} s",
         f"Workflows:   started {report['workflowsStarted']}, completed {report['workflowsCompleted']}, "
         f"failed {report['workflowsFailed']}, stuck {report['workflowsStuck']} (start errors: {report['startErrors']})",
-        f"Tasks retried after a worker stop: {report['tasksRetried']}",
+        f"Task definition: responseTimeoutSeconds {report['taskDefinition']['responseTimeoutSeconds']}, "
+        f"retryDelaySeconds {report['taskDefinition']['retryDelaySeconds']}"
+        + (" (the server's defaults)" if report["taskDefaults"] else " (shortened)"),
+        f"Workflow time: longest {report['maxWorkflowSeconds']} s, median {report['medianWorkflowSeconds']} s, "
+        f"{report['workflowsOver5Seconds']} over 5 s",
+        f"Tasks retried: {report['tasksRetried']}; handed back to the queue by the supervisor: "
+        f"{report['tasksRequeued']}",
         f"401/403 after the switch: {report['authFailuresAfterSwitch']} "
         f"(whole run: {report['authFailuresWholeRun']}); requests by the application after the switch: "
         f"{report['appRequestsAfterSwitch']}",
@@ -361,6 +420,8 @@ def render(report: dict[str, Any]) -> str:
         f"old worker stopped {t['oldWorkerStopped']} -> rotation done {t['rotateEnd']}; load ended {t['streamEnd']}",
         f"Keys:        {', '.join(report['rotation']['oldKeyIds'] or [])} -> {report['rotation']['newKeyId']} "
         f"(deactivated {report['rotation']['deactivated']}, deleted {report['rotation']['deleted']})",
+        f"Load average (1, 5, 15 min): {' '.join(str(x) for x in report['loadAverageAtStart'])} at the start, "
+        f"{' '.join(str(x) for x in report['loadAverage'])} at the end",
         "Targets met: " + ("yes" if report["targetsMet"] else "NO"),
     ]
     return "\n".join(lines)

@@ -75,7 +75,8 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
     if not no_preflight:
         _preflight(app, list(grants), key, server)
     return _launch(list(command), app, key, watch, runtime=None, extra={}, cwd=None, supervise=supervise,
-                   replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name)
+                   replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name,
+                   tasks=list(grants))
 
 
 @click.group("worker")
@@ -133,7 +134,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     policy = cast(RestartPolicy, restart_policy or spec_worker.restart)
     return _launch(list(spec_worker.command), app, key, watch, runtime=spec_worker.runtime, extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name)
+                   name=name, tasks=tasks)
 
 
 @worker.command("list")
@@ -274,7 +275,7 @@ def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> N
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str) -> int:
+            name: str, tasks: list[str]) -> int:
     from orkes_provision.workers.launch import describe_environment, exec_command, require_program, worker_environment
 
     base = dict(os.environ)
@@ -303,9 +304,15 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
         status.on_event(event)
         _print_event(event)
 
+    from orkes_provision.workers.requeue import requeue_with_key
+
+    def requeue(current: StoredKey, worker_ids: list[str]) -> list[str]:
+        # As the application itself: it may read and update the tasks it executes.
+        return requeue_with_key(current, worker_ids, tasks).requeued
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=on_event)
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=on_event, requeue=requeue)
     try:
         return supervisor.run()
     finally:

@@ -3,19 +3,26 @@
 A pod reads its Secret only when it starts, so a rotation changes an annotation of the pod
 template (the SHA-256 of the key id, never the secret) and waits for the rollout to finish
 before the old key is deactivated.
+
+The pods a rollout replaced are reported once they are gone (``Rollout.replaced_pods``): a pod's
+name is its host name, which SDK workers use as their worker id by default, so the tasks a
+replaced pod held when it was stopped can be handed to the new pods (``rotation`` does).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from orkes_provision.errors import NotFound, VerificationFailed
-from orkes_provision.kube.kubectl import first_line, kubectl, kubectl_failure, parse_json
+from orkes_provision.errors import NotFound, StoreError, VerificationFailed
+from orkes_provision.kube.kubectl import first_line, get_object, kubectl, kubectl_failure, parse_json
 from orkes_provision.kube.manifests import CHECKSUM_ANNOTATION, check_namespace, check_object_name, key_id_checksum
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,11 @@ class Rollout:
     deployment: str
     checksum: str
     changed: bool
+    replaced_pods: tuple[str, ...] = ()  # pods of before the rollout that are gone since (their names)
 
     def to_dict(self) -> dict[str, object]:
         return {"namespace": self.namespace, "deployment": self.deployment, "keyIdChecksum": self.checksum,
-                "changed": self.changed}
+                "changed": self.changed, "replacedPods": list(self.replaced_pods)}
 
 
 def set_key_checksum(namespace: str, deployment: str, key_id: str) -> Rollout:
@@ -80,12 +88,63 @@ def rollout_after_rotation(namespace: str, deployment_name: str, key_id: str, ti
 
 
 def roll_deployments(namespace: str, deployments: Sequence[str], key_id: str, timeout: float) -> list[Rollout]:
-    """``rollout_after_rotation`` for several Deployments: patch all first, then wait within one deadline."""
+    """``rollout_after_rotation`` for several Deployments: patch all first, then wait within one deadline.
+
+    Each ``Rollout`` lists the pods it replaced that have terminated by then (waiting for them at
+    most ``POD_EXIT_WAIT`` seconds, within the deadline); a pod still terminating is left out.
+    """
+    before = {name: _pods_if_allowed(namespace, name) for name in deployments}
     rollouts = [set_key_checksum(namespace, name, key_id) for name in deployments]
     deadline = time.monotonic() + timeout
     for rollout in rollouts:
         wait_for_rollout(namespace, rollout.deployment, max(1.0, deadline - time.monotonic()))
-    return rollouts
+    exit_deadline = min(deadline, time.monotonic() + POD_EXIT_WAIT)
+    # An unchanged pod template (a resumed rotation) replaced nothing: its pods stay, nothing to wait for.
+    return [replace(r, replaced_pods=tuple(_gone(namespace, r.deployment, before[r.deployment], exit_deadline)))
+            if r.changed else r for r in rollouts]
+
+
+# After the rollout reports done, old pods may still be terminating (up to their
+# terminationGracePeriodSeconds, 30 s by default); an SDK worker killed by SIGTERM is gone in seconds.
+POD_EXIT_WAIT = 45.0
+POD_POLL = 1.0
+
+
+def pods_of(namespace: str, deployment: str) -> list[str]:
+    """Names of the pods the Deployment's selector matches now (none without ``matchLabels``)."""
+    obj = get_object("deployment", namespace, deployment)
+    labels = (((obj or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not labels:
+        return []
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    done = kubectl(["get", "pods", "-n", namespace, "-l", selector, "-o", "json"])
+    listing = parse_json(done.stdout, "kubectl get pods")
+    names = [(item.get("metadata") or {}).get("name") for item in listing.get("items") or [] if isinstance(item, dict)]
+    return sorted(n for n in names if isinstance(n, str))
+
+
+def _pods_if_allowed(namespace: str, deployment: str) -> list[str] | None:
+    """``pods_of``, or ``None`` when kubectl cannot tell (no RBAC to list pods): the rollout goes on without."""
+    try:
+        return pods_of(namespace, deployment)
+    except StoreError as err:
+        log.warning("cannot list the pods of Deployment %s/%s (%s); the tasks they hold are not handed back",
+                    namespace, deployment, err.message)
+        return None
+
+
+def _gone(namespace: str, deployment: str, old: Sequence[str] | None, deadline: float) -> list[str]:
+    """Those of ``old`` that no longer exist, waiting until ``deadline`` for the rest to go."""
+    if not old:
+        return []
+    while True:
+        now = _pods_if_allowed(namespace, deployment)
+        if now is None:
+            return []
+        left = set(old) & set(now)
+        if not left or time.monotonic() >= deadline:
+            return [name for name in old if name not in left]
+        time.sleep(POD_POLL)
 
 
 def deployments_using_secret(namespace: str, secret: str) -> list[str]:

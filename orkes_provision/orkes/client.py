@@ -325,6 +325,38 @@ class OrkesClient:
         return self._dict(self._get(path, params={"includeTasks": "true" if include_tasks else "false"}),
                           f"GET {path}")
 
+    # ----------------------------------------------------------------------------- tasks
+
+    def search_tasks(self, query: str, *, start: int = 0, size: int = 100) -> tuple[int, list[dict[str, Any]]]:
+        """One page of ``GET /api/tasks/search``: (totalHits, the page's TaskSummary objects).
+
+        ``query`` is Conductor's search syntax (``status IN (IN_PROGRESS) AND taskType = t``). A
+        summary carries no ``workerId``: read the task (``get_task``) to see who holds it.
+        """
+        params = {"query": query, "freeText": "*", "start": start, "size": size}
+        data = self._dict(self._get("/tasks/search", params=params), "GET /tasks/search")
+        results = data.get("results") or []
+        total = data.get("totalHits")
+        if not isinstance(results, list) or not isinstance(total, int | None):
+            raise ServerError(f"unexpected answer to GET {self.server}/tasks/search: no results list")
+        return int(total or 0), [r for r in results if isinstance(r, dict)]
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        path = f"/tasks/{_seg(task_id)}"
+        return self._dict(self._get(path), f"GET {path}")
+
+    def return_task_to_queue(self, workflow_id: str, task_id: str) -> None:
+        """Hand a polled task to the next poll: ``POST /api/tasks`` with ``IN_PROGRESS`` and ``callbackAfterSeconds`` 0.
+
+        Conductor sets a worker task updated ``IN_PROGRESS`` back to ``SCHEDULED``, held by no
+        worker, and makes it visible to polls after ``callbackAfterSeconds``; the attempt is the
+        same, so no retry is counted and no retry delay applies. Repeating it changes nothing
+        more, hence safe to retry.
+        """
+        body = {"workflowInstanceId": workflow_id, "taskId": task_id, "status": "IN_PROGRESS",
+                "callbackAfterSeconds": 0}
+        self._send("POST", "/tasks", json=body, safe=True)
+
     # ----------------------------------------------------------------------------- plumbing
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -30,6 +30,8 @@ The steps (``rotation_state.STEPS``), each persisted before the next begins:
    on the new key and stop the old one before the old key stops working. Supervisors on this
    machine publish the key ids their workers run (``worker_status``): if one still runs an old
    key after the wait (its new worker would not start), the run stops (exit 11), old key ACTIVE.
+   The tasks still held by workers a hook replaced (``replaced_workers``: pod names, which SDK
+   workers use as worker ids) go back to their queue (``workers.requeue``), not to a timeout.
 6. **deactivate** each old key still ACTIVE (the toggle is not idempotent: the status is read
    first, and re-read after an ambiguous failure). The time is recorded locally.
 7. **prune**: delete the application's keys that have been INACTIVE longer than ``grace``
@@ -81,6 +83,7 @@ from orkes_provision.rotation.record import (
     update_inactive,
     utcnow,
 )
+from orkes_provision.workers.requeue import executable_tasks, requeue_held_tasks
 from orkes_provision.workers.status import supervised_workers
 
 if TYPE_CHECKING:
@@ -505,16 +508,31 @@ class _Rotation:
     def _switch(self, progress: RotationProgress, switch_wait: float) -> None:
         key = self.key
         assert key is not None
+        replaced: list[str] = []
         for spec, store in self.stores.items():
             hook = getattr(store, "after_rotation", None)
             if callable(hook):
                 hook(key)
                 self.after_rotation.append(spec)
+                replaced.extend(getattr(store, "replaced_workers", None) or [])
+        if replaced:
+            self._requeue(replaced)
         if switch_wait > 0:
             self.on_step(f"waiting {switch_wait:g}s for supervised workers to switch to key {key.key_id}")
             self.sleep(switch_wait)
         self._check_supervisors(progress)
         self._save(progress, "switched")
+
+    def _requeue(self, worker_ids: list[str]) -> None:
+        """Hand the tasks the replaced workers held to the queue; a failure is reported, never fatal."""
+        try:
+            report = requeue_held_tasks(self.client, worker_ids, executable_tasks(self.client, self.app.id))
+        except ProvisionError as err:
+            self.on_step(f"could not hand the tasks of the replaced workers back to the queue ({err.message}); "
+                         "they wait for their response timeout")
+            return
+        if report.requeued:
+            self.on_step(f"handed {len(report.requeued)} task(s) held by replaced workers back to the queue")
 
     def _check_supervisors(self, progress: RotationProgress) -> None:
         """Refuse to go on while a local supervised worker still runs an old key (its switch failed)."""

@@ -45,10 +45,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[object]:
-    from orkes_provision.sandbox import api_execution, api_metadata
+    from orkes_provision.sandbox import api_execution, api_metadata, api_search
 
+    # Search before execution: /api/tasks/{taskId} would otherwise take /api/tasks/search.
     return [*api_sandbox.ROUTES, *api_access.ROUTES, *api_applications.ROUTES, *api_metadata.ROUTES,
-            *api_execution.ROUTES]
+            *api_search.ROUTES, *api_execution.ROUTES]
 
 
 def create_app(state: SandboxState) -> ASGIApp:

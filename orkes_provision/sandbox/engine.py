@@ -7,9 +7,10 @@ while its retry count allows (``retryCount`` of the workflow task, else of the t
 after ``retryDelaySeconds`` (FIXED, LINEAR_BACKOFF or EXPONENTIAL_BACKOFF); then, or at once for
 FAILED_WITH_TERMINAL_ERROR, the workflow is FAILED. A task polled but not updated within its
 ``responseTimeoutSeconds`` is TIMED_OUT and retried the same way; the check runs whenever its
-task type is polled or its workflow read. IN_PROGRESS with ``callbackAfterSeconds`` puts the task
-back in the queue after that delay. Updates to tasks that are already finished are ignored, so a
-worker's retried update is harmless.
+task type is polled or its workflow read. An IN_PROGRESS update sets a task back to SCHEDULED in
+its queue, handed out again after its ``callbackAfterSeconds`` (0: to the next poll), as Conductor
+does for worker tasks; with ``extendLease`` it only restarts the response-timeout clock. Updates to
+tasks that are already finished are ignored, so a worker's retried update is harmless.
 
 Queue rules as on Conductor: a task scheduled in a domain (``taskToDomain``, by task name or
 ``*``) is given only to polls for that domain, and a task without one only to polls without one.
@@ -201,6 +202,11 @@ def update_task(db: Database, result: dict[str, Any], now: int) -> dict[str, Any
             raise not_found(f"Workflow with id: {workflow_id} not found")
         if task["status"] in TERMINAL_TASK_STATUSES or workflow["status"] != "RUNNING":
             return task  # already finished: a repeated update changes nothing
+        if status == "IN_PROGRESS" and result.get("extendLease") is True:
+            # A heartbeat: the worker still has the task; only the response-timeout clock restarts.
+            task["updateTime"] = now
+            db.execute("UPDATE tasks SET body = ? WHERE id = ?", (dumps(_drop_nulls(task)), task_id))
+            return task
         output = result.get("outputData")
         if isinstance(output, dict):
             task["outputData"] = {**(task.get("outputData") or {}), **output}
@@ -210,12 +216,11 @@ def update_task(db: Database, result: dict[str, Any], now: int) -> dict[str, Any
             task["workerId"] = result["workerId"]
         task["updateTime"] = now
         if status == "IN_PROGRESS":
-            callback = int(result.get("callbackAfterSeconds") or 0)
-            task["callbackAfterSeconds"] = callback
-            if callback > 0:
-                _save_task(db, task, queued=True, visible_at=now + callback * 1000)
-            else:
-                _save_task(db, task, queued=False, visible_at=now)
+            # Back to SCHEDULED in its queue, handed out again after callbackAfterSeconds (0: to the
+            # next poll), held by whoever the update names (nobody if it names no worker).
+            callback = max(0, int(result.get("callbackAfterSeconds") or 0))
+            task.update(status="SCHEDULED", callbackAfterSeconds=callback, workerId=result.get("workerId") or None)
+            _save_task(db, task, queued=True, visible_at=now + callback * 1000)
             return task
         task["status"] = status
         task["endTime"] = now

@@ -8,6 +8,12 @@ SDK workers read their key once at start, so a rotated key means a new process. 
 the store changes, the supervisor starts the replacement first, lets it settle, and only then
 stops the old one: there is always a worker polling, and the old key can be revoked after.
 
+No task waits for a stopped worker. Each process gets a worker id of its own (``identity``); once
+a process has stopped, for a switch, a crash or a shutdown, the tasks still ``IN_PROGRESS`` under
+its id go back to the queue (``requeue``, through the ``requeue`` callable), and a second pass a
+few seconds later catches what a lagging search index did not show yet. Without it such a task
+would sit until its ``responseTimeoutSeconds`` (600 s by default) and then wait a retry delay.
+
 The supervisor is single-threaded: signal handlers only set flags that the main loop reads
 every ``tick``, so no lock is needed and a signal never interrupts a half-done restart.
 """
@@ -29,13 +35,14 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import SecretStr
 
 from orkes_provision.errors import ProvisionError
+from orkes_provision.workers.identity import assign_worker_id, new_worker_id, supervisor_prefix
 from orkes_provision.workers.launch import CommandNotExecutable, CommandNotFound
 from orkes_provision.workers.project import RestartPolicy
 
 REPLICA_VARIABLE = "ORKES_PROVISION_REPLICA"
 
 EventKind = Literal["started", "exited", "restarting", "key-changed", "rotated", "stopping", "stopped",
-                    "warning", "error"]
+                    "requeued", "warning", "error"]
 
 
 class SupervisedKey(Protocol):
@@ -49,6 +56,8 @@ class SupervisedKey(Protocol):
 
 
 K = TypeVar("K", bound=SupervisedKey)
+# Returns the ids of the tasks it handed back to the queue; raises ProvisionError when it cannot.
+Requeue = Callable[[K, list[str]], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class Timing:
     backoff_max: float = 30.0
     backoff_reset_after: float = 60.0  # up this long: the crash counter starts again from zero
     tick: float = 0.1  # main-loop period: bounds how late a signal or a crash is noticed
+    requeue_recheck: float = 5.0  # second search for a stopped worker's tasks (a search index may lag)
 
 
 @dataclass(frozen=True)
@@ -75,10 +85,13 @@ class SupervisorEvent:
     message: str
     key_id: str | None = None
     exit_code: int | None = None
+    worker_id: str | None = None  # the process's Conductor worker id (started), or the stopped ones' (requeued)
+    task_ids: tuple[str, ...] = ()  # requeued: the tasks handed back to the queue
 
     def to_dict(self) -> dict[str, Any]:
         return {"event": self.kind, "worker": self.worker, "replica": self.replica, "pid": self.pid,
-                "message": self.message, "keyId": self.key_id, "exitCode": self.exit_code}
+                "message": self.message, "keyId": self.key_id, "exitCode": self.exit_code,
+                "workerId": self.worker_id, "taskIds": list(self.task_ids)}
 
 
 @dataclass
@@ -108,17 +121,20 @@ class Supervisor(Generic[K]):
     """Run ``replicas`` copies of ``command`` and keep them running until a signal says stop.
 
     ``env_factory(key)`` builds a replica's environment from the current key (``launch.
-    worker_environment``); the supervisor adds ``ORKES_PROVISION_REPLICA``. ``key_watch()`` re-reads
-    the key from the store (``None``: no longer there); without it, rotation is not followed.
-    ``run()`` returns the exit status: 0 after a stop by signal, else that of the last worker to
-    finish (when the restart policy lets every replica finish).
+    worker_environment``); the supervisor adds ``ORKES_PROVISION_REPLICA`` and the process's worker id
+    (``identity``). ``key_watch()`` re-reads the key from the store (``None``: no longer there);
+    without it, rotation is not followed. ``requeue(key, worker_ids)`` hands the tasks still held
+    under the ids of stopped processes back to the queue (``requeue.requeue_with_key``); without
+    it they wait for their response timeout. ``run()`` returns the exit status: 0 after a stop by
+    signal, else that of the last worker to finish (when the restart policy lets every replica finish).
     """
 
     def __init__(self, command: Sequence[str], env_factory: Callable[[K], Mapping[str, str]],
                  replicas: int = 1, restart_policy: RestartPolicy = "on-failure",
                  key_watch: Callable[[], K | None] | None = None, *,
                  initial_key: K, name: str = "worker", cwd: Path | None = None,
-                 timing: Timing | None = None, on_event: Callable[[SupervisorEvent], None] | None = None) -> None:
+                 timing: Timing | None = None, on_event: Callable[[SupervisorEvent], None] | None = None,
+                 requeue: Requeue[K] | None = None) -> None:
         if not command:
             raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
         if replicas < 1:
@@ -137,6 +153,12 @@ class Supervisor(Generic[K]):
         self._next_key_poll = 0.0
         self._missing_key_reported = False
         self._failed_key_id: str | None = None
+        self.requeue = requeue
+        self._id_prefix = supervisor_prefix()
+        self._spawned = 0
+        self._worker_ids: dict[int, str | None] = {}  # pid -> its own worker id (None: the environment pins one)
+        self._pinned_reported = False
+        self._rechecks: list[tuple[float, list[str]]] = []  # (when, worker ids): second requeue passes
 
     # ----- public --------------------------------------------------------------------------
 
@@ -182,6 +204,7 @@ class Supervisor(Generic[K]):
             if self.key_watch is not None and now >= self._next_key_poll:
                 self._poll_key()
                 self._next_key_poll = time.monotonic() + self.timing.key_poll
+            self._run_due_rechecks(time.monotonic())
             time.sleep(self.timing.tick)
 
     def _check(self, replica: _Replica, now: float) -> None:
@@ -204,6 +227,7 @@ class Supervisor(Generic[K]):
         self._emit("exited", replica, proc.pid, f"{self._label(replica)} (pid {proc.pid}) {how}", exit_code=status)
         # The SDK's child processes may outlive the one we started: clear the group.
         self._stop_groups([proc], signal.SIGTERM)
+        self._release([proc], replica)
         replica.proc = None
         replica.last_code = status
         if not self._should_restart(code):
@@ -247,14 +271,20 @@ class Supervisor(Generic[K]):
         replica.started_at = time.monotonic()
         replica.next_start = 0.0
         self._emit("started", replica, proc.pid, f"{self._label(replica)} started pid {proc.pid}",
-                   key_id=self._key.key_id)
+                   key_id=self._key.key_id, worker_id=self._worker_ids.get(proc.pid))
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         env = dict(self.env_factory(self._key))
         env[REPLICA_VARIABLE] = str(index)
+        self._spawned += 1
+        identity = assign_worker_id(env, new_worker_id(self._id_prefix, index, self._spawned))
+        if identity is None and not self._pinned_reported:
+            self._pinned_reported = True
+            self._emit("warning", None, None, "the worker's environment sets its Conductor worker id: tasks a "
+                       "stopped worker held are not handed back to the queue (they wait for their response timeout)")
         program = self.command[0]
         try:
-            return subprocess.Popen(self.command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(self.command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                     start_new_session=True, close_fds=True)
         except FileNotFoundError as err:
             if self.cwd is not None and err.filename is not None and Path(str(err.filename)) == self.cwd:
@@ -265,6 +295,8 @@ class Supervisor(Generic[K]):
             raise CommandNotExecutable(f"cannot execute {program}: permission denied") from None
         except OSError as err:
             raise CommandNotExecutable(f"cannot execute {program}: {err.strerror}") from None
+        self._worker_ids[proc.pid] = identity
+        return proc
 
     def _shutdown(self, signum: int) -> int:
         procs = [r.proc for r in self._replicas if r.proc is not None]
@@ -272,6 +304,12 @@ class Supervisor(Generic[K]):
         self._emit("stopping", None, None, f"stopping {self.name}: sending {name} to {len(procs)} process group(s)")
         # A hang-up means the terminal is gone, not that the worker should see a SIGHUP.
         self._stop_groups(procs, signal.SIGTERM if signum == signal.SIGHUP else signum)
+        if not self._flags.force:
+            # One last pass, for these and for the second passes not yet due: other workers (other
+            # hosts, or this one's successor) get the tasks now rather than after their response timeout.
+            pending = [wid for _, ids in self._rechecks for wid in ids]
+            self._rechecks.clear()
+            self._release(procs, None, extra=pending, recheck=False)
         for replica in self._replicas:
             replica.proc = None
             replica.next_start = None
@@ -297,6 +335,42 @@ class Supervisor(Generic[K]):
                 proc.wait(timeout=max(0.1, end - time.monotonic()))
         while time.monotonic() < end and any(_group_alive(p) for p in survivors):
             time.sleep(0.05)
+
+    # ----- tasks of stopped workers ---------------------------------------------------------
+
+    def _release(self, procs: Sequence[subprocess.Popen[bytes]], replica: _Replica | None, *,
+                 extra: Sequence[str] = (), recheck: bool = True) -> None:
+        """``procs`` have stopped (their groups are gone): hand the tasks held under their ids to the queue."""
+        ids = [wid for p in procs if (wid := self._worker_ids.pop(p.pid, None)) is not None]
+        ids.extend(wid for wid in extra if wid not in ids)
+        self._requeue(ids, replica)
+        if ids and recheck and self.requeue is not None and self.timing.requeue_recheck > 0:
+            self._rechecks.append((time.monotonic() + self.timing.requeue_recheck, ids))
+
+    def _run_due_rechecks(self, now: float) -> None:
+        due = [ids for when, ids in self._rechecks if when <= now]
+        if not due:
+            return
+        self._rechecks = [(when, ids) for when, ids in self._rechecks if when > now]
+        self._requeue([wid for ids in due for wid in ids], None)
+
+    def _requeue(self, ids: list[str], replica: _Replica | None) -> None:
+        if self.requeue is None or not ids:
+            return
+        whose = ", ".join(ids)
+        try:
+            requeued = list(self.requeue(self._key, ids))
+        except ProvisionError as err:
+            self._emit("warning", replica, None, f"cannot hand the tasks of stopped worker {whose} back to the queue "
+                       f"({err.message}); they wait for their response timeout", worker_id=whose)
+            return
+        except Exception as err:  # a failure here must not end the supervision
+            self._emit("warning", replica, None, f"cannot hand the tasks of stopped worker {whose} back to the queue "
+                       f"({type(err).__name__}); they wait for their response timeout", worker_id=whose)
+            return
+        if requeued:
+            self._emit("requeued", replica, None, f"handed {len(requeued)} task(s) of stopped worker {whose} back "
+                       f"to the queue: {', '.join(requeued)}", worker_id=whose, task_ids=tuple(requeued))
 
     # ----- key rotation ----------------------------------------------------------------------
 
@@ -334,11 +408,12 @@ class Supervisor(Generic[K]):
                 continue
             fresh[replica.index] = proc
             self._emit("started", replica, proc.pid, f"{self._label(replica)} started pid {proc.pid} with the new key",
-                       key_id=key.key_id)
+                       key_id=key.key_id, worker_id=self._worker_ids.get(proc.pid))
         self._settle(list(fresh.values()))
         if self._flags.stop_signal is not None:
             # Stopping anyway: the fresh ones go now, the old ones with everything else.
             self._stop_groups(list(fresh.values()), signal.SIGTERM)
+            self._release(list(fresh.values()), None)
             return
         for replica in running:
             new = fresh.get(replica.index)
@@ -347,6 +422,7 @@ class Supervisor(Generic[K]):
             code = new.poll()
             if code is not None:
                 self._stop_groups([new], signal.SIGTERM)
+                self._release([new], replica)
                 self._failed_key_id = key.key_id
                 self._emit("error", replica, new.pid,
                            f"the new {self._label(replica)} exited with code {exit_status(code)} while starting; "
@@ -359,6 +435,7 @@ class Supervisor(Generic[K]):
                 self._stop_groups([old], signal.SIGTERM)
                 self._emit("rotated", replica, old.pid,
                            f"stopped old {self._label(replica)} pid {old.pid} (key {old_id})", key_id=key.key_id)
+                self._release([old], replica)
 
     def _settle(self, procs: Sequence[subprocess.Popen[bytes]]) -> None:
         deadline = time.monotonic() + self.timing.settle
@@ -389,9 +466,10 @@ class Supervisor(Generic[K]):
         return f"worker {self.name}[{replica.index}]"
 
     def _emit(self, kind: EventKind, replica: _Replica | None, pid: int | None, message: str, *,
-              key_id: str | None = None, exit_code: int | None = None) -> None:
+              key_id: str | None = None, exit_code: int | None = None, worker_id: str | None = None,
+              task_ids: tuple[str, ...] = ()) -> None:
         self.on_event(SupervisorEvent(kind, self.name, replica.index if replica else None, pid, message,
-                                      key_id=key_id, exit_code=exit_code))
+                                      key_id=key_id, exit_code=exit_code, worker_id=worker_id, task_ids=task_ids))
 
 
 def _same_key(a: SupervisedKey, b: SupervisedKey) -> bool:

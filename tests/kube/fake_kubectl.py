@@ -6,14 +6,20 @@ else, so an unexpected argument shows up as a test failure. Every call is append
 environment). Objects live in ``state.json`` beside it, so ``apply`` then ``get`` works.
 Manifests given to ``apply`` are validated strictly against the Kubernetes 1.30 schemas first.
 
+Pods are not stored: ``get pods -l SELECTOR`` lists, for each Deployment whose pod template
+carries the selector's labels, ``replicas`` pods named ``<deployment>-<hash of the template>-<i>``,
+as a ReplicaSet names them, so a rollout (a changed template) replaces every pod at once.
+
 ``state.json`` knobs for tests: ``namespaces`` (a list: others are NotFound), ``fail`` (verb ->
 stderr line, the call exits 1), ``echo_stdin_on_fail`` (put the stdin in the error, as a
-careless kubectl plugin might), ``stuck`` (Deployment names whose rollout times out).
+careless kubectl plugin might), ``stuck`` (Deployment names whose rollout times out),
+``terminating`` (pod names still listed, as pods that take their time to stop).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -24,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 STATE = HERE / "state.json"
 CALLS = HERE / "calls.jsonl"
 KINDS = {"secret": "Secret", "secrets": "Secret", "configmap": "ConfigMap", "configmaps": "ConfigMap",
-         "deployment": "Deployment", "deployments": "Deployment", "deployment.apps": "Deployment"}
+         "deployment": "Deployment", "deployments": "Deployment", "deployment.apps": "Deployment",
+         "pod": "Pod", "pods": "Pod"}
 REFS = {"Secret": "secret", "ConfigMap": "configmap", "Deployment": "deployment.apps"}
 
 
@@ -63,7 +70,7 @@ def positional(args: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg in ("-n", "--namespace", "-o", "-p", "-f", "--type"):
+        if arg in ("-n", "--namespace", "-o", "-p", "-f", "--type", "-l"):
             skip = True
             continue
         if arg.startswith("-"):
@@ -126,6 +133,8 @@ def get(args: list[str], stdin: str, state: dict[str, Any]) -> int:
     if kind is None:
         return fail(f"fake kubectl: get of unknown kind {args!r}", 2)
     objects = state.setdefault("objects", {})
+    if kind == "Pod":
+        return list_pods(namespace, option(args, "-l"), state)
     if len(names) == 1:
         items = [o for k, o in sorted(objects.items()) if k.startswith(f"{kind}/{namespace}/")]
         print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
@@ -136,6 +145,30 @@ def get(args: list[str], stdin: str, state: dict[str, Any]) -> int:
     if found is not None:
         print(json.dumps(found))
     return 0
+
+
+def list_pods(namespace: str, selector: str | None, state: dict[str, Any]) -> int:
+    if not selector or names_of_pods_needed(selector):
+        return fail(f"fake kubectl: get pods needs -l k=v[,k=v]: {selector!r}", 2)
+    wanted = dict(part.split("=", 1) for part in selector.split(","))
+    pods = set(state.get("terminating", []))
+    for k, deployment in sorted(state.get("objects", {}).items()):
+        if not k.startswith(f"Deployment/{namespace}/"):
+            continue
+        template = deployment.get("spec", {}).get("template", {})
+        labels = template.get("metadata", {}).get("labels", {})
+        if all(labels.get(name) == value for name, value in wanted.items()):
+            digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+            name = deployment["metadata"]["name"]
+            pods.update(f"{name}-{digest}-{i}" for i in range(int(deployment["spec"].get("replicas", 1))))
+    items = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "namespace": namespace}} for n in sorted(pods)]
+    print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    return 0
+
+
+def names_of_pods_needed(selector: str) -> bool:
+    """True when the selector is not a plain ``k=v[,k=v]`` list (the only form this tool sends)."""
+    return any("=" not in part or "!" in part for part in selector.split(","))
 
 
 def apply(args: list[str], stdin: str, state: dict[str, Any]) -> int:

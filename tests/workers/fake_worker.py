@@ -1,7 +1,8 @@
 """A stand-in for an SDK worker, for supervisor tests: fast to start, tells what it saw.
 
 It appends one line per event to the file named by FAKE_WORKER_LOG:
-``start <key id> <pid> <replica>``, ``child <pid>`` and ``stop <key id> <pid>``.
+``start <key id> <pid> <replica>``, ``child <pid>``, ``stop <key id> <pid>`` and
+``id <pid> <conductor-python worker id> <ORKES_PROVISION_WORKER_ID>`` ("-" when unset).
 Behaviour by environment: FAKE_WORKER_CHILD=1 forks a child that sleeps (like the Python SDK's
 task processes); FAKE_WORKER_IGNORE_TERM=1 ignores SIGTERM; FAKE_WORKER_EXIT=N exits with N
 after FAKE_WORKER_EXIT_AFTER seconds (default 0); FAKE_WORKER_FAIL_KEY=ID exits 3 at once when
@@ -47,6 +48,8 @@ def main() -> None:
             time.sleep(120)
             os._exit(0)
         note(f"child {pid}")
+    note(f"id {os.getpid()} {os.environ.get('CONDUCTOR_WORKER_ALL_WORKER_ID', '-')} "
+         f"{os.environ.get('ORKES_PROVISION_WORKER_ID', '-')}")
     note(f"start {KEY} {os.getpid()} {os.environ.get('ORKES_PROVISION_REPLICA', '-')}")
     exit_code = os.environ.get("FAKE_WORKER_EXIT")
     deadline = time.monotonic() + (float(os.environ.get("FAKE_WORKER_EXIT_AFTER", "0")) if exit_code else 120)

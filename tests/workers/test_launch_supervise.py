@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from orkes_provision.workers.launch import CommandNotFound, worker_environment
-from orkes_provision.workers.supervise import Supervisor, SupervisorEvent, Timing, exit_status
+from orkes_provision.workers.supervise import Requeue, Supervisor, SupervisorEvent, Timing, exit_status
 from tests.workers.launch_helpers import (
     FAKE_WORKER,
     FakeKey,
@@ -45,7 +45,7 @@ class Harness:
         self.supervisor: Supervisor[FakeKey] | None = None
 
     def start(self, *, replicas: int = 1, restart: str = "on-failure", current: list[FakeKey] | None = None,
-              timing: Timing = FAST, **worker_env: str) -> Supervisor[FakeKey]:
+              timing: Timing = FAST, requeue: Requeue[FakeKey] | None = None, **worker_env: str) -> Supervisor[FakeKey]:
         keys = current if current is not None else [key("key-1")]
         base = fake_worker_env(self.log, **worker_env)
         supervisor: Supervisor[FakeKey] = Supervisor(
@@ -53,7 +53,7 @@ class Harness:
             lambda k: worker_environment(base, k, "python"),
             replicas=replicas, restart_policy=restart,  # type: ignore[arg-type]
             key_watch=lambda: keys[-1], initial_key=keys[-1], name="fake",
-            timing=timing, on_event=self.events.append)
+            timing=timing, on_event=self.events.append, requeue=requeue)
         self.supervisor = supervisor
 
         def target() -> None:

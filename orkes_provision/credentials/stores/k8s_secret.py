@@ -55,6 +55,9 @@ class K8sSecretStore:
         self.name = manifests.check_object_name(name, "Secret")
         self.spec = f"{PREFIX}{self.namespace}/{self.name}"
         self.rollout_timeout = rollout_timeout if rollout_timeout is not None else _rollout_timeout_from_env()
+        # Names of the pods the last after_rotation replaced: the worker ids (host names) under which
+        # those pods' SDK workers held tasks, for rotation to hand back to the queue.
+        self.replaced_workers: list[str] = []
 
     @classmethod
     def from_spec(cls, spec: str) -> K8sSecretStore:
@@ -148,7 +151,9 @@ class K8sSecretStore:
 
     def after_rotation(self, key: StoredKey) -> None:
         """The rotation hook (``rotation._Rotation._switch``): restart the pods onto the new key and wait."""
+        self.replaced_workers = []
         for done in self.restart_consumers(key.key_id):
+            self.replaced_workers.extend(done.replaced_pods)
             log.info("Deployment %s/%s %s key %s", done.namespace, done.deployment,
                      "rolled out onto" if done.changed else "already runs", key.key_id)
 

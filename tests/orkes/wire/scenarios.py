@@ -62,6 +62,9 @@ ENDPOINTS: dict[str, str] = {
     "register_workflow_def": "POST /api/metadata/workflow",
     "start_workflow": "POST /api/workflow",
     "get_workflow": "GET /api/workflow/{workflowId}",
+    "search_tasks": "GET /api/tasks/search",
+    "get_task": "GET /api/tasks/{taskId}",
+    "return_task_to_queue": "POST /api/tasks",
 }
 # Public OrkesClient attributes that are not calls to the server.
 NOT_ENDPOINTS = frozenset({"close", "request_count", "key_id", "server", "credentials", "timeout", "retry_policy"})
@@ -231,6 +234,30 @@ def workflows(ctx: WireContext) -> None:
         assert execution["status"] == "RUNNING"
 
 
+def task_requeue(ctx: WireContext) -> None:
+    """Tasks: find a workflow's task by search, read it, hand it to the next poll (what a supervisor does
+    for the tasks of a stopped worker); it stays SCHEDULED, held by no worker."""
+    task, flow = f"{PREFIX}-rq-task", f"{PREFIX}-rq-flow"
+    definition = {"name": flow, "version": 1, "timeoutSeconds": 60, "timeoutPolicy": "TIME_OUT_WF",
+                  "ownerEmail": "orkes-provision@example.com", "schemaVersion": 2,
+                  "tasks": [{"name": task, "taskReferenceName": "step", "type": "SIMPLE"}]}
+    with ctx.client() as client, _task_def(client, task):
+        client.register_workflow_def(definition, overwrite=True)
+        workflow_id = client.start_workflow(flow, {}, version=1)
+        # A search index may lag behind the start (Orkes indexes asynchronously); a few tries, no sleep
+        # needed against the sandbox, whose answer replays from the cassette.
+        found: list[dict[str, object]] = []
+        for _ in range(5):
+            _, found = client.search_tasks(f"workflowId = {workflow_id} AND taskType = {task}", size=10)
+            if found:
+                break
+        [summary] = found
+        assert summary["status"] == "SCHEDULED"
+        task_id = str(summary["taskId"])
+        client.return_task_to_queue(workflow_id, task_id)
+        assert client.get_task(task_id)["status"] == "SCHEDULED"
+
+
 def permission_denied(ctx: WireContext) -> None:
     """A key without roles: its token works, admin calls are 403 (sandbox: the Orkes answer is unconfirmed)."""
     with ctx.client() as admin, _application(admin, f"{PREFIX}-no-roles") as app_id:
@@ -276,6 +303,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("permissions", permissions, portable=True),
     Scenario("task_defs", task_defs, portable=True),
     Scenario("workflows", workflows, portable=True),
+    Scenario("task_requeue", task_requeue, portable=True),
     Scenario("permission_denied", permission_denied, portable=False),
     Scenario("sandbox_faults", sandbox_faults, portable=False),
 )
