@@ -62,6 +62,8 @@ MODIFICATIONS = [
     "any string is a valid target id.",
     "GET /api/applications/{id}/accessKeys: the document types the answer as an object, but the Orkes docs "
     "(get-application-access-keys) and every SDK read a list of {id, createdAt, status}; the subset says so.",
+    "GET /api/groups/{id}/users: the document types the answer as an object, but the Orkes docs "
+    "(get-all-users-in-group) and the SDKs read a list of users (ConductorUser); the subset says so.",
     "UpsertUserRequest.roles, UpsertGroupRequest.roles: dropped the 'enum' on the array itself (a generator slip "
     "that no array can match), and the items' enum lists every role the Orkes docs (users/create-user, "
     "groups/create-group: USER_READ_ONLY) and the Java SDK's RolesEnum accept; the document's five are among them.",
@@ -109,6 +111,8 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = _corrected(spec)
     keys = paths["/api/applications/{id}/accessKeys"]["get"]["responses"]["200"]["content"]["application/json"]
     keys["schema"] = ACCESS_KEY_LIST
+    members = paths["/api/groups/{id}/users"]["get"]["responses"]["200"]["content"]
+    members[next(iter(members))]["schema"] = {"type": "array", "items": {"$ref": "#/components/schemas/ConductorUser"}}
     subset_schemas = {name: schemas[name] for name in sorted(_closure(paths, schemas))}
     return {
         "_source": "Orkes Conductor API Server OpenAPI v2 (conductor-oss/javascript-sdk src/open-api/spec/spec.json),"
