@@ -76,10 +76,15 @@ def _operations() -> dict[str, list[Operation]]:
 
 
 @cache
-def _bound() -> dict[str, list[Operation]]:
-    """Only the operations binding looks at: those with a bound body or integer query parameters."""
-    return {method: [o for o in ops if o.body is not None or o.integer_query]
-            for method, ops in _operations().items()}
+def _bound() -> dict[tuple[str, int], list[Operation]]:
+    """Only the operations binding looks at (a bound body or integer query parameters), by method and
+    number of path segments: every request asks, so it must not try each template of the document."""
+    out: dict[tuple[str, int], list[Operation]] = {}
+    for method, ops in _operations().items():
+        for op in ops:
+            if op.body is not None or op.integer_query:
+                out.setdefault((method, op.template.count("/")), []).append(op)
+    return out
 
 
 def operation(method: str, path: str) -> Operation | None:
@@ -96,7 +101,7 @@ def unimplemented(method: str, path: str) -> ApiError | None:
 
 
 def needs_binding(method: str, path: str) -> Operation | None:
-    return next((o for o in _bound().get(method, []) if o.regex.match(path)), None)
+    return next((o for o in _bound().get((method, path.count("/")), []) if o.regex.match(path)), None)
 
 
 def bind(op: Operation, query: list[tuple[str, str]], raw_body: bytes) -> None:
