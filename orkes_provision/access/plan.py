@@ -12,7 +12,7 @@ from typing import Any, Literal
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState
 from orkes_provision.credentials.stores import StoredKey
-from orkes_provision.errors import ConfigError
+from orkes_provision.errors import NotFound
 
 ChangeKind = Literal[
     "register_task", "create_app", "tag_app", "add_role", "create_key", "grant",
@@ -145,7 +145,7 @@ def plan_apps(state: ServerState, specs: Sequence[AppSpec], *, server: str,
     known_tasks = state.task_names | set(registering)
     missing = sorted({t for spec in specs for t in spec.task_names} - known_tasks)
     if missing:
-        raise ConfigError(
+        raise NotFound(
             f"task definition{'s' if len(missing) > 1 else ''} not found on the server: {', '.join(missing)}",
             "register them first, or add --register-tasks to register a minimal definition")
     plan = Plan(server=server, apps=[],

@@ -86,7 +86,7 @@ def test_missing_task_stops_before_any_write_and_names_the_fix(sandbox: SandboxP
     mark = sandbox.mark()
     result = provision(["app", "--worker", "--grant", "nope", "--store", "env-file:./w.env"],
                        env=env_of(sandbox), cwd=tmp_path)
-    assert result.returncode == 3
+    assert result.returncode == 6  # not found, as the exit-code table says
     assert "task definition not found on the server: nope" in result.stderr
     assert "--register-tasks" in result.stderr
     assert sandbox.write_requests(since=mark) == []
