@@ -113,16 +113,19 @@ def format_location(loc: tuple[int | str, ...]) -> str:
 def allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """The keys the table at ``loc`` accepts, as they are spelled in the file."""
     current: type[BaseModel] | None = model
+    in_mapping = False
     for part in loc:
-        if isinstance(part, int) or current is None:
+        if isinstance(part, int) or current is None or in_mapping:
+            in_mapping = False  # a list index, or the user's own key of a mapping ([profiles.NAME])
             continue
         field = current.model_fields.get(part)
-        current = _model_in(field.annotation) if field is not None else None
-        if current is None and field is not None and _is_mapping(field.annotation):
-            return []  # the keys of a mapping (env, profiles) are the user's own
-    if current is None:
-        return []
-    return [field.alias or name for name, field in current.model_fields.items() if not name.startswith("_")]
+        if field is None:
+            return []
+        current, in_mapping = _model_in(field.annotation), _is_mapping(field.annotation)
+    if current is None or in_mapping:
+        return []  # the keys of a mapping (env, profiles) are the user's own
+    # Fields excluded from dumps are not written in the file (a profile's name is its table's).
+    return [field.alias or name for name, field in current.model_fields.items() if not field.exclude]
 
 
 def display(path: Path) -> str:

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
+    name: str = Field(default="", exclude=True)  # the [profiles.NAME] table's name, not a key in it
     server: str
     key_id: str
 
