@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail(Interrupted("interrupted"), args)
     except click.UsageError as err:
+        if _is_help(err) and not _json_requested(args) and not GlobalOptions.current().json:
+            err.show()  # a group run without a command: its help, as click shows it
+            sys.exit(err.exit_code)
         _fail(_from_click(err), args, exit_code=err.exit_code)
     except click.ClickException as err:
         _fail(UsageError(_sentence(err.format_message())), args, exit_code=err.exit_code)
@@ -128,11 +131,18 @@ def _from_click(err: click.UsageError) -> UsageError:
 
     ctx = err.ctx
     where = f"'{ctx.command_path} --help'" if ctx is not None else "'provision --help'"
+    if _is_help(err) or err.message == "Missing command.":
+        return UsageError("no command given", f"{where} lists the commands")
     if isinstance(err, NoSuchCommand):
         lead = f"did you mean {err.suggestion}? " if err.suggestion else ""
         return UsageError(f"no such command '{err.name}'", f"{lead}{where} lists the commands")
     usage = ctx.get_usage().strip().removeprefix("Usage: ") if ctx is not None else ""
     return UsageError(_sentence(err.format_message()), f"usage: {usage}; see {where}" if usage else f"see {where}")
+
+
+def _is_help(err: click.UsageError) -> bool:
+    # click 8.2+ raises this for a group run without a command; its message is the whole help.
+    return type(err).__name__ == "NoArgsIsHelpError"
 
 
 def _sentence(message: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from tests.conventions import jsondoc
 from tests.conventions.runner import run_cli
 from tests.conventions.scenarios import PLAN, Context, Run, Step, execute
-from tests.conventions.tree import Node, leaves
+from tests.conventions.tree import Node, leaves, walk
 
 LEAVES = leaves()
 LEAF_IDS = [n.path for n in LEAVES]
@@ -143,3 +143,14 @@ def test_a_command_that_shows_server_options_uses_them(step: Step, json_runs: tu
     assert result.code != 0, f"--server changed nothing: {result}"
     document = result.json()
     assert jsondoc.check("Errors", document) is None or jsondoc.check(step.section, document) is None, str(result)
+
+
+@pytest.mark.parametrize("node", [n for n in walk() if n.is_group], ids=lambda n: n.path or "provision")
+def test_a_group_without_a_command_shows_its_help_or_a_json_usage_error(node: Node, tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    human = run_cli(node.argv, env=env, cwd=tmp_path)
+    assert human.code == 2 and "Commands:" in human.err and human.out == "", human
+    machine = run_cli(["--json", *node.argv], env=env, cwd=tmp_path)
+    assert machine.code == 2 and machine.err == "", machine
+    assert machine.json() == {"error": "usage", "message": "no command given", "exitCode": 2,
+                              "hint": f"'{' '.join(['provision', *node.argv])} --help' lists the commands"}

@@ -187,7 +187,7 @@ PLAN: tuple[Step, ...] = (
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "--json"), variant="sentinel",
          mode="subprocess", expect=4),
     Step("audit", ("audit", "--since", "1h", "--json")),
-    Step("audit", ("audit", "-v")),
+    Step("audit", ("audit",)),
 )
 
 
