@@ -107,6 +107,7 @@ W = "env-file:{root}/w.env"
 PLAN: tuple[Step, ...] = (
     Step("init", ("init", "--app", "{app}", "{root}/proj"), says="Created a python worker project"),
     Step("app", ("app", "{app}", "--worker", "--grant", TASK, "--register-tasks", "--store", W), says="Application:"),
+    Step("app", ("app", "{app}-printed", "--role", "METADATA_API", "--store", "json"), says='"secret": '),
     Step("apps list", ("apps", "list"), says="{app}"),
     Step("apps show", ("apps", "show", "{app}"), says="Application: {app}"),
     Step("apps show", ("apps", "show", "{app}-none"), expect=6),
