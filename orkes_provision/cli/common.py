@@ -9,12 +9,10 @@ mistyped command and never cut a summary short (``ProvisionGroup``).
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
@@ -181,6 +179,8 @@ def confirm(question: str, *, yes: bool, action: str, warning: str | None = None
 
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     _ParamType = click.ParamType[timedelta, Any]
 else:  # click before 8.2 has no type parameters
     _ParamType = click.ParamType
@@ -191,10 +191,13 @@ class Duration(_ParamType):
 
     name = "duration"
 
-    def __init__(self, minimum: timedelta = timedelta(0)) -> None:
-        self.minimum = minimum
+    def __init__(self, minimum_seconds: float = 0) -> None:
+        self.minimum_seconds = minimum_seconds
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        # Imported here: datetime is not needed to show --help.
+        from datetime import timedelta
+
         from orkes_provision.durations import format_duration, parse_duration
 
         if isinstance(value, timedelta):
@@ -203,8 +206,9 @@ class Duration(_ParamType):
             parsed = parse_duration(str(value))
         except UsageError as err:
             self.fail(f"{err.message}: {err.hint}", param, ctx)
-        if parsed < self.minimum:
-            self.fail(f"'{value}' is shorter than {format_duration(self.minimum)}", param, ctx)
+        if parsed.total_seconds() < self.minimum_seconds:
+            self.fail(f"'{value}' is shorter than {format_duration(timedelta(seconds=self.minimum_seconds))}",
+                      param, ctx)
         return parsed
 
 
@@ -244,5 +248,7 @@ class NoSuchCommand(click.UsageError):
 
 def did_you_mean(word: str, choices: list[str]) -> str:
     """The choices close to ``word`` as ``'a' or 'b'``, else an empty string."""
+    import difflib  # only for a mistyped command
+
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6) + [c for c in choices if c.startswith(word)]
     return " or ".join(f"'{c}'" for c in list(dict.fromkeys(close))[:3])

@@ -25,7 +25,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
               help="State, admin.env and requests.log [default: $XDG_DATA_HOME/orkes-provision/sandbox].")
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, show_default=True,
               help="Delay every response by N ms (requests still overlap).")
-@click.option("--token-ttl", type=Duration(minimum=timedelta(seconds=1)),
+@click.option("--token-ttl", type=Duration(minimum_seconds=1),
               default=format_duration(timedelta(seconds=DEFAULT_TOKEN_TTL_SECONDS)), show_default=True,
               metavar="DURATION", help="Lifetime of the JWTs the server issues (90s, 1h, ...).")
 @command_options(server=False, verbose=False)
