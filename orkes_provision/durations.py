@@ -1,4 +1,8 @@
-"""Durations as people write them: 90s, 15m, 2h, 7d, or combined (1h30m)."""
+"""Durations as people write them: 90s, 15m, 2h, 7d, 500ms, or combined (1h30m).
+
+The one parser behind every duration option of the CLI (``--grace``, ``--switch-wait``,
+``--timeout``, ``--token-ttl``, ``--since``). A bare number counts as seconds, as ``sleep 15`` does.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,34 @@ from datetime import timedelta
 
 from orkes_provision.errors import UsageError
 
-_PART = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|[smhd])")
+_BARE = re.compile(r"\d+(?:\.\d+)?")
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+EXAMPLES = "0s, 90s, 15m, 2h or 1h30m"
 
 
 def parse_duration(text: str) -> timedelta:
-    value = text.strip().lower()
+    value = text.strip().lower().replace(" ", "")
+    if _BARE.fullmatch(value):
+        return timedelta(seconds=float(value))
     parts = _PART.findall(value)
     if not value or "".join(n + u for n, u in parts) != value:
-        raise UsageError(f"'{text}' is not a duration", "write it like 0s, 90s, 15m, 2h or 1h30m")
+        raise UsageError(f"'{text}' is not a duration", f"write it like {EXAMPLES}")
     total = timedelta()
     for number, unit in parts:
-        total += timedelta(**{_UNITS[unit]: int(number)})
+        total += timedelta(**{_UNITS[unit]: float(number)})
     return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest way to write ``value`` that ``parse_duration`` reads back (for defaults in --help)."""
+    millis = round(value.total_seconds() * 1000)
+    if millis % 1000:
+        return f"{millis}ms"
+    seconds = millis // 1000
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"

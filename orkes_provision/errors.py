@@ -115,6 +115,21 @@ class LockHeld(ProvisionError):
     default_hint = "wait for the other run to finish, then retry"
 
 
+class Cancelled(ProvisionError):
+    """The user answered no to a confirmation, or interrupted the command (Ctrl-C)."""
+
+    exit_code = 130
+    kind = "cancelled"
+    default_hint = "nothing more was changed; add --yes to skip the question"
+
+
+class Interrupted(Cancelled):
+    """Ctrl-C (SIGINT) stopped the command."""
+
+    kind = "interrupted"
+    default_hint = "what was done before the interrupt stays done; run the command again to finish"
+
+
 class ServerError(ProvisionError):
     """The server answered with an error this tool does not know how to handle."""
 
@@ -140,5 +155,16 @@ EXIT_CODES: dict[int, str] = {
     13: "unexpected server answer",
     126: "'run': the worker command cannot be executed",
     127: "'run': the worker command was not found",
-    130: "interrupted (Ctrl-C)",
+    130: "interrupted (Ctrl-C) or a confirmation answered no",
 }
+
+
+def exit_code_table() -> str:
+    """The README's exit-code table, rendered from ``EXIT_CODES`` (``python -m orkes_provision.errors``)."""
+    rows = ["| code | meaning |", "| --- | --- |"]
+    rows += [f"| {code} | {meaning} |" for code, meaning in sorted(EXIT_CODES.items())]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(exit_code_table())

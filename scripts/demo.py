@@ -158,7 +158,7 @@ class Demo:
     @staticmethod
     def _app_summary(stdout: str) -> str:
         result = json.loads(stdout)
-        return (f"application {result['application']}, role WORKER, key {result['keyId']} in {result['store']}, "
+        return (f"application {result['app']}, role WORKER, key {result['keyId']} in {result['store']}, "
                 f"EXECUTE on greetings")
 
     def _start_worker(self, project: Path) -> str:

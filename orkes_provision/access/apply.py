@@ -28,7 +28,7 @@ from orkes_provision.access.state import ServerState, read_state
 from orkes_provision.credentials.deliveries import deliveries_for
 from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
-from orkes_provision.errors import ConfigError, Conflict, NotFound, ProvisionError, StoreError
+from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError
 from orkes_provision.orkes.models import MANAGED_TAG, Application, Tag, TaskDef
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter, LimiterStats
 
@@ -96,7 +96,7 @@ class EnvironmentApplyResult:
             "seconds": round(self.seconds, 3), "requests": self.requests, "parallelism": self.parallelism,
             "rateLimited": self.limiter.rate_limited, "lowestParallelism": self.limiter.lowest_limit,
             "done": len(applied.done), "failed": len(applied.failed), "skipped": len(applied.skipped),
-            "keys": {app: {"keyId": key.key_id, "store": self.plan.stores[app].describe()}
+            "keys": {app: {"keyId": key.key_id, "store": self.plan.stores[app].spec}
                      for app, key in sorted(applied.new_keys.items())},
             "outcomes": [o.to_dict() for o in _ordered(self.plan.plan, applied.outcomes)],
         }
@@ -191,8 +191,8 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         plan = plan_apps(state, specs, server=server, key_status=statuses,
                          store_names={name: store.describe() for name, store in stores.items()},
                          tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
-    except ConfigError as err:
-        raise ConfigError(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
+    except NotFound as err:
+        raise NotFound(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
             from None
     payloads = _task_payloads(env, state)
     plan.task_changes.extend(_task_updates(env, state))
@@ -233,7 +233,7 @@ def _plan_people(env: Environment, state: ServerState, plan: Plan, *, prune: boo
     known_tasks = state.task_names | {t.name for t in env.tasks}
     missing = sorted({t for g in groups for t in g.task_names} - known_tasks)
     if missing:
-        raise ConfigError(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
+        raise NotFound(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
                           f"{', '.join(missing)}", f"declare them under [[tasks]] in {_file(env)}, or register them "
                                                    "first")
     people = plan_people(state.people, env.user_specs(), groups, prune=prune)

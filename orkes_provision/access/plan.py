@@ -12,7 +12,7 @@ from typing import Any, Literal
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import PeopleState, ServerState
 from orkes_provision.credentials.stores import StoredKey
-from orkes_provision.errors import ConfigError
+from orkes_provision.errors import NotFound
 
 ChangeKind = Literal[
     "register_task", "create_app", "tag_app", "add_role", "create_key", "grant",
@@ -200,7 +200,7 @@ def plan_apps(state: ServerState, specs: Sequence[AppSpec], *, server: str,
     known_tasks = state.task_names | set(registering)
     missing = sorted({t for spec in specs for t in spec.task_names} - known_tasks)
     if missing:
-        raise ConfigError(
+        raise NotFound(
             f"task definition{'s' if len(missing) > 1 else ''} not found on the server: {', '.join(missing)}",
             "register them first, or add --register-tasks to register a minimal definition")
     plan = Plan(server=server, apps=[],
@@ -294,7 +294,7 @@ def plan_people(people: PeopleState, users: Sequence[UserSpec], groups: Sequence
     declared_users = {u.id for u in users}
     unknown = sorted({m for g in groups for m in g.members} - declared_users - set(people.users))
     if unknown:
-        raise ConfigError(f"group member{'s' if len(unknown) > 1 else ''} not found: {', '.join(unknown)} "
+        raise NotFound(f"group member{'s' if len(unknown) > 1 else ''} not found: {', '.join(unknown)} "
                           "(neither declared under [[users]] nor a user on the server)",
                           "declare them under [[users]], or fix the ids in members")
     out = PeoplePlan()

@@ -48,7 +48,7 @@ class AppResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "application": self.name, "appId": self.app_id, "server": self.server, "changed": self.changed,
+            "app": self.name, "appId": self.app_id, "server": self.server, "changed": self.changed,
             "dryRun": self.dry_run, "roles": self.roles, "keyId": self.key_id, "store": self.store_spec,
             "grants": self.grants, "changes": [c.to_dict() for c in self.plan.changes],
             "verified": self.verification.ok if self.verification else None,

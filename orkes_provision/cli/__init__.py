@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from orkes_provision import __version__
-from orkes_provision.cli.common import GlobalOptions, common_options, report_error
-from orkes_provision.errors import ProvisionError
+from orkes_provision.cli.common import GlobalOptions, ProvisionGroup, common_options, report_error
+from orkes_provision.errors import Interrupted, ProvisionError, UsageError
 
 # name -> "module:attribute"; kept sorted as it reads in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apps": ("orkes_provision.cli.apps_cmd:apps", "List, show and delete applications."),
     "apply": ("orkes_provision.cli.env_cmd:apply", "Apply an environment file to the server."),
     "audit": ("orkes_provision.cli.audit_cmd:audit", "Show the local audit log of provisioning actions."),
+    "completion": ("orkes_provision.cli.completion_cmd:completion", "Print the shell completion script."),
     "deploy": ("orkes_provision.cli.deploy_cmd:deploy", "Render or apply worker deployments (Kubernetes)."),
     "doctor": ("orkes_provision.cli.doctor_cmd:doctor", "Explain why a worker would get 401 or 403."),
     "grant": ("orkes_provision.cli.grant_cmd:grant", "Grant an application access to tasks or workflows."),
@@ -38,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(ProvisionGroup):
     """A group whose subcommands are imported only when they are run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -84,24 +85,66 @@ def cli(**_: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI and map every failure to its exit code."""
+    """Console-script entry point: run the CLI and map every outcome to its exit code.
+
+    Every failure, the parser's included, is one ``error:`` and one ``hint:`` line on stderr, or
+    one JSON object on stdout under --json; its exit code is the one the README's table lists.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = cli.main(args=argv, prog_name="provision", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="provision", standalone_mode=False)
     except ProvisionError as err:
-        report_error(err, GlobalOptions.current())
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        _fail(err, args)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail(Interrupted("interrupted"), args)
+    except click.UsageError as err:
+        if _is_help(err) and not _json_requested(args) and not GlobalOptions.current().json:
+            err.show()  # a group run without a command: its help, as click shows it
+            sys.exit(err.exit_code)
+        _fail(_from_click(err), args, exit_code=err.exit_code)
     except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+        _fail(UsageError(_sentence(err.format_message())), args, exit_code=err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except BrokenPipeError:
         sys.exit(1)
     if isinstance(rv, int):
         sys.exit(rv)
+
+
+def _fail(err: ProvisionError, args: list[str], exit_code: int | None = None) -> None:
+    options = GlobalOptions.current()
+    if not options.json and _json_requested(args):
+        # The parser failed before it read --json; the user still asked for JSON.
+        options.json = True
+    report_error(err, options)
+    sys.exit(err.exit_code if exit_code is None else exit_code)
+
+
+def _json_requested(args: list[str]) -> bool:
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _from_click(err: click.UsageError) -> UsageError:
+    """A parser error as one ``error:`` line and a ``hint:`` with the usage and where to find help."""
+    from orkes_provision.cli.common import NoSuchCommand
+
+    ctx = err.ctx
+    where = f"'{ctx.command_path} --help'" if ctx is not None else "'provision --help'"
+    if _is_help(err) or err.message == "Missing command.":
+        return UsageError("no command given", f"{where} lists the commands")
+    if isinstance(err, NoSuchCommand):
+        lead = f"did you mean {err.suggestion}? " if err.suggestion else ""
+        return UsageError(f"no such command '{err.name}'", f"{lead}{where} lists the commands")
+    usage = ctx.get_usage().strip().removeprefix("Usage: ") if ctx is not None else ""
+    return UsageError(_sentence(err.format_message()), f"usage: {usage}; see {where}" if usage else f"see {where}")
+
+
+def _is_help(err: click.UsageError) -> bool:
+    # click 8.2+ raises this for a group run without a command; its message is the whole help.
+    return type(err).__name__ == "NoArgsIsHelpError"
+
+
+def _sentence(message: str) -> str:
+    message = " ".join(message.split()).rstrip(".")
+    return message[:1].lower() + message[1:] if message[1:2].islower() else message

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import STORE_KINDS_WRITE, common_options, emit, info
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, st
 @click.option("--access", "access", multiple=True, metavar="ACCESS",
               help="Access to grant on each task (repeatable; default EXECUTE): READ, UPDATE, EXECUTE, ...")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help="Where the key goes: keyring (default), env-file:PATH, json.")
+              help=f"Where the key goes: {STORE_KINDS_WRITE}.")
 @click.option("--new-key", is_flag=True, help="Create a new key even if the stored one still works.")
 @click.option("--register-tasks", is_flag=True,
               help="Register a minimal definition for granted tasks that are missing.")

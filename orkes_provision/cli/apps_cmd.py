@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import ProvisionGroup, common_options, confirm, emit, yes_option
 
 
-@click.group("apps")
+@click.group("apps", cls=ProvisionGroup)
 @common_options
 def apps() -> None:
     """List, show and delete applications.
@@ -84,10 +83,12 @@ def show(app: str) -> None:
 
 @apps.command("delete")
 @click.argument("app")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @common_options
 def delete(app: str, yes: bool) -> None:
-    """Delete APP (name or id) with its keys. Workers using its keys stop working at once.
+    """Delete APP (name or id) with its keys; workers using its keys stop working at once.
+
+    Asks first on a terminal (--yes without one).
 
     The application whose key this command uses is refused (exit 7): deleting it would lock you out.
 
@@ -99,20 +100,16 @@ def delete(app: str, yes: bool) -> None:
     from orkes_provision.access.state import find_application, refuse_own_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.credentials.deliveries import forget_deliveries
-    from orkes_provision.errors import UsageError
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
         refuse_own_application(client, target)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(f"refusing to delete {target.name} without confirmation",
-                                 "add --yes when running without a terminal")
-            click.confirm(f"Delete application {target.name} ({target.id}) and all its keys?", abort=True)
+        confirm(f"Delete application {target.name} ({target.id}) and all its keys?", yes=yes,
+                action=f"delete application {target.name}")
         with audit.recorded(action="delete_app", target=target.name, server=credentials.server,
                             actor=credentials.key_id, app=target.name):
             client.delete_application(target.id)
     forget_deliveries(credentials.server, target.name)
-    info(f"Deleted application {target.name} ({target.id}).")
-    emit({"deleted": target.id, "name": target.name})
+    emit({"deleted": True, "id": target.id, "name": target.name},
+         f"Deleted application {target.name} ({target.id}).")

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import click
 
-from orkes_provision.cli.common import common_options, emit
+from orkes_provision.cli.common import command_options, emit
 
 
 @click.command("audit")
 @click.option("--since", metavar="WHEN", help="Only entries newer than a duration ago (15m, 2h, 7d) or an ISO time.")
-@common_options
+@command_options(server=False, verbose=False)
 def audit(since: str | None) -> None:
     """Show the local audit log: every provisioning and rotation action (key ids, never secrets).
 

@@ -1,4 +1,11 @@
-"""What every command shares: the global options, output rendering and error reporting."""
+"""What every command shares: the global options, output rendering and error reporting.
+
+The CLI's conventions live here so that a command gets them by using these pieces: results on
+stdout and progress on stderr (``emit``/``info``), JSON for every outcome under ``--json``
+(``report_error``), one confirmation rule (``confirm``/``yes_option``), one duration type
+(``DURATION``), one wording of the store kinds (``STORE_KINDS``), and groups that suggest a
+mistyped command and never cut a summary short (``ProvisionGroup``).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,11 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
-from orkes_provision.errors import ProvisionError
+from orkes_provision.errors import Cancelled, ProvisionError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,6 +31,9 @@ class GlobalOptions:
     json: bool = False
     verbose: int = 0
     insecure_http: bool = False
+    # Set once the result is on stdout: a failure after it (doctor's problems, a partial apply)
+    # then goes to stderr, so that stdout stays one JSON document.
+    result_printed: bool = False
 
     _current: ClassVar[GlobalOptions | None] = None
 
@@ -57,26 +67,47 @@ def _configure_logging(verbosity: int) -> None:
     root.setLevel(level)
 
 
+_SERVER_OPTIONS = ("--server", "--profile", "--insecure-http")
+
+
+def command_options(*, server: bool = True, json: bool = True, verbose: bool = True) -> Callable[[F], F]:
+    """The global options a command shows: only those that do something there.
+
+    ``server``: --server, --profile and --insecure-http (the command talks to a server);
+    ``json``: --json (it has a result to print); ``verbose``: -v (it logs something).
+    """
+    options = []
+    if server:
+        options += [
+            click.option("--server", metavar="URL", expose_value=False, is_eager=True,
+                         callback=_store("server"),
+                         help="Orkes server URL, with or without /api (env CONDUCTOR_SERVER_URL)."),
+            click.option("--profile", metavar="NAME", expose_value=False, is_eager=True,
+                         callback=_store("profile"),
+                         help="Credentials profile from 'provision login'; 'sandbox' for the local sandbox."),
+        ]
+    if json:
+        options.append(click.option("--json", "json_", is_flag=True, expose_value=False, is_eager=True,
+                                    callback=_store("json"), help="Print machine-readable JSON."))
+    if verbose:
+        options.append(click.option("-v", "--verbose", count=True, expose_value=False, is_eager=True,
+                                    callback=_store("verbose"), help="Log requests (never secrets); -vv for more."))
+    if server:
+        options.append(click.option("--insecure-http", is_flag=True, expose_value=False, is_eager=True,
+                                    callback=_store("insecure_http"),
+                                    help="Allow plain http:// to a host other than loopback."))
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def common_options(func: F) -> F:
-    """Add --server, --profile, --json, -v and --insecure-http to a command."""
-    options = [
-        click.option("--server", metavar="URL", expose_value=False, is_eager=True,
-                     callback=_store("server"),
-                     help="Orkes server URL, with or without /api (env CONDUCTOR_SERVER_URL)."),
-        click.option("--profile", metavar="NAME", expose_value=False, is_eager=True,
-                     callback=_store("profile"),
-                     help="Credentials profile from 'provision login'; 'sandbox' for the local sandbox."),
-        click.option("--json", "json_", is_flag=True, expose_value=False, is_eager=True,
-                     callback=_store("json"), help="Print machine-readable JSON."),
-        click.option("-v", "--verbose", count=True, expose_value=False, is_eager=True,
-                     callback=_store("verbose"), help="Log requests (never secrets); -vv for more."),
-        click.option("--insecure-http", is_flag=True, expose_value=False, is_eager=True,
-                     callback=_store("insecure_http"),
-                     help="Allow plain http:// to a host other than loopback."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """Add --server, --profile, --json, -v and --insecure-http: a command that talks to a server."""
+    return command_options()(func)
 
 
 def opts() -> GlobalOptions:
@@ -87,6 +118,7 @@ def emit(data: Any, text: str | Callable[[], str] | None = None) -> None:
     """Print ``data`` as JSON under --json, else the human ``text``."""
     if opts().json:
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        opts().result_printed = True
         return
     rendered = text() if callable(text) else text
     if rendered:
@@ -100,8 +132,123 @@ def info(message: str) -> None:
 
 
 def report_error(err: ProvisionError, options: GlobalOptions) -> None:
+    """``error:`` and ``hint:`` on stderr. Under --json the error is the outcome, so it goes to stdout,
+    unless the command already printed its result there (then stderr, one JSON line)."""
     if options.json:
-        click.echo(json.dumps(err.to_dict(), sort_keys=True), err=True)
+        click.echo(json.dumps(err.to_dict(), sort_keys=True), err=options.result_printed)
         return
     click.echo(f"error: {err.message}", err=True)
     click.echo(f"hint: {err.hint}", err=True)
+
+
+# ----- conventions shared by the commands --------------------------------------------------------
+
+# Every kind of credential store, as each --store help names them (the json store is write-only).
+STORE_KINDS = "keyring, env-file:PATH or k8s-secret:NAMESPACE/NAME"
+STORE_KINDS_WRITE = "keyring, env-file:PATH, k8s-secret:NAMESPACE/NAME or json (printed once)"
+
+
+def yes_option(func: F) -> F:
+    """``--yes``: what a destructive command needs when no one can be asked."""
+    return click.option("--yes", "-y", is_flag=True,
+                        help="Do not ask for confirmation (needed when stdin is not a terminal).")(func)
+
+
+def stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # stdin closed
+        return False
+
+
+def confirm(question: str, *, yes: bool, action: str, warning: str | None = None) -> None:
+    """Ask ``question`` on the terminal (on stderr); without a terminal, ``--yes`` is required.
+
+    ``action`` names what would be done, for the refusal (``UsageError``, exit 2) and for an answer
+    of no (``Cancelled``, exit 130). ``warning`` is printed first, even with ``--yes``.
+    """
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    if yes:
+        return
+    if not stdin_is_tty():
+        raise UsageError(f"refusing to {action} without confirmation: stdin is not a terminal",
+                         "add --yes to confirm")
+    if not click.confirm(question, default=False, err=True):
+        raise Cancelled(f"did not {action}: the answer was no", "nothing was changed; add --yes to skip the question")
+
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    _ParamType = click.ParamType[timedelta, Any]
+else:  # click before 8.2 has no type parameters
+    _ParamType = click.ParamType
+
+
+class Duration(_ParamType):
+    """A duration option: 90s, 15m, 2h, 1h30m, 500ms; a bare number is seconds."""
+
+    name = "duration"
+
+    def __init__(self, minimum_seconds: float = 0) -> None:
+        self.minimum_seconds = minimum_seconds
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        # Imported here: datetime is not needed to show --help.
+        from datetime import timedelta
+
+        from orkes_provision.durations import format_duration, parse_duration
+
+        if isinstance(value, timedelta):
+            return value
+        try:
+            parsed = parse_duration(str(value))
+        except UsageError as err:
+            self.fail(f"{err.message}: {err.hint}", param, ctx)
+        if parsed.total_seconds() < self.minimum_seconds:
+            self.fail(f"'{value}' is shorter than {format_duration(timedelta(seconds=self.minimum_seconds))}",
+                      param, ctx)
+        return parsed
+
+
+DURATION = Duration()
+
+
+class ProvisionGroup(click.Group):
+    """A command group: a mistyped subcommand gets "did you mean", summaries are never cut with "..."."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                             list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            raise NoSuchCommand(name, did_you_mean(name, self.list_commands(ctx)), ctx)
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.summary(ctx, name)) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def summary(self, ctx: click.Context, name: str) -> str:
+        """The first sentence of the command's help, whole (write_dl wraps it instead)."""
+        command = self.get_command(ctx, name)
+        return command.get_short_help_str(limit=10_000) if command is not None else ""
+
+
+class NoSuchCommand(click.UsageError):
+    """A mistyped command; ``suggestion`` is ``'app' or 'apps'`` (empty when nothing is close)."""
+
+    def __init__(self, name: str, suggestion: str, ctx: click.Context) -> None:
+        super().__init__(f"No such command '{name}'." + (f" Did you mean {suggestion}?" if suggestion else ""), ctx)
+        self.name = name
+        self.suggestion = suggestion
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """The choices close to ``word`` as ``'a' or 'b'``, else an empty string."""
+    import difflib  # only for a mistyped command
+
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6) + [c for c in choices if c.startswith(word)]
+    return " or ".join(f"'{c}'" for c in list(dict.fromkeys(close))[:3])

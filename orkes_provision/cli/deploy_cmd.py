@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import DURATION, STORE_KINDS, ProvisionGroup, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from orkes_provision.workers.project import Project
 
 
-@click.group("deploy")
+@click.group("deploy", cls=ProvisionGroup)
 @common_options
 def deploy() -> None:
     """Render or apply worker deployments.
@@ -36,20 +37,20 @@ def deploy() -> None:
 @click.option("--replicas", type=click.IntRange(min=0, max=1000), help="Pods to run (default: the worker's replicas).")
 @click.option("--image", metavar="IMAGE", help="Container image holding the worker's code (required).")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help="Where the key is: k8s-secret:NS/NAME, keyring, env-file:PATH (default: the project's store).")
+              help=f"Where the key is: {STORE_KINDS} (default: the project's store).")
 @click.option("--secret", "secret_name", metavar="NAME",
               help="Secret/ConfigMap name when the store is outside the cluster (default: APP-conductor).")
 @click.option("--cpu", default="100m", show_default=True, metavar="QTY", help="CPU request.")
 @click.option("--memory", default="256Mi", show_default=True, metavar="QTY", help="Memory request and limit.")
 @click.option("--wait", is_flag=True, help="With --apply: wait until the rollout completes.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
-              help="How long --wait waits.")
+@click.option("--timeout", type=DURATION, default="5m", show_default=True, metavar="DURATION",
+              help="How long --wait waits (90s, 5m, ...).")
 @click.option("--project", "project_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="The project file (default: the nearest orkes-provision.toml).")
 @common_options
 def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: str | None, replicas: int | None,
                image: str | None, store_spec: str | None, secret_name: str | None, cpu: str, memory: str,
-               wait: bool, timeout: float, project_file: Path | None) -> None:
+               wait: bool, timeout: timedelta, project_file: Path | None) -> None:
     """Render a Deployment for WORKER of the project file, or apply it with kubectl.
 
     The pods get CONDUCTOR_SERVER_URL from a ConfigMap and CONDUCTOR_AUTH_KEY and
@@ -93,7 +94,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
         return
     if apply_:
         info(f"Applying {', '.join(m.ref for m in rendered.manifests)} in namespace {rendered.namespace}...")
-        lines = apply_to_cluster(rendered, wait=wait, timeout=timeout)
+        lines = apply_to_cluster(rendered, wait=wait, timeout=max(1.0, timeout.total_seconds()))
         result["kubectl"] = lines
         result["rolledOut"] = wait
         emit(result, lambda: _apply_text(rendered, lines, wait))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orkes_provision.cli.common import common_options, emit
+from orkes_provision.cli.common import STORE_KINDS, common_options, emit
 
 
 @click.command("doctor")
@@ -12,7 +12,7 @@ from orkes_provision.cli.common import common_options, emit
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="A task the worker polls (repeatable; default: the project file's, else the app's granted tasks).")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help="Where the worker's key is: keyring (default), env-file:PATH.")
+              help=f"Where the worker's key is: {STORE_KINDS}.")
 @common_options
 def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> None:
     """Explain why a worker of APP would be refused, and how to fix each problem.

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, opts, report_error
+from orkes_provision.cli.common import common_options, confirm, emit, opts, report_error
 from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
 
 @click.command("apply")
 @_file_option
-@click.option("--auto-approve", is_flag=True, help="Apply without asking (needed when stdin is not a terminal).")
+@click.option("--auto-approve", "--yes", "-y", "auto_approve", is_flag=True,
+              help="Apply without asking (needed when stdin is not a terminal).")
 @click.option("--prune", is_flag=True,
               help="Also delete what this environment owns (by its tag) but no longer declares, and remove the "
                    "roles, members and grants that declared entries should not hold.")
@@ -122,7 +123,8 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
 
     if not auto_approve and not _stdin_is_tty():
         raise UsageError("stdin is not a terminal, so apply cannot ask for confirmation",
-                         "review the changes with 'provision plan -f FILE', then run apply with --auto-approve")
+                         "review the changes with 'provision plan -f FILE', "
+                         "then run apply with --yes (or --auto-approve)")
     env = _load(path)
     credentials = _credentials(env)
     limiter = AdaptiveLimiter(parallelism)
@@ -143,9 +145,14 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
 
 
 @click.command("schema")
-@common_options
 def schema() -> None:
-    """Print the JSON Schema of the environment file (for editors and CI validation)."""
+    """Print the JSON Schema of the environment file (for editors and CI validation).
+
+    \b
+    Examples:
+      provision schema > environment.schema.json
+      provision schema | jq '.properties | keys'
+    """
     from orkes_provision.access.environment import environment_schema
 
     click.echo(json.dumps(environment_schema(), indent=2, sort_keys=False))
@@ -197,9 +204,8 @@ def _show_and_confirm(env_plan: EnvironmentPlan, auto_approve: bool) -> None:
     if auto_approve:
         return
     count = len(env_plan.plan.changes)
-    if not click.confirm(f"Apply these {count} changes to {env_plan.server}?", default=False, err=True):
-        click.echo("Apply cancelled; nothing was changed.", err=True)
-        raise click.exceptions.Exit(1)
+    confirm(f"Apply these {count} changes to {env_plan.server}?", yes=auto_approve,
+            action=f"apply {count} changes to {env_plan.server}")
 
 
 class _Progress:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import common_options, confirm, emit, yes_option
 
 
 def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,7 +42,7 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
                          "task names must not be empty; access is CREATE, READ, UPDATE, DELETE or EXECUTE") from None
 
 
-def _change(app: str, specs: list[Any], revoke: bool) -> None:
+def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
     from orkes_provision import audit
     from orkes_provision.access.state import find_application, read_app_state
     from orkes_provision.cli.context import make_client, resolve_server_credentials
@@ -54,23 +54,25 @@ def _change(app: str, specs: list[Any], revoke: bool) -> None:
         target_app = find_application(client, app)
         current = read_app_state(client, target_app).grants
         subject = app_subject(target_app.id)
-        for spec in specs:
-            held = current.get(spec.key, set())
-            needed = [a for a in spec.access if (a in held) == revoke]
-            if not needed:
-                continue
+        todo = [(spec, needed) for spec in specs
+                if (needed := [a for a in spec.access if (a in current.get(spec.key, set())) == revoke])]
+        if revoke and todo:
+            what = "; ".join(f"{'+'.join(needed)} on {spec.type} {spec.id}" for spec, needed in todo)
+            confirm(f"Revoke {what} from {target_app.name}? Its workers lose that access at once.", yes=yes,
+                    action=f"revoke access from {target_app.name}")
+        for spec, needed in todo:
             call = client.revoke if revoke else client.grant
             with audit.recorded(action="revoke" if revoke else "grant", target=f"{spec.type} {spec.id}",
                                 server=credentials.server, actor=credentials.key_id, app=target_app.name):
                 call(subject, Target(type=spec.type, id=spec.id), needed)
             done.append({"type": spec.type, "id": spec.id, "access": needed})
     verb = "Revoked" if revoke else "Granted"
-    for row in done:
-        direction = "from" if revoke else "to"
-        info(f"{verb} {'+'.join(row['access'])} on {row['type']} {row['id']} {direction} {target_app.name}")
+    direction = "from" if revoke else "to"
+    lines = [f"{verb} {'+'.join(row['access'])} on {row['type']} {row['id']} {direction} {target_app.name}"
+             for row in done]
     if not done:
-        info(f"No changes: {target_app.name} already {'lacks' if revoke else 'holds'} that access.")
-    emit({"app": target_app.name, "appId": target_app.id, "changed": done})
+        lines.append(f"No changes: {target_app.name} already {'lacks' if revoke else 'holds'} that access.")
+    emit({"app": target_app.name, "appId": target_app.id, "changed": done}, "\n".join(lines))
 
 
 @click.command("grant")
@@ -97,14 +99,18 @@ def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tu
 @click.argument("app")
 @click.argument("tasks", nargs=-1)
 @_target_options
+@yes_option
 @common_options
 def revoke(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-           domains: tuple[str, ...], access: tuple[str, ...]) -> None:
+           domains: tuple[str, ...], access: tuple[str, ...], yes: bool) -> None:
     """Revoke APP's access (default EXECUTE) on task definitions TASKS and other targets.
+
+    Only access APP holds is revoked. Asks first on a terminal (--yes without one): workers of
+    APP lose that access at once.
 
     \b
     Examples:
-      provision revoke greetings-worker greetings
+      provision revoke greetings-worker greetings --yes
       provision revoke greetings-worker --domain staging
     """
-    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=True)
+    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=True, yes=yes)

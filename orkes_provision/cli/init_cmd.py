@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orkes_provision.cli.common import common_options, emit
+from orkes_provision.cli.common import command_options, emit
 from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
 
 
@@ -17,7 +17,7 @@ from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
 @click.option("--app", "app_name", default=DEFAULT_APP, show_default=True, metavar="NAME",
               help="The application the worker runs as (written to orkes-provision.toml).")
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty (template files are replaced).")
-@common_options
+@command_options(server=False, verbose=False)
 def init(directory: Path, language: str, app_name: str, force: bool) -> None:
     """Create a worker project in DIRECTORY: a 'greetings' worker, orkes-provision.toml, a README.
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import (
+    STORE_KINDS_WRITE,
+    ProvisionGroup,
+    common_options,
+    confirm,
+    emit,
+    info,
+    yes_option,
+)
+
+if TYPE_CHECKING:
+    from orkes_provision.orkes.client import OrkesClient
 
 
-@click.group("keys")
+@click.group("keys", cls=ProvisionGroup)
 @common_options
 def keys() -> None:
     """Manage an application's access keys (secrets are never shown, except by '--store json').
@@ -43,7 +56,7 @@ def list_keys(app: str) -> None:
 
 @keys.command("create")
 @click.argument("app")
-@click.option("--store", "store_spec", metavar="SPEC", help="keyring (default), env-file:PATH or json.")
+@click.option("--store", "store_spec", metavar="SPEC", help=f"Where the key goes: {STORE_KINDS_WRITE}.")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
 @common_options
 def create(app: str, store_spec: str | None, show_secret: bool) -> None:
@@ -66,12 +79,14 @@ def create(app: str, store_spec: str | None, show_secret: bool) -> None:
         known = {k.id for k in client.list_keys(target.id)}
         key = create_and_store_key(client, server=credentials.server, app_name=target.name, app_id=target.id,
                                    stores=[store], known_key_ids=known, actor=credentials.key_id)
-    info(f"Created key {key.key_id} for {target.name}; stored in {store.describe()}.")
-    if store.spec != "json":
-        emit({"app": target.name, "appId": target.id, "keyId": key.key_id, "store": store.describe()})
+    done = f"Created key {key.key_id} for {target.name}; stored in {store.describe()}."
+    if store.spec == "json":
+        info(done)  # stdout carries the credentials document alone
+        return
+    emit({"app": target.name, "appId": target.id, "keyId": key.key_id, "store": store.spec}, done)
 
 
-def _set_status(app: str, key_id: str, wanted: str) -> None:
+def _set_status(app: str, key_id: str, wanted: str, yes: bool = True) -> None:
     from orkes_provision import audit
     from orkes_provision.access.keys import set_key_status
     from orkes_provision.access.state import find_application
@@ -82,6 +97,8 @@ def _set_status(app: str, key_id: str, wanted: str) -> None:
     action = f"{'activate' if wanted == 'ACTIVE' else 'deactivate'}_key"
     with make_client(credentials) as client:
         target = find_application(client, app)
+        if wanted == "INACTIVE":
+            _confirm_retiring(client, target.id, target.name, key_id, "deactivate", yes)
         try:
             changed = set_key_status(client, app_id=target.id, app_name=target.name, key_id=key_id, wanted=wanted)
         except ProvisionError:
@@ -91,8 +108,24 @@ def _set_status(app: str, key_id: str, wanted: str) -> None:
     if changed:
         audit.record(action=action, target=target.name, result="ok", server=credentials.server,
                      actor=credentials.key_id, app=target.name, key_id=key_id)
-    info(f"Key {key_id} of {target.name} is {wanted}" + ("" if changed else " (unchanged)") + ".")
-    emit({"app": target.name, "keyId": key_id, "status": wanted, "changed": changed})
+    emit({"app": target.name, "appId": target.id, "keyId": key_id, "status": wanted, "changed": changed},
+         f"Key {key_id} of {target.name} is {wanted}" + ("" if changed else " (unchanged)") + ".")
+
+
+def _confirm_retiring(client: OrkesClient, app_id: str, app_name: str, key_id: str, verb: str, yes: bool) -> None:
+    """Ask before a key stops working; warn first when it is the application's last ACTIVE key."""
+    keys = client.list_keys(app_id)
+    key = next((k for k in keys if k.id == key_id), None)
+    if key is None or (verb == "deactivate" and key.status != "ACTIVE"):
+        return  # nothing that works stops working: the library reports the missing key or no change
+    active = [k.id for k in keys if k.status == "ACTIVE"]
+    warning = None
+    if active == [key_id]:
+        warning = (f"{key_id} is the last ACTIVE key of {app_name}: every worker of {app_name} loses access "
+                   f"until a new key is delivered ('provision keys rotate {app_name}' replaces it instead)")
+    what = "an ACTIVE" if key.status == "ACTIVE" else "an INACTIVE"
+    confirm(f"{verb.capitalize()} {what} key {key_id} of {app_name}?", yes=yes,
+            action=f"{verb} key {key_id} of {app_name}", warning=warning)
 
 
 @keys.command("activate")
@@ -112,27 +145,35 @@ def activate(app: str, key_id: str) -> None:
 @keys.command("deactivate")
 @click.argument("app")
 @click.argument("key_id")
+@yes_option
 @common_options
-def deactivate(app: str, key_id: str) -> None:
+def deactivate(app: str, key_id: str, yes: bool) -> None:
     """Make KEY_ID of APP INACTIVE: it can no longer get tokens (no change if it already is).
+
+    Asks first on a terminal (--yes without one), and warns when KEY_ID is the application's
+    last ACTIVE key.
 
     \b
     Example:
-      provision keys deactivate greetings-worker 4f1c...
+      provision keys deactivate greetings-worker 4f1c... --yes
     """
-    _set_status(app, key_id, "INACTIVE")
+    _set_status(app, key_id, "INACTIVE", yes)
 
 
 @keys.command("delete")
 @click.argument("app")
 @click.argument("key_id")
+@yes_option
 @common_options
-def delete(app: str, key_id: str) -> None:
-    """Delete KEY_ID of APP for good. Workers using it lose access at once.
+def delete(app: str, key_id: str, yes: bool) -> None:
+    """Delete KEY_ID of APP for good; workers using it lose access at once.
+
+    Asks first on a terminal (--yes without one), and warns when KEY_ID is the application's
+    last ACTIVE key.
 
     \b
     Example:
-      provision keys delete greetings-worker 4f1c...
+      provision keys delete greetings-worker 4f1c... --yes
     """
     from orkes_provision import audit
     from orkes_provision.access.state import find_application
@@ -141,11 +182,12 @@ def delete(app: str, key_id: str) -> None:
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
+        _confirm_retiring(client, target.id, target.name, key_id, "delete", yes)
         with audit.recorded(action="delete_key", target=target.name, server=credentials.server,
                             actor=credentials.key_id, app=target.name, key_id=key_id):
             client.delete_key(target.id, key_id)
-    info(f"Deleted key {key_id} of {target.name}.")
-    emit({"app": target.name, "keyId": key_id, "deleted": True})
+    emit({"deleted": True, "id": key_id, "app": target.name, "appId": target.id},
+         f"Deleted key {key_id} of {target.name}.")
 
 
 from orkes_provision.cli.rotate_cmd import prune, rotate  # noqa: E402

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import DURATION, STORE_KINDS_WRITE, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -15,17 +16,18 @@ if TYPE_CHECKING:
 
 @click.command("rotate")
 @click.argument("app")
-@click.option("--grace", default="15m", show_default=True, metavar="DURATION",
+@click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: at once).")
 @click.option("--store", "store_specs", multiple=True, metavar="SPEC",
-              help="Write the new key here instead of where the current key was delivered (repeatable).")
-@click.option("--switch-wait", default=15.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help=f"Write the new key here instead of where the current key was delivered (repeatable): "
+                   f"{STORE_KINDS_WRITE}.")
+@click.option("--switch-wait", default="15s", show_default=True, type=DURATION, metavar="DURATION",
               help="Time for supervised workers to switch to the new key before the old one is deactivated "
                    "(0: no wait).")
 @click.option("--start-over", is_flag=True,
               help="Discard an interrupted rotation instead of finishing it (its new key is retired too).")
 @common_options
-def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: float, start_over: bool) -> None:
+def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta, start_over: bool) -> None:
     """Replace APP's key everywhere it was delivered, with no downtime.
 
     Creates a new key, writes it to every store that holds the current key (or to each --store),
@@ -43,14 +45,12 @@ def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: floa
     Examples:
       provision keys rotate greetings-worker
       provision keys rotate greetings-worker --grace 0s --json
-      provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 0
+      provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 5s
     """
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.credentials.stores import open_store
-    from orkes_provision.durations import parse_duration
     from orkes_provision.rotation.rotate import rotate_key
 
-    grace_period = parse_duration(grace)
     if "json" in (s.strip() for s in store_specs) and opts().json:
         raise UsageError("--store json prints the new secret on stdout, where --json prints the report",
                          "use one of the two")
@@ -58,17 +58,17 @@ def rotate(app: str, grace: str, store_specs: tuple[str, ...], switch_wait: floa
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         report = rotate_key(client, server=credentials.server, app=app, store_specs=store_specs or None,
-                            grace=grace_period, switch_wait=switch_wait, actor=credentials.key_id,
+                            grace=grace, switch_wait=switch_wait.total_seconds(), actor=credentials.key_id,
                             opener=open_store, on_step=lambda line: info(line), start_over=start_over)
     emit(report.to_dict(), lambda: render_rotation(report))
 
 
 @click.command("prune")
 @click.argument("app")
-@click.option("--grace", default="15m", show_default=True, metavar="DURATION",
+@click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: every INACTIVE key).")
 @common_options
-def prune(app: str, grace: str) -> None:
+def prune(app: str, grace: timedelta) -> None:
     """Delete APP's keys that have been INACTIVE for longer than --grace.
 
     ACTIVE keys are never touched. Orkes records no deactivation time: keys this tool deactivated
@@ -81,13 +81,11 @@ def prune(app: str, grace: str) -> None:
       provision keys prune greetings-worker --grace 0s --json
     """
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.durations import parse_duration
     from orkes_provision.rotation.rotate import prune_keys
 
-    grace_period = parse_duration(grace)
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
-        report = prune_keys(client, server=credentials.server, app=app, grace=grace_period,
+        report = prune_keys(client, server=credentials.server, app=app, grace=grace,
                             actor=credentials.key_id)
     emit(report.to_dict(), lambda: render_prune(report))
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import STORE_KINDS, ProvisionGroup, command_options, common_options, emit, info, opts
 from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ _SERVER_HINT = "pass --server URL, set CONDUCTOR_SERVER_URL, or set 'server' in 
 @click.option("--app", "app_name", metavar="APP",
               help="The application whose key to use (default: the project file's application).")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help="Where the key is: keyring (default), env-file:PATH.")
+              help=f"Where the key is: {STORE_KINDS}.")
 @click.option("--supervise", is_flag=True,
               help="Keep the worker running: own process group, restart on crash, follow key rotation.")
 @click.option("--replicas", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -79,10 +79,16 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
                    tasks=list(grants))
 
 
-@click.group("worker")
+@click.group("worker", cls=ProvisionGroup)
 @common_options
 def worker() -> None:
-    """Run the workers declared in orkes-provision.toml."""
+    """Run the workers declared in orkes-provision.toml.
+
+    \b
+    Examples:
+      provision worker list
+      provision worker run greetings
+    """
 
 
 @worker.command("run")
@@ -92,7 +98,7 @@ def worker() -> None:
               help="When to restart after an exit (default: the file's, else on-failure).")
 @click.option("--app", "app_name", metavar="APP", help="Override the project file's application.")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help="Override where the key is (default: the file's, else keyring).")
+              help=f"Override where the key is: {STORE_KINDS} (default: the file's, else keyring).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
 @click.option("--project", "project_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="The project file (default: orkes-provision.toml here or in a parent directory).")
@@ -140,9 +146,15 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 @worker.command("list")
 @click.option("--project", "project_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="The project file (default: orkes-provision.toml here or in a parent directory).")
-@common_options
+@command_options(server=False, verbose=False)
 def worker_list(project_file: Path | None) -> None:
-    """List the workers of the project file."""
+    """List the workers of the project file: command, replicas and tasks.
+
+    \b
+    Examples:
+      provision worker list
+      provision worker list --project ../greetings/orkes-provision.toml --json
+    """
     from orkes_provision.workers.project import require_project
 
     project = require_project(project_file)
@@ -157,7 +169,7 @@ def worker_list(project_file: Path | None) -> None:
         return "\n".join(f"{w.name}  {w.runtime}  {shlex.join(w.command)}  x{w.replicas}  "
                          f"tasks: {', '.join(project.worker_tasks(w)) or '-'}" for w in project.workers)
 
-    emit({"project": str(project.path), "application": project.app_name, "workers": rows}, text)
+    emit({"project": str(project.path), "app": project.app_name, "workers": rows}, text)
 
 
 # ----- shared steps ------------------------------------------------------------------------------

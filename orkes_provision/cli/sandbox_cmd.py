@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import Duration, command_options, emit, info
+from orkes_provision.durations import format_duration
 from orkes_provision.sandbox import default_data_dir
 from orkes_provision.sandbox.config import ADMIN_ENV, DEFAULT_TOKEN_TTL_SECONDS, SandboxConfig
 
@@ -22,10 +25,11 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
               help="State, admin.env and requests.log [default: $XDG_DATA_HOME/orkes-provision/sandbox].")
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, show_default=True,
               help="Delay every response by N ms (requests still overlap).")
-@click.option("--token-ttl", type=click.IntRange(min=1), default=DEFAULT_TOKEN_TTL_SECONDS, show_default=True,
-              metavar="SECONDS", help="Lifetime of the JWTs the server issues.")
-@common_options
-def sandbox(host: str, port: int, data_dir: Path | None, latency_ms: int, token_ttl: int) -> None:
+@click.option("--token-ttl", type=Duration(minimum_seconds=1),
+              default=format_duration(timedelta(seconds=DEFAULT_TOKEN_TTL_SECONDS)), show_default=True,
+              metavar="DURATION", help="Lifetime of the JWTs the server issues (90s, 1h, ...).")
+@command_options(server=False, verbose=False)
+def sandbox(host: str, port: int, data_dir: Path | None, latency_ms: int, token_ttl: timedelta) -> None:
     """Run the local Orkes-compatible server in the foreground.
 
     It keeps its state in SQLite under the data dir and, on first start, creates an ADMIN
@@ -40,7 +44,7 @@ def sandbox(host: str, port: int, data_dir: Path | None, latency_ms: int, token_
     from orkes_provision.sandbox.server import serve
 
     config = SandboxConfig(data_dir=(data_dir or default_data_dir()).absolute(), host=host, port=port,
-                           latency_ms=latency_ms, token_ttl_seconds=token_ttl)
+                           latency_ms=latency_ms, token_ttl_seconds=int(token_ttl.total_seconds()))
     if host not in _LOOPBACK:
         info(f"warning: listening on {host}: the sandbox has no TLS and is meant for loopback use")
 
@@ -49,4 +53,5 @@ def sandbox(host: str, port: int, data_dir: Path | None, latency_ms: int, token_
         emit({"url": url, "dataDir": str(config.data_dir), "adminEnv": str(admin_env)},
              f"sandbox ready at {url} (admin credentials in {admin_env})")
 
-    serve(config, on_ready=ready)
+    if serve(config, on_ready=ready) == signal.SIGINT:
+        raise click.exceptions.Exit(130)  # Ctrl-C: exit as every command does when interrupted

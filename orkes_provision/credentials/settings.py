@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -45,6 +44,7 @@ from orkes_provision.errors import ConfigError, NotFound, StoreError, UsageError
 from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.orkes.urls import normalize_server_url
+from orkes_provision.tomlfiles import parse_toml, validation_error
 
 __all__ = [
     "DEFAULT_PROFILE", "PROFILE_KEYRING_SERVICE", "Config", "Profile", "Settings", "config_path",
@@ -117,9 +117,9 @@ class Settings(BaseSettings):
 
 
 class Profile(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
+    name: str = Field(default="", exclude=True)  # the [profiles.NAME] table's name, not a key in it
     server: str
     key_id: str
 
@@ -127,7 +127,7 @@ class Profile(BaseModel):
 class Config(BaseModel):
     """The config file: profiles (server and key id; secrets are in the keyring) and defaults."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     default_profile: str | None = None
     default_store: str | None = None
@@ -145,19 +145,16 @@ def load_config(path: Path | None = None) -> Config:
         raw = path.read_bytes()
     except FileNotFoundError:
         return Config()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file",
+                          "remove or rename the directory, or set ORKES_PROVISION_CONFIG to the file") from None
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror or err}", "check its permissions") from None
+    data = parse_toml(raw, str(path))
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
         config = Config.model_validate(data)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}", _BROKEN_CONFIG_HINT) from None
-    except RecursionError:  # tomllib recurses per nesting level
-        raise ConfigError(f"{path} is not valid TOML: it is nested too deeply", _BROKEN_CONFIG_HINT) from None
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}", _BROKEN_CONFIG_HINT) from None
+        raise validation_error(str(path), err, Config, _BROKEN_CONFIG_HINT) from None
     for name, profile in config.profiles.items():
         profile.name = name
     return config

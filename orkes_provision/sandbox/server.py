@@ -18,7 +18,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.sandbox.config import SERVER_INFO, SandboxConfig
@@ -44,8 +44,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: SandboxConfig, on_ready: Callable[[str], None] | None = None) -> None:
-    """Run until SIGINT or SIGTERM. Raises ConfigError when the sandbox extra is missing."""
+def serve(config: SandboxConfig, on_ready: Callable[[str], None] | None = None) -> int | None:
+    """Run until SIGINT or SIGTERM; return the signal that stopped it.
+
+    Raises ConfigError when the sandbox extra is missing.
+    """
     try:
         import uvicorn
 
@@ -74,6 +77,7 @@ def serve(config: SandboxConfig, on_ready: Callable[[str], None] | None = None) 
                 watcher.cancel()
 
         asyncio.run(main())
+        return cast(int | None, server.stop_signal)
     finally:
         with contextlib.suppress(FileNotFoundError):
             info_path.unlink()
@@ -107,6 +111,8 @@ def _make_server(uv_config: Any) -> Any:
     class Server(uvicorn.Server):
         """uvicorn's server with our own signal handling: stop cleanly, never re-raise the signal."""
 
+        stop_signal: int | None = None
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             if threading.current_thread() is not threading.main_thread():
@@ -117,6 +123,7 @@ def _make_server(uv_config: Any) -> Any:
                 if self.should_exit and signum == signal.SIGINT:
                     self.force_exit = True
                 self.should_exit = True
+                self.stop_signal = self.stop_signal or signum
 
             previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:

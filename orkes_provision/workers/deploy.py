@@ -57,7 +57,7 @@ class WorkerManifests:
         return [m for m in self.manifests if not m.holds_secret]
 
     def to_dict(self) -> dict[str, object]:
-        return {"worker": self.worker, "application": self.app, "namespace": self.namespace,
+        return {"worker": self.worker, "app": self.app, "namespace": self.namespace,
                 "deployment": self.deployment.name, "credentials": self.credentials, "keyId": self.key_id,
                 "keyIdChecksum": manifests.key_id_checksum(self.key_id), "store": self.store,
                 "secretInCluster": self.secret_in_cluster, "objects": [m.ref for m in self.manifests]}
@@ -114,7 +114,7 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
         credentials=credentials, key_id=key.key_id, replicas=worker.replicas if replicas is None else replicas,
         env=dict(worker.env), cpu=cpu, memory=memory).render()
     return WorkerManifests(worker=worker.name, app=app, namespace=namespace, deployment=deployment,
-                           credentials=credentials, key_id=key.key_id, store=store.describe(),
+                           credentials=credentials, key_id=key.key_id, store=store.spec,
                            secret_in_cluster=isinstance(store, K8sSecretStore), extra=extra, redact=redact)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from pydantic import SecretStr
 
-from orkes_provision.errors import ProvisionError, VerificationFailed
+from orkes_provision.errors import ConfigError, ProvisionError, StoreError, VerificationFailed
 from orkes_provision.orkes.urls import normalize_server_url
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def worker_environment(base_env: Mapping[str, str], key: WorkerKey, runtime: str
     key_id = key.key_id.strip()
     secret = key.secret.get_secret_value().strip()
     if not key_id or not secret:
-        raise ProvisionError("the stored key is empty", "store a new one: 'provision app APP --new-key'")
+        raise StoreError("the stored key is empty", "store a new one: 'provision app APP --new-key'")
     env[SERVER_URL] = api_url(key.server)
     env[AUTH_KEY] = key_id
     env[AUTH_SECRET] = secret
@@ -158,7 +158,7 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None =
         try:
             os.chdir(cwd)
         except OSError as err:
-            raise ProvisionError(f"cannot enter the worker directory {cwd}: {err.strerror}",
+            raise ConfigError(f"cannot enter the worker directory {cwd}: {err.strerror}",
                                  "check 'cwd' in the project file") from None
     # Whatever this process buffered must be out before the exec discards the buffers.
     sys.stdout.flush()

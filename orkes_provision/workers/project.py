@@ -23,13 +23,13 @@ secrets: the key lives in the credential store named by ``application.store``. E
     tasks = ["greetings"]                    # tasks it polls (preflight); default: application grants
 
 Errors name the file and the key path, e.g.
-``orkes-provision.toml: workers[0].runtime: Input should be 'python', 'java', ...``.
+``orkes-provision.toml: workers[0].runtime: 'pyhton' is not one of python, java, ...; did you mean 'python'?``
+(see ``orkes_provision.tomlfiles``).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from orkes_provision.access.spec import Name
 from orkes_provision.errors import ConfigError
+from orkes_provision.tomlfiles import read_toml, validation_error
 
 PROJECT_FILE = "orkes-provision.toml"
 
@@ -185,7 +186,7 @@ def find_project_file(start: Path | None = None) -> Path | None:
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
         candidate = directory / PROJECT_FILE
-        if candidate.is_file():
+        if candidate.exists():  # a directory of that name is reported, not skipped
             return candidate
     return None
 
@@ -201,28 +202,13 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
         path = find_project_file(start)
         if path is None:
             return None
-    shown = _display(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: no such project file",
-                          "run 'provision init DIR' to create one, or give the right path") from None
-    except OSError as err:
-        raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{shown}: not UTF-8 text", "save the file as UTF-8") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{shown}: TOML syntax: {err}", "fix the line named above (TOML: https://toml.io)") from None
-    except RecursionError:
-        # tomllib recurses per nesting level: a thousand nested arrays exhaust the stack.
-        raise ConfigError(f"{shown}: TOML syntax: the document is nested too deeply",
-                          "fix the TOML (syntax: https://toml.io)") from None
+    data = read_toml(path, "project file",
+                     missing_hint="run 'provision init DIR' to create one, or give the right path")
     try:
         project = Project.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{shown}: {_first_error(err)}", _schema_hint(err)) from None
+        raise validation_error(_display(path), err, Project,
+                               "'provision init' writes a complete example") from None
     project._path = path.resolve()
     return project
 
@@ -234,33 +220,6 @@ def require_project(path: Path | None = None) -> Project:
         raise ConfigError(f"no {PROJECT_FILE} in {_display(Path.cwd())} or any parent directory",
                           "cd into the worker project, or run 'provision init DIR' to create one")
     return project
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors(include_url=False)[0]
-    where = _loc(first.get("loc", ()))
-    message = str(first.get("msg", "invalid value"))
-    message = message.removeprefix("Value error, ")
-    more = err.error_count() - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _schema_hint(err: ValidationError) -> str:
-    first = err.errors(include_url=False)[0]
-    if first.get("type") == "extra_forbidden":
-        return "remove the key, or check its spelling against the documented schema (see 'provision init')"
-    return "fix the value; 'provision init' writes a complete example"
 
 
 def _display(path: Path) -> str:

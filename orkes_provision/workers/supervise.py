@@ -34,7 +34,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import SecretStr
 
-from orkes_provision.errors import ProvisionError
+from orkes_provision.errors import ConfigError, ProvisionError, UsageError
 from orkes_provision.workers.identity import assign_worker_id, new_worker_id, supervisor_prefix
 from orkes_provision.workers.launch import CommandNotExecutable, CommandNotFound
 from orkes_provision.workers.project import RestartPolicy
@@ -125,8 +125,9 @@ class Supervisor(Generic[K]):
     (``identity``). ``key_watch()`` re-reads the key from the store (``None``: no longer there);
     without it, rotation is not followed. ``requeue(key, worker_ids)`` hands the tasks still held
     under the ids of stopped processes back to the queue (``requeue.requeue_with_key``); without
-    it they wait for their response timeout. ``run()`` returns the exit status: 0 after a stop by
-    signal, else that of the last worker to finish (when the restart policy lets every replica finish).
+    it they wait for their response timeout. ``run()`` returns the exit status: 130 after Ctrl-C
+    (SIGINT), as a shell reports an interrupt; 0 after a stop by SIGTERM or SIGHUP (a requested stop);
+    else that of the last worker to finish (when the restart policy lets every replica finish).
     """
 
     def __init__(self, command: Sequence[str], env_factory: Callable[[K], Mapping[str, str]],
@@ -138,7 +139,7 @@ class Supervisor(Generic[K]):
         if not command:
             raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
         if replicas < 1:
-            raise ProvisionError(f"replicas must be at least 1, not {replicas}", "pass --replicas 1 or more")
+            raise UsageError(f"replicas must be at least 1, not {replicas}", "pass --replicas 1 or more")
         self.command = list(command)
         self.env_factory = env_factory
         self.restart_policy = restart_policy
@@ -288,7 +289,7 @@ class Supervisor(Generic[K]):
                                     start_new_session=True, close_fds=True)
         except FileNotFoundError as err:
             if self.cwd is not None and err.filename is not None and Path(str(err.filename)) == self.cwd:
-                raise ProvisionError(f"the worker directory {self.cwd} does not exist",
+                raise ConfigError(f"the worker directory {self.cwd} does not exist",
                                      "check 'cwd' in the project file") from None
             raise CommandNotFound(f"command not found: {program}") from None
         except PermissionError:
@@ -314,7 +315,7 @@ class Supervisor(Generic[K]):
             replica.proc = None
             replica.next_start = None
         self._emit("stopped", None, None, f"{self.name} stopped")
-        return 0
+        return 128 + signal.SIGINT if signum == signal.SIGINT else 0
 
     def _stop_groups(self, procs: Sequence[subprocess.Popen[bytes]], signum: int) -> None:
         """Signal each process group, wait up to the grace period, then kill what is left."""

@@ -269,7 +269,7 @@ class LeakSession:
 
     def sandbox_command(self, data_dir: Path) -> Run:
         """``provision sandbox`` in the foreground until it is up, then stopped with SIGTERM (as Ctrl-C would)."""
-        args = ["sandbox", "--port", "0", "--data-dir", str(data_dir), "-v"]
+        args = ["sandbox", "--port", "0", "--data-dir", str(data_dir)]
         proc = subprocess.Popen([PROVISION, *args], env=self.env("none"), cwd=self.root / "work",
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)

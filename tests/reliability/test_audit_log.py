@@ -52,11 +52,11 @@ def test_provision_app_and_key_commands_record_each_action_with_key_ids(rel_sand
     run(rel_sandbox, "app", app, "--worker", "--grant", "audit-task", "--register-tasks", "--store", store)
     created = json.loads(run(rel_sandbox, "keys", "create", app, "--store", f"env-file:{tmp_path / 'w2.env'}",
                              "--json").stdout)["keyId"]
-    run(rel_sandbox, "keys", "deactivate", app, created)
+    run(rel_sandbox, "keys", "deactivate", app, created, "--yes")
     run(rel_sandbox, "keys", "activate", app, created)
-    run(rel_sandbox, "keys", "delete", app, created)
+    run(rel_sandbox, "keys", "delete", app, created, "--yes")
     run(rel_sandbox, "grant", app, "audit-task", "--access", "READ")
-    run(rel_sandbox, "revoke", app, "audit-task", "--access", "READ")
+    run(rel_sandbox, "revoke", app, "audit-task", "--access", "READ", "--yes")
     entries = audit_entries(rel_sandbox, "--since", "1h")
     assert_well_formed(entries, rel_sandbox)
     done = actions(entries, app)

@@ -98,7 +98,7 @@ def test_a_second_rotation_exits_12_while_another_holds_the_lock(
         result = provision(["keys", "rotate", app.name, "--switch-wait", "0", "--json"], env)
 
     assert result.returncode == 12
-    assert json.loads(result.stderr.strip().splitlines()[-1])["error"] == "locked"
+    assert json.loads(result.stdout)["error"] == "locked"  # --json: the error is the outcome, on stdout
     assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
 
 
@@ -114,7 +114,7 @@ def test_bad_options_exit_2_before_anything_changes(
     result = provision(["keys", "rotate", app.name, "--switch-wait", "0", *args], env)
 
     assert result.returncode == 2
-    assert message in result.stderr
+    assert message in result.stdout + result.stderr  # on stdout under --json
     assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
 
 

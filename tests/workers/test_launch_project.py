@@ -82,15 +82,27 @@ def test_no_file_anywhere_is_none_for_load_and_an_error_for_require(tmp_path: Pa
 
 @pytest.mark.parametrize(("text", "expected"), [
     ('[[workers]]\nname = "w"\nruntime = "rust"\ncommand = ["x"]\n',
-     "orkes-provision.toml: workers[0].runtime: Input should be 'python', 'java', 'javascript', 'go' or 'csharp'"),
-    ('[[workers]]\nname = "w"\nruntime = "go"\n', "orkes-provision.toml: workers[0].command: Field required"),
-    ('[[workers]]\nname = "w"\nruntime = "go"\ncommand = []\n', "workers[0].command: List should have at least 1 item"),
+     "orkes-provision.toml: workers[0].runtime: 'rust' is not one of python, java, javascript, go, csharp"),
+    ('[[workers]]\nname = "w"\nruntime = "pyhton"\ncommand = ["x"]\n',
+     "workers[0].runtime: 'pyhton' is not one of python, java, javascript, go, csharp; did you mean 'python'?"),
+    ('[[workers]]\nname = "w"\nruntime = "go"\n',
+     "orkes-provision.toml: workers[0]: required key 'command' is missing"),
+    ('[[workers]]\nname = "w"\nruntime = "go"\ncommand = []\n', "workers[0].command: must not be empty"),
     ('[[workers]]\nname = "w"\nruntime = "go"\ncommand = ["x"]\nreplicas = 0\n',
-     "workers[0].replicas: Input should be greater than or equal to 1"),
+     "workers[0].replicas: must be at least 1 (got 0)"),
     ('[[workers]]\nname = "w"\nruntime = "go"\ncommand = ["x"]\nrestart = "sometimes"\n',
-     "workers[0].restart: Input should be 'always', 'on-failure' or 'never'"),
+     "workers[0].restart: 'sometimes' is not one of always, on-failure, never"),
     ('[application]\nname = "a"\nroles = ["WORKER"]\ngrant = ["x"]\n',
-     "orkes-provision.toml: application.grant: Extra inputs are not permitted"),
+     "orkes-provision.toml: application.grant: unknown key; did you mean 'grants'? "
+     "(allowed: name, roles, grants, store)"),
+    ('[application]\nname = "a"\nrole = "WORKER"\n', "application.role: unknown key; did you mean 'roles'?"),
+    # The real problem first: the string command, not the runtime missing after it.
+    ('[[workers]]\nname = "w"\ncommand = "python3 main.py"\n',
+     'workers[0].command: must be a list of strings, e.g. ["python3", "main.py"] (got \'python3 main.py\') '
+     "(and 1 more problem)"),
+    ('[application]\nname = "a"\ngrants = "greetings"\n',
+     'application.grants: must be a list of strings, e.g. ["greetings"] (got \'greetings\')'),
+    ('serverr = "http://127.0.0.1:8080"\n', "serverr: unknown key; did you mean 'server'?"),
     ('[[workers]]\nname = "w"\nruntime = "go"\ncommand = ["x"]\nenv = { CONDUCTOR_AUTH_SECRET = "s" }\n',
      "workers[0].env: CONDUCTOR_AUTH_SECRET is set by provision from the credential store; remove it here"),
     ('[[workers]]\nname = "w"\nruntime = "go"\ncommand = ["x"]\n[[workers]]\nname = "w"\nruntime = "go"\n'
@@ -112,8 +124,19 @@ def test_toml_syntax_errors_name_the_file_and_the_line(tmp_path: Path, monkeypat
     write(tmp_path, '[application]\nname = "a\n')
     with pytest.raises(ConfigError) as caught:
         load_project(Path(PROJECT_FILE))
-    assert caught.value.message.startswith("orkes-provision.toml: TOML syntax:")
-    assert "line 2" in caught.value.message
+    assert caught.value.message.startswith("orkes-provision.toml: line 2, column 10: TOML syntax:")
+
+
+def test_a_directory_in_place_of_the_project_file_is_named_as_such(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / PROJECT_FILE).mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as found:
+        load_project()
+    assert found.value.message == "orkes-provision.toml: is a directory, not a project file"
+    with pytest.raises(ConfigError) as given:
+        load_project(tmp_path / PROJECT_FILE)
+    assert "is a directory, not a project file" in given.value.message
 
 
 def test_an_unknown_worker_name_lists_the_known_ones(tmp_path: Path) -> None:

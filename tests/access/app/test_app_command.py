@@ -86,7 +86,7 @@ def test_missing_task_stops_before_any_write_and_names_the_fix(sandbox: SandboxP
     mark = sandbox.mark()
     result = provision(["app", "--worker", "--grant", "nope", "--store", "env-file:./w.env"],
                        env=env_of(sandbox), cwd=tmp_path)
-    assert result.returncode == 3
+    assert result.returncode == 6  # not found, as the exit-code table says
     assert "task definition not found on the server: nope" in result.stderr
     assert "--register-tasks" in result.stderr
     assert sandbox.write_requests(since=mark) == []
@@ -161,6 +161,6 @@ def test_apps_delete_refuses_the_application_of_its_own_key_and_the_sandbox_keep
                     "delete it with another ADMIN application's key")
     assert sandbox.write_requests(mark) == []
     as_json = provision(["apps", "delete", "sandbox-admin", "--yes", "--json"], env=env_of(sandbox), cwd=tmp_path)
-    assert json.loads(as_json.stderr)["exitCode"] == 7
+    assert json.loads(as_json.stdout)["exitCode"] == 7
     with admin_client(sandbox) as client:
         assert any(a.name == "sandbox-admin" for a in client.list_applications())

@@ -24,7 +24,7 @@ def _status(client: OrkesClient, app_id: str, key_id: str) -> str:
 
 def test_deactivate_twice_toggles_once_and_reports_unchanged(sandbox: SandboxProcess, tmp_path: Path) -> None:
     client, app_id, key_id = _app_with_key(sandbox)
-    first = provision(["keys", "deactivate", "keyed", key_id, "--json"], env=sandbox.admin_env, cwd=tmp_path)
+    first = provision(["keys", "deactivate", "keyed", key_id, "--json", "--yes"], env=sandbox.admin_env, cwd=tmp_path)
     assert first.returncode == 0, output(first)
     assert json.loads(first.stdout)["changed"] is True
     mark = sandbox.mark()
@@ -37,7 +37,7 @@ def test_deactivate_twice_toggles_once_and_reports_unchanged(sandbox: SandboxPro
 def test_a_lost_toggle_answer_is_not_toggled_back(sandbox: SandboxProcess, tmp_path: Path) -> None:
     client, app_id, key_id = _app_with_key(sandbox)
     sandbox.add_fault("POST", r"/accessKeys/[^/]+/status$", count=1, action="drop_after_commit")
-    result = provision(["keys", "deactivate", "keyed", key_id], env=sandbox.admin_env, cwd=tmp_path)
+    result = provision(["keys", "deactivate", "keyed", key_id, "--yes"], env=sandbox.admin_env, cwd=tmp_path)
     assert result.returncode == 0, output(result)
     assert _status(client, app_id, key_id) == "INACTIVE"
 

@@ -169,12 +169,12 @@ def test_prune_trims_declared_users_and_groups_and_never_touches_undeclared_ones
     assert auth.get_user(BOB).name == "Bob"
 
 
-def test_a_member_neither_declared_nor_on_the_server_stops_the_plan_with_exit_3(
+def test_a_member_neither_declared_nor_on_the_server_stops_the_plan_with_exit_6(
         sandbox: SandboxProcess, tmp_path: Path) -> None:
     (tmp_path / "env.toml").write_text(PEOPLE.replace('"bob@example.com"]', '"bob@example.com", "cy@example.com"]'))
     mark = sandbox.mark()
     result = run(sandbox, tmp_path, "plan", "-f", "env.toml")
-    assert result.returncode == 3, output(result)
+    assert result.returncode == 6, output(result)
     assert result.stderr.splitlines() == [
         "error: group member not found: cy@example.com (neither declared under [[users]] nor a user on the server)",
         "hint: declare them under [[users]], or fix the ids in members"]

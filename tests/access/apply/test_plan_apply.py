@@ -164,7 +164,7 @@ def test_apply_without_a_terminal_or_auto_approve_is_refused_before_any_request(
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [
         "error: stdin is not a terminal, so apply cannot ask for confirmation",
-        "hint: review the changes with 'provision plan -f FILE', then run apply with --auto-approve"]
+        "hint: review the changes with 'provision plan -f FILE', then run apply with --yes (or --auto-approve)"]
     assert sandbox.requests()[mark:] == []
 
 
@@ -194,22 +194,24 @@ def test_schema_command_prints_the_json_schema(tmp_path: Path) -> None:
 
 def test_apply_on_a_terminal_asks_shows_progress_and_a_no_changes_nothing(sandbox: SandboxProcess, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from orkes_provision.cli import cli, env_cmd
+    from orkes_provision.cli import cli, common, env_cmd
     from orkes_provision.cli.common import GlobalOptions
+    from orkes_provision.errors import Cancelled
 
     write_staging(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(env_cmd, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(common, "stdin_is_tty", lambda: True)
     monkeypatch.setattr(env_cmd, "_stderr_is_tty", lambda: True)
     mark = sandbox.mark()
-    for answer, expected in (("n\n", "Apply cancelled; nothing was changed."), ("y\n", "Apply complete")):
+    for answer, expected in (("n\n", ""), ("y\n", "Apply complete")):
         monkeypatch.setattr(GlobalOptions, "_current", None)
         result = CliRunner().invoke(cli, ["apply", "-f", "env.toml"], input=answer, env=dict(sandbox.admin_env))
         assert "+ create application greetings-worker" in result.output
         assert "Apply these 8 changes to " in result.output
         assert expected in result.output
-        if answer == "n\n":
-            assert result.exit_code == 1
+        if answer == "n\n":  # cancelled: exit 130 like every other question answered no
+            assert isinstance(result.exception, Cancelled) and result.exception.exit_code == 130
             assert sandbox.write_requests(mark) == []
     assert result.exit_code == 0, result.output
     assert "\r[8/8] " in result.output  # the progress line, rewritten in place
@@ -236,7 +238,7 @@ def test_grant_on_a_task_neither_declared_nor_on_the_server_stops_the_plan(
         sandbox: SandboxProcess, tmp_path: Path) -> None:
     (tmp_path / "env.toml").write_text(env_text("staging", [App("w", tasks=["ghost"])]))
     result = run(sandbox, tmp_path, "plan", "-f", "env.toml")
-    assert result.returncode == 3
+    assert result.returncode == 6  # not found, as the exit-code table says
     assert result.stderr.splitlines() == ["error: task definition not found on the server: ghost",
                                           "hint: declare them under [[tasks]] in env.toml, or register them first"]
 

@@ -7,7 +7,7 @@ import pytest
 from orkes_provision.access.plan import GroupUpsert, UserUpsert, plan_people
 from orkes_provision.access.spec import GrantSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import GroupState, PeopleState
-from orkes_provision.errors import ConfigError
+from orkes_provision.errors import NotFound
 from orkes_provision.orkes.models import Group, Role, User
 
 ADA, BOB = "ada@example.com", "bob@example.com"
@@ -104,7 +104,7 @@ def test_prune_removes_from_declared_users_and_groups_what_the_file_does_not_giv
 
 def test_a_member_neither_declared_nor_on_the_server_stops_the_plan() -> None:
     people = _people([_user(BOB, "Bob")], [])
-    with pytest.raises(ConfigError) as refused:
+    with pytest.raises(NotFound) as refused:
         plan_people(people, [UserSpec(id=ADA)], [GroupSpec(id="g", members=(ADA, BOB, "nobody@example.com"))])
     assert refused.value.message == ("group member not found: nobody@example.com (neither declared under [[users]] "
                                      "nor a user on the server)")

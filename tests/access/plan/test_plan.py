@@ -7,7 +7,7 @@ import pytest
 from orkes_provision.access.plan import KeyStatus, plan_apps, plan_prune
 from orkes_provision.access.spec import AppSpec, GrantSpec, app_spec_from_flags
 from orkes_provision.access.state import AppState, ServerState
-from orkes_provision.errors import ConfigError, Conflict, UsageError
+from orkes_provision.errors import Conflict, NotFound, UsageError
 from orkes_provision.orkes.models import AccessKey, Application, Tag
 
 SERVER = "http://127.0.0.1:8080/api"
@@ -72,7 +72,7 @@ def test_only_missing_access_is_granted() -> None:
 
 
 def test_missing_task_definition_stops_the_plan_naming_the_fix() -> None:
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(NotFound) as err:  # exit 6, as the table says for a missing definition
         plan_apps(_state(tasks=set()), [_spec()], server=SERVER, key_status={}, store_names={})
     assert "greetings" in err.value.message
     assert "--register-tasks" in err.value.hint

@@ -8,6 +8,9 @@ package main
 import (
 	"fmt"
 	"log"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/conductor-sdk/conductor-go/sdk/client"
@@ -23,11 +26,21 @@ func greetings(task *model.Task) (interface{}, error) {
 }
 
 func main() {
+	// Ctrl-C (SIGINT) and SIGTERM (from 'provision' or Kubernetes) end the wait below.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	apiClient := client.NewAPIClientFromEnv()
 	taskRunner := worker.NewTaskRunnerWithApiClient(apiClient)
 	if err := taskRunner.StartWorker("greetings", greetings, 1, 100*time.Millisecond); err != nil {
 		log.Fatalf("cannot start the greetings worker: %v", err)
 	}
 	log.Println("greetings worker polling")
-	taskRunner.WaitWorkers()
+	received := <-signals
+	// The SDK's pollers cannot be stopped, only paused: poll no more, let the task at hand finish.
+	taskRunner.Pause("greetings")
+	time.Sleep(time.Second)
+	log.Printf("greetings worker stopped (%v)", received)
+	if received == os.Interrupt {
+		os.Exit(130) // as a shell reports Ctrl-C
+	}
 }

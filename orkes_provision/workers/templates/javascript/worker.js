@@ -25,10 +25,10 @@ const handler = new TaskHandler({
 await handler.startWorkers();
 console.log("greetings worker polling");
 
-// SIGTERM from 'provision' (or Kubernetes): finish the task at hand, then exit.
+// Ctrl-C (SIGINT) and SIGTERM (from 'provision' or Kubernetes): finish the task at hand, then exit.
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.once(signal, async () => {
     await handler.stopWorkers();
-    process.exit(0);
+    process.exit(signal === "SIGINT" ? 130 : 0); // 130: as a shell reports Ctrl-C
   });
 }

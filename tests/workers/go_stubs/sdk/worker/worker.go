@@ -17,3 +17,5 @@ func (c *TaskRunner) StartWorker(taskName string, executeFunction model.ExecuteT
 }
 
 func (c *TaskRunner) WaitWorkers() {}
+
+func (c *TaskRunner) Pause(taskName string) {}

@@ -43,7 +43,8 @@ public class Main {
         TaskRunnerConfigurer configurer = new TaskRunnerConfigurer.Builder(taskClient, workers)
                 .withThreadCount(1)
                 .build();
-        // SIGTERM from 'provision' (or Kubernetes) runs this hook: finish the task at hand, then stop.
+        // Ctrl-C (SIGINT) and SIGTERM (from 'provision' or Kubernetes) run this hook: finish the task
+        // at hand, then stop.
         Runtime.getRuntime().addShutdownHook(new Thread(configurer::shutdown));
         configurer.init();
     }
