@@ -81,6 +81,10 @@ def cli(**_: Any) -> None:
     CONDUCTOR_AUTH_SECRET variables, else from the profile stored by 'provision login'.
     '--profile sandbox' uses the local sandbox server with no set-up.
     """
+    from orkes_provision import progress
+    from orkes_provision.cli.common import WAITS
+
+    progress.set_reporter(WAITS)
 
 
 def main(argv: list[str] | None = None) -> None:
