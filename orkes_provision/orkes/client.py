@@ -45,6 +45,7 @@ from orkes_provision.orkes.models import (
     CreatedKey,
     Credentials,
     GrantedAccess,
+    PollData,
     Subject,
     Tag,
     Target,
@@ -326,6 +327,13 @@ class OrkesClient:
         path = f"/workflow/{_seg(workflow_id)}"
         return self._dict(self._get(path, params={"includeTasks": "true" if include_tasks else "false"}),
                           f"GET {path}")
+
+    # ----------------------------------------------------------------------------- workers
+
+    def get_poll_data(self, task_type: str) -> list[PollData]:
+        """Which workers last polled ``task_type`` (in any domain), and when; ``[]`` when none did."""
+        where = "GET /tasks/queue/polldata"
+        return self._models(PollData, self._get("/tasks/queue/polldata", params={"taskType": task_type}), where)
 
     # ----------------------------------------------------------------------------- plumbing
 

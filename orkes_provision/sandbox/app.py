@@ -45,10 +45,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[object]:
-    from orkes_provision.sandbox import api_execution, api_metadata
+    from orkes_provision.sandbox import api_execution, api_metadata, api_polldata
 
     return [*api_sandbox.ROUTES, *api_access.ROUTES, *api_applications.ROUTES, *api_metadata.ROUTES,
-            *api_execution.ROUTES]
+            *api_polldata.ROUTES, *api_execution.ROUTES]
 
 
 def create_app(state: SandboxState) -> ASGIApp:

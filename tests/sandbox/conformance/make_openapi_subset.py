@@ -38,6 +38,7 @@ OPERATIONS = [
     ("post", "/api/workflow"), ("post", "/api/workflow/{name}"), ("get", "/api/workflow/{workflowId}"),
     ("get", "/api/tasks/poll/batch/{tasktype}"), ("get", "/api/tasks/poll/{tasktype}"),
     ("post", "/api/tasks"), ("post", "/api/tasks/update-v2"),
+    ("get", "/api/tasks/queue/polldata"), ("get", "/api/tasks/queue/polldata/all"),
 ]
 
 # Corrections to the published document, each for a reason stated here.
