@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("orkes_provision.cli.env_cmd:plan", "Show what applying an environment file would change."),
     "revoke": ("orkes_provision.cli.grant_cmd:revoke", "Revoke an application's access to tasks or workflows."),
     "run": ("orkes_provision.cli.run_cmd:run", "Run a worker command with credentials injected."),
-    "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run the local Orkes-compatible server."),
+    "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run, stop or check the local Orkes-compatible server."),
     "schema": ("orkes_provision.cli.env_cmd:schema", "Print the JSON Schema of the environment file."),
     "worker": ("orkes_provision.cli.run_cmd:worker", "Run workers declared in the project file."),
 }
