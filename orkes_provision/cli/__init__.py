@@ -84,7 +84,8 @@ def cli(**_: Any) -> None:
     from orkes_provision import progress
     from orkes_provision.cli.common import WAITS
 
-    progress.set_reporter(WAITS)
+    previous = progress.set_reporter(WAITS)
+    click.get_current_context().call_on_close(lambda: progress.set_reporter(previous))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -150,6 +150,18 @@ def start_detached(config: SandboxConfig, *, timeout: float = START_TIMEOUT) -> 
     finally:
         os.close(log_fd)
     waiting(f"starting the sandbox in the background on data dir {data_dir}", topic="sandbox-start")
+    try:
+        return _wait_healthy(proc, data_dir, log_path, offset, timeout)
+    except BaseException:
+        # Not healthy in time, or Ctrl-C while waiting: leave nothing running behind the error.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        raise
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], data_dir: Path, log_path: Path, offset: int,
+                  timeout: float) -> SandboxStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -161,9 +173,6 @@ def start_detached(config: SandboxConfig, *, timeout: float = START_TIMEOUT) -> 
             if status.healthy:
                 return status
         time.sleep(_POLL)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
     raise ServerUnavailable(f"the sandbox did not answer /health within {timeout:g}s; it was stopped",
                             f"see {log_path}")
 

@@ -191,3 +191,14 @@ def test_server_flag_while_orkes_provision_profile_is_set_names_the_variable(dat
     assert result.returncode == 3, output(result)
     assert result.stderr.splitlines()[0].startswith("error: ORKES_PROVISION_PROFILE=sandbox selects the local sandbox")
     assert result.stderr.splitlines()[1] == "hint: unset ORKES_PROVISION_PROFILE to use --server, or drop --server"
+
+
+def test_a_detached_sandbox_that_does_not_answer_in_time_is_not_left_running(data_dir: Path) -> None:
+    from orkes_provision.errors import ServerUnavailable
+    from orkes_provision.sandbox.config import SandboxConfig
+    from orkes_provision.sandbox.control import start_detached
+
+    with pytest.raises(ServerUnavailable, match=r"did not answer /health within 0.01s; it was stopped"):
+        start_detached(SandboxConfig(data_dir=data_dir, port=0), timeout=0.01)
+    assert not is_running(data_dir)
+    assert read_server_info(data_dir) is None
