@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): installing orkes-provision and its dependencies with pip (a minute or two, once)..." >&2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -4,15 +4,23 @@ The checks, in the order a worker meets them: the server answers, the stored key
 ACTIVE and accepted, the application holds WORKER (or UNRESTRICTED_WORKER), each task
 definition exists, and the application holds EXECUTE on it (directly, or through a TAG or
 DOMAIN grant).
+
+With ``polls`` it also reads the server's poll data (``GET /api/tasks/queue/polldata``) for each
+task and says which worker polled it last, and when: the quickest answer to "my workflow is stuck
+in SCHEDULED". That finding is information, never a failure (a worker may simply not be started
+yet), and reading it changes nothing on the server. Orkes records a poll only once it passed
+authorisation, so a worker refused with 401/403 shows as not polling.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.errors import AuthenticationError, NotFound, ProvisionError, ServerUnavailable
-from orkes_provision.orkes.models import Application, app_subject
+from orkes_provision.orkes.models import Application, PollData, app_subject
 
 if TYPE_CHECKING:
     from orkes_provision.credentials.stores import StoredKey
@@ -20,6 +28,9 @@ if TYPE_CHECKING:
 
 WORKER_ROLES = {"WORKER", "UNRESTRICTED_WORKER", "ADMIN"}
 UNRESTRICTED = {"UNRESTRICTED_WORKER", "ADMIN"}
+# An SDK worker polls every 100 ms, and backs off to at most 60 s after errors: a poll older than
+# this means no worker is polling now.
+RECENT_POLL_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -28,9 +39,10 @@ class Finding:
     ok: bool
     problem: str
     fix: str | None = None
+    info: bool = False  # information only (poll data): never a failure
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "ok": self.ok, "message": self.problem, "fix": self.fix}
+        return {"check": self.check, "ok": self.ok, "message": self.problem, "fix": self.fix, "info": self.info}
 
 
 @dataclass
@@ -38,6 +50,7 @@ class DoctorReport:
     app: str | None
     app_id: str | None = None
     findings: list[Finding] = field(default_factory=list)
+    polls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> who polled it, when
 
     @property
     def ok(self) -> bool:
@@ -51,15 +64,18 @@ class DoctorReport:
         self.findings.append(Finding(check, ok, message, None if ok else fix))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"app": self.app, "appId": self.app_id, "ok": self.ok,
-                "findings": [f.to_dict() for f in self.findings]}
+        out: dict[str, Any] = {"app": self.app, "appId": self.app_id, "ok": self.ok,
+                               "findings": [f.to_dict() for f in self.findings]}
+        if self.polls:
+            out["polls"] = self.polls
+        return out
 
     def render(self) -> str:
         lines = []
         for f in self.findings:
-            lines.append(f"{'ok ' if f.ok else 'FAIL'} {f.check}: {f.problem}")
+            lines.append(f"{'info' if f.info else 'ok ' if f.ok else 'FAIL'} {f.check}: {f.problem}")
             if f.fix:
-                lines.append(f"     fix: {f.fix}")
+                lines.append(f"     {'hint' if f.info else 'fix'}: {f.fix}")
         lines.append("All checks passed: a worker with this key can poll these tasks." if self.ok
                      else f"{len(self.problems)} problem(s) found.")
         return "\n".join(lines)
@@ -70,8 +86,12 @@ def _grant_cmd(app: str, tasks: list[str]) -> str:
 
 
 def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: StoredKey | None,
-             server: str) -> DoctorReport:
-    """Run every check that applies; stop early only where later checks cannot mean anything."""
+             server: str, polls: bool = False, now_ms: Callable[[], int] | None = None) -> DoctorReport:
+    """Run every check that applies; stop early only where later checks cannot mean anything.
+
+    ``polls`` adds what the server's poll data says about each existing task (``now_ms``, epoch
+    milliseconds, is the clock its times are compared with).
+    """
     report = DoctorReport(app=app)
     name = app or (key.app if key else None) or "APP"
     try:
@@ -118,7 +138,59 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
     if missing_grants:
         report.add("execute", False, f"{name} lacks EXECUTE on task {', '.join(missing_grants)}",
                    _grant_cmd(name, missing_grants))
+    if polls:
+        now = now_ms() if now_ms is not None else int(time.time() * 1000)
+        for task in tasks:
+            if task not in missing_defs:
+                _check_polls(client, report, name, task, now)
     return report
+
+
+def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str, now: int) -> None:
+    try:
+        polled = sorted(client.get_poll_data(task), key=lambda p: -p.last_poll_time)
+    except ProvisionError as err:
+        report.findings.append(Finding("poll", True, f"cannot read the poll data of task {task}: {err.message}",
+                                       err.hint, info=True))
+        return
+    report.polls[task] = [{"workerId": p.worker_id, "domain": p.domain, "lastPollTime": p.last_poll_time,
+                           "secondsAgo": _seconds_ago(p, now)} for p in polled]
+    start = (f"start a worker that polls {task}: provision run --app {app} -- CMD "
+             "(or provision worker run NAME), then run doctor again")
+    if not polled:
+        report.findings.append(Finding("poll", True, f"no worker has polled task {task} (a workflow waiting on it "
+                                       "stays SCHEDULED)", start, info=True))
+        return
+    recent = [p for p in polled if _seconds_ago(p, now) <= RECENT_POLL_SECONDS]
+    if not recent:
+        report.findings.append(Finding(
+            "poll", True, f"no worker polled task {task} in the last {RECENT_POLL_SECONDS}s "
+            f"(last: {_who(polled[0])} {_ago(_seconds_ago(polled[0], now))} ago)", start, info=True))
+        return
+    more = f" (and {len(recent) - 1} more worker(s))" if len(recent) > 1 else ""
+    report.findings.append(Finding(
+        "poll", True, f"{_who(recent[0])} polled task {task} {_ago(_seconds_ago(recent[0], now))} ago{more}",
+        info=True))
+
+
+def _seconds_ago(poll: PollData, now: int) -> int:
+    # A server clock ahead of ours would make it negative: that is "just now".
+    return max(0, (now - poll.last_poll_time) // 1000)
+
+
+def _who(poll: PollData) -> str:
+    worker = f"worker {poll.worker_id}" if poll.worker_id else "a worker with no worker id"
+    return worker + (f" (domain {poll.domain})" if poll.domain else "")
+
+
+def _ago(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 90 * 60:
+        return f"{seconds // 60}m"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
 
 
 def _find_application(client: OrkesClient, report: DoctorReport, name: str, app: str | None,

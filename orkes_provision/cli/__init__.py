@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("orkes_provision.cli.env_cmd:plan", "Show what applying an environment file would change."),
     "revoke": ("orkes_provision.cli.grant_cmd:revoke", "Revoke an application's access to tasks or workflows."),
     "run": ("orkes_provision.cli.run_cmd:run", "Run a worker command with credentials injected."),
-    "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run the local Orkes-compatible server."),
+    "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run, stop or check the local Orkes-compatible server."),
     "schema": ("orkes_provision.cli.env_cmd:schema", "Print the JSON Schema of the environment file."),
     "worker": ("orkes_provision.cli.run_cmd:worker", "Run workers declared in the project file."),
 }
@@ -82,6 +82,11 @@ def cli(**_: Any) -> None:
     CONDUCTOR_AUTH_SECRET variables, else from the profile stored by 'provision login'.
     '--profile sandbox' uses the local sandbox server with no set-up.
     """
+    from orkes_provision import progress
+    from orkes_provision.cli.common import WAITS
+
+    previous = progress.set_reporter(WAITS)
+    click.get_current_context().call_on_close(lambda: progress.set_reporter(previous))
 
 
 def main(argv: list[str] | None = None) -> None:

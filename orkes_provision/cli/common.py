@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import click
 
 from orkes_provision.errors import Cancelled, ProvisionError, UsageError
+from orkes_provision.progress import Wait
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,8 +117,54 @@ def opts() -> GlobalOptions:
     return GlobalOptions.current()
 
 
+class StderrWaits:
+    """Prints the library's wait notices (``progress.waiting``) on stderr, also under --json.
+
+    A countdown (the same wait reported again with less time left) redraws one line on a
+    terminal; elsewhere, as in a CI log, it is printed again only when its message changes or
+    every ``every`` seconds, so a long wait is a few lines rather than one per second.
+    """
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._last: Wait | None = None
+        self._printed_at = 0.0
+        self._open = False  # a redrawn line is on the terminal without its newline
+
+    def __call__(self, wait: Wait) -> None:
+        tty = sys.stderr.isatty()
+        with self._lock:
+            last, now = self._last, time.monotonic()
+            again = (wait.remaining is not None and last is not None and last.topic == wait.topic
+                     and last.message == wait.message)
+            if again and not tty and now - self._printed_at < self.every:
+                return
+            if self._open and not (again and tty):
+                click.echo("", err=True)
+            if tty and wait.remaining is not None:
+                click.echo("\r\x1b[K" + wait.render(), err=True, nl=False)
+                self._open = True
+            else:
+                click.echo(wait.render(), err=True)
+                self._open = False
+            self._last, self._printed_at = wait, now
+
+    def end_line(self) -> None:
+        """Finish a redrawn countdown line, so that what is printed next starts on its own line."""
+        with self._lock:
+            if self._open:
+                click.echo("", err=True)
+                self._open = False
+            self._last = None
+
+
+WAITS = StderrWaits()
+
+
 def emit(data: Any, text: str | Callable[[], str] | None = None) -> None:
     """Print ``data`` as JSON under --json, else the human ``text``."""
+    WAITS.end_line()
     if opts().json:
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
         opts().result_printed = True
@@ -128,12 +177,14 @@ def emit(data: Any, text: str | Callable[[], str] | None = None) -> None:
 def info(message: str) -> None:
     """A progress line for people: stderr, so that stdout stays parseable."""
     if not opts().json:
+        WAITS.end_line()
         click.echo(message, err=True)
 
 
 def report_error(err: ProvisionError, options: GlobalOptions) -> None:
     """``error:`` and ``hint:`` on stderr. Under --json the error is the outcome, so it goes to stdout,
     unless the command already printed its result there (then stderr, one JSON line)."""
+    WAITS.end_line()
     if options.json:
         click.echo(json.dumps(err.to_dict(), sort_keys=True), err=options.result_printed)
         return

@@ -20,6 +20,10 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
     Checks the server, the stored key (known, ACTIVE, accepted), the WORKER role, each task
     definition and EXECUTE on it. Exits 0 when all pass, 11 when something is wrong.
 
+    For each task it also reads the server's poll data and says which worker polled it last and
+    when, or that none did: the first thing to look at when a workflow stays SCHEDULED. That
+    line is information, not a failure. Doctor only reads: it starts no workflow and polls no task.
+
     \b
     Examples:
       provision doctor greetings-worker --task greetings
@@ -47,7 +51,7 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
                 task_list = sorted(i for (t, i) in held if t == "TASK_DEF")
             except ProvisionError:  # diagnose reports a missing or ambiguous app itself
                 task_list = []
-        report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server)
+        report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, polls=True)
     emit(report.to_dict(), report.render)
     if not report.ok:
         first = report.problems[0]

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
               help=f"Write the new key here instead of where the current key was delivered (repeatable): "
                    f"{STORE_KINDS_WRITE}.")
 @click.option("--switch-wait", default="15s", show_default=True, type=DURATION, metavar="DURATION",
-              help="Time for supervised workers to switch to the new key before the old one is deactivated "
-                   "(0: no wait).")
+              help="Longest wait for supervised workers to switch to the new key before the old one is "
+                   "deactivated; ends when every one on this machine runs it (0: no wait).")
 @click.option("--start-over", is_flag=True,
               help="Discard an interrupted rotation instead of finishing it (its new key is retired too).")
 @common_options
@@ -100,6 +100,8 @@ def render_rotation(report: RotationReport) -> str:
     ]
     for skipped in report.skipped:
         lines.append(f"Not delivered to {skipped['store']}: {skipped['reason']}")
+    if report.switch_wait > 0:
+        lines.append(f"Switch wait:  {report.switch_waited:.1f}s of {report.switch_wait:g}s")
     lines.append(f"Deactivated:  {', '.join(report.deactivated) or 'none'}")
     lines += _prune_lines(report.pruned)
     if report.other_active_keys:

@@ -306,7 +306,7 @@ def resolve_credentials(*, server: str | None, profile: str | None, insecure_htt
     env_server = normalize_server_url(settings.server_url, insecure_http=insecure_http) if settings.server_url else None
     name = settings.profile
     if name is not None:
-        return _from_profile(name, flag_server, settings, env, insecure_http, explicit=True)
+        return _from_profile(name, flag_server, settings, env, insecure_http, explicit=True, from_env=True)
     config = load_config(settings.config_file)
     wanted = flag_server or env_server
     if wanted is not None:
@@ -320,20 +320,28 @@ def resolve_credentials(*, server: str | None, profile: str | None, insecure_htt
 
 
 def _from_profile(name: str, server: str | None, settings: Settings, env: Mapping[str, str], insecure_http: bool,
-                  *, explicit: bool, config: Config | None = None) -> Credentials:
+                  *, explicit: bool, config: Config | None = None, from_env: bool = False) -> Credentials:
+    """The credentials of profile ``name``; ``from_env``: it was named by ORKES_PROVISION_PROFILE, not --profile."""
     config = config or load_config(settings.config_file)
     profile = config.profiles.get(name)
+    # A profile the user did not name on this command line: say where it came from, and how to drop it.
+    chosen = f"ORKES_PROVISION_PROFILE={name} selects profile {name!r}"
     if profile is None:
         if name == SANDBOX_PROFILE:
-            return _sandbox_credentials(server, env, insecure_http)
+            return _sandbox_credentials(server, env, insecure_http, from_env=from_env)
         if explicit:
             known = ", ".join(sorted(config.profiles)) or "none yet"
-            raise ConfigError(f"no profile {name!r} in {settings.config_file} (profiles: {known})",
-                              f"run 'provision login --profile {name}', or use --profile sandbox")
+            what = f"{chosen}, which is not in" if from_env else f"no profile {name!r} in"
+            raise ConfigError(f"{what} {settings.config_file} (profiles: {known})",
+                              f"run 'provision login --profile {name}', or use --profile sandbox"
+                              + (", or unset ORKES_PROVISION_PROFILE" if from_env else ""))
         raise ConfigError("no credentials: CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET are not set "
                           f"and {settings.config_file} has no profile {name!r}", _NO_CREDENTIALS_HINT)
     profile_server = normalize_server_url(profile.server, insecure_http=insecure_http)
     if server is not None and server != profile_server:
+        if from_env:
+            raise ConfigError(f"{chosen}, which is for {profile_server}, not {server} (--server)",
+                              "unset ORKES_PROVISION_PROFILE to use --server, or drop --server")
         raise ConfigError(f"profile {name!r} is for {profile_server}, not {server}",
                           "drop --server/CONDUCTOR_SERVER_URL, or store a profile for that server: "
                           f"provision login --profile NAME --server {server}")
@@ -360,7 +368,8 @@ def _profile_secret(name: str, server: str) -> str:
     return secret.strip()
 
 
-def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_http: bool) -> Credentials:
+def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_http: bool, *,
+                         from_env: bool = False) -> Credentials:
     from orkes_provision.credentials.stores.envfile import parse_env
 
     path = sandbox_data_dir(env) / "admin.env"
@@ -368,7 +377,8 @@ def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_ht
         values = parse_env(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no sandbox credentials: {path} does not exist",
-                          "start the sandbox first: 'provision sandbox' (it writes admin.env on first start)") from None
+                          "start the sandbox first: 'provision sandbox --detach' (it writes admin.env on first start)"
+                          ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}", "check its permissions") from None
     url, key, secret = (values.get(name, "").strip() for name in
@@ -378,6 +388,10 @@ def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_ht
                           "stop the sandbox, remove its data directory and start it again")
     sandbox_server = normalize_server_url(url, insecure_http=insecure_http)
     if server is not None and server != sandbox_server:
+        if from_env:
+            raise ConfigError(f"ORKES_PROVISION_PROFILE=sandbox selects the local sandbox at {sandbox_server}, "
+                              f"not {server} (--server)", "unset ORKES_PROVISION_PROFILE to use --server, "
+                              "or drop --server")
         raise ConfigError(f"the sandbox runs at {sandbox_server}, not {server}", "drop --server with --profile sandbox")
     log.info("credentials: sandbox admin key %s from %s", key, path)
     return Credentials(server=sandbox_server, key_id=key, secret=SecretStr(secret))

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
-from orkes_provision import __version__
+from orkes_provision import __version__, progress
 from orkes_provision.errors import (
     AuthenticationError,
     ConfigError,
@@ -46,6 +46,7 @@ from orkes_provision.orkes.models import (
     Credentials,
     GrantedAccess,
     Group,
+    PollData,
     Subject,
     Tag,
     Target,
@@ -62,6 +63,8 @@ USER_AGENT = f"orkes-provision/{__version__}"
 M = TypeVar("M", bound=BaseModel)
 _START = "orkes_provision.start"
 _MAX_MESSAGE = 300
+# Short back-offs pass unnoticed; once a call has waited this long, each retry says why.
+_TELL_AFTER_SECONDS = 1.0
 _MAYBE_APPLIED_HINT = ("the request may have been applied anyway; rerun the command, "
                        "which reads the current state before changing anything")
 
@@ -410,6 +413,12 @@ class OrkesClient:
         body = {"workflowInstanceId": workflow_id, "taskId": task_id, "status": "IN_PROGRESS",
                 "callbackAfterSeconds": 0}
         self._send("POST", "/tasks", json=body, safe=True)
+    # ----------------------------------------------------------------------------- workers
+
+    def get_poll_data(self, task_type: str) -> list[PollData]:
+        """Which workers last polled ``task_type`` (in any domain), and when; ``[]`` when none did."""
+        where = "GET /tasks/queue/polldata"
+        return self._models(PollData, self._get("/tasks/queue/polldata", params={"taskType": task_type}), where)
 
     # ----------------------------------------------------------------------------- plumbing
 
@@ -428,6 +437,7 @@ class OrkesClient:
         auth: httpx.Auth | None = self._auth if authenticated else None
         policy = self.retry_policy
         attempt = 0
+        waited = 0.0  # seconds slept between attempts of this call
         maybe_applied = False  # an earlier attempt may have reached the server and been carried out
         while True:
             try:
@@ -437,6 +447,8 @@ class OrkesClient:
                         and policy.should_retry_error(err, safe=safe):
                     delay = policy.backoff(attempt)
                     log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
+                    waited += delay
+                    self._tell_retry(self._unreachable(err, method, path, safe=True).message, waited, delay, attempt)
                     self._sleep(delay)
                     attempt += 1
                     maybe_applied = maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
@@ -454,6 +466,9 @@ class OrkesClient:
                     raise self._error_for(response, method, path, key_id=key_id)
                 delay = policy.backoff(attempt) if asked is None else asked
                 log.info("%s %s: %d; retrying in %.1fs", method, path, response.status_code, delay)
+                waited += delay
+                self._tell_retry(f"{self.server} answered {response.status_code} to {method} /api{path}",
+                                 waited, delay, attempt)
                 self._sleep(delay)
                 attempt += 1
                 maybe_applied = maybe_applied or response.status_code != 429
@@ -464,6 +479,12 @@ class OrkesClient:
             if not safe and response.status_code >= 500:
                 error.hint = _MAYBE_APPLIED_HINT
             raise error
+
+    def _tell_retry(self, what: str, waited: float, delay: float, attempt: int) -> None:
+        """Say on the progress channel why the call waits, once its waiting passes a second."""
+        if waited >= _TELL_AFTER_SECONDS:
+            progress.waiting(f"{what}; retrying in {delay:.1f}s (retry {attempt + 1} of "
+                             f"{self.retry_policy.max_retries})", topic="retry")
 
     def _unreachable(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *,
                      safe: bool) -> ProvisionError:

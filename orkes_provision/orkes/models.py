@@ -155,6 +155,15 @@ class TaskDef(ApiModel):
         return self
 
 
+class PollData(ApiModel):
+    """The last poll of a task queue by one worker (``GET /api/tasks/queue/polldata``)."""
+
+    queue_name: str
+    domain: str | None = None
+    worker_id: str | None = None
+    last_poll_time: int = 0  # epoch milliseconds, the server's clock
+
+
 class Credentials(BaseModel):
     """A server and the key that authenticates to it. ``server`` is normalised (ends with ``/api``)."""
 

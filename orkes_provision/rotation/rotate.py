@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ from orkes_provision.errors import (
 )
 from orkes_provision.locks import file_lock
 from orkes_provision.orkes.models import AccessKey, Application, app_subject
+from orkes_provision.progress import waiting
 from orkes_provision.rotation.record import (
     RotationProgress,
     clear_progress,
@@ -95,6 +97,8 @@ DEFAULT_GRACE = timedelta(minutes=15)
 # A supervisor re-reads its store every 2 s, lets the new worker settle 2 s, and gives the old
 # one up to 5 s to stop (supervise.Timing): 9 s at worst, plus a margin.
 DEFAULT_SWITCH_WAIT = 15.0
+# How often the switch wait looks at the supervisors' status files.
+SWITCH_POLL_SECONDS = 0.25
 # Fail fast: a second rotation of the same application should not queue behind the first.
 LOCK_WAIT = 1.0
 # Deliveries that cannot be written again without a person: printed once, or process-local.
@@ -149,6 +153,7 @@ class RotationReport:
     deactivated: list[str]
     pruned: PruneReport
     other_active_keys: list[str]
+    switch_waited: float = 0.0  # seconds the switch wait lasted (less than switch_wait when workers switched)
 
     @property
     def result(self) -> str:
@@ -158,7 +163,8 @@ class RotationReport:
         return {"result": self.result, "resumedFrom": self.resumed_from, "app": self.app, "appId": self.app_id,
                 "server": self.server, "oldKeyIds": self.old_key_ids, "newKeyId": self.new_key_id,
                 "delivered": self.delivered, "skipped": self.skipped, "verified": self.verified,
-                "switchWaitSeconds": self.switch_wait, "afterRotation": self.after_rotation,
+                "switchWaitSeconds": self.switch_wait, "switchWaitedSeconds": round(self.switch_waited, 2),
+                "afterRotation": self.after_rotation,
                 "deactivated": self.deactivated, "deleted": self.pruned.deleted,
                 "pendingDeletion": [p.to_dict() for p in self.pruned.pending],
                 "graceSeconds": int(self.pruned.grace.total_seconds()), "otherActiveKeys": self.other_active_keys}
@@ -242,6 +248,7 @@ class _Rotation:
         self.skipped: list[dict[str, str]] = []
         self.key: StoredKey | None = None
         self.after_rotation: list[str] = []
+        self.switch_waited = 0.0
 
     # ----- driver ------------------------------------------------------------------------------
 
@@ -292,7 +299,8 @@ class _Rotation:
             delivered=[{"store": s, "description": self.stores[s].describe(self.server, self.app.name)}
                        for s in progress.stores],
             skipped=self.skipped, verified=True, switch_wait=switch_wait, after_rotation=self.after_rotation,
-            deactivated=list(progress.deactivated), pruned=pruned, other_active_keys=others)
+            deactivated=list(progress.deactivated), pruned=pruned, other_active_keys=others,
+            switch_waited=self.switch_waited)
 
     def _save(self, progress: RotationProgress, step: str) -> None:
         progress.step = step
@@ -518,8 +526,7 @@ class _Rotation:
         if replaced:
             self._requeue(replaced)
         if switch_wait > 0:
-            self.on_step(f"waiting {switch_wait:g}s for supervised workers to switch to key {key.key_id}")
-            self.sleep(switch_wait)
+            self.switch_waited = self._wait_for_switch(progress, key.key_id, switch_wait)
         self._check_supervisors(progress)
         self._save(progress, "switched")
 
@@ -533,6 +540,40 @@ class _Rotation:
             return
         if report.requeued:
             self.on_step(f"handed {len(report.requeued)} task(s) held by replaced workers back to the queue")
+
+    def _wait_for_switch(self, progress: RotationProgress, new_key_id: str, switch_wait: float) -> float:
+        """Wait up to ``switch_wait`` seconds; stop early once every local supervisor runs only the new key.
+
+        With no supervisor of the application on this machine the whole wait is spent: workers
+        supervised elsewhere cannot be seen from here. Says on the progress channel what it waits
+        for, with a countdown. Returns the seconds it waited.
+        """
+        self.on_step(f"waiting up to {switch_wait:g}s for supervised workers to switch to key {new_key_id}")
+        started, slept, told = time.monotonic(), 0.0, ""
+        while True:
+            supervisors = supervised_workers(self.server, self.app.name)
+            switched = sum(1 for s in supervisors if s.keys_in_use == {new_key_id})
+            # Both clocks bound the loop: the real one, and the sleeps asked for (tests pass a sleep that returns).
+            elapsed = max(slept, time.monotonic() - started)
+            if supervisors and switched == len(supervisors):
+                self.on_step(f"every supervised worker of {self.app.name} runs key {new_key_id} "
+                             f"(after {time.monotonic() - started:.1f}s)")
+                return time.monotonic() - started
+            remaining = switch_wait - elapsed
+            if remaining <= 0:
+                return time.monotonic() - started
+            if supervisors:
+                message = (f"waiting for the supervised workers of {self.app.name} to switch to key {new_key_id}: "
+                           f"{switched} of {len(supervisors)} switched")
+            else:
+                message = (f"waiting for workers of {self.app.name} to switch to key {new_key_id} "
+                           "(none is supervised on this machine; --switch-wait 0 skips the wait)")
+            if f"{message}|{math.ceil(remaining)}" != told:  # once a second, and when the count changes
+                told = f"{message}|{math.ceil(remaining)}"
+                waiting(message, topic="switch-wait", remaining=math.ceil(remaining))
+            step = min(SWITCH_POLL_SECONDS, remaining)
+            self.sleep(step)
+            slept += step
 
     def _check_supervisors(self, progress: RotationProgress) -> None:
         """Refuse to go on while a local supervised worker still runs an old key (its switch failed)."""

@@ -11,7 +11,8 @@ Layout, one concern per module:
 - ``hashing`` and ``tokens``: key secrets (salted scrypt hashes) and HS256 JWTs;
 - ``middleware``: latency, fault plan, authentication and ``requests.log`` around every request;
 - ``access``: roles and the permission rules (written down in its docstring);
-- ``api_*``: the HTTP endpoints; ``engine`` and ``expressions``: the workflow engine.
+- ``api_*``: the HTTP endpoints; ``engine`` and ``expressions``: the workflow engine;
+- ``polldata``: who polled which task queue, and when (``api_polldata`` serves it).
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ async def _poll(request: Request, task_type: str, count: int) -> list[dict[str, 
     domain = request.query_params.get("domain") or None
     _check_execute(st, principal, task_type, domain)
     worker_id = request.query_params.get("workerid")
+    st.poll_data.record(task_type, domain, worker_id, now_ms())
     wait_ms = min(max(query_int(request, "timeout", 100), 0), MAX_LONG_POLL_MS)
     deadline = now_ms() + wait_ms
     for _ in range(MAX_LONG_POLL_MS // 50 + 1):

@@ -48,11 +48,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[object]:
-    from orkes_provision.sandbox import api_execution, api_metadata, api_people, api_search
+    from orkes_provision.sandbox import api_execution, api_metadata, api_people, api_polldata, api_search
 
     # Search before execution: /api/tasks/{taskId} would otherwise take /api/tasks/search.
     return [*api_sandbox.ROUTES, *api_access.ROUTES, *api_applications.ROUTES, *api_metadata.ROUTES,
-            *api_search.ROUTES, *api_execution.ROUTES, *api_people.ROUTES]
+            *api_search.ROUTES, *api_polldata.ROUTES, *api_execution.ROUTES, *api_people.ROUTES]
 
 
 def create_app(state: SandboxState) -> ASGIApp:

@@ -14,7 +14,8 @@ ADMIN_ENV = "admin.env"
 REQUESTS_LOG = "requests.log"
 DATABASE = "sandbox.db"
 SERVER_INFO = "server.json"  # written when ready, removed on clean shutdown; tells harnesses the port
-SERVER_LOG = "server.log"  # stdout and stderr of a harness-started server
+SERVER_LOG = "server.log"  # stdout and stderr of a server started by the harness or 'sandbox --detach'
+LOCK_FILE = "sandbox.lock"  # held by the running server: one sandbox per data dir (see control)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Run the sandbox: bind the socket, bootstrap the admin application, serve with uvicorn.
+"""Run the sandbox: hold the data dir, bind the socket, bootstrap the admin application, serve with uvicorn.
 
-The socket is bound here, before uvicorn starts, so that ``--port 0`` works and ``admin.env``
-carries the real port. When the server accepts requests it writes ``server.json`` (pid, port,
-URL) to the data dir and calls ``on_ready``; SIGINT and SIGTERM stop it cleanly (in-flight
-requests get two seconds), after which ``server.json`` is removed.
+The data dir is held first (``control.hold_data_dir``): a second sandbox on it is refused before
+it changes anything. The socket is bound here, before uvicorn starts, so that ``--port 0`` works
+and ``admin.env`` carries the real port. When the server accepts requests it writes
+``server.json`` (pid, port, URL) to the data dir and calls ``on_ready``; SIGINT and SIGTERM stop
+it cleanly (in-flight requests get two seconds), after which ``server.json`` is removed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, cast
 
 from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.sandbox.config import SERVER_INFO, SandboxConfig
+from orkes_provision.sandbox.control import hold_data_dir
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -47,7 +49,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve(config: SandboxConfig, on_ready: Callable[[str], None] | None = None) -> int | None:
     """Run until SIGINT or SIGTERM; return the signal that stopped it.
 
-    Raises ConfigError when the sandbox extra is missing.
+    Raises ConfigError when the sandbox extra is missing, LockHeld when another sandbox runs on
+    the data dir.
     """
     try:
         import uvicorn
@@ -59,30 +62,31 @@ def serve(config: SandboxConfig, on_ready: Callable[[str], None] | None = None) 
         raise ConfigError(f"the sandbox needs the 'sandbox' extra ({err.name} is missing)",
                           hint="pip install 'orkes-provision[sandbox]'") from err
 
-    sock = bind_socket(config.host, config.port)
-    port = int(sock.getsockname()[1])
-    state = SandboxState.open(config)
-    info_path = config.data_dir / SERVER_INFO
-    try:
-        ensure_admin(state, config.api_url(port))
-        uv_config = uvicorn.Config(create_app(state), log_level="warning", access_log=False, lifespan="off",
-                                   proxy_headers=False, timeout_graceful_shutdown=2, server_header=False)
-        server = _make_server(uv_config)
+    with hold_data_dir(config.data_dir):
+        sock = bind_socket(config.host, config.port)
+        port = int(sock.getsockname()[1])
+        state = SandboxState.open(config)
+        info_path = config.data_dir / SERVER_INFO
+        try:
+            ensure_admin(state, config.api_url(port))
+            uv_config = uvicorn.Config(create_app(state), log_level="warning", access_log=False, lifespan="off",
+                                       proxy_headers=False, timeout_graceful_shutdown=2, server_header=False)
+            server = _make_server(uv_config)
 
-        async def main() -> None:
-            watcher = asyncio.create_task(_announce(server, config, port, on_ready))
-            try:
-                await server.serve(sockets=[sock])
-            finally:
-                watcher.cancel()
+            async def main() -> None:
+                watcher = asyncio.create_task(_announce(server, config, port, on_ready))
+                try:
+                    await server.serve(sockets=[sock])
+                finally:
+                    watcher.cancel()
 
-        asyncio.run(main())
-        return cast(int | None, server.stop_signal)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            info_path.unlink()
-        state.close()
-        sock.close()
+            asyncio.run(main())
+            return cast(int | None, server.stop_signal)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                info_path.unlink()
+            state.close()
+            sock.close()
 
 
 async def _announce(server: Any, config: SandboxConfig, port: int, on_ready: Callable[[str], None] | None) -> None:

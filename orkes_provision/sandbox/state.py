@@ -1,4 +1,4 @@
-"""Everything a running sandbox holds: its options, database, token issuer, fault plan and log."""
+"""Everything a running sandbox holds: its options, database, token issuer, fault plan, poll data and log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from orkes_provision.sandbox.config import DATABASE, REQUESTS_LOG, SandboxConfig
 from orkes_provision.sandbox.db import Database
 from orkes_provision.sandbox.faults import FaultPlan
+from orkes_provision.sandbox.polldata import PollDataBook
 from orkes_provision.sandbox.requestlog import RequestLog
 from orkes_provision.sandbox.tokens import TokenIssuer
 
@@ -18,6 +19,7 @@ class SandboxState:
     tokens: TokenIssuer
     request_log: RequestLog
     faults: FaultPlan = field(default_factory=FaultPlan)
+    poll_data: PollDataBook = field(default_factory=PollDataBook)
 
     @classmethod
     def open(cls, config: SandboxConfig) -> SandboxState:

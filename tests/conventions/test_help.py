@@ -19,6 +19,8 @@ ALL_GLOBALS = SERVER_OPTIONS | {"--json", "-v"}
 # --json only where there is a result (schema always prints JSON, completion a script).
 GLOBALS: dict[str, set[str]] = {
     "sandbox": {"--json"},
+    "sandbox status": {"--json"},
+    "sandbox stop": {"--json"},
     "init": {"--json"},
     "audit": {"--json"},
     "worker list": {"--json"},

@@ -145,7 +145,8 @@ def test_a_command_that_shows_server_options_uses_them(step: Step, json_runs: tu
     assert jsondoc.check("Errors", document) is None or jsondoc.check(step.section, document) is None, str(result)
 
 
-@pytest.mark.parametrize("node", [n for n in walk() if n.is_group], ids=lambda n: n.path or "provision")
+@pytest.mark.parametrize("node", [n for n in walk() if n.is_group and not n.runs_alone],
+                         ids=lambda n: n.path or "provision")
 def test_a_group_without_a_command_shows_its_help_or_a_json_usage_error(node: Node, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     human = run_cli(node.argv, env=env, cwd=tmp_path)

@@ -22,6 +22,11 @@ class Node:
         return isinstance(self.command, click.Group)
 
     @property
+    def runs_alone(self) -> bool:
+        """A command, or a group that also runs without a subcommand (``provision sandbox``)."""
+        return not self.is_group or bool(getattr(self.command, "invoke_without_command", False))
+
+    @property
     def argv(self) -> list[str]:
         return self.path.split()
 
@@ -60,5 +65,5 @@ def commands() -> list[Node]:
 
 
 def leaves() -> list[Node]:
-    """Every command that runs something (not a group)."""
-    return [n for n in walk() if n.path and not n.is_group]
+    """Every command that runs something: not a group, or a group that also runs alone."""
+    return [n for n in walk() if n.path and n.runs_alone]

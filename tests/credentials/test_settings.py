@@ -288,3 +288,41 @@ def test_settings_from_a_mapping_ignore_the_process_environment(monkeypatch: pyt
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"ORKES_PROVISION_TIMEOUT": "soon"})
     assert "ORKES_PROVISION_TIMEOUT" in caught.value.message
+
+
+def test_a_server_flag_against_the_profile_of_orkes_provision_profile_names_the_variable(
+        home: dict[str, str], memory_keyring: MemoryKeyring) -> None:
+    _profile(home, "prod")
+    with pytest.raises(ConfigError) as caught:
+        resolve_credentials(server="https://stage.example.com", profile=None,
+                            env={**home, "ORKES_PROVISION_PROFILE": "prod"})
+    assert caught.value.message == ("ORKES_PROVISION_PROFILE=prod selects profile 'prod', which is for "
+                                    f"{PROD}, not https://stage.example.com/api (--server)")
+    assert caught.value.hint == "unset ORKES_PROVISION_PROFILE to use --server, or drop --server"
+
+
+def test_a_server_flag_with_orkes_provision_profile_sandbox_names_the_variable(home: dict[str, str]) -> None:
+    data = Path(home["XDG_DATA_HOME"]) / "orkes-provision" / "sandbox"
+    data.mkdir(parents=True)
+    (data / "admin.env").write_text("CONDUCTOR_SERVER_URL=http://127.0.0.1:8080/api\n"
+                                    "CONDUCTOR_AUTH_KEY=sandbox-key\nCONDUCTOR_AUTH_SECRET=sandbox-secret\n")
+    with pytest.raises(ConfigError) as caught:
+        resolve_credentials(server="https://prod.example.com", profile=None,
+                            env={**home, "ORKES_PROVISION_PROFILE": "sandbox"})
+    assert caught.value.message == ("ORKES_PROVISION_PROFILE=sandbox selects the local sandbox at "
+                                    f"http://127.0.0.1:8080/api, not {PROD} (--server)")
+    assert "unset ORKES_PROVISION_PROFILE" in caught.value.hint
+    # Named with --profile, the message is about the flag, as before.
+    with pytest.raises(ConfigError) as flagged:
+        resolve_credentials(server="https://prod.example.com", profile="sandbox", env=home)
+    assert "ORKES_PROVISION_PROFILE" not in flagged.value.message + flagged.value.hint
+
+
+def test_an_unknown_profile_from_orkes_provision_profile_names_the_variable(
+        home: dict[str, str], memory_keyring: MemoryKeyring) -> None:
+    _profile(home, "prod")
+    with pytest.raises(ConfigError) as caught:
+        resolve_credentials(server=None, profile=None, env={**home, "ORKES_PROVISION_PROFILE": "prdo"})
+    assert caught.value.message.startswith("ORKES_PROVISION_PROFILE=prdo selects profile 'prdo', which is not in ")
+    assert caught.value.message.endswith("(profiles: prod)")
+    assert caught.value.hint.endswith("or unset ORKES_PROVISION_PROFILE")

@@ -112,7 +112,11 @@ def test_an_unreachable_server_exits_8(config_home: Path, memory_keyring: Memory
     monkeypatch.setenv("ORKES_PROVISION_TIMEOUT", "2")
     result = run("login", "--server", "http://127.0.0.1:9", "--key-id", "k", stdin="s\n")
     assert result.code == 8
-    assert result.err.startswith("error: cannot reach http://127.0.0.1:9/api: connection refused")
+    # The retries said what they waited for (once the wait passed a second); then the one error.
+    *retries, error, hint = result.err.splitlines()
+    assert error.startswith("error: cannot reach http://127.0.0.1:9/api: connection refused")
+    assert hint.startswith("hint: ")
+    assert all("; retrying in " in line for line in retries)
     assert list_profiles() == []
 
 

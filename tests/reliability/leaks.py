@@ -125,6 +125,8 @@ def leaf_commands() -> set[str]:
         command = root_command.get_command(ctx, name)
         if isinstance(command, click.Group):
             leaves |= {f"{name} {sub}" for sub in command.list_commands(click.Context(command))}
+            if command.invoke_without_command:  # 'provision sandbox' runs something itself too
+                leaves.add(name)
         else:
             leaves.add(name)
     return leaves
@@ -139,6 +141,7 @@ class LeakSession:
         self.runs: list[Run] = []
         self.allowed_files: set[Path] = set()
         self.scan_dirs: list[Path] = [root, sandbox.data_dir]
+        self.detached: list[Path] = []  # data dirs of sandboxes started with --detach: stopped at the end
         self.keyring = MemoryKeyring()
         self.kubectl_bin = root / "bin"
         self._errors: list[str] = []
@@ -162,6 +165,10 @@ class LeakSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from orkes_provision.sandbox.control import stop_sandbox
+
+        for data_dir in self.detached:
+            stop_sandbox(data_dir)
         self._patches.close()
 
     def _wrap_client(self) -> None:

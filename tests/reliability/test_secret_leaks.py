@@ -128,10 +128,27 @@ def allow_rendered_secret(ctx: Context, run: Run) -> None:
             ctx.session.allow(path)
 
 
+def track_detached_sandbox(ctx: Context, run: Run) -> None:
+    """A sandbox started with --detach: its admin secret is looked for, in its data dir too (server.log)."""
+    from orkes_provision.credentials.stores.envfile import parse_env
+
+    data_dir = ctx.root / "bg-sandbox"
+    ctx.session.detached.append(data_dir)
+    ctx.session.secrets.add(parse_env((data_dir / "admin.env").read_text())["CONDUCTOR_AUTH_SECRET"])
+    ctx.session.allow(data_dir / "admin.env")
+    ctx.session.scan_dirs.append(data_dir)
+
+
 W = "env-file:{root}/w.env"
+BG = "{root}/bg-sandbox"
 PROJECT = "{root}/proj/orkes-provision.toml"
 PLAN: tuple[Step, ...] = (
     Step("sandbox", ("sandbox",), mode="sandbox"),
+    Step("sandbox", ("sandbox", "--detach", "--port", "0", "--data-dir", BG, "--json"), variant="none",
+         after=track_detached_sandbox),
+    Step("sandbox status", ("sandbox", "status", "--data-dir", BG, "--json"), variant="none"),
+    Step("sandbox stop", ("sandbox", "stop", "--data-dir", BG), variant="none"),
+    Step("sandbox status", ("sandbox", "status", "--data-dir", BG), variant="none", expect=8),
     Step("login", ("login", "--profile", "leak", "--server", "{server}", "--key-id", "{admin_key}", "-v"),
          variant="none", stdin="{admin_secret}\n"),
     Step("login", ("login", "--profile", "refused", "--server", "{server}", "--key-id", "{admin_key}", "--json"),

@@ -101,3 +101,25 @@ def test_a_supervised_worker_that_cannot_switch_keeps_the_old_key_active(
     rerun = provision(["keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "0", "--json"], env)
     assert rerun.returncode == 0, rerun.stderr
     assert key_statuses(admin, app.id) == {json_out(rerun)["newKeyId"]: "ACTIVE"}
+
+
+def test_the_switch_wait_ends_once_the_supervised_worker_runs_the_new_key_with_a_countdown_on_stderr(
+        admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path,
+        env: dict[str, str]) -> None:
+    store = EnvFileStore(tmp_path / "worker.env")
+    app = worker_app([store])
+    with supervised(app, store, env, tmp_path / "supervisor.log"):
+        wait_for_supervisor(server, app, app.key.key_id)
+
+        result = provision(["keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "60", "--json"], env)
+
+        assert result.returncode == 0, result.stderr
+        report = json_out(result)
+        print(f"switch wait ended after {report['switchWaitedSeconds']}s of 60s")
+        # The supervisor re-reads its store every 2 s and lets the new worker settle 2 s: about 4-5 s.
+        assert report["switchWaitedSeconds"] < 12
+        assert [s.keys_in_use for s in supervised_workers(server, app.name)] == [{report["newKeyId"]}]
+    assert key_statuses(admin, app.id) == {report["newKeyId"]: "ACTIVE"}
+    countdown = [line for line in result.stderr.splitlines() if "s left)" in line]
+    assert countdown[0] == (f"waiting for the supervised workers of {app.name} to switch to key "
+                            f"{report['newKeyId']}: 0 of 1 switched (60s left)")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from orkes_provision import __version__
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
@@ -54,7 +56,8 @@ def capturing_context(admin: Credentials, sink: list[Exchange]) -> WireContext:
         return cls(credentials, timeout=30.0, transport=CaptureTransport(sink=sink),
                            retry_policy=fast_policy(), sleep=lambda seconds: None)
 
-    return WireContext(admin=admin, make_client=make_client)
+    return WireContext(admin=admin, make_client=make_client,
+                       make_http=lambda: httpx.Client(timeout=30.0, transport=CaptureTransport(sink=sink)))
 
 
 def record(admin: Credentials, directory: Path, *, against: str,
@@ -81,12 +84,27 @@ def record(admin: Credentials, directory: Path, *, against: str,
             covered[scenario.name] = {
                 "portable": scenario.portable, "interactions": len(sink),
                 "operations": sorted({operation_of(e.method, e.path) for e in sink})}
-    result.index = {"recordedAgainst": against, "client": f"orkes-provision {__version__}", "scenarios": covered}
+    # Recording some scenarios (--only) keeps what the index says of the others recorded against the same server.
+    kept = {name: entry for name, entry in _previous_index(directory, against).items()
+            if name not in {s.name for s in chosen} and name in {s.name for s in SCENARIOS}}
+    result.index = {"recordedAgainst": against, "client": f"orkes-provision {__version__}",
+                    "scenarios": dict(sorted({**kept, **covered}.items()))}
     (directory / "index.json").write_text(json.dumps(result.index, indent=2, sort_keys=True) + "\n")
     known = secrets_seen(result.exchanges) | {admin.secret.get_secret_value()}
     result.secrets_checked = len(known)
     result.leaks = find_leaks([*result.files, directory / "index.json"], known)
     return result
+
+
+def _previous_index(directory: Path, against: str) -> dict[str, Any]:
+    try:
+        previous = json.loads((directory / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict) or previous.get("recordedAgainst") != against:
+        return {}
+    scenarios = previous.get("scenarios")
+    return scenarios if isinstance(scenarios, dict) else {}
 
 
 def find_leaks(files: list[Path], secrets: set[str]) -> list[str]:

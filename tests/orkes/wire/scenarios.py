@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import httpx
 from pydantic import SecretStr
 
 from orkes_provision.errors import AuthenticationError, NotFound, PermissionDenied, ServerUnavailable
@@ -75,12 +76,17 @@ ENDPOINTS: dict[str, str] = {
     "search_tasks": "GET /api/tasks/search",
     "get_task": "GET /api/tasks/{taskId}",
     "return_task_to_queue": "POST /api/tasks",
+    "get_poll_data": "GET /api/tasks/queue/polldata",
 }
 # Public OrkesClient attributes that are not calls to the server.
 NOT_ENDPOINTS = frozenset({"close", "request_count", "key_id", "server", "credentials", "timeout", "retry_policy"})
 # Operations a scenario calls that the Orkes OpenAPI document does not describe: the sandbox's own
 # test hooks (``SandboxClient``). Everything else the client sends must be in the document.
 OUTSIDE_THE_SPEC = frozenset({"POST /api/sandbox/faults", "DELETE /api/sandbox/faults"})
+# Operations a scenario sends itself, as a worker would, to give the server something to report
+# (``WireContext.http``). They are in the document and checked like the client's requests, but no
+# OrkesClient method sends them: nothing in this tool takes a task.
+WORKER_CALLS = frozenset({"GET /api/tasks/poll/batch/{tasktype}"})
 
 
 @dataclass
@@ -89,6 +95,11 @@ class WireContext:
 
     admin: Credentials
     make_client: Callable[[Credentials, type[OrkesClient]], OrkesClient]
+    make_http: Callable[[], httpx.Client] = httpx.Client
+
+    def http(self) -> httpx.Client:
+        """A plain HTTP client on the same wire as the scenario's clients, for ``WORKER_CALLS``."""
+        return self.make_http()
 
     def client(self, credentials: Credentials | None = None) -> OrkesClient:
         return self.make_client(credentials or self.admin, OrkesClient)
@@ -311,6 +322,21 @@ def task_requeue(ctx: WireContext) -> None:
         assert client.get_task(task_id)["status"] == "SCHEDULED"
 
 
+def poll_data(ctx: WireContext) -> None:
+    """Poll data: none for a task nobody polled; after one poll (sent as an SDK worker sends it), that worker."""
+    task = f"{PREFIX}-polled"
+    with ctx.client() as client, _task_def(client, task), ctx.http() as http:
+        assert client.get_poll_data(task) == []
+        token = client.exchange_token(ctx.admin.key_id, ctx.admin.secret)
+        polled = http.get(f"{client.server}/tasks/poll/batch/{task}",
+                          params={"workerid": f"{PREFIX}-worker", "count": 1, "timeout": 100},
+                          headers={"X-Authorization": token.get_secret_value()})
+        assert polled.status_code == 200, polled.status_code
+        [poll] = client.get_poll_data(task)
+        assert (poll.queue_name, poll.worker_id, poll.domain) == (task, f"{PREFIX}-worker", None)
+        assert poll.last_poll_time > 0
+
+
 def permission_denied(ctx: WireContext) -> None:
     """A key without roles: its token works, admin calls are 403 (sandbox: the Orkes answer is unconfirmed)."""
     with ctx.client() as admin, _application(admin, f"{PREFIX}-no-roles") as app_id:
@@ -358,6 +384,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("task_defs", task_defs, portable=True),
     Scenario("workflows", workflows, portable=True),
     Scenario("task_requeue", task_requeue, portable=True),
+    Scenario("poll_data", poll_data, portable=True),
     Scenario("permission_denied", permission_denied, portable=False),
     Scenario("sandbox_faults", sandbox_faults, portable=False),
 )

@@ -45,6 +45,7 @@ OPERATIONS = [
     ("delete", "/api/groups/{groupId}/users"), ("post", "/api/groups/{groupId}/users/{userId}"),
     ("delete", "/api/groups/{groupId}/users/{userId}"), ("get", "/api/groups/{groupId}/permissions"),
     ("get", "/api/users/{userId}/checkPermissions"),
+    ("get", "/api/tasks/queue/polldata"), ("get", "/api/tasks/queue/polldata/all"),
 ]
 
 # Bodies the sandbox binds into typed objects before the endpoint runs, as Orkes (Spring + Jackson) does:

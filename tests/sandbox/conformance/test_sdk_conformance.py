@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,29 @@ def test_a_wrong_secret_fails_cleanly_with_few_token_attempts(sandbox: SandboxPr
     attempts = [r for r in sandbox.requests()[mark:] if r["path"] == "/api/token"]
     assert 1 <= len(attempts) <= 3
     assert all(r["status"] == 401 for r in attempts)
+
+
+def test_sdk_reads_poll_data_of_a_real_worker_and_of_a_plain_poll(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    recorder = Recorder()
+    admin = _admin(sandbox, recorder)
+    _register_definitions(admin)
+    tasks = admin.get_task_client()
+    assert tasks.get_task_poll_data("greetings") == []
+    _, key_id, secret = _worker_app(admin, "poller", grant=True)
+    # A TaskHandler worker polls as the SDK does: its worker id is the host name.
+    with worker_process(tmp_path, sandbox.url, key_id, secret):
+        polls = wait_for(lambda: tasks.get_task_poll_data("greetings"), timeout=60)
+    assert [(p.queue_name, p.worker_id, p.domain) for p in polls] == [("greetings", socket.gethostname(), None)]
+    assert polls[0].last_poll_time > 0
+    tasks.batch_poll_tasks("greetings", worker_id="conformance", count=1, timeout_in_millisecond=0, domain="blue")
+    newest = tasks.get_task_poll_data("greetings")[0]
+    assert (newest.worker_id, newest.domain) == ("conformance", "blue")
+    # polldata/all as Orkes documents it (the SDK's generated method expects OSS's list, so ask for an object).
+    everything = tasks.taskResourceApi.api_client.call_api(
+        "/tasks/queue/polldata/all", "GET", {}, [("workerSize", 0), ("workerOpt", "GT")], {"Accept": "*/*"},
+        response_type="object", auth_settings=[], _return_http_data_only=True)
+    assert everything["queueData"] == {"greetings": {"size": 0, "pollerCount": 1},
+                                       "blue:greetings": {"size": 0, "pollerCount": 1}}
+    assert {(p["workerId"], p.get("domain")) for p in everything["pollData"]} == {
+        (socket.gethostname(), None), ("conformance", "blue")}
+    assert _validated(recorder) >= {"getPollData", "getAllPollData", "batchPoll"}
