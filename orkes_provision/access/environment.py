@@ -217,10 +217,16 @@ class Environment(BaseModel):
                 if name in seen:
                     raise ValueError(f"two {what} are named {name!r}; names must be unique")
                 seen.add(name)
-        stores = [a.store for a in self.applications if a.store and a.store.startswith("env-file:")]
-        for store in stores:
-            if stores.count(store) > 1:
-                raise ValueError(f"two applications write their key to {store!r}; each needs its own file")
+        # Compared normalised: env-file:dup.env and env-file:./dup.env are one file. All paths are relative to
+        # the same directory (this file's), so any base gives the same answer.
+        stores = [(a.store, _same_file_key(a.store)) for a in self.applications
+                  if a.store and a.store.startswith("env-file:")]
+        seen_stores: dict[str, str] = {}
+        for store, normal in stores:
+            if normal in seen_stores:
+                raise ValueError(f"two applications write their key to {seen_stores[normal]!r} and {store!r}, "
+                                 "which are one file; each needs its own")
+            seen_stores[normal] = store
         return self
 
     @property
@@ -258,6 +264,12 @@ class Environment(BaseModel):
 
     def task_entries(self) -> dict[str, TaskEntry]:
         return {t.name: t for t in self.tasks}
+
+
+def _same_file_key(store: str) -> str:
+    from orkes_provision.credentials.delivery import normalize_store_spec
+
+    return normalize_store_spec(store, base=Path("/"))
 
 
 def environment_schema() -> dict[str, Any]:
