@@ -25,7 +25,7 @@ from orkes_provision.access.keys import check_stores_free, key_authenticates
 from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
-from orkes_provision.credentials.delivery import where_delivered
+from orkes_provision.credentials.delivery import Hints, where_delivered
 from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.errors import ConfigError, Conflict, NotFound, ProvisionError, StoreError
@@ -84,6 +84,8 @@ class EnvironmentApplyResult:
     requests: int
     limiter: LimiterStats
     parallelism: int
+    # Global options printed commands need in a fresh shell (``--profile NAME``).
+    hint_options: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,8 +106,13 @@ class EnvironmentApplyResult:
     def render(self) -> str:
         applied = self.applied
         lines: list[str] = []
+        workers = {a.spec.name for a in self.plan.plan.apps if "WORKER" in a.spec.roles}
         for app, key in sorted(applied.new_keys.items()):
             lines.append(f"key {key.key_id} of {app} stored in {self.plan.stores[app].describe()}")
+            if app in workers:
+                hints = Hints(app=app, store=self.plan.stores[app].spec, options=self.hint_options,
+                              server=self.plan.server)
+                lines.append(f"Next: {hints.run()}")
         not_done = [o for o in _ordered(self.plan.plan, applied.outcomes) if o.status != "done"]
         for outcome in not_done:
             detail = f": {outcome.error.message}" if outcome.error is not None else ""

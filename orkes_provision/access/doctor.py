@@ -120,7 +120,7 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
         (report.add("execute", True, f"EXECUTE on task {task}") if covered else missing_grants.append(task))
     if missing_defs:
         report.add("task", False, f"task definition missing: {', '.join(missing_defs)}",
-                   hints.command("app", name, *[w for t in missing_defs for w in ("--grant", t)], "--register-tasks"))
+                   hints.create_app("--register-tasks", tasks=missing_defs))
     if missing_grants:
         report.add("execute", False, f"{name} lacks EXECUTE on task {', '.join(missing_grants)}",
                    hints.grant(missing_grants))

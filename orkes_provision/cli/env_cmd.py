@@ -136,6 +136,9 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
                                    limiter=limiter, on_outcome=progress)
         if progress is not None:
             progress.close()
+    from orkes_provision.cli.context import hint_options
+
+    result.hint_options = hint_options()
     emit(result.to_dict() | {"plan": env_plan.to_dict()}, env_plan.render if env_plan.empty else result.render)
     if not result.ok:
         raise PartialFailure(result.applied)

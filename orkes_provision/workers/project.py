@@ -3,14 +3,14 @@
 A project file sits at the top of a worker project (``provision init`` writes one). It holds no
 secrets: the key lives in the credential store named by ``application.store``. Example::
 
-    server = "http://127.0.0.1:8080/api"     # optional; else --server, CONDUCTOR_SERVER_URL, the profile
+    server = "http://127.0.0.1:8080/api"     # optional; the server of this application's key, never of others
     profile = "sandbox"                      # optional; a profile from 'provision login'
 
     [application]
     name = "greetings-app"
     roles = ["WORKER"]                       # default ["WORKER"]
     grants = ["greetings"]                   # task names the application may EXECUTE
-    store = "keyring"                        # credential store spec; default: keyring
+    store = "keyring"                        # credential store spec; default: where its key was delivered
 
     [[workers]]
     name = "greetings"
