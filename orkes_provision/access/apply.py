@@ -267,8 +267,8 @@ def _refuse_foreign(env: Environment, state: ServerState, specs: list[AppSpec], 
     for spec in specs:
         existing = state.resolve(spec.name)
         owner = owning_environment(existing) if existing is not None else None
-        if owner is not None and owner != env.name:
-            raise Conflict(f"application {spec.name} ({existing.id if existing else ''}) belongs to environment "
+        if existing is not None and owner is not None and owner != env.name:
+            raise Conflict(f"application {spec.name} ({existing.id}) belongs to environment "
                            f"{owner!r} (tag {ENVIRONMENT_TAG_KEY}={owner}), not {env.name!r}; nothing was changed",
                            f"remove it from {_file(env)}, or move it here by hand first: change its "
                            f"{ENVIRONMENT_TAG_KEY} tag in the Orkes UI")

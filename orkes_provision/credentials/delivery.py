@@ -112,10 +112,6 @@ class Delivery:
     store: str
     time: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"server": self.server, "app": self.app, "appId": self.app_id, "keyId": self.key_id,
-                "store": self.store, "time": self.time}
-
 
 def deliveries_path() -> Path:
     return state_dir() / "deliveries.json"
