@@ -47,3 +47,14 @@ def _isolated_xdg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     for name in ("CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET"):
         monkeypatch.delenv(name, raising=False)
     return root
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests import hint_log, kill_cells
+
+    if kill_cells.CELLS:
+        terminalreporter.write_sep("=", "kill tests: SIGKILL at each point, then one rerun (tests/kill_cells.py)")
+        terminalreporter.write_line(kill_cells.render(kill_cells.CELLS))
+    if hint_log.RUN:
+        terminalreporter.write_sep("=", "hint test: every printed command, run verbatim in a fresh shell")
+        terminalreporter.write_line(hint_log.render())

@@ -11,6 +11,7 @@ definitions. A plan never holds a secret, and a second apply of the same file ma
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
-from orkes_provision.access.keys import key_authenticates
-from orkes_provision.access.plan import Change, Plan, key_status, plan_apps, plan_people, plan_prune
+from orkes_provision.access.keys import check_stores_free, key_authenticates
+from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_people, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
-from orkes_provision.credentials.deliveries import deliveries_for
+from orkes_provision.credentials.delivery import Hints, where_delivered
 from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError
@@ -84,6 +85,8 @@ class EnvironmentApplyResult:
     requests: int
     limiter: LimiterStats
     parallelism: int
+    # Global options printed commands need in a fresh shell (``--profile NAME``).
+    hint_options: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,8 +107,13 @@ class EnvironmentApplyResult:
     def render(self) -> str:
         applied = self.applied
         lines: list[str] = []
+        workers = {a.spec.name for a in self.plan.plan.apps if "WORKER" in a.spec.roles}
         for app, key in sorted(applied.new_keys.items()):
             lines.append(f"key {key.key_id} of {app} stored in {self.plan.stores[app].describe()}")
+            if app in workers:
+                hints = Hints(app=app, store=self.plan.stores[app].spec, options=self.hint_options,
+                              server=self.plan.server)
+                lines.append(f"Next: {hints.run()}")
         not_done = [o for o in _ordered(self.plan.plan, applied.outcomes) if o.status != "done"]
         for outcome in not_done:
             detail = f": {outcome.error.message}" if outcome.error is not None else ""
@@ -120,6 +128,11 @@ class EnvironmentApplyResult:
         if not self.ok:
             lines.append("Nothing above is lost: rerun the same command to finish; it only does what is missing.")
         return "\n".join(lines)
+
+
+def owning_environment(app: Application) -> str | None:
+    """The environment an application is tagged with (``environment=NAME``), if any."""
+    return next((t.value for t in app.tags if t.key == ENVIRONMENT_TAG_KEY), None)
 
 
 def open_stores(env: Environment, specs: list[AppSpec]) -> dict[str, CredentialStore]:
@@ -138,8 +151,16 @@ def open_stores(env: Environment, specs: list[AppSpec]) -> dict[str, CredentialS
             else:
                 stores[spec.name] = open_store(spec.store)
         except ProvisionError as err:
-            raise type(err)(f"application {spec.name}: {err.message}", err.hint) from None
+            raise type(err)(f"application {spec.name}: {err.message}", _file_hint(env, spec.name, err)) from None
     return stores
+
+
+def _file_hint(env: Environment, app: str, err: ProvisionError) -> str:
+    # apply has no --store: a store is changed in the environment file.
+    if "--store" not in err.hint and "--force" not in err.hint:
+        return err.hint
+    return (f"change the store of application {app} in {_file(env)} (each application needs its own, "
+            f"e.g. store = \"env-file:secrets/{app}.env\"), then plan again")
 
 
 def prepare_stores(env_plan: EnvironmentPlan) -> None:
@@ -156,7 +177,8 @@ def prepare_stores(env_plan: EnvironmentPlan) -> None:
         try:
             store.check_writable()
         except ProvisionError as err:
-            raise type(err)(f"application {change.app}: {err.message}", err.hint) from None
+            raise type(err)(f"application {change.app}: {err.message}",
+                            _file_hint(env_plan.environment, change.app or "", err)) from None
 
 
 def plan_environment(client: OrkesClient, env: Environment, *, server: str, prune: bool = False,
@@ -184,6 +206,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         server_workflows = {k: f.result() for k, f in workflows.items()}
         authenticated = {name: f.result() for name, f in key_checks.items()} | dict.fromkeys(trusted, True)
     accepted = {name for name, ok in authenticated.items() if ok}
+    _refuse_foreign(env, state, specs, stores, client, server)
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
@@ -194,6 +217,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     except NotFound as err:
         raise NotFound(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
             from None
+    plan.apps = [_mark_adoption(app_plan, env.name) for app_plan in plan.apps]
     payloads = _task_payloads(env, state)
     plan.task_changes.extend(_task_updates(env, state))
     plan.task_changes.extend(_workflow_changes(env, server_workflows))
@@ -253,7 +277,36 @@ def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], par
 
 
 def _delivered_here(server: str, app: str, store: CredentialStore, key: StoredKey) -> bool:
-    return any(d.store == store.spec and d.key_id == key.key_id for d in deliveries_for(server, app))
+    return any(d.store == store.spec for d in where_delivered(server, app, key.key_id))
+
+
+def _refuse_foreign(env: Environment, state: ServerState, specs: list[AppSpec], stores: Mapping[str, CredentialStore],
+                    client: OrkesClient, server: str) -> None:
+    """Stop before any write: an application tagged with another environment is not this one's to change
+    (and its --prune would then delete it); a store holding another application's key is not this one's."""
+    for spec in specs:
+        existing = state.resolve(spec.name)
+        owner = owning_environment(existing) if existing is not None else None
+        if existing is not None and owner is not None and owner != env.name:
+            raise Conflict(f"application {spec.name} ({existing.id}) belongs to environment "
+                           f"{owner!r} (tag {ENVIRONMENT_TAG_KEY}={owner}), not {env.name!r}; nothing was changed",
+                           f"remove it from {_file(env)}, or move it here by hand first: change its "
+                           f"{ENVIRONMENT_TAG_KEY} tag in the Orkes UI")
+        store = stores.get(spec.name)
+        if store is not None:
+            try:
+                check_stores_free(client, server=server, app_name=spec.name,
+                                  app_id=existing.id if existing else None, stores=[store], force=False)
+            except ProvisionError as err:
+                raise type(err)(f"application {spec.name}: {err.message}", _file_hint(env, spec.name, err)) from None
+
+
+def _mark_adoption(app_plan: AppPlan, environment: str) -> AppPlan:
+    """Tagging an existing application that has no environment tag adopts it: say so in the plan."""
+    app_plan.changes = [dataclasses.replace(c, reason=f"adopt: {c.app} exists without an environment tag; "
+                                                      f"apply makes it {environment}'s, --prune could then delete it")
+                        if c.kind == "tag_app" else c for c in app_plan.changes]
+    return app_plan
 
 
 def _task_payloads(env: Environment, state: ServerState) -> dict[str, TaskDef]:

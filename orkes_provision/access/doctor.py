@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from orkes_provision.credentials.delivery import Hints
 from orkes_provision.errors import AuthenticationError, NotFound, ProvisionError, ServerUnavailable
 from orkes_provision.orkes.models import Application, PollData, app_subject
 
@@ -81,21 +82,21 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-def _grant_cmd(app: str, tasks: list[str]) -> str:
-    return f"provision grant {app} {' '.join(tasks)}"
-
-
 def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: StoredKey | None,
-             server: str, polls: bool = False, now_ms: Callable[[], int] | None = None) -> DoctorReport:
+             server: str, hints: Hints | None = None, require_tasks: bool = False, polls: bool = False,
+             now_ms: Callable[[], int] | None = None) -> DoctorReport:
     """Run every check that applies; stop early only where later checks cannot mean anything.
 
+    ``hints`` renders the fixing commands (with the store and profile they need); ``require_tasks``
+    makes "no task to check" a finding (``provision doctor``: a pass that checked no grant is no pass).
     ``polls`` adds what the server's poll data says about each existing task (``now_ms``, epoch
     milliseconds, is the clock its times are compared with).
     """
     report = DoctorReport(app=app)
     name = app or (key.app if key else None) or "APP"
+    hints = replace(hints, app=name) if hints is not None else Hints(app=name)
     try:
-        application = _find_application(client, report, name, app, key)
+        application = _find_application(client, report, name, app, key, hints)
     except ServerUnavailable as err:
         report.add("server", False, err.message, "check --server / CONDUCTOR_SERVER_URL and that the server is up")
         return report
@@ -105,19 +106,23 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
     report.app_id = application.id
     report.app = application.name
     name = application.name
+    hints = replace(hints, app=name)
     if key is None:
-        report.add("key", False, f"no key for {name} in the store",
-                   f"provision app {name} --worker" + "".join(f" --grant {t}" for t in tasks))
+        report.add("key", False, f"no key for {name} in the store", hints.create_app("--worker", tasks=tasks))
     else:
-        _check_key(client, report, application, key)
+        _check_key(client, report, application, key, hints)
     user = client.get_app_user(application.id)
     roles = user.role_names
     if roles & WORKER_ROLES:
         report.add("role", True, f"{name} has {', '.join(sorted(roles & WORKER_ROLES))}")
     else:
         report.add("role", False, f"{name} lacks the WORKER role (has: {', '.join(sorted(roles)) or 'none'})",
-                   f"provision app {name} --worker")
+                   hints.create_app("--worker", tasks=()))
     if not tasks:
+        if require_tasks:
+            report.add("task", False, f"no task checked: {name} holds EXECUTE on no task definition and no "
+                                      "task was named, so a worker of it could poll nothing",
+                       "grant the tasks the worker polls ('provision grant APP TASK...'), or name them with --task")
         return report
     granted = client.get_user_permissions(app_subject(application.id).id)
     executable = {(g.target.type, g.target.id) for g in granted if "EXECUTE" in {a.upper() for a in g.access}}
@@ -134,19 +139,19 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
         (report.add("execute", True, f"EXECUTE on task {task}") if covered else missing_grants.append(task))
     if missing_defs:
         report.add("task", False, f"task definition missing: {', '.join(missing_defs)}",
-                   f"provision app {name}" + "".join(f" --grant {t}" for t in missing_defs) + " --register-tasks")
+                   hints.create_app("--register-tasks", tasks=missing_defs))
     if missing_grants:
         report.add("execute", False, f"{name} lacks EXECUTE on task {', '.join(missing_grants)}",
-                   _grant_cmd(name, missing_grants))
+                   hints.grant(missing_grants))
     if polls:
         now = now_ms() if now_ms is not None else int(time.time() * 1000)
         for task in tasks:
             if task not in missing_defs:
-                _check_polls(client, report, name, task, now)
+                _check_polls(client, report, name, task, now, hints)
     return report
 
 
-def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str, now: int) -> None:
+def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str, now: int, hints: Hints) -> None:
     try:
         polled = sorted(client.get_poll_data(task), key=lambda p: -p.last_poll_time)
     except ProvisionError as err:
@@ -155,7 +160,7 @@ def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str,
         return
     report.polls[task] = [{"workerId": p.worker_id, "domain": p.domain, "lastPollTime": p.last_poll_time,
                            "secondsAgo": _seconds_ago(p, now)} for p in polled]
-    start = (f"start a worker that polls {task}: provision run --app {app} -- CMD "
+    start = (f"start a worker that polls {task}: {hints.run('CMD')} "
              "(or provision worker run NAME), then run doctor again")
     if not polled:
         report.findings.append(Finding("poll", True, f"no worker has polled task {task} (a workflow waiting on it "
@@ -194,38 +199,35 @@ def _ago(seconds: int) -> str:
 
 
 def _find_application(client: OrkesClient, report: DoctorReport, name: str, app: str | None,
-                      key: StoredKey | None) -> Application | None:
+                      key: StoredKey | None, hints: Hints) -> Application | None:
     if key is not None:
         try:
             return client.get_application_by_key(key.key_id)
         except NotFound:
             report.add("key", False, f"key {key.key_id} in the store is unknown to the server (deleted?)",
-                       f"provision app {name} --new-key")
+                       hints.new_key())
             return None
     matches = [a for a in client.list_applications() if a.name == name]
     if not matches:
-        report.add("application", False, f"no application named {name}",
-                   f"provision app {name} --worker")
+        report.add("application", False, f"no application named {name}", hints.create_app("--worker"))
         return None
     return matches[0]
 
 
-def _check_key(client: OrkesClient, report: DoctorReport, application: Application, key: StoredKey) -> None:
+def _check_key(client: OrkesClient, report: DoctorReport, application: Application, key: StoredKey,
+               hints: Hints) -> None:
     keys = {k.id: k for k in client.list_keys(application.id)}
     known = keys.get(key.key_id)
     if known is None:
-        report.add("key", False, f"key {key.key_id} does not belong to {application.name}",
-                   f"provision app {application.name} --new-key")
+        report.add("key", False, f"key {key.key_id} does not belong to {application.name}", hints.new_key())
         return
     if known.status != "ACTIVE":
-        report.add("key", False, f"key {key.key_id} is {known.status}",
-                   f"provision keys activate {application.name} {key.key_id}")
+        report.add("key", False, f"key {key.key_id} is {known.status}", hints.keys("activate", key.key_id))
         return
     try:
         client.exchange_token(key.key_id, key.secret)
     except AuthenticationError:
-        report.add("key", False, f"the server rejects the stored secret of key {key.key_id}",
-                   f"provision app {application.name} --new-key")
+        report.add("key", False, f"the server rejects the stored secret of key {key.key_id}", hints.new_key())
         return
     except ProvisionError as err:
         report.add("key", False, f"token exchange failed: {err.message}", err.hint)

@@ -292,10 +292,16 @@ class Environment(BaseModel):
                 if member in read_only:
                     raise ValueError(f"user {member!r} has the role {READ_ONLY_ROLE}, which Orkes refuses to a "
                                      f"member of a group (group {group.id!r})")
-        stores = [a.store for a in self.applications if a.store and a.store.startswith("env-file:")]
-        for store in stores:
-            if stores.count(store) > 1:
-                raise ValueError(f"two applications write their key to {store!r}; each needs its own file")
+        # Compared normalised: env-file:dup.env and env-file:./dup.env are one file. All paths are relative to
+        # the same directory (this file's), so any base gives the same answer.
+        stores = [(a.store, _same_file_key(a.store)) for a in self.applications
+                  if a.store and a.store.startswith("env-file:")]
+        seen_stores: dict[str, str] = {}
+        for store, normal in stores:
+            if normal in seen_stores:
+                raise ValueError(f"two applications write their key to {seen_stores[normal]!r} and {store!r}, "
+                                 "which are one file; each needs its own")
+            seen_stores[normal] = store
         return self
 
     @property
@@ -346,6 +352,12 @@ def _merged_grants(grants: list[GrantEntry]) -> tuple[GrantSpec, ...]:
         for target in grant.targets():
             merged.setdefault(target, set()).update(grant.access)
     return tuple(GrantSpec(type=t, id=i, access=tuple(sorted(a))) for (t, i), a in merged.items())
+
+
+def _same_file_key(store: str) -> str:
+    from orkes_provision.credentials.delivery import normalize_store_spec
+
+    return normalize_store_spec(store, base=Path("/"))
 
 
 def environment_schema() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision import audit
-from orkes_provision.access.keys import create_and_store_key
+from orkes_provision.access.keys import DisplacedKey, create_and_store_key
 from orkes_provision.access.plan import GROUP_CHANGES, STAGE, USER_CHANGES, Change, Plan
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.errors import ProvisionError
@@ -51,6 +51,7 @@ class ApplyResult:
     outcomes: list[Outcome] = field(default_factory=list)
     app_ids: dict[str, str] = field(default_factory=dict)
     new_keys: dict[str, StoredKey] = field(default_factory=dict)
+    displaced: list[DisplacedKey] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -93,6 +94,8 @@ class Executor:
     workflow_defs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Adapts concurrency to 429s; a fresh one of ``parallelism`` when not given.
     limiter: AdaptiveLimiter | None = None
+    # Replace a key of another application that a store holds (``--force``), retiring it.
+    force: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, plan: Plan) -> ApplyResult:
@@ -232,11 +235,14 @@ class Executor:
             call = client.grant if change.kind == "grant" else client.revoke
             call(app_subject(app_id), Target(type=target_type, id=target_id), list(change.access))
         elif change.kind == "create_key":
+            displaced: list[DisplacedKey] = []
             key = create_and_store_key(client, server=self.server, app_name=change.app, app_id=app_id,
                                        stores=[self.stores[change.app]],
-                                       known_key_ids=known_keys.get(change.app, set()), actor=self.actor)
+                                       known_key_ids=known_keys.get(change.app, set()), actor=self.actor,
+                                       force=self.force, displaced=displaced)
             with self._lock:
                 result.new_keys[change.app] = key
+                result.displaced.extend(displaced)
             return key.key_id
         elif change.kind == "delete_app":
             client.delete_application(app_id)

@@ -1,17 +1,35 @@
 """Creating a key safely: the secret is stored before anything else can fail, and no key is left
 on the server whose secret was lost.
+
+The intent to create a key is recorded (``credentials.delivery.begin_key_creation``) before the
+create request, and cleared once the key is in every store. A run killed in between leaves the
+intent behind; the next run for that application (``retire_lost_keys``) deletes the keys created
+since then that no store holds, and records the deliveries of those a store does hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shlex
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from orkes_provision import audit
-from orkes_provision.credentials.deliveries import record_delivery
-from orkes_provision.credentials.stores import CredentialStore, StoredKey
+from orkes_provision.credentials.delivery import (
+    KeyIntent,
+    begin_key_creation,
+    deliveries,
+    end_key_creation,
+    forget_deliveries,
+    pending_key_creations,
+    record_delivery,
+    stored_home,
+)
+from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.errors import (
     AuthenticationError,
     Conflict,
@@ -20,6 +38,7 @@ from orkes_provision.errors import (
     ServerUnavailable,
     StoreError,
 )
+from orkes_provision.orkes.urls import normalize_server_url
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
@@ -27,23 +46,47 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Stores are local and quick; one writer at a time keeps keyring and file writes simple.
 _STORE_LOCK = threading.Lock()
+# A key created by the killed request appears within its timeout and retries; a key that appeared
+# much later was made by someone else and is not this tool's to delete.
+_INTENT_WINDOW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class DisplacedKey:
+    """A key of another application (or of this one on another server) a store held, replaced by ``--force``."""
+
+    store: str
+    key: StoredKey
+    retired: bool
+    note: str
 
 
 def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app_id: str,
                          stores: Sequence[CredentialStore], known_key_ids: set[str],
-                         actor: str | None) -> StoredKey:
+                         actor: str | None, force: bool = False,
+                         displaced: list[DisplacedKey] | None = None) -> StoredKey:
     """Create a key for ``app_id`` and write it to every store, or leave no trace of it.
 
     ``known_key_ids`` are the application's keys before this call: if the create request fails
-    in a way that may have reached the server, any key not among them is deleted.
+    in a way that may have reached the server, any key not among them is deleted. A store holding
+    the key of another application is refused before anything is created, unless ``force``: the
+    key it held is then retired (deactivated) once the new key is stored, and listed in ``displaced``.
     """
+    retire_lost_keys(client, server=server, app_name=app_name, actor=actor)
+    to_displace = check_stores_free(client, server=server, app_name=app_name, app_id=app_id, stores=stores,
+                                    force=force)
+    intent = begin_key_creation(server, app_name, app_id, known_key_ids, [s.spec for s in stores])
     try:
         created = client.create_key(app_id)
     except ServerUnavailable as err:
         _delete_unknown_keys(client, app_id, known_key_ids, server=server, app_name=app_name, actor=actor)
+        end_key_creation(intent)
         audit.record(action="create_key", target=app_name, result="failed", server=server, actor=actor, app=app_name)
         raise ServerUnavailable(f"creating a key for {app_name} failed: {err.message}",
                                 "rerun the command; no key was left behind") from err
+    except ProvisionError:
+        end_key_creation(intent)  # refused by the server: nothing was created
+        raise
     key = StoredKey(server=server, app=app_name, key_id=created.id, secret=created.secret)
     written: list[tuple[CredentialStore, StoredKey | None]] = []
     try:
@@ -55,6 +98,7 @@ def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app
     except Exception as err:
         _undo_store_writes(written, server, app_name)
         _delete_key_quietly(client, app_id, created.id)
+        end_key_creation(intent)
         audit.record(action="create_key", target=app_name, result="store_failed", server=server, actor=actor,
                      app=app_name, key_id=created.id)
         if isinstance(err, ProvisionError):
@@ -64,9 +108,130 @@ def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app
                          f"the new key {created.id} was deleted on the server") from None
     for store in stores:
         record_delivery(server, app_name, app_id, store.spec, created.id)
+    end_key_creation(intent)
     audit.record(action="create_key", target=app_name, result="ok", server=server, actor=actor, app=app_name,
                  key_id=created.id)
+    for store, held in to_displace:
+        retired = _retire_displaced(client, server=server, store=store, held=held, actor=actor)
+        if displaced is not None:
+            displaced.append(retired)
     return key
+
+
+def check_stores_free(client: OrkesClient, *, server: str, app_name: str, app_id: str | None,
+                      stores: Sequence[CredentialStore], force: bool) -> list[tuple[CredentialStore, StoredKey]]:
+    """Refuse (``StoreError``) a store that holds the key of another application, or of this one on
+    another server, unless ``force``; return what ``force`` will replace. Stores keyed by server and
+    application (keyring) never hold another's key."""
+    out: list[tuple[CredentialStore, StoredKey]] = []
+    for store in stores:
+        held = stored_home(store)
+        if held is None or not held.app:
+            continue  # empty, or a file written by hand: the user pointed us at it
+        if held.app == app_name and (held.server == normalize_server_url(server, insecure_http=True)
+                                     or _belongs_to(client, held.key_id, app_id)):
+            continue  # this application's own key (perhaps under another spelling of the server URL)
+        if not force:
+            where = store.describe(held.server, held.app)
+            server_note = "" if held.app != app_name else f" on {held.server}"
+            raise StoreError(f"{where} holds the key of application {held.app!r}{server_note} (key {held.key_id}); "
+                             f"writing {app_name}'s key there would lose it while it stays ACTIVE",
+                             "give each application its own store (e.g. --store env-file:OTHER.env), or add "
+                             f"--force to replace it and retire key {held.key_id}")
+        out.append((store, held))
+    return out
+
+
+def _belongs_to(client: OrkesClient, key_id: str, app_id: str | None) -> bool:
+    if app_id is None:
+        return False
+    try:
+        return client.get_application_by_key(key_id).id == app_id
+    except NotFound:
+        return False
+
+
+def _retire_displaced(client: OrkesClient, *, server: str, store: CredentialStore, held: StoredKey,
+                      actor: str | None) -> DisplacedKey:
+    try:
+        owner = client.get_application_by_key(held.key_id)
+    except NotFound:
+        owner = None
+    if owner is None:
+        return DisplacedKey(store.spec, held, False,
+                            f"key {held.key_id} of {held.app} is not a key of {server}; retire it on its own "
+                            f"server: provision --server {held.server} keys deactivate {held.app} {held.key_id}")
+    set_key_status(client, app_id=owner.id, app_name=owner.name, key_id=held.key_id, wanted="INACTIVE")
+    audit.record(action="deactivate_key", target=owner.name, result="ok", server=server, actor=actor,
+                 app=owner.name, key_id=held.key_id)
+    forget_deliveries(server, owner.name, store.spec)
+    return DisplacedKey(store.spec, held, True,
+                        f"retired key {held.key_id} of {owner.name} (INACTIVE), which {store.describe()} held")
+
+
+def retire_lost_keys(client: OrkesClient, *, server: str, app_name: str, actor: str | None,
+                     opener: Callable[[str], CredentialStore] | None = None) -> list[str]:
+    """Finish what a killed run left: delete the keys its create request made that no store holds.
+
+    A key made since the intent that a store of the intent does hold is kept and its delivery
+    recorded. An intent whose stores cannot be read now is kept for a later run.
+    """
+    opener = opener or _open_for_reading
+    retired: list[str] = []
+    for intent in pending_key_creations(server, app_name):
+        try:
+            current = client.list_keys(intent.app_id)
+        except NotFound:
+            end_key_creation(intent)  # the application is gone, and its keys with it
+            continue
+        held = _held_by(intent, opener)
+        if held is None:
+            continue
+        delivered = {d.key_id for d in deliveries(server, app_name)}
+        for key in current:
+            if key.id in intent.known_key_ids or key.id in delivered:
+                continue
+            if key.id in held:
+                record_delivery(server, app_name, intent.app_id, held[key.id], key.id)
+                continue
+            if not _created_during(key.created_at, intent):
+                continue
+            with contextlib.suppress(NotFound):
+                client.delete_key(intent.app_id, key.id)
+            audit.record(action="delete_lost_key", target=app_name, result="ok", server=server, actor=actor,
+                         app=app_name, key_id=key.id)
+            retired.append(key.id)
+        end_key_creation(intent)
+    return retired
+
+
+def _held_by(intent: KeyIntent, opener: Callable[[str], CredentialStore]) -> dict[str, str] | None:
+    held: dict[str, str] = {}
+    for spec in intent.stores:
+        try:
+            found = opener(spec).load(intent.server, intent.app)
+        except ProvisionError as err:
+            log.warning("cannot read %s to finish an interrupted key creation: %s", spec, err.message)
+            return None
+        if found is not None:
+            held[found.key_id] = spec
+    return held
+
+
+def _created_during(created_at: int | None, intent: KeyIntent) -> bool:
+    if created_at is None:
+        return True
+    created = datetime.fromtimestamp(created_at / 1000, UTC)
+    return created <= intent.started + _INTENT_WINDOW
+
+
+def _open_for_reading(spec: str) -> CredentialStore:
+    # An env file whose directory is gone holds nothing: read it without open_store's writability check.
+    if spec.startswith("env-file:"):
+        from orkes_provision.credentials.stores.envfile import EnvFileStore
+
+        return EnvFileStore(spec.partition(":")[2])
+    return open_store(spec)
 
 
 def set_key_status(client: OrkesClient, *, app_id: str, app_name: str, key_id: str, wanted: str,
@@ -79,7 +244,8 @@ def set_key_status(client: OrkesClient, *, app_id: str, app_name: str, key_id: s
     if known is None:
         known = {k.id: k.status for k in client.list_keys(app_id)}.get(key_id)
         if known is None:
-            raise NotFound(f"{app_name} has no key {key_id}", f"'provision keys list {app_name}' shows its keys")
+            raise NotFound(f"{app_name} has no key {key_id}",
+                           f"see its keys: {shlex.join(['provision', 'keys', 'list', app_name])}")
     if known == wanted:
         return False
     try:
@@ -94,7 +260,8 @@ def set_key_status(client: OrkesClient, *, app_id: str, app_name: str, key_id: s
             status = wanted  # a key deleted meanwhile cannot mint tokens either
     if status != wanted:
         raise Conflict(f"key {key_id} of {app_name} is not {wanted} after toggling it (someone else toggled it?)",
-                       f"check with 'provision keys list {app_name}', then run the command again")
+                       f"check the keys, then run the command again: "
+                       f"{shlex.join(['provision', 'keys', 'list', app_name])}")
     return True
 
 
@@ -124,7 +291,7 @@ def _delete_key_quietly(client: OrkesClient, app_id: str, key_id: str) -> None:
     except ProvisionError as err:
         raise StoreError(
             f"the new key {key_id} could not be stored and deleting it failed too: {err.message}",
-            f"delete it with 'provision keys delete {app_id} {key_id}'") from None
+            f"delete it: {shlex.join(['provision', 'keys', 'delete', app_id, key_id])}") from None
 
 
 def _delete_unknown_keys(client: OrkesClient, app_id: str, known: set[str], *, server: str, app_name: str,

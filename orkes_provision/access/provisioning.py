@@ -11,16 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.access.doctor import DoctorReport, diagnose
+from orkes_provision.access.doctor import WORKER_ROLES, DoctorReport, diagnose
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome, PartialFailure
-from orkes_provision.access.keys import key_authenticates
+from orkes_provision.access.keys import DisplacedKey, check_stores_free, key_authenticates, retire_lost_keys
 from orkes_provision.access.plan import KeyStatus, Plan, key_status, plan_apps
 from orkes_provision.access.spec import AppSpec
-from orkes_provision.access.state import ServerState, read_state
+from orkes_provision.access.state import ServerState, grants_by_target, read_state
+from orkes_provision.credentials.delivery import deliveries, find_stored_key
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.errors import VerificationFailed
-from orkes_provision.locks import file_lock
-from orkes_provision.orkes.models import MANAGED_TAG
+from orkes_provision.locks import app_lock
+from orkes_provision.orkes.models import MANAGED_TAG, app_subject
+from orkes_provision.orkes.urls import normalize_server_url
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
@@ -41,10 +43,19 @@ class AppResult:
     applied: ApplyResult | None = None
     verification: DoctorReport | None = None
     other_active_keys: list[str] = field(default_factory=list)
+    # Keys a killed earlier run created and never stored, deleted before planning.
+    lost_keys_retired: list[str] = field(default_factory=list)
+    displaced: list[DisplacedKey] = field(default_factory=list)
+    # The server URL the reused key was stored under, when it is another spelling of ``server``.
+    key_server_alias: str | None = None
 
     @property
     def changed(self) -> bool:
         return not self.plan.empty
+
+    @property
+    def is_worker(self) -> bool:
+        return bool(set(self.roles) & WORKER_ROLES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,7 +63,9 @@ class AppResult:
             "dryRun": self.dry_run, "roles": self.roles, "keyId": self.key_id, "store": self.store_spec,
             "grants": self.grants, "changes": [c.to_dict() for c in self.plan.changes],
             "verified": self.verification.ok if self.verification else None,
-            "otherActiveKeys": self.other_active_keys,
+            "otherActiveKeys": self.other_active_keys, "lostKeysRetired": self.lost_keys_retired,
+            "displacedKeys": [{"store": d.store, "app": d.key.app, "keyId": d.key.key_id, "retired": d.retired}
+                              for d in self.displaced],
         }
 
 
@@ -62,26 +75,50 @@ def stored_key_status(client: OrkesClient, state: ServerState, spec: AppSpec,
     return key_status(state, spec, stored, lambda: stored is not None and key_authenticates(client, stored))
 
 
-def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: CredentialStore,
-                  register_tasks: bool = False, dry_run: bool = False, actor: str | None = None,
+def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: CredentialStore | None,
+                  store_spec: str | None = None, register_tasks: bool = False, dry_run: bool = False,
+                  actor: str | None = None, force: bool = False,
                   on_outcome: Callable[[Outcome, int, int], None] | None = None) -> AppResult:
-    spec = spec.model_copy(update={"store": store.spec})
-    with file_lock(f"app|{server}|{spec.name}", what=f"application {spec.name}"):
+    """Make application ``spec`` ready, with its key in ``store``.
+
+    ``store`` may be ``None`` only for a dry run where the store cannot be opened here (no keyring):
+    the plan then reads no secret and trusts the delivery recorded for ``store_spec``.
+    """
+    if store is None and not dry_run:
+        raise ValueError("a store is needed unless dry_run")
+    store_spec = store.spec if store is not None else store_spec
+    assert store_spec is not None
+    spec = spec.model_copy(update={"store": store_spec})
+    with app_lock(server, spec.name):
+        retired = [] if dry_run else retire_lost_keys(client, server=server, app_name=spec.name, actor=actor)
         state = read_state(client, [spec.name], app_ids={spec.name: spec.app_id})
-        stored = store.load(server, spec.name)
-        key_status = stored_key_status(client, state, spec, stored)
-        plan = plan_apps(state, [spec], server=server, key_status={spec.name: key_status},
-                         store_names={spec.name: store.describe()},
+        existing = state.resolve(spec.name, spec.app_id)
+        if store is not None:
+            stored = find_stored_key(store, server, spec.name)
+            check_stores_free(client, server=server, app_name=spec.name, app_id=existing.id if existing else None,
+                              stores=[store], force=force)
+            status = stored_key_status(client, state, spec, stored)
+            store_name = store.describe(server, spec.name)
+        else:
+            stored = None
+            status = recorded_key_status(state, spec, server, store_spec)
+            store_name = store_spec
+        plan = plan_apps(state, [spec], server=server, key_status={spec.name: status},
+                         store_names={spec.name: store_name},
                          tasks_to_register=spec.task_names if register_tasks else (),
                          managed_tag=(MANAGED_TAG.key, MANAGED_TAG.value))
-        result = AppResult(name=spec.name, server=server, store=store.describe(), store_spec=store.spec, plan=plan,
-                           dry_run=dry_run,
-                           app_id=plan.apps[0].app_id, key_id=plan.apps[0].reused_key_id)
+        result = AppResult(name=spec.name, server=server, store=store_name, store_spec=store_spec, plan=plan,
+                           dry_run=dry_run, app_id=plan.apps[0].app_id, key_id=plan.apps[0].reused_key_id,
+                           lost_keys_retired=retired)
+        if stored is not None and result.key_id == stored.key_id and stored.server != normalize_server_url(
+                server, insecure_http=True):
+            result.key_server_alias = stored.server
         if dry_run:
             return result
+        assert store is not None
         if not plan.empty:
             executor = Executor(client=client, server=server, stores={spec.name: store}, actor=actor,
-                                parallelism=8, managed_tags=(MANAGED_TAG,), on_outcome=on_outcome)
+                                parallelism=8, managed_tags=(MANAGED_TAG,), on_outcome=on_outcome, force=force)
             applied = executor.run(plan)
             result.applied = applied
             if len(applied.failed) == 1 and not applied.skipped and applied.failed[0].error is not None:
@@ -89,19 +126,36 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
             if applied.failed:
                 raise PartialFailure(applied)
             result.app_id = applied.app_ids.get(spec.name, result.app_id)
+            result.displaced = list(applied.displaced)
             new_key = applied.new_keys.get(spec.name)
             if new_key is not None:
                 stored, result.key_id = new_key, new_key.key_id
         assert result.app_id is not None
         result.verification = verify_app(client, server=server, spec=spec, key=stored)
         result.roles = sorted(client.get_app_user(result.app_id).role_names)
-        result.grants = [g.describe() for g in spec.grants]
+        held = grants_by_target(client.get_user_permissions(app_subject(result.app_id).id))
+        result.grants = [f"{'+'.join(sorted(access))} on {kind} {ident}"
+                         for (kind, ident), access in sorted(held.items())]
         result.other_active_keys = sorted(k.id for k in client.list_keys(result.app_id)
                                           if k.status == "ACTIVE" and k.id != result.key_id)
         if not result.verification.ok:
             first = result.verification.problems[0]
             raise VerificationFailed(f"verification as {spec.name} failed: {first.problem}", first.fix)
         return result
+
+
+def recorded_key_status(state: ServerState, spec: AppSpec, server: str, store_spec: str) -> KeyStatus:
+    """The key status from the delivery recorded on this machine, without reading the store (a dry run
+    where the store cannot be opened): the key is taken to work if the server lists it ACTIVE."""
+    recorded = [d for d in deliveries(server, spec.name) if d.store == store_spec]
+    if not recorded:
+        return KeyStatus(None, False, "no key delivered to that store from this machine")
+    existing = state.resolve(spec.name, spec.app_id)
+    app_state = state.apps.get(existing.id) if existing else None
+    key_id = recorded[0].key_id
+    if app_state is None or key_id not in app_state.active_key_ids:
+        return KeyStatus(key_id, False, f"delivered key {key_id} is not an ACTIVE key of {spec.name}")
+    return KeyStatus(key_id, True, "as delivered (the dry run read no secret)")
 
 
 def verify_app(client: OrkesClient, *, server: str, spec: AppSpec, key: StoredKey | None) -> DoctorReport:

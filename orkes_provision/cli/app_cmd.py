@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import STORE_KINDS_WRITE, common_options, emit, info
+from orkes_provision.cli.common import STORE_KINDS_WRITE, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
     from orkes_provision.access.execute import Outcome
     from orkes_provision.access.provisioning import AppResult
-
-
-def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, str]:
-    """The name to use and where it came from: the argument, the project file, or the first task."""
-    if name:
-        return name, "argument"
-    from orkes_provision.workers.project import load_project
-
-    project = load_project()
-    if project is not None and project.application is not None and project.application.name:
-        return project.application.name, "project file"
-    if grants:
-        return f"{grants[0]}-worker", "first granted task"
-    raise UsageError("no application name given",
-                     "name it ('provision app NAME'), or grant a task ('--grant greetings' names it greetings-worker)")
+    from orkes_provision.credentials.delivery import Hints
 
 
 @click.command("app")
@@ -45,11 +30,13 @@ def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, st
               help="Register a minimal definition for granted tasks that are missing.")
 @click.option("--app-id", metavar="ID", help="Pick one application when several share the name.")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
+@click.option("--force", is_flag=True,
+              help="Write the key into a store that holds another application's key, and retire that key.")
 @click.option("--dry-run", is_flag=True, help="Print what would change and write nothing.")
 @common_options
 def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[str, ...], access: tuple[str, ...],
         store_spec: str | None, new_key: bool, register_tasks: bool, app_id: str | None, show_secret: bool,
-        dry_run: bool) -> None:
+        force: bool, dry_run: bool) -> None:
     """Create or update application NAME so that a worker can run as it.
 
     Finds the application by name (or creates it), adds the missing roles, creates an access
@@ -64,30 +51,54 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     """
     from orkes_provision.access.provisioning import provision_app
     from orkes_provision.access.spec import app_spec_from_flags
-    from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.credentials.stores import open_store
-    from orkes_provision.workers.project import load_project, store_spec_for
+    from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
+    from orkes_provision.credentials.delivery import (
+        Choice,
+        Hints,
+        check_project_server,
+        choose_app_name,
+        choose_store,
+    )
+    from orkes_provision.credentials.stores import CredentialStore, open_store
+    from orkes_provision.errors import StoreError
+    from orkes_provision.workers.project import load_project
 
     if any(not g.strip() for g in grants):
         raise UsageError("a task name given to --grant is empty",
                          "pass the task definition name, e.g. --grant greetings")
-    app_name, source = default_app_name(name, grants)
-    if source != "argument":
-        info(f"Application name: {app_name} (from the {source})")
+    project = load_project()
+    defaults = project.defaults() if project is not None else None
+    app_name = choose_app_name(name, project=defaults, tasks=grants)
+    if app_name.source != "argument":
+        info(f"Application name: {app_name.value} (from the {app_name.source})")
     all_roles = (("WORKER",) if worker else ()) + roles
-    spec = app_spec_from_flags(app_name, roles=all_roles, tasks=grants, access=access, app_id=app_id,
+    spec = app_spec_from_flags(app_name.value, roles=all_roles, tasks=grants, access=access, app_id=app_id,
                                new_key=new_key)
-    store = open_store(store_spec_for(store_spec, load_project()), show_secret=show_secret)
     credentials = resolve_server_credentials()
+    check_project_server(defaults, spec.name, Choice(credentials.server, "--server" if opts().server else
+                                                     "the provisioning credentials"))
+    choice = choose_store(store_spec, app=spec.name, server=credentials.server, project=defaults)
+    if choice.source != "--store":
+        info(f"Key store: {choice.value} (from {choice.source})")
+    store: CredentialStore | None
+    try:
+        store = open_store(choice.value, show_secret=show_secret)
+    except StoreError as err:
+        if not dry_run:
+            raise
+        store = None  # a dry run reads no secret: it plans from the recorded delivery
+        info(f"Key store {choice.value} cannot be opened here ({err.message}); planning from the deliveries record")
     with make_client(credentials) as client:
-        result = provision_app(client, server=credentials.server, spec=spec, store=store,
+        result = provision_app(client, server=credentials.server, spec=spec, store=store, store_spec=choice.value,
                                register_tasks=register_tasks, dry_run=dry_run, actor=credentials.key_id,
-                               on_outcome=_progress)
-    if store.spec == "json":
+                               force=force, on_outcome=_progress)
+    hints = Hints(app=result.name, store=choice.value, options=hint_options(), server=result.server,
+                  tasks=tuple(spec.task_names))
+    if choice.value == "json":
         # stdout carries the credentials document alone, so it can be piped into a secret manager.
-        info(render(result))
+        info(render(result, hints))
         return
-    emit(result.to_dict(), lambda: render(result))
+    emit(result.to_dict() | {"storeSource": choice.source}, lambda: render(result, hints))
 
 
 def _progress(outcome: Outcome, done: int, total: int) -> None:
@@ -95,26 +106,33 @@ def _progress(outcome: Outcome, done: int, total: int) -> None:
     info(f"[{done}/{total}] {outcome.change.describe()[2:]}: {mark}")
 
 
-def render(result: AppResult) -> str:
+def render(result: AppResult, hints: Hints) -> str:
     lines: list[str] = []
     if result.dry_run:
         lines.append(f"Dry run for application {result.name} on {result.server}; nothing was written.")
         lines.append(result.plan.render())
         return "\n".join(lines)
+    for key_id in result.lost_keys_retired:
+        lines.append(f"Deleted key {key_id}: an interrupted run created it and never stored its secret.")
     if not result.changed:
         lines.append(f"No changes: application {result.name} is already set up.")
+    alias = f" (stored for {result.key_server_alias}, the same server)" if result.key_server_alias else ""
     lines += [
         f"Application: {result.name} ({result.app_id}) on {result.server}",
         f"Roles:       {', '.join(result.roles) or 'none'}",
-        f"Key:         {result.key_id} in {result.store}",
+        f"Key:         {result.key_id} in {result.store}{alias}",
         f"Grants:      {'; '.join(result.grants) or 'none'}",
         "Verified:    the key authenticates" + (", roles and grants are in place" if result.grants else ""),
     ]
+    for displaced in result.displaced:
+        lines.append(f"Replaced:    {displaced.note}")
     if result.other_active_keys:
-        ids = " ".join(result.other_active_keys)
-        lines.append(f"Note: older ACTIVE keys remain: {ids}; retire them with "
-                     f"'provision keys deactivate {result.name} KEY_ID' once no worker uses them")
-    if result.store_spec != "json":
-        store = "" if result.store_spec == "keyring" else f" --store {shlex.quote(result.store_spec)}"
-        lines.append(f"Next: provision run --app {shlex.quote(result.name)}{store} -- <worker command>")
+        lines.append("Note: older ACTIVE keys remain; retire each once no worker uses it:")
+        lines += [f"  {hints.keys('deactivate', key_id)}" for key_id in result.other_active_keys]
+    if result.store_spec == "json":
+        return "\n".join(lines)
+    if result.is_worker:
+        lines.append(f"Next: {hints.run()}")
+    else:
+        lines.append(f"Next: to run a worker as {result.name}, give it the WORKER role: {hints.create_app('--worker')}")
     return "\n".join(lines)

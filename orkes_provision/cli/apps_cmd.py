@@ -99,7 +99,7 @@ def delete(app: str, yes: bool) -> None:
     from orkes_provision import audit
     from orkes_provision.access.state import find_application, refuse_own_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.credentials.deliveries import forget_deliveries
+    from orkes_provision.credentials.delivery import forget_deliveries
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +13,6 @@ from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
     from orkes_provision.workers.deploy import WorkerManifests
-    from orkes_provision.workers.project import Project
 
 
 @click.group("deploy", cls=ProvisionGroup)
@@ -69,7 +67,8 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
       provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --render k8s/
       kubectl apply --server-side -f k8s/
     """
-    from orkes_provision.credentials.settings import resolve_store_spec
+    from orkes_provision.cli.context import credentials_server
+    from orkes_provision.credentials.delivery import choose_key_server, choose_store
     from orkes_provision.credentials.stores import open_store
     from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
     from orkes_provision.workers.deploy import apply_to_cluster, render_to_directory, worker_manifests
@@ -80,10 +79,16 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     if wait and not apply_:
         raise UsageError("--wait needs --apply", "add --apply, or drop --wait")
     project = require_project(project_file)
-    spec = store_spec or project.store or resolve_store_spec(None)
-    store = open_store(spec)
+    defaults = project.defaults()
+    app = project.app_name or ""
+    choice = choose_store(store_spec, app=app, project=defaults)
+    if choice.source != "--store":
+        info(f"Key store: {choice.value} (from {choice.source})")
+    store = open_store(choice.value)
     # A Secret in the cluster names its own server; any other store is keyed by the server.
-    server = None if isinstance(store, K8sSecretStore) else _server(project)
+    server = None if isinstance(store, K8sSecretStore) or not app else choose_key_server(
+        app=app, store=store, flag=opts().server, project=defaults, credentials_server=credentials_server,
+        insecure_http=opts().insecure_http).value
     rendered = worker_manifests(project, worker, store=store, server=server, image=image, namespace=namespace,
                                 replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory)
     result = rendered.to_dict()
@@ -104,19 +109,6 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     if hidden:
         info(f"Not printed: {', '.join(hidden)} (it holds the key); use --render DIR or --apply.")
     emit(result, lambda: "---\n".join(m.text for m in rendered.public_manifests).rstrip("\n"))
-
-
-def _server(project: Project) -> str | None:
-    """The server whose key the store holds: --server, the project's, CONDUCTOR_SERVER_URL, else the profile's."""
-    from orkes_provision.orkes.urls import normalize_server_url
-
-    options = opts()
-    raw = options.server or project.server or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None
-    if raw is not None:
-        return normalize_server_url(raw, insecure_http=True)
-    from orkes_provision.cli.context import resolve_server_credentials
-
-    return resolve_server_credentials().server
 
 
 def _render_text(rendered: WorkerManifests, paths: list[Path]) -> str:

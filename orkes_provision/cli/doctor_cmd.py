@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orkes_provision.cli.common import STORE_KINDS, common_options, emit
+from orkes_provision.cli.common import STORE_KINDS, common_options, emit, info
 
 
 @click.command("doctor")
@@ -12,7 +12,8 @@ from orkes_provision.cli.common import STORE_KINDS, common_options, emit
 @click.option("--task", "tasks", multiple=True, metavar="TASK",
               help="A task the worker polls (repeatable; default: the project file's, else the app's granted tasks).")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help=f"Where the worker's key is: {STORE_KINDS}.")
+              help="Where the worker's key is (default: the project file's, else where this machine delivered "
+                   f"it, else the keyring): {STORE_KINDS}.")
 @common_options
 def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> None:
     """Explain why a worker of APP would be refused, and how to fix each problem.
@@ -31,38 +32,43 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
     """
     from orkes_provision.access.doctor import diagnose
     from orkes_provision.access.state import find_application, read_app_state
-    from orkes_provision.cli.app_cmd import default_app_name
-    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
+    from orkes_provision.credentials.delivery import (
+        Choice,
+        Hints,
+        check_project_server,
+        choose_app_name,
+        choose_store,
+        find_stored_key,
+    )
     from orkes_provision.credentials.stores import open_store
-    from orkes_provision.errors import ProvisionError, StoreError, VerificationFailed
-    from orkes_provision.workers.project import load_project, store_spec_for
+    from orkes_provision.errors import ProvisionError, VerificationFailed
+    from orkes_provision.workers.project import load_project
 
-    name, _ = default_app_name(app, tasks)
+    project = load_project()
+    defaults = project.defaults() if project is not None else None
+    name = choose_app_name(app, project=defaults, tasks=tasks).value
     credentials = resolve_server_credentials()
-    try:
-        key = open_store(store_spec_for(store_spec, load_project())).load(credentials.server, name)
-    except StoreError:
-        key = None
+    check_project_server(defaults, name, Choice(credentials.server, "the provisioning credentials"))
+    choice = choose_store(store_spec, app=name, server=credentials.server, project=defaults)
+    if choice.source != "--store":
+        info(f"Key store: {choice.value} (from {choice.source})")
+    key = find_stored_key(open_store(choice.value), credentials.server, name)
     with make_client(credentials) as client:
-        task_list = list(tasks) or _default_tasks()
+        task_list = list(tasks) or (list(project.application.grants) if project and project.application
+                                    and project.application.name == name else [])
         if not task_list:
             try:
                 held = read_app_state(client, find_application(client, name)).grants
                 task_list = sorted(i for (t, i) in held if t == "TASK_DEF")
             except ProvisionError:  # diagnose reports a missing or ambiguous app itself
                 task_list = []
-        report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, polls=True)
-    emit(report.to_dict(), report.render)
+        hints = Hints(app=name, store=choice.value, options=hint_options(), server=credentials.server,
+                      tasks=tuple(task_list))
+        report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, hints=hints,
+                          require_tasks=True, polls=True)
+    emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}, report.render)
     if not report.ok:
         first = report.problems[0]
         raise VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
                                  first.fix or "see the report above")
-
-
-def _default_tasks() -> list[str]:
-    from orkes_provision.workers.project import load_project
-
-    project = load_project()
-    if project is None or project.application is None:
-        return []
-    return list(project.application.grants)

@@ -118,7 +118,7 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
     """
     from orkes_provision.access.apply import apply_environment
     from orkes_provision.access.execute import PartialFailure
-    from orkes_provision.locks import file_lock
+    from orkes_provision.locks import app_lock, file_lock
     from orkes_provision.orkes.ratelimit import AdaptiveLimiter
 
     if not auto_approve and not _stdin_is_tty():
@@ -128,8 +128,10 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
     env = _load(path)
     credentials = _credentials(env)
     limiter = AdaptiveLimiter(parallelism)
+    # The lock of each declared application too: 'provision app X' and this apply never both create X.
     with _client(credentials, limiter) as client, \
-            file_lock(f"env|{credentials.server}|{env.name}", what=f"environment {env.name}"):
+            file_lock(f"env|{credentials.server}|{env.name}", what=f"environment {env.name}"), \
+            app_lock(credentials.server, [a.name for a in env.applications]):
         env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism, verify_keys=verify_keys)
         progress = None
         if not env_plan.empty:  # nothing to ask about otherwise; the (empty) apply keeps --json's shape
@@ -139,6 +141,9 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
                                    limiter=limiter, on_outcome=progress)
         if progress is not None:
             progress.close()
+    from orkes_provision.cli.context import hint_options
+
+    result.hint_options = hint_options()
     emit(result.to_dict() | {"plan": env_plan.to_dict()}, env_plan.render if env_plan.empty else result.render)
     if not result.ok:
         raise PartialFailure(result.applied)
@@ -165,15 +170,22 @@ def _load(path: str) -> Environment:
 
 
 def _credentials(env: Environment) -> Credentials:
-    """--server, CONDUCTOR_SERVER_URL or a profile win; the file's ``server`` fills in when none is given."""
-    from orkes_provision.credentials.settings import resolve_credentials
+    """The provisioning credentials, on the server they came with; the file's ``server`` may pick a
+    profile for it, never redirect another credential (a disagreement is an error naming both)."""
+    from orkes_provision.credentials.delivery import Choice, check_same_server
+    from orkes_provision.credentials.settings import Settings, resolve_credentials
+    from orkes_provision.orkes.urls import normalize_server_url
 
     options = opts()
     server = options.server
-    if server is None and env.server and options.profile is None and \
-            not os.environ.get("CONDUCTOR_SERVER_URL") and not os.environ.get("CONDUCTOR_PROFILE"):
-        server = env.server
-    return resolve_credentials(server=server, profile=options.profile, insecure_http=options.insecure_http)
+    if server is None and env.server and options.profile is None and not Settings().auth_key:
+        server = env.server  # chooses among profiles, each bound to its own server
+    credentials = resolve_credentials(server=server, profile=options.profile, insecure_http=options.insecure_http)
+    if env.server and not options.server:
+        named = Choice(normalize_server_url(env.server, insecure_http=options.insecure_http),
+                       f"the environment file {env.path or 'given'}")
+        check_same_server(named, Choice(credentials.server, "the provisioning credentials"))
+    return credentials
 
 
 def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesClient:

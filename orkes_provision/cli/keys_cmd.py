@@ -38,52 +38,81 @@ def keys() -> None:
 @click.argument("app")
 @common_options
 def list_keys(app: str) -> None:
-    """List the keys of APP (name or id) with their status.
+    """List the keys of APP (name or id) with their status and where this machine delivered each.
 
     \b
     Example:
       provision keys list greetings-worker --json
     """
     from orkes_provision.access.state import find_application
-    from orkes_provision.cli.context import make_client
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.credentials.delivery import where_delivered
 
-    with make_client() as client:
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
         target = find_application(client, app)
         found = client.list_keys(target.id)
-    rows = [{"id": k.id, "status": k.status, "createdAt": k.created_at} for k in found]
-    emit(rows, lambda: "\n".join(f"{r['id']}  {r['status']}" for r in rows) or f"{target.name} has no keys.")
+    places = {k.id: where_delivered(credentials.server, target.name, k.id) for k in found}
+    rows = [{"id": k.id, "status": k.status, "createdAt": k.created_at,
+             "deliveredTo": [{"store": d.store, "time": d.time} for d in places[k.id]]} for k in found]
+
+    def text() -> str:
+        if not found:
+            return f"{target.name} has no keys."
+        return "\n".join(f"{k.id}  {k.status:<8}  delivered to: "
+                         + ("; ".join(f"{d.store} ({d.time})" for d in places[k.id]) or "nowhere this machine knows of")
+                         for k in found)
+
+    emit(rows, text)
 
 
 @keys.command("create")
 @click.argument("app")
-@click.option("--store", "store_spec", metavar="SPEC", help=f"Where the key goes: {STORE_KINDS_WRITE}.")
+@click.option("--store", "store_spec", metavar="SPEC",
+              help=f"Where the key goes: {STORE_KINDS_WRITE} (default: the project file's, else where this "
+                   "machine delivered APP's key, else the keyring).")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
+@click.option("--force", is_flag=True,
+              help="Write into a store that holds another application's key, and retire that key.")
 @common_options
-def create(app: str, store_spec: str | None, show_secret: bool) -> None:
+def create(app: str, store_spec: str | None, show_secret: bool, force: bool) -> None:
     """Create a key for APP and write it straight into the store.
 
     \b
     Example:
       provision keys create greetings-worker --store env-file:./worker.env
     """
-    from orkes_provision.access.keys import create_and_store_key
+    from orkes_provision.access.keys import DisplacedKey, create_and_store_key
     from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.credentials.delivery import choose_store
     from orkes_provision.credentials.stores import open_store
-    from orkes_provision.workers.project import load_project, store_spec_for
+    from orkes_provision.locks import app_lock
+    from orkes_provision.workers.project import load_project
 
-    store = open_store(store_spec_for(store_spec, load_project()), show_secret=show_secret)
+    project = load_project()
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
-        known = {k.id for k in client.list_keys(target.id)}
-        key = create_and_store_key(client, server=credentials.server, app_name=target.name, app_id=target.id,
-                                   stores=[store], known_key_ids=known, actor=credentials.key_id)
+        choice = choose_store(store_spec, app=target.name, server=credentials.server,
+                              project=project.defaults() if project is not None else None)
+        if choice.source != "--store":
+            info(f"Key store: {choice.value} (from {choice.source})")
+        store = open_store(choice.value, show_secret=show_secret)
+        displaced: list[DisplacedKey] = []
+        with app_lock(credentials.server, target.name):
+            known = {k.id for k in client.list_keys(target.id)}
+            key = create_and_store_key(client, server=credentials.server, app_name=target.name, app_id=target.id,
+                                       stores=[store], known_key_ids=known, actor=credentials.key_id, force=force,
+                                       displaced=displaced)
+    for replaced in displaced:
+        info(f"Replaced: {replaced.note}")
     done = f"Created key {key.key_id} for {target.name}; stored in {store.describe()}."
     if store.spec == "json":
         info(done)  # stdout carries the credentials document alone
         return
-    emit({"app": target.name, "appId": target.id, "keyId": key.key_id, "store": store.spec}, done)
+    emit({"app": target.name, "appId": target.id, "keyId": key.key_id, "store": store.spec,
+          "storeSource": choice.source}, done)
 
 
 def _set_status(app: str, key_id: str, wanted: str, yes: bool = True) -> None:

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
                    "deactivated; ends when every one on this machine runs it (0: no wait).")
 @click.option("--start-over", is_flag=True,
               help="Discard an interrupted rotation instead of finishing it (its new key is retired too).")
+@click.option("--retire-undelivered", is_flag=True,
+              help="Also retire ACTIVE keys this rotation cannot give a successor to (delivered to json, to a "
+                   "store not written, or by another machine): whoever holds them loses access.")
 @common_options
-def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta, start_over: bool) -> None:
+def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta, start_over: bool,
+           retire_undelivered: bool) -> None:
     """Replace APP's key everywhere it was delivered, with no downtime.
 
     Creates a new key, writes it to every store that holds the current key (or to each --store),
@@ -35,8 +39,14 @@ def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait
     deactivates the old key and deletes keys INACTIVE for longer than --grace. Safe in cron or CI:
     a run that was interrupted is finished by the next one, and two runs never interleave.
 
+    Before changing anything it lists each ACTIVE key it will retire and where that key was
+    delivered, and refuses (exit 7) to retire one delivered somewhere it does not write (json,
+    another store, another machine) unless --retire-undelivered. With --store json the new
+    key's JSON is all stdout carries; the report goes to stderr.
+
     \b
-    Exit codes: 0 rotated (or an interrupted rotation finished), 2 bad usage, 10 a store could
+    Exit codes: 0 rotated (or an interrupted rotation finished), 2 bad usage, 7 a key to retire
+    has no successor where it was delivered, 10 a store could
     not be written (the old key stays ACTIVE; rerun to finish), 11 the new key failed
     verification (the old key stays ACTIVE), 12 another rotation of APP is running;
     other failures as listed in 'provision --help'.
@@ -47,7 +57,8 @@ def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait
       provision keys rotate greetings-worker --grace 0s --json
       provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 5s
     """
-    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
+    from orkes_provision.credentials.delivery import Hints
     from orkes_provision.credentials.stores import open_store
     from orkes_provision.rotation.rotate import rotate_key
 
@@ -59,7 +70,13 @@ def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait
     with make_client(credentials) as client:
         report = rotate_key(client, server=credentials.server, app=app, store_specs=store_specs or None,
                             grace=grace, switch_wait=switch_wait.total_seconds(), actor=credentials.key_id,
-                            opener=open_store, on_step=lambda line: info(line), start_over=start_over)
+                            opener=open_store, on_step=lambda line: info(line), start_over=start_over,
+                            retire_undelivered=retire_undelivered,
+                            hints=Hints(app=app, options=hint_options()))
+    if any(d["store"] == "json" for d in report.delivered):
+        # stdout carries the new key's JSON alone, so that '| jq' or a secret manager reads only that.
+        info(render_rotation(report))
+        return
     emit(report.to_dict(), lambda: render_rotation(report))
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -22,17 +23,17 @@ from orkes_provision.cli.common import STORE_KINDS, ProvisionGroup, command_opti
 from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
+    from orkes_provision.credentials.delivery import Hints
     from orkes_provision.credentials.stores import StoredKey
     from orkes_provision.workers.supervise import SupervisorEvent
-
-_SERVER_HINT = "pass --server URL, set CONDUCTOR_SERVER_URL, or set 'server' in orkes-provision.toml"
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--app", "app_name", metavar="APP",
               help="The application whose key to use (default: the project file's application).")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help=f"Where the key is: {STORE_KINDS}.")
+              help="Where the key is (default: the project file's, else where this machine delivered it, else "
+                   f"the keyring): {STORE_KINDS}.")
 @click.option("--supervise", is_flag=True,
               help="Keep the worker running: own process group, restart on crash, follow key rotation.")
 @click.option("--replicas", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -62,19 +63,18 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
         from orkes_provision.errors import UsageError
 
         raise UsageError("--replicas and --restart need --supervise", "add --supervise, or drop them")
-    from orkes_provision.cli.app_cmd import default_app_name
+    from orkes_provision.credentials.delivery import choose_app_name
     from orkes_provision.workers.project import load_project
 
     project = load_project()
-    _apply_project_defaults(project)
+    _apply_project_profile(project)
     grants = tuple(tasks) or tuple(project.application.grants if project and project.application else ())
-    app, _ = default_app_name(app_name, grants)
-    server = _resolve_server()
-    spec = _store_spec(store_spec, project)
-    key, watch = _load_key(server, app, spec, list(grants))
+    defaults = project.defaults() if project is not None else None
+    app = choose_app_name(app_name, project=defaults, tasks=grants).value
+    home = _key_home(app, store_spec, project, list(grants))
     if not no_preflight:
-        _preflight(app, list(grants), key, server)
-    return _launch(list(command), app, key, watch, runtime=None, extra={}, cwd=None, supervise=supervise,
+        _preflight(app, list(grants), home)
+    return _launch(list(command), app, home.key, home.watch, runtime=None, extra={}, cwd=None, supervise=supervise,
                    replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name,
                    tasks=list(grants))
 
@@ -98,7 +98,8 @@ def worker() -> None:
               help="When to restart after an exit (default: the file's, else on-failure).")
 @click.option("--app", "app_name", metavar="APP", help="Override the project file's application.")
 @click.option("--store", "store_spec", metavar="SPEC",
-              help=f"Override where the key is: {STORE_KINDS} (default: the file's, else keyring).")
+              help=f"Override where the key is: {STORE_KINDS} (default: the file's, else where this machine "
+                   "delivered it, else the keyring).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
 @click.option("--project", "project_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="The project file (default: orkes-provision.toml here or in a parent directory).")
@@ -122,7 +123,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     project = require_project(project_file)
     spec_worker = project.worker(name)
-    _apply_project_defaults(project)
+    _apply_project_profile(project)
     app = app_name or project.app_name
     if not app:
         raise ConfigError(f"{project.path}: no [application] name, so no key to run worker {name!r} with",
@@ -132,13 +133,12 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     if not cwd.is_dir():
         raise ConfigError(f"{project.path}: worker {name!r}: cwd {cwd} is not a directory",
                           "fix 'cwd' in the project file")
-    server = _resolve_server()
-    spec = _store_spec(store_spec, project)
-    key, watch = _load_key(server, app, spec, tasks)
+    home = _key_home(app, store_spec, project, tasks)
     if not no_preflight:
-        _preflight(app, tasks, key, server)
+        _preflight(app, tasks, home)
     policy = cast(RestartPolicy, restart_policy or spec_worker.restart)
-    return _launch(list(spec_worker.command), app, key, watch, runtime=spec_worker.runtime, extra=spec_worker.env,
+    return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
+                   extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
                    name=name, tasks=tasks)
 
@@ -175,71 +175,62 @@ def worker_list(project_file: Path | None) -> None:
 # ----- shared steps ------------------------------------------------------------------------------
 
 
-def _apply_project_defaults(project: Project | None) -> None:
-    # The project's server/profile act as default --server/--profile, so that every later step
-    # (the store lookup, the preflight's provisioning credentials) agrees on one server.
+def _apply_project_profile(project: Project | None) -> None:
+    # A project's profile chooses among the user's own credentials, each bound to its server; its
+    # 'server' never becomes --server: it names the server of the project's application key only
+    # (credentials.delivery.choose_key_server), so a planted file cannot redirect a credential.
     options = opts()
-    if project is None or options.server or options.profile:
-        return
-    if project.server:
-        options.server = project.server
-    elif project.profile:
+    if project is not None and project.profile and not options.profile:
         options.profile = project.profile
 
 
-def _resolve_server() -> str:
-    """The worker's server: --server, --profile, CONDUCTOR_SERVER_URL, else the default profile's."""
-    from orkes_provision.cli.context import resolve_server_credentials
+@dataclass
+class _KeyHome:
+    server: str
+    key: StoredKey
+    watch: Callable[[], StoredKey | None]
+    hints: Hints
+
+
+def _key_home(app: str, flag: str | None, project: Project | None, tasks: list[str]) -> _KeyHome:
+    """Where ``app``'s key is, which server it belongs to, and the key (see ``credentials.delivery``)."""
+    from orkes_provision.cli.context import credentials_server, hint_options
+    from orkes_provision.credentials.delivery import Hints, choose_key_server, choose_store, find_stored_key
+    from orkes_provision.credentials.stores import open_store
     from orkes_provision.errors import ConfigError
     from orkes_provision.orkes.urls import normalize_server_url
 
     options = opts()
-    if options.server:
-        return normalize_server_url(options.server, insecure_http=options.insecure_http)
-    if options.profile:
-        return resolve_server_credentials().server
-    from_env = os.environ.get("CONDUCTOR_SERVER_URL", "").strip()
-    if from_env:
-        return normalize_server_url(from_env, insecure_http=options.insecure_http)
-    try:
-        return resolve_server_credentials().server
-    except ConfigError as err:
-        raise ConfigError(f"no server to run the worker against ({err.message})", _SERVER_HINT) from None
-
-
-def _store_spec(flag: str | None, project: Project | None) -> str | None:
-    from orkes_provision.workers.project import store_spec_for
-
-    return store_spec_for(flag, project)
-
-
-def _app_command(app: str, tasks: list[str], spec: str | None) -> str:
-    parts = ["provision", "app", shlex.quote(app), "--worker", *[f"--grant {shlex.quote(t)}" for t in tasks]]
-    if spec:
-        parts.append(f"--store {shlex.quote(spec)}")
-    return " ".join(parts)
-
-
-def _load_key(server: str, app: str, spec: str | None,
-              tasks: list[str]) -> tuple[StoredKey, Callable[[], StoredKey | None]]:
-    """The stored key of ``app`` on ``server``, and a function that re-reads it (for rotation)."""
-    from orkes_provision.credentials.stores import open_store
-    from orkes_provision.errors import ConfigError
-
-    store = open_store(spec)
-    key = store.load(server, app)
+    defaults = project.defaults() if project is not None else None
+    near = options.server or (defaults.server if defaults is not None and defaults.for_app(app) else None) \
+        or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None
+    choice = choose_store(flag, app=app, project=defaults,
+                          server=normalize_server_url(near, insecure_http=options.insecure_http) if near else None)
+    store = open_store(choice.value)
+    server = choose_key_server(app=app, store=store, flag=options.server, project=defaults,
+                               credentials_server=credentials_server, insecure_http=options.insecure_http)
+    hints = Hints(app=app, store=choice.value, options=hint_options(), server=server.value, tasks=tuple(tasks))
+    if choice.source != "--store" or server.source != "--server":
+        info(f"provision: key of {app} in {choice.value} (from {choice.source}), for {server.value} "
+             f"(from {server.source})")
+    key = find_stored_key(store, server.value, app)
     if key is None:
-        raise ConfigError(f"no key for application {app!r} on {server} in {store.describe(server, app)}",
-                          f"create one: {_app_command(app, tasks, spec)}")
+        raise ConfigError(f"no key for application {app!r} on {server.value} in {store.describe(server.value, app)}",
+                          f"create one: {hints.create_app('--worker')}")
+    stored_under = key.server
 
     def watch() -> StoredKey | None:
-        return store.load(server, app)
+        return store.load(stored_under, app)
 
-    return key, watch
+    return _KeyHome(server=server.value, key=key, watch=watch, hints=hints)
 
 
-def _preflight(app: str, tasks: list[str], key: StoredKey, server: str) -> None:
-    """The doctor's checks with the provisioning credentials; with none, what the key alone shows."""
+def _preflight(app: str, tasks: list[str], home: _KeyHome) -> None:
+    """The doctor's checks with the provisioning credentials; with none, what the key alone shows.
+
+    The provisioning credentials are used only when they belong to the key's server: they are
+    never sent to the server a project or env file names.
+    """
     from orkes_provision.access.doctor import diagnose
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.errors import ConfigError, StoreError
@@ -248,19 +239,19 @@ def _preflight(app: str, tasks: list[str], key: StoredKey, server: str) -> None:
     try:
         credentials = resolve_server_credentials()
     except (ConfigError, StoreError) as err:
-        _key_only_preflight(app, key, server, f"no provisioning credentials: {err.message}")
+        _key_only_preflight(app, home, f"no provisioning credentials: {err.message}")
         return
-    if credentials.server != server:
-        _key_only_preflight(app, key, server, f"the provisioning credentials are for {credentials.server}")
+    if credentials.server != home.server:
+        _key_only_preflight(app, home, f"the provisioning credentials are for {credentials.server}")
         return
     with make_client(credentials) as client:
-        report = diagnose(client, app=app, tasks=tasks, key=key, server=server)
-    check_preflight(report, app)
+        report = diagnose(client, app=app, tasks=tasks, key=home.key, server=home.server, hints=home.hints)
+    check_preflight(report, app, home.hints)
     what = f"EXECUTE on {', '.join(tasks)}" if tasks else "no tasks named, grants not checked"
-    info(f"preflight: ok ({app}: key {key.key_id} ACTIVE, worker role, {what})")
+    info(f"preflight: ok ({app}: key {home.key.key_id} ACTIVE, worker role, {what})")
 
 
-def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> None:
+def _key_only_preflight(app: str, home: _KeyHome, reason: str) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
@@ -268,19 +259,21 @@ def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> N
     from orkes_provision.orkes.client import OrkesClient
     from orkes_provision.orkes.models import Credentials
 
-    credentials = Credentials(server=server, key_id=key.key_id.strip(), secret=key.secret)
+    key = home.key
+    credentials = Credentials(server=home.server, key_id=key.key_id.strip(), secret=key.secret)
     with OrkesClient(credentials) as client:
         try:
             client.exchange_token(credentials.key_id, credentials.secret)
         except AuthenticationError:
             raise VerificationFailed(f"preflight: the server rejects the stored key {key.key_id} of {app}",
-                                     f"run 'provision app {shlex.quote(app)} --new-key' (or 'provision keys list "
-                                     f"{shlex.quote(app)}' to see if it is INACTIVE), or pass --no-preflight") from None
+                                     "store a new key (or pass --no-preflight to start anyway): "
+                                     + home.hints.new_key()) from None
         user = client.user_info()
     roles = {str(r.get("name")) for r in user.get("roles") or [] if isinstance(r, dict)}
     if not roles & WORKER_ROLES:
         raise VerificationFailed(f"preflight: {app} lacks the WORKER role (has: {', '.join(sorted(roles)) or 'none'})",
-                                 f"run 'provision app {shlex.quote(app)} --worker', or pass --no-preflight")
+                                 "give it the role (or pass --no-preflight to start anyway): "
+                                 + home.hints.create_app("--worker", tasks=()))
     info(f"preflight: key {key.key_id} authenticates and has {', '.join(sorted(roles & WORKER_ROLES))}; "
          f"EXECUTE grants not checked ({reason})")
 

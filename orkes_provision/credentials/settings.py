@@ -4,7 +4,7 @@ Credentials are resolved in this documented order (the first source that has a k
 
 1. ``--profile NAME`` given on the command line: that profile (see 3).
 2. ``CONDUCTOR_AUTH_KEY`` and ``CONDUCTOR_AUTH_SECRET`` in the environment, with the server from
-   ``--server``, else ``CONDUCTOR_SERVER_URL``.
+   ``CONDUCTOR_SERVER_URL`` (``--server`` naming another server is an error), else from ``--server``.
 3. A profile of the config file, ``$XDG_CONFIG_HOME/orkes-provision/config.toml``
    (``ORKES_PROVISION_CONFIG`` overrides the path): the one named by ``ORKES_PROVISION_PROFILE``,
    else the one whose server is ``--server``/``CONDUCTOR_SERVER_URL``, else ``default_profile``,
@@ -13,8 +13,10 @@ Credentials are resolved in this documented order (the first source that has a k
 4. ``sandbox``, when no profile of that name exists: the local sandbox's ``admin.env`` in its
    data directory, written by ``provision sandbox`` on first start.
 
-A profile's key is never sent to another server: ``--server`` naming a different server than the
-profile is an error. Key ids and secrets are stripped of surrounding whitespace and newlines.
+A credential is never sent to another server than the one it came with: ``--server`` naming a
+different server than the profile, or than ``CONDUCTOR_SERVER_URL`` for the environment's key, is
+an error. Nothing else (a project or environment file) chooses the server of these credentials.
+Key ids and secrets are stripped of surrounding whitespace and newlines.
 
 The config file looks like::
 
@@ -49,7 +51,7 @@ from orkes_provision.tomlfiles import parse_toml, validation_error
 __all__ = [
     "DEFAULT_PROFILE", "PROFILE_KEYRING_SERVICE", "Config", "Profile", "Settings", "config_path",
     "delete_profile", "keyring_location", "list_profiles", "load_config", "normalize_server_url",
-    "profile_keyring_user", "resolve_credentials", "resolve_store_spec", "sandbox_data_dir", "save_profile",
+    "profile_keyring_user", "resolve_credentials", "sandbox_data_dir", "save_profile",
 ]
 
 log = logging.getLogger("orkes_provision.credentials.settings")
@@ -61,6 +63,8 @@ _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NO_CREDENTIALS_HINT = ("set CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET, "
                         "run 'provision login', or use --profile sandbox")
 _BROKEN_CONFIG_HINT = "fix the file, or remove it and run 'provision login' again"
+_NO_KEYRING_FOR_LOGIN_HINT = ("run 'provision login' where a Secret Service (GNOME Keyring, KWallet) is unlocked, "
+                              "or skip it and set CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET")
 
 
 # Set while ``Settings.from_env`` builds settings from a mapping: os.environ must not leak in.
@@ -216,12 +220,16 @@ def save_profile(name: str, server: str, key_id: str, secret: SecretStr, *,
         raise UsageError("the key id and the secret must not be empty", "copy them from the Orkes UI")
     path = config_path(env)
     config = load_config(path)
-    backend = require_keyring()
     old = config.profiles.get(name)
     try:
-        backend.set_password(PROFILE_KEYRING_SERVICE, profile_keyring_user(name, server), clean_secret)
-    except Exception as err:
-        raise keyring_failure(err, f"store the secret of profile {name!r}") from None
+        backend = require_keyring()
+        try:
+            backend.set_password(PROFILE_KEYRING_SERVICE, profile_keyring_user(name, server), clean_secret)
+        except Exception as err:
+            raise keyring_failure(err, f"store the secret of profile {name!r}") from None
+    except StoreError as err:
+        # A profile's secret lives only in the keyring (login has no --store): say what works instead.
+        raise StoreError(err.message, _NO_KEYRING_FOR_LOGIN_HINT) from None
     profile = Profile(name=name, server=server, key_id=key_id)
     config.profiles[name] = profile
     write_config(config, path)
@@ -296,7 +304,14 @@ def resolve_credentials(*, server: str | None, profile: str | None, insecure_htt
             missing = "CONDUCTOR_AUTH_SECRET" if key else "CONDUCTOR_AUTH_KEY"
             present = "CONDUCTOR_AUTH_KEY" if key else "CONDUCTOR_AUTH_SECRET"
             raise ConfigError(f"{present} is set but {missing} is not", f"set {missing} too, or unset {present}")
-        url = flag_server or settings.server_url
+        env_url = (normalize_server_url(settings.server_url, insecure_http=insecure_http)
+                   if settings.server_url else None)
+        if flag_server and env_url and flag_server != env_url:
+            # The key came with CONDUCTOR_SERVER_URL: it is that server's, never sent to another.
+            raise ConfigError(f"CONDUCTOR_AUTH_KEY is for {env_url} (CONDUCTOR_SERVER_URL), not {flag_server}",
+                              "drop --server to use it with its own server, or use a profile for the other one: "
+                              f"provision login --profile NAME --server {flag_server}")
+        url = flag_server or env_url
         if not url:
             raise ConfigError("CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET are set but no server URL is",
                               "set CONDUCTOR_SERVER_URL=https://HOST/api or pass --server")
@@ -395,13 +410,3 @@ def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_ht
         raise ConfigError(f"the sandbox runs at {sandbox_server}, not {server}", "drop --server with --profile sandbox")
     log.info("credentials: sandbox admin key %s from %s", key, path)
     return Credentials(server=sandbox_server, key_id=key, secret=SecretStr(secret))
-
-
-def resolve_store_spec(spec: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The ``--store`` to use: the flag, else ``ORKES_PROVISION_STORE``, else the config's ``default_store``."""
-    if spec:
-        return spec
-    settings = Settings.from_env(os.environ if env is None else env)
-    if settings.store:
-        return settings.store
-    return load_config(settings.config_file).default_store

@@ -9,9 +9,10 @@ the new secret, once created, lives only in the credential stores it was written
   deactivated by this tool, or first seen INACTIVE. Orkes keeps no "deactivated at" time, and the
   grace period before deletion is counted from it.
 
-Test hook: with ``ORKES_PROVISION_TEST_STOP_AFTER=<step>`` in the environment, the process exits
-at once with code 75 right after the progress of that step is on disk (see ``STEPS``), as a kill
-at that point would. Kill tests use it; nothing else should.
+Test hook: with ``ORKES_PROVISION_TEST_STOP_AFTER=<point>`` in the environment, the process kills
+itself with SIGKILL right after the progress of that step is on disk (see ``STEPS``), or at
+``store-write``: right after a store was written, before that is recorded (``KILL_POINTS``). Kill
+tests use it; nothing else should.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +42,10 @@ from orkes_provision.paths import state_dir
 #   deactivated  every old key is INACTIVE
 STEPS: tuple[str, ...] = ("planned", "creating", "created", "store", "stored", "verified", "switched",
                           "deactivated")
+# Every point a kill test stops a rotation at: each step boundary, and inside the store step.
+KILL_POINTS: tuple[str, ...] = ("planned", "creating", "created", "store-write", "store", "stored", "verified",
+                                "switched", "deactivated")
 STOP_AFTER_VARIABLE = "ORKES_PROVISION_TEST_STOP_AFTER"
-STOP_EXIT_CODE = 75
 FORMAT_VERSION = 1
 
 
@@ -126,10 +130,10 @@ def clear_progress(server: str, app: str) -> None:
         progress_path(server, app).unlink()
 
 
-def stop_if_requested(step: str) -> None:
-    """Test-only: exit the process now if ``ORKES_PROVISION_TEST_STOP_AFTER`` names ``step``."""
-    if os.environ.get(STOP_AFTER_VARIABLE, "").strip() == step:
-        os._exit(STOP_EXIT_CODE)
+def stop_if_requested(point: str) -> None:
+    """Test-only: SIGKILL this process now if ``ORKES_PROVISION_TEST_STOP_AFTER`` names ``point``."""
+    if os.environ.get(STOP_AFTER_VARIABLE, "").strip() == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ----- since when keys are INACTIVE -------------------------------------------------------------

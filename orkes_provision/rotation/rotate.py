@@ -9,8 +9,11 @@ The steps (``rotation_state.STEPS``), each persisted before the next begins:
 
 1. **plan**: the application's ACTIVE keys are the old keys; the target stores are those named
    with ``--store``, else every store this tool delivered the application's key to
-   (``deliveries``), minus ``json`` and ``memory``, which cannot be written again unattended.
-   Every store is opened before anything changes, so an unwritable one fails the run early.
+   (``credentials.delivery``), minus ``json`` and ``memory``, which cannot be written again
+   unattended. Every store is opened before anything changes, so an unwritable one fails the run
+   early. Each old key is listed with where it was delivered; one delivered somewhere the rotation
+   does not write (``json``, a store not named, another machine) is not retired unless
+   ``retire_undelivered``: whoever holds it would be cut off with no successor.
 2. **create** the new key. ``creating`` is recorded before the request: a rerun that finds it
    deletes keys that appeared since the plan and that no store holds (their secret was lost
    with the killed process), then creates again, so no extra key is left behind.
@@ -19,8 +22,9 @@ The steps (``rotation_state.STEPS``), each persisted before the next begins:
    both keys work, nothing is down, and a rerun writes the remaining stores. (Unlike ``provision
    app``, which undoes everything: here the new key may already be in use by a worker that
    switched to it, so deleting it would cause the very outage rotation must avoid.) On a rerun
-   the secret is read back from a store already written; if no store has it, the new key is
-   useless: it is deleted on the server and the rotation starts again from the plan.
+   the secret is read back from any store of the rotation (a run killed between writing a store
+   and recording it leaves the key there unrecorded); if no store has it, the new key is useless:
+   it is deleted on the server and the rotation starts again from the plan.
 4. **verify** the new key as the application: token exchange, WORKER role, EXECUTE on every task
    definition it holds EXECUTE on (``doctor.diagnose``). A failure stops the run (exit 11)
    before the old key is touched.
@@ -39,8 +43,9 @@ The steps (``rotation_state.STEPS``), each persisted before the next begins:
    deactivated count from then, others from when this tool first saw them INACTIVE. During the
    grace period ``provision keys activate APP OLD_KEY`` undoes a rotation.
 
-A lock per server and application (``locks.file_lock``) makes a second concurrent rotation fail
-at once with ``LockHeld`` (exit 12). Progress holds key ids and store specs, never a secret.
+The lock of the application on the server (``locks.app_lock``, the one ``app`` and ``apply``
+take too) makes a second concurrent rotation fail at once with ``LockHeld`` (exit 12). Progress
+holds key ids and store specs, never a secret.
 
 Tokens already issued from a deactivated or deleted key: the safer behaviour is that they stop
 working at once (a leaked key is then really revoked by deactivating it), and that is what the
@@ -63,7 +68,7 @@ from orkes_provision import audit
 from orkes_provision.access.doctor import diagnose
 from orkes_provision.access.keys import set_key_status
 from orkes_provision.access.state import find_application
-from orkes_provision.credentials.deliveries import deliveries_for, record_delivery
+from orkes_provision.credentials.delivery import WRITE_ONCE_STORES, Hints, deliveries, record_delivery, where_delivered
 from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.errors import (
     Conflict,
@@ -74,7 +79,7 @@ from orkes_provision.errors import (
     UsageError,
     VerificationFailed,
 )
-from orkes_provision.locks import file_lock
+from orkes_provision.locks import app_lock
 from orkes_provision.orkes.models import AccessKey, Application, app_subject
 from orkes_provision.progress import waiting
 from orkes_provision.rotation.record import (
@@ -82,6 +87,7 @@ from orkes_provision.rotation.record import (
     clear_progress,
     load_progress,
     save_progress,
+    stop_if_requested,
     update_inactive,
     utcnow,
 )
@@ -102,8 +108,8 @@ SWITCH_POLL_SECONDS = 0.25
 # Fail fast: a second rotation of the same application should not queue behind the first.
 LOCK_WAIT = 1.0
 # Deliveries that cannot be written again without a person: printed once, or process-local.
-NOT_REDELIVERABLE = {"json": "the json store prints the key once; pipe a rotation into it with --store json",
-                     "memory": "the memory store lives only in the process that wrote it"}
+NOT_REDELIVERABLE = {"json": f"{WRITE_ONCE_STORES['json']}; pipe a rotation into it with --store json",
+                     "memory": WRITE_ONCE_STORES["memory"]}
 
 StoreOpener = Callable[[str], CredentialStore]
 Clock = Callable[[], datetime]
@@ -154,6 +160,7 @@ class RotationReport:
     pruned: PruneReport
     other_active_keys: list[str]
     switch_waited: float = 0.0  # seconds the switch wait lasted (less than switch_wait when workers switched)
+    retiring: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def result(self) -> str:
@@ -167,7 +174,8 @@ class RotationReport:
                 "afterRotation": self.after_rotation,
                 "deactivated": self.deactivated, "deleted": self.pruned.deleted,
                 "pendingDeletion": [p.to_dict() for p in self.pruned.pending],
-                "graceSeconds": int(self.pruned.grace.total_seconds()), "otherActiveKeys": self.other_active_keys}
+                "graceSeconds": int(self.pruned.grace.total_seconds()), "otherActiveKeys": self.other_active_keys,
+                "retiring": self.retiring}
 
 
 def rotate_key(client: OrkesClient, *, server: str, app: str, store_specs: Sequence[str] | None = None,
@@ -175,24 +183,29 @@ def rotate_key(client: OrkesClient, *, server: str, app: str, store_specs: Seque
                actor: str | None = None, opener: StoreOpener = open_store,
                sleep: Callable[[float], None] = time.sleep, now: Clock = utcnow,
                on_step: Callable[[str], None] | None = None, lock_wait: float = LOCK_WAIT,
-               start_over: bool = False) -> RotationReport:
+               start_over: bool = False, retire_undelivered: bool = False,
+               hints: Hints | None = None) -> RotationReport:
     """Rotate the key of application ``app`` (name or id) on ``server``, or finish a pending rotation.
 
     ``store_specs`` names the target stores (default: where the key was delivered); ``opener``
     turns a spec into a store; ``sleep`` and ``now`` are for tests; ``on_step`` gets a progress
     line per step. ``start_over`` discards a pending rotation instead of finishing it: its new
-    key, if any, is then one of the ACTIVE keys this rotation retires.
+    key, if any, is then one of the ACTIVE keys this rotation retires. ``retire_undelivered``
+    retires old keys the rotation cannot give a successor to (see step 1); ``hints`` renders the
+    commands of its error hints.
     """
     if grace < timedelta(0):
         raise UsageError("the grace period cannot be negative", "write it like 0s, 15m or 1h")
     if switch_wait < 0:
         raise UsageError("--switch-wait cannot be negative", "give the seconds to wait, or 0 to skip the wait")
     application = find_application(client, app)
-    with file_lock(f"rotate|{server}|{application.name}", wait_seconds=lock_wait,
-                   what=f"application {application.name} (a rotation or prune is running)"):
+    with app_lock(server, application.name, wait_seconds=lock_wait,
+                  what=f"application {application.name} (a rotation, prune or provisioning run is on it)"):
         rotation = _Rotation(client, server=server, application=application, actor=actor, opener=opener,
-                             sleep=sleep, now=now, on_step=on_step or (lambda line: None))
-        return rotation.run(store_specs=store_specs, grace=grace, switch_wait=switch_wait, start_over=start_over)
+                             sleep=sleep, now=now, on_step=on_step or (lambda line: None),
+                             hints=hints or Hints(app=application.name))
+        return rotation.run(store_specs=store_specs, grace=grace, switch_wait=switch_wait, start_over=start_over,
+                            retire_undelivered=retire_undelivered)
 
 
 def prune_keys(client: OrkesClient, *, server: str, app: str, grace: timedelta = DEFAULT_GRACE,
@@ -201,8 +214,8 @@ def prune_keys(client: OrkesClient, *, server: str, app: str, grace: timedelta =
     if grace < timedelta(0):
         raise UsageError("the grace period cannot be negative", "write it like 0s, 15m or 1h")
     application = find_application(client, app)
-    with file_lock(f"rotate|{server}|{application.name}", wait_seconds=lock_wait,
-                   what=f"application {application.name} (a rotation or prune is running)"):
+    with app_lock(server, application.name, wait_seconds=lock_wait,
+                  what=f"application {application.name} (a rotation, prune or provisioning run is on it)"):
         return _prune(client, server=server, application=application, grace=grace, actor=actor, now=now())
 
 
@@ -235,7 +248,7 @@ class _Rotation:
 
     def __init__(self, client: OrkesClient, *, server: str, application: Application, actor: str | None,
                  opener: StoreOpener, sleep: Callable[[float], None], now: Clock,
-                 on_step: Callable[[str], None]) -> None:
+                 on_step: Callable[[str], None], hints: Hints) -> None:
         self.client = client
         self.server = server
         self.app = application
@@ -249,11 +262,14 @@ class _Rotation:
         self.key: StoredKey | None = None
         self.after_rotation: list[str] = []
         self.switch_waited = 0.0
+        self.hints = hints
+        self.retiring: list[dict[str, Any]] = []
 
     # ----- driver ------------------------------------------------------------------------------
 
     def run(self, *, store_specs: Sequence[str] | None, grace: timedelta, switch_wait: float,
-            start_over: bool = False) -> RotationReport:
+            start_over: bool = False, retire_undelivered: bool = False) -> RotationReport:
+        self.retire_undelivered = retire_undelivered
         try:
             return self._run(store_specs=store_specs, grace=grace, switch_wait=switch_wait, start_over=start_over)
         except ProvisionError:
@@ -300,7 +316,7 @@ class _Rotation:
                        for s in progress.stores],
             skipped=self.skipped, verified=True, switch_wait=switch_wait, after_rotation=self.after_rotation,
             deactivated=list(progress.deactivated), pruned=pruned, other_active_keys=others,
-            switch_waited=self.switch_waited)
+            switch_waited=self.switch_waited, retiring=self.retiring)
 
     def _save(self, progress: RotationProgress, step: str) -> None:
         progress.step = step
@@ -337,14 +353,14 @@ class _Rotation:
             if set(wanted) != set(progress.stores):
                 raise UsageError(
                     f"a rotation of {self.app.name} is pending for the stores {', '.join(progress.stores)}",
-                    f"rerun 'provision keys rotate {self.app.name}' without --store to finish it, "
-                    "or add --start-over to discard it")
+                    f"add --start-over to discard it, or finish it first: {self.hints.keys('rotate')}")
         return progress
 
     def _plan(self, store_specs: Sequence[str] | None) -> RotationProgress:
         specs = self._target_specs(store_specs)
         self._open_stores(specs)
         keys = self.client.list_keys(self.app.id)
+        self._check_successors([k.id for k in keys if k.status == "ACTIVE"])
         progress = RotationProgress(
             server=self.server, app=self.app.name, app_id=self.app.id, step="planned",
             started_at=self.now().isoformat(timespec="seconds"), known_key_ids=[k.id for k in keys],
@@ -356,11 +372,32 @@ class _Rotation:
                      + "; ".join(s.describe(self.server, self.app.name) for s in self.stores.values()))
         return progress
 
+    def _check_successors(self, old_key_ids: list[str]) -> None:
+        """List, before anything changes, each key to retire and where it went; refuse to retire one
+        whose holders would get no successor, unless told to."""
+        blocked: list[str] = []
+        self.retiring = []
+        for key_id in old_key_ids:
+            places = where_delivered(self.server, self.app.name, key_id)
+            self.retiring.append({"keyId": key_id, "deliveredTo": [d.store for d in places]})
+            missing = sorted({d.store for d in places} - set(self.stores))
+            where = "; ".join(f"{d.store} ({d.time})" for d in places) or "nowhere this machine knows of"
+            self.on_step(f"will retire ACTIVE key {key_id}, delivered to: {where}")
+            if not places:
+                blocked.append(f"{key_id} (delivered nowhere this machine knows of: another machine, by hand?)")
+            elif missing:
+                blocked.append(f"{key_id} (also delivered to {', '.join(missing)}, which this rotation does not write)")
+        if blocked and not self.retire_undelivered:
+            raise Conflict(f"rotating {self.app.name} would retire key(s) it cannot give a successor to: "
+                           f"{'; '.join(blocked)}; nothing was changed",
+                           "name every store that holds them with --store (repeatable), or retire them anyway "
+                           f"(whoever holds them loses access): {self.hints.keys('rotate', '--retire-undelivered')}")
+
     def _target_specs(self, store_specs: Sequence[str] | None) -> list[str]:
         if store_specs:
             return list(dict.fromkeys(store_specs))
         specs: list[str] = []
-        for delivery in deliveries_for(self.server, self.app.name):
+        for delivery in deliveries(self.server, self.app.name):
             reason = NOT_REDELIVERABLE.get(delivery.store)
             if reason is not None:
                 self.skipped.append({"store": delivery.store, "reason": reason})
@@ -368,8 +405,8 @@ class _Rotation:
                 specs.append(delivery.store)
         if not specs:
             raise UsageError(f"this tool has no record of where the key of {self.app.name} was delivered",
-                             f"name the stores: provision keys rotate {self.app.name} --store env-file:PATH "
-                             "(repeatable)")
+                             "name the stores to write the new key to with --store SPEC (repeatable), "
+                             "e.g. --store env-file:./worker.env")
         return specs
 
     def _open_stores(self, specs: Sequence[str]) -> None:
@@ -408,8 +445,9 @@ class _Rotation:
         return self._plan(store_specs if store_specs else progress.stores)
 
     def _recover_secret(self, progress: RotationProgress) -> StoredKey | None:
-        candidates = progress.stores if progress.reached("stored") else progress.stores_done
-        for spec in candidates:
+        # Every store of the rotation, not only those recorded as done: a run killed between writing
+        # a store and recording it left the new key there, and deleting it would strand that store.
+        for spec in progress.stores:
             store = self.stores.get(spec)
             if store is None:
                 continue
@@ -479,8 +517,9 @@ class _Rotation:
                 done = ", ".join(progress.stores_done) or "no store yet"
                 raise StoreError(
                     f"writing the new key {key.key_id} to {where} failed: {detail} (written so far: {done})",
-                    f"fix it and rerun 'provision keys rotate {self.app.name}' to finish; "
-                    "the old key stays ACTIVE until then") from None
+                    "fix it, then finish the rotation (the old key stays ACTIVE until then): "
+                    + self.hints.keys("rotate")) from None
+            stop_if_requested("store-write")
             record_delivery(self.server, self.app.name, self.app.id, spec, key.key_id)
             progress.stores_done.append(spec)
             self._save(progress, "store")
@@ -506,8 +545,8 @@ class _Rotation:
             self._audit("verify_key", "failed", key.key_id)
             raise VerificationFailed(
                 f"the new key {key.key_id} of {self.app.name} failed verification: {first.problem}",
-                (f"run '{first.fix}', then " if first.fix else "fix it, then ")
-                + f"rerun 'provision keys rotate {self.app.name}'; the old key stays ACTIVE until then")
+                (f"fix it ({first.fix}), then" if first.fix else "fix it, then")
+                + " finish the rotation (the old key stays ACTIVE until then): " + self.hints.keys("rotate"))
         self._save(progress, "verified")
         self._audit("verify_key", "ok", key.key_id)
         self.on_step(f"verified key {key.key_id}: it authenticates"
@@ -587,8 +626,7 @@ class _Rotation:
         raise VerificationFailed(
             f"a supervised worker of {self.app.name} (supervisor pid {pid}) still runs the old key "
             f"{', '.join(keys)}; the old key stays ACTIVE",
-            "see that supervisor's output (does the new worker start?), then rerun "
-            f"'provision keys rotate {self.app.name}' to finish")
+            "see that supervisor's output (does the new worker start?), then finish: " + self.hints.keys("rotate"))
 
     def _deactivate(self, progress: RotationProgress) -> None:
         assert progress.new_key_id is not None
@@ -597,7 +635,7 @@ class _Rotation:
         if new is None or new.status != "ACTIVE":
             raise Conflict(f"the new key {progress.new_key_id} of {self.app.name} is "
                            f"{'gone' if new is None else new.status}; no old key was deactivated",
-                           f"rerun 'provision keys rotate {self.app.name}' to start a new rotation")
+                           "start a new rotation: " + self.hints.keys("rotate"))
         for key_id in progress.old_key_ids:
             if key_id == progress.new_key_id:
                 continue

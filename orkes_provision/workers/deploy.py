@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from orkes_provision.credentials.delivery import Hints, find_stored_key
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
 from orkes_provision.errors import ConfigError, StoreError, UsageError
@@ -94,7 +95,7 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
         key = store.read()
         if key is None:
             raise ConfigError(f"Secret {store.namespace}/{store.name} holds no key yet",
-                              f"create one: provision app {app} --store {store.spec}")
+                              f"create one: {Hints(app=app, store=store.spec).create_app('--worker')}")
         if key.app and key.app != app:
             raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of application {key.app!r}, "
                               f"not {app!r}", "point [application].store or --store at this application's Secret")
@@ -161,8 +162,13 @@ def _stored_key(store: CredentialStore, server: str | None, app: str) -> StoredK
     if server is None:
         raise ConfigError(f"no server to look up the key of {app} in {store.describe()}",
                           "give --server, set server in the project file, or set CONDUCTOR_SERVER_URL")
-    key = store.load(server, app)
+    key = find_stored_key(store, server, app)
     if key is None:
         raise ConfigError(f"{store.describe()} holds no key of {app} for {server}",
-                          f"create one: provision app {app} --store {store.spec}")
+                          f"create one: {Hints(app=app, store=store.spec).create_app('--worker')}")
+    if key.server != server:
+        # The manifests carry the server URL to the pods: an alias cannot be proven here without
+        # a request, and a key is never sent to a server it was not issued for.
+        raise ConfigError(f"{store.describe()} holds the key of {app} for {key.server}, not {server}",
+                          f"drop --server, or deploy with --server {key.server}")
     return key

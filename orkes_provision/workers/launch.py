@@ -23,6 +23,7 @@ Choices, per runtime (section 7 of the reference):
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from orkes_provision.orkes.urls import normalize_server_url
 
 if TYPE_CHECKING:
     from orkes_provision.access.doctor import DoctorReport
+    from orkes_provision.credentials.delivery import Hints
 
 SERVER_URL = "CONDUCTOR_SERVER_URL"
 AUTH_KEY = "CONDUCTOR_AUTH_KEY"
@@ -117,17 +119,18 @@ def describe_environment(env: Mapping[str, str]) -> list[str]:
             f"{AUTH_SECRET}=********"]
 
 
-def check_preflight(report: DoctorReport, app: str) -> None:
+def check_preflight(report: DoctorReport, app: str, hints: Hints | None = None) -> None:
     """Refuse to launch when the doctor found a problem: the first one, with its fixing command."""
     problems = report.problems
     if not problems:
         return
     first = problems[0]
     more = len(problems) - 1
-    suffix = f" (and {more} more: 'provision doctor {app}')" if more else ""
-    hint = f"run '{first.fix}'" if first.fix else f"run 'provision doctor {app}' for details"
-    raise VerificationFailed(f"preflight: {first.problem}{suffix}",
-                             f"{hint}, or pass --no-preflight to start the worker anyway")
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    doctor = hints.doctor() if hints is not None else shlex.join(["provision", "doctor", app])
+    hint = (f"fix it (or pass --no-preflight to start the worker anyway): {first.fix}" if first.fix
+            else f"see every problem (or pass --no-preflight to start the worker anyway): {doctor}")
+    raise VerificationFailed(f"preflight: {first.problem}{suffix}", hint)
 
 
 def require_program(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> str:

@@ -3,14 +3,14 @@
 A project file sits at the top of a worker project (``provision init`` writes one). It holds no
 secrets: the key lives in the credential store named by ``application.store``. Example::
 
-    server = "http://127.0.0.1:8080/api"     # optional; else --server, CONDUCTOR_SERVER_URL, the profile
+    server = "http://127.0.0.1:8080/api"     # optional; the server of this application's key, never of others
     profile = "sandbox"                      # optional; a profile from 'provision login'
 
     [application]
     name = "greetings-app"
     roles = ["WORKER"]                       # default ["WORKER"]
     grants = ["greetings"]                   # task names the application may EXECUTE
-    store = "keyring"                        # credential store spec; default: keyring
+    store = "keyring"                        # credential store spec; default: where its key was delivered
 
     [[workers]]
     name = "greetings"
@@ -36,6 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from orkes_provision.access.spec import Name
+from orkes_provision.credentials.delivery import ProjectDefaults
 from orkes_provision.errors import ConfigError
 from orkes_provision.tomlfiles import read_toml, validation_error
 
@@ -155,6 +156,11 @@ class Project(BaseModel):
     def store(self) -> str | None:
         return self.application.store if self.application else None
 
+    def defaults(self) -> ProjectDefaults:
+        """What this file says about its own application's key (``credentials.delivery`` resolves with it)."""
+        return ProjectDefaults(path=self._path or self.root / PROJECT_FILE, app=self.app_name, store=self.store,
+                               server=self.server)
+
     def worker(self, name: str) -> WorkerSpec:
         """The worker called ``name``; ``ConfigError`` listing the known names otherwise."""
         for worker in self.workers:
@@ -228,21 +234,3 @@ def _display(path: Path) -> str:
         return os.path.relpath(path) if path.is_absolute() and Path.cwd() in path.parents else str(path)
     except ValueError:
         return str(path)
-
-
-def store_spec_for(flag: str | None, project: Project | None) -> str | None:
-    """--store, else ORKES_PROVISION_STORE, else the project's store, else the config's default.
-
-    Every command that reads or writes an application's key resolves its store here, so ``app``,
-    ``doctor``, ``run`` and ``worker run`` always agree on where the key is.
-    """
-    from orkes_provision.credentials.settings import resolve_store_spec
-
-    if flag or os.environ.get("ORKES_PROVISION_STORE", "").strip() or project is None or not project.store:
-        return resolve_store_spec(flag)
-    spec = project.store.strip()
-    kind, sep, path = spec.partition(":")
-    if kind == "env-file" and sep and path and not Path(path).expanduser().is_absolute():
-        # A relative env file in the project file means relative to that file, not to the cwd.
-        spec = f"env-file:{project.root / path}"
-    return spec

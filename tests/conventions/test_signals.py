@@ -83,6 +83,10 @@ def greetings(conv_sandbox: SandboxProcess, tmp_path: Path) -> Iterator[tuple[di
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     project = tmp_path / "greetings"
     store = f"env-file:{tmp_path / 'w.env'}"
+    # Each test starts from no sig-app: keys an earlier test left ACTIVE were delivered by another
+    # state dir (another "machine"), and a rotation rightly refuses to retire those.
+    subprocess.run([PROVISION, "apps", "delete", "sig-app", "--yes"], env=env, cwd=tmp_path, capture_output=True,
+                   text=True, timeout=60, check=False)
     for args in (["init", "--app", "sig-app", str(project)],
                  ["app", "sig-app", "--worker", "--grant", "greetings", "--register-tasks", "--store", store]):
         made = subprocess.run([PROVISION, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)

@@ -16,7 +16,6 @@ from orkes_provision.credentials.settings import (
     load_config,
     normalize_server_url,
     resolve_credentials,
-    resolve_store_spec,
     save_profile,
 )
 from orkes_provision.credentials.stores.memory import MemoryKeyring
@@ -97,10 +96,16 @@ def test_the_environment_supplies_credentials_stripped_of_whitespace(home: dict[
         server="https://env.example.com/api", key_id="env-key", secret=SecretStr(SECRET))
 
 
-def test_the_server_flag_beats_conductor_server_url(home: dict[str, str]) -> None:
+def test_the_server_flag_never_sends_the_environment_key_to_another_server(home: dict[str, str]) -> None:
     env = {**home, "CONDUCTOR_SERVER_URL": "https://env.example.com", "CONDUCTOR_AUTH_KEY": "k",
            "CONDUCTOR_AUTH_SECRET": "s"}
-    assert resolve_credentials(server="https://flag.example.com", profile=None, env=env).server == \
+    with pytest.raises(ConfigError) as refused:
+        resolve_credentials(server="https://flag.example.com", profile=None, env=env)
+    assert "https://env.example.com/api" in refused.value.message
+    assert "https://flag.example.com/api" in refused.value.message
+    assert resolve_credentials(server="https://env.example.com/api", profile=None, env=env).key_id == "k"
+    without_url = {k: v for k, v in env.items() if k != "CONDUCTOR_SERVER_URL"}
+    assert resolve_credentials(server="https://flag.example.com", profile=None, env=without_url).server == \
         "https://flag.example.com/api"
 
 
@@ -254,9 +259,6 @@ def test_hand_edited_config_settings_survive_a_save(home: dict[str, str], memory
     _profile(home, "prod")
     config = load_config(path)
     assert (config.default_profile, config.default_store) == ("prod", "env-file:./w.env")
-    assert resolve_store_spec(None, home) == "env-file:./w.env"
-    assert resolve_store_spec(None, {**home, "ORKES_PROVISION_STORE": "json"}) == "json"
-    assert resolve_store_spec("keyring", home) == "keyring"
 
 
 @pytest.mark.parametrize("name", ["", "a b", "../x", "-x", "x" * 65])

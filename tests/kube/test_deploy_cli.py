@@ -171,7 +171,8 @@ def test_missing_image_unknown_worker_and_missing_key_are_explained(kubectl: Kub
     result = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE)
     assert result.code == 3
     assert "error: Secret workers/greetings-creds holds no key yet" in result.err
-    assert "hint: create one: provision app greetings-app --store k8s-secret:workers/greetings-creds" in result.err
+    assert "hint: create one: provision app greetings-app --worker --store k8s-secret:workers/greetings-creds" \
+        in result.err
     put_key_in_cluster()
     result = run(capsys, "deploy", "kubernetes", "greetings")
     assert result.code == 2

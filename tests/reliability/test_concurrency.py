@@ -1,4 +1,5 @@
-"""Two ``provision app`` runs for the same new name, started together, create one application.
+"""Two ``provision app`` runs for the same new name, started together, create one application;
+so do a ``provision app`` and a ``provision apply`` declaring it (one lock per server and name).
 
 ``provision_app`` holds a local lock per server and application name (``locks.file_lock``, under the
 state directory): the second run waits, then finds what the first created. To make "started
@@ -37,7 +38,7 @@ _real_lock = locks.file_lock
 def _barrier(name):
     directory = os.environ["RACE_BARRIER_DIR"]
     open(os.path.join(directory, f"{name}.{os.getpid()}"), "w").close()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + float(os.environ.get("RACE_BARRIER_SECONDS", "30"))
     while time.monotonic() < deadline:
         if len([f for f in os.listdir(directory) if f.startswith(name + ".")]) >= 2:
             return
@@ -55,7 +56,7 @@ def _lock(name, **options):
 
 
 locks.file_lock = _lock
-if os.environ.get("RACE_NO_LOCK") == "1":
+if os.environ.get("RACE_NO_LOCK") == "1" or os.environ.get("RACE_CREATE_BARRIER") == "1":
     import orkes_provision.orkes.client as client
 
     _real_create = client.OrkesClient.create_application
@@ -141,3 +142,36 @@ def test_control_without_the_lock_the_same_race_makes_two_applications(rel_sandb
         assert "2 applications are named 'race-no-lock'" in again.stderr and "nothing was changed" in again.stderr
         for app_id in duplicates:
             client.delete_application(app_id)
+
+
+def test_app_and_an_apply_declaring_the_same_new_name_create_one_application(
+        rel_sandbox: SandboxProcess, tmp_path: Path) -> None:
+    # Both line up at the lock; past it, each waits (at most 5 s) at create_application for the other.
+    # With one lock per server and application name the second never gets there while the first
+    # holds it, so it finds the application made; with a lock per command both would create it.
+    hook, barrier = tmp_path / "hook", tmp_path / "barrier"
+    hook.mkdir()
+    barrier.mkdir()
+    (hook / "sitecustomize.py").write_text(RACE_HOOK)
+    (tmp_path / "env.toml").write_text(
+        'name = "race"\n\n[[tasks]]\nname = "race-mixed-task"\n\n[[applications]]\nname = "race-mixed"\n'
+        'roles = ["WORKER"]\nstore = "env-file:b.env"\n[[applications.grants]]\ntasks = ["race-mixed-task"]\n')
+    env = {**os.environ, **rel_sandbox.admin_env, "PYTHONPATH": str(hook), "RACE_BARRIER_DIR": str(barrier),
+           "RACE_CREATE_BARRIER": "1", "RACE_BARRIER_SECONDS": "5"}
+    commands = [[PROVISION, "app", "race-mixed", "--worker", "--grant", "race-mixed-task", "--register-tasks",
+                 "--store", "env-file:a.env"],
+                [PROVISION, "apply", "-f", "env.toml", "--auto-approve"]]
+    procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True) for cmd in commands]
+    errors = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait(timeout=10)
+        errors.append((proc.returncode, err))
+    assert [code for code, _ in errors] == [0, 0], errors
+    with admin(rel_sandbox) as client:
+        assert len(applications_named(client, "race-mixed")) == 1

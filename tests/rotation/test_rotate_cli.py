@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orkes_provision.credentials.stores.envfile import EnvFileStore
-from orkes_provision.locks import file_lock
+from orkes_provision.locks import app_lock_name, file_lock
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests.rotation.helpers import WorkerApp, authenticates, cli_env, json_out, key_statuses, provision
@@ -94,7 +94,7 @@ def test_a_second_rotation_exits_12_while_another_holds_the_lock(
         env: dict[str, str]) -> None:
     app = worker_app([EnvFileStore(tmp_path / "w.env")])
 
-    with file_lock(f"rotate|{server}|{app.name}"):
+    with file_lock(app_lock_name(server, app.name)):
         result = provision(["keys", "rotate", app.name, "--switch-wait", "0", "--json"], env)
 
     assert result.returncode == 12

@@ -1,10 +1,11 @@
-"""Kill tests: a rotation stopped after any step is finished by the next run.
+"""Kill tests: a rotation SIGKILLed at any step boundary is finished by the next run.
 
-The stop comes from the test hook ``ORKES_PROVISION_TEST_STOP_AFTER=<step>`` (the process exits
-75 right after that step's progress is on disk, as a kill there would), and once from a real
-SIGKILL during the switch wait. After the rerun: exactly one key, ACTIVE, in every store it was
-delivered to, accepted by the server; no key created beyond the one needed; nothing secret on disk
-outside the stores.
+The kill comes from the test hook ``ORKES_PROVISION_TEST_STOP_AFTER=<point>``: the process sends
+itself SIGKILL right after that step's progress is on disk, or (``store-write``) right after the
+first store was written and before that was recorded; and once from the test during the switch
+wait. After one rerun: exactly one key, ACTIVE, in every store it was delivered to, accepted by the
+server; no key created beyond the one needed; nothing secret on disk outside the stores. Each
+point is a cell of the kill table printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import pytest
 
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.orkes.client import OrkesClient
-from orkes_provision.rotation.record import STEPS, STOP_AFTER_VARIABLE, STOP_EXIT_CODE, load_progress
+from orkes_provision.rotation.record import KILL_POINTS, STEPS, STOP_AFTER_VARIABLE, load_progress
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests import kill_cells
 from tests.rotation.helpers import PROVISION, REPO, WorkerApp, authenticates, cli_env, json_out, key_statuses, provision
 
 ROTATE = ["keys", "rotate", "--grace", "0s", "--switch-wait", "0", "--json"]
@@ -58,21 +60,28 @@ def assert_no_secret_outside_stores(state_dir: Path, *secrets: str) -> None:
             assert not [s for s in secrets if s in text], f"a secret is in {path}"
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_a_rotation_stopped_after_each_step_converges_on_rerun(
-        step: str, admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path,
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_rotation_killed_at_each_step_boundary_converges_on_rerun(
+        point: str, admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path,
         env: dict[str, str], state_dir: Path) -> None:
+    cell = kill_cells.record("provision keys rotate (2 env files)", point)
     stores = [EnvFileStore(tmp_path / "a.env"), EnvFileStore(tmp_path / "b.env")]
     app = worker_app(stores)
 
-    stopped = provision([*ROTATE, app.name], {**env, STOP_AFTER_VARIABLE: step})
+    stopped = provision([*ROTATE, app.name], {**env, STOP_AFTER_VARIABLE: point})
 
-    assert stopped.returncode == STOP_EXIT_CODE, stopped.stderr
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr
     progress = load_progress(server, app.name)
     assert progress is not None
+    step = "created" if point == "store-write" else point
     assert progress.step == step
-    if step == "store":
+    if point == "store":
         assert len(progress.stores_done) == 1  # stopped between the two stores
+    if point == "store-write":
+        # The first store holds the new key, and nothing says so: the rerun must find it there.
+        assert progress.stores_done == []
+        held = [s.load(server, app.name).key_id for s in stores]  # type: ignore[union-attr]
+        assert sorted(held) == sorted([progress.new_key_id, app.key.key_id])
     if step == "creating":
         # As if the create request reached the server and the process died before recording
         # the answer: a key exists whose secret nobody has.
@@ -83,14 +92,18 @@ def test_a_rotation_stopped_after_each_step_converges_on_rerun(
 
     rerun = provision([*ROTATE, app.name], env)
 
+    cell.rerun = f"exit {rerun.returncode}"
     assert rerun.returncode == 0, rerun.stderr
     report = json_out(rerun)
     assert (report["result"], report["resumedFrom"]) == ("resumed", step)
+    statuses = key_statuses(admin, app.id)
+    cell.active_keys = str(list(statuses.values()).count("ACTIVE"))
     final = assert_converged(admin, server, app, stores)
+    cell.stores, cell.authenticates = "a.env, b.env", "yes"
     assert report["newKeyId"] == final
     assert final != app.key.key_id
     created = created_keys(state_dir, app.name)
-    if STEPS.index(step) >= STEPS.index("store"):
+    if point == "store-write" or STEPS.index(step) >= STEPS.index("store"):
         # The secret was already in a store: the rerun finished with that key, creating none.
         assert created == [app.key.key_id, progress.new_key_id]
         assert final == progress.new_key_id
@@ -101,6 +114,7 @@ def test_a_rotation_stopped_after_each_step_converges_on_rerun(
         assert created == [app.key.key_id, final]
     assert load_progress(server, app.name) is None
     assert_no_secret_outside_stores(state_dir, *secrets)
+    cell.outcome = "ok"
 
 
 def test_a_rotation_killed_by_sigkill_during_the_switch_wait_converges_on_rerun(

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from orkes_provision.credentials.deliveries import deliveries_for
+from orkes_provision.credentials.delivery import deliveries
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.credentials.stores.memory import MemoryStore
-from orkes_provision.errors import LockHeld, ServerUnavailable, StoreError, UsageError, VerificationFailed
-from orkes_provision.locks import file_lock
+from orkes_provision.errors import Conflict, LockHeld, ServerUnavailable, StoreError, UsageError, VerificationFailed
+from orkes_provision.locks import app_lock_name, file_lock
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.rotation.record import load_progress, progress_path
 from orkes_provision.rotation.rotate import RotationReport, prune_keys, rotate_key
@@ -72,7 +72,7 @@ def test_rotation_puts_a_working_new_key_in_the_env_file_and_leaves_one_active_k
     assert report.old_key_ids == [old.key_id]
     assert report.deactivated == [old.key_id]
     assert report.pruned.deleted == [old.key_id]
-    assert [d.key_id for d in deliveries_for(server, app.name)] == [stored.key_id]
+    assert [d.key_id for d in deliveries(server, app.name)] == [stored.key_id]
     assert not progress_path(server, app.name).exists()
 
 
@@ -210,7 +210,7 @@ def test_a_second_rotation_of_the_same_application_fails_fast_with_lock_held(
         admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp]) -> None:
     store = MemoryStore()
     app = worker_app([store])
-    with file_lock(f"rotate|{server}|{app.name}"), pytest.raises(LockHeld) as held:
+    with file_lock(app_lock_name(server, app.name)), pytest.raises(LockHeld) as held:
         rotate(admin, server, app, store, lock_wait=0.1)
     assert held.value.exit_code == 12
     assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
@@ -293,8 +293,13 @@ def test_json_and_memory_deliveries_are_reported_as_skipped_not_written(
         admin: OrkesClient, server: str, worker_app: Callable[..., WorkerApp], tmp_path: Path) -> None:
     env_store = EnvFileStore(tmp_path / "worker.env")
     app = worker_app([env_store, MemoryStore()])
+    with pytest.raises(Conflict) as refused:  # its holder in memory would get no successor
+        rotate_key(admin, server=server, app=app.name, grace=timedelta(0), switch_wait=0)
+    assert "memory" in refused.value.message and "--retire-undelivered" in refused.value.hint
+    assert key_statuses(admin, app.id) == {app.key.key_id: "ACTIVE"}
 
-    report = rotate_key(admin, server=server, app=app.name, grace=timedelta(0), switch_wait=0)
+    report = rotate_key(admin, server=server, app=app.name, grace=timedelta(0), switch_wait=0,
+                        retire_undelivered=True)
 
     assert [d["store"] for d in report.delivered] == [env_store.spec]
     assert [s["store"] for s in report.skipped] == ["memory"]
@@ -312,7 +317,8 @@ def test_start_over_discards_a_pending_rotation_and_retires_its_half_delivered_k
     half = good.load(server, app.name).key_id  # type: ignore[union-attr]
     env_store = EnvFileStore(tmp_path / "elsewhere.env")
 
-    report = rotate(admin, server, app, good, env_store, start_over=True)
+    # The flaky store is left out on purpose: the old key it holds is retired all the same.
+    report = rotate(admin, server, app, good, env_store, start_over=True, retire_undelivered=True)
 
     assert report.result == "rotated"
     assert sorted(report.old_key_ids) == sorted([app.key.key_id, half])

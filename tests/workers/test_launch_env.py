@@ -72,9 +72,10 @@ def test_a_failing_doctor_report_refuses_with_the_first_fix_and_the_escape_hatch
     report.add("task", False, "task definition missing: other", "provision app a --grant other --register-tasks")
     with pytest.raises(VerificationFailed) as caught:
         check_preflight(report, "a")
-    assert caught.value.message == ("preflight: a lacks EXECUTE on task greetings "
-                                    "(and 1 more: 'provision doctor a')")
-    assert caught.value.hint == "run 'provision grant a greetings', or pass --no-preflight to start the worker anyway"
+    assert caught.value.message == "preflight: a lacks EXECUTE on task greetings (and 1 more problem)"
+    # The command comes last, as printed by every hint, so that it can be copied as it is.
+    assert caught.value.hint == ("fix it (or pass --no-preflight to start the worker anyway): "
+                                 "provision grant a greetings")
     assert caught.value.exit_code == 11
 
 

@@ -91,7 +91,8 @@ def test_preflight_refuses_a_worker_whose_application_lacks_the_grant_and_names_
     result = lab.provision("worker", "run", "greetings", "--store", lab.store, cwd=lab.project)
     assert result.returncode == 11
     assert f"error: preflight: {APP} lacks EXECUTE on task greetings" in result.stderr
-    assert f"hint: run 'provision grant {APP} greetings', or pass --no-preflight" in result.stderr
+    assert f"hint: fix it (or pass --no-preflight to start the worker anyway): provision grant {APP} greetings" \
+        in result.stderr
     assert "started pid" not in result.stderr
     secret = EnvFileStore(lab.tmp / "worker.env").load(lab.sandbox.url, APP)
     assert secret is not None

@@ -114,6 +114,23 @@ class EnvFileStore:
             raise StoreError(f"cannot write {self.path}: permission denied",
                              "choose a path in a directory you can write, e.g. --store env-file:./worker.env")
 
+    def read(self) -> StoredKey | None:
+        """The key in the file with the server and application it names (``app`` is "" without the
+        header line), whatever they are; ``None`` when it holds no complete key."""
+        self._refuse_special()
+        text = self._read()
+        if text is None:
+            return None
+        values = parse_env(text)
+        url, key_id, secret = (values.get(name, "").strip() for name in MANAGED_VARS)
+        if not (url and key_id and secret):
+            return None
+        try:
+            server = canonical_server(url)
+        except UsageError:
+            return None
+        return StoredKey(server=server, app=_marker(text) or "", key_id=key_id, secret=SecretStr(secret))
+
     def load(self, server: str, app: str) -> StoredKey | None:
         self._refuse_special()
         text = self._read()

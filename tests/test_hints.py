@@ -1,0 +1,264 @@
+"""The hint test: every command the tool prints as a next step or fix runs as printed in a fresh shell.
+
+Scenarios of ``app``, ``doctor``, ``run``, rotation and ``apply`` collect each command printed after
+``Next:``, ``fix:``, ``hint: ...:`` or on a line of its own, and run it verbatim with ``bash -c`` in
+an environment of PATH and HOME only: no ``CONDUCTOR_*``, no keyring (no D-Bus session), nothing
+of the test's own settings. The sandbox keeps its data where ``--profile sandbox`` finds it from
+HOME. The one placeholder allowed is ``<worker command>``, replaced by a probe that records the
+credentials it was given. Each command must exit 0 and do what it says, which the scenario checks.
+The list of commands run is printed at the end of the test run (tests/hint_log.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from orkes_provision.credentials.stores.envfile import parse_env
+from orkes_provision.orkes.client import OrkesClient
+from orkes_provision.orkes.models import Credentials, Target, TaskDef, app_subject
+from tests import hint_log
+
+pytest.importorskip("starlette", reason="the sandbox extra is not installed")
+
+from orkes_provision.sandbox.harness import SandboxProcess
+
+BIN = str(Path(sys.executable).parent)
+PROBE = """import json, os, sys
+json.dump({k: os.environ.get(k) for k in ("CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET")},
+          open(sys.argv[1], "w"))
+"""
+_COMMAND = re.compile(r"(?:^\s*|: )(provision\s.*)$")
+_PLACEHOLDER = re.compile(r"<[^>]*>|\b(?:APP|TASK|KEY_ID|PATH|SPEC|NAME|ID)\b")
+
+
+@dataclass
+class World:
+    home: Path
+    sandbox: SandboxProcess
+    admin: OrkesClient
+
+    @property
+    def fresh(self) -> dict[str, str]:
+        return {"PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(self.home)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    home = tmp_path_factory.mktemp("home")
+    # Where 'provision --profile sandbox' looks with HOME alone.
+    with SandboxProcess(home / ".local" / "share" / "orkes-provision" / "sandbox") as sandbox:
+        admin = OrkesClient(Credentials(server=sandbox.url, key_id=sandbox.admin_key_id,
+                                        secret=sandbox.admin_secret))
+        admin.register_task_defs([TaskDef(name="greetings")])
+        yield World(home, sandbox, admin)
+        admin.close()
+
+
+@pytest.fixture
+def cwd(world: World) -> Path:
+    path = world.home / f"work-{uuid.uuid4().hex[:6]}"
+    path.mkdir()
+    return path
+
+
+def sh(world: World, command: str, cwd: Path, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], env={**world.fresh, **(extra or {})}, cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def provision(world: World, cwd: Path, *args: str, extra: dict[str, str] | None = None,
+              profile: bool = True) -> subprocess.CompletedProcess[str]:
+    words = ["provision", *(["--profile", "sandbox"] if profile else []), *args]
+    return sh(world, shlex.join(words), cwd, extra)
+
+
+def commands_in(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """Every command printed as a next step or fix (error lines describe, they do not instruct)."""
+    found = []
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith("error: "):
+            continue
+        match = _COMMAND.search(line)
+        if match:
+            found.append(match.group(1).strip())
+    return found
+
+
+def run_printed(world: World, scenario: str, printed_by: str, command: str, cwd: Path) -> hint_log.HintRun:
+    """Run ``command`` as printed (``<worker command>`` aside) in a fresh shell; log it; it must exit 0."""
+    runnable = command.replace("<worker command>", shlex.join([sys.executable, "-c", PROBE, str(cwd / "probe.json")]))
+    assert not _PLACEHOLDER.search(runnable.split(" -c ")[0]), f"not runnable as printed: {command}"
+    result = sh(world, runnable, cwd)
+    entry = hint_log.HintRun(scenario, printed_by, command, result.returncode)
+    hint_log.RUN.append(entry)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return entry
+
+
+def app_of(world: World, name: str) -> str:
+    (app,) = [a.id for a in world.admin.list_applications() if a.name == name]
+    return app
+
+
+def statuses(world: World, name: str) -> dict[str, str]:
+    return {k.id: k.status for k in world.admin.list_keys(app_of(world, name))}
+
+
+def authenticates(world: World, env_file: Path) -> bool:
+    values = parse_env(env_file.read_text())
+    return bool(world.admin.exchange_token(values["CONDUCTOR_AUTH_KEY"], SecretStr(values["CONDUCTOR_AUTH_SECRET"])))
+
+
+def doctor_passes(world: World, cwd: Path, name: str, store: str) -> bool:
+    return provision(world, cwd, "doctor", name, "--task", "greetings", "--store", store).returncode == 0
+
+
+# ----- app ------------------------------------------------------------------------------------------
+
+def test_the_run_step_of_app_works_in_a_fresh_shell_without_conductor_variables(world: World, cwd: Path) -> None:
+    admin_env = dict(world.sandbox.admin_env)
+    made = provision(world, cwd, "app", "hint-run", "--worker", "--grant", "greetings", "--store",
+                     "env-file:w.env", extra=admin_env, profile=False)
+    assert made.returncode == 0, made.stderr
+    (command,) = commands_in(made)
+    assert command.startswith("provision run --app hint-run --store ")
+
+    entry = run_printed(world, "app with CONDUCTOR_* set", "app: Next", command, cwd)
+
+    given = json.loads((cwd / "probe.json").read_text())
+    assert given["CONDUCTOR_SERVER_URL"] == world.sandbox.url
+    assert world.admin.exchange_token(given["CONDUCTOR_AUTH_KEY"], SecretStr(given["CONDUCTOR_AUTH_SECRET"]))
+    entry.effect = "worker started with the stored key, which authenticates"
+
+
+def test_the_worker_role_step_of_a_non_worker_app(world: World, cwd: Path) -> None:
+    made = provision(world, cwd, "app", "hint meta", "--role", "METADATA_API", "--store", "env-file:m.env")
+    assert made.returncode == 0, made.stderr
+    (command,) = commands_in(made)
+
+    entry = run_printed(world, "app without --worker", "app: Next", command, cwd)
+
+    assert "WORKER" in world.admin.get_app_user(app_of(world, "hint meta")).role_names
+    entry.effect = "the application has the WORKER role"
+
+
+def test_the_retire_steps_for_older_active_keys(world: World, cwd: Path) -> None:
+    assert provision(world, cwd, "app", "hint old", "--worker", "--store", "env-file:o.env").returncode == 0
+    old = parse_env((cwd / "o.env").read_text())["CONDUCTOR_AUTH_KEY"]
+    again = provision(world, cwd, "app", "hint old", "--worker", "--store", "env-file:o.env", "--new-key")
+    assert again.returncode == 0, again.stderr
+    retire = [c for c in commands_in(again) if " keys deactivate " in c]
+    assert retire == [f"provision --profile sandbox keys deactivate 'hint old' {old}"]
+
+    entry = run_printed(world, "app --new-key", "app: Note", retire[0], cwd)
+
+    assert statuses(world, "hint old")[old] == "INACTIVE"
+    assert authenticates(world, cwd / "o.env")
+    entry.effect = "the older key is INACTIVE, the stored one works"
+
+
+# ----- doctor and the preflight ----------------------------------------------------------------------
+
+def break_and_fix(world: World, cwd: Path, name: str, breaker: str, printed_by: str) -> None:
+    store = f"env-file:{cwd}/d.env"
+    assert provision(world, cwd, "app", name, "--worker", "--grant", "greetings", "--store", store).returncode == 0
+    app_id = app_of(world, name)
+    key_id = parse_env((cwd / "d.env").read_text())["CONDUCTOR_AUTH_KEY"]
+    if breaker == "grant revoked":
+        world.admin.revoke(app_subject(app_id), Target(type="TASK_DEF", id="greetings"), ["EXECUTE"])
+    elif breaker == "role removed":
+        world.admin.remove_role(app_id, "WORKER")
+    elif breaker == "key deactivated":
+        world.admin.toggle_key(app_id, key_id)
+    elif breaker == "key deleted":
+        world.admin.delete_key(app_id, key_id)
+    elif breaker == "task definition deleted":
+        world.admin.delete_task_def("greetings")
+    if printed_by == "doctor":
+        broken = provision(world, cwd, "doctor", name, "--task", "greetings", "--store", store)
+    else:
+        broken = provision(world, cwd, "run", "--app", name, "--store", store, "--task", "greetings", "--", "true")
+    assert broken.returncode == 11, broken.stdout + broken.stderr
+    printed = list(dict.fromkeys(commands_in(broken)))
+    assert printed, broken.stdout + broken.stderr
+
+    entries = [run_printed(world, f"{printed_by}: {breaker}", printed_by, command, cwd) for command in printed]
+
+    assert doctor_passes(world, cwd, name, store)
+    if printed_by == "preflight":
+        assert provision(world, cwd, "run", "--app", name, "--store", store, "--task", "greetings", "--",
+                         "true").returncode == 0
+    for entry in entries:
+        entry.effect = f"{printed_by} passes again"
+
+
+BREAKERS = ["grant revoked", "role removed", "key deactivated", "key deleted", "task definition deleted"]
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_every_fix_doctor_prints_repairs_what_it_names(world: World, cwd: Path, breaker: str) -> None:
+    break_and_fix(world, cwd, f"hint doc {breaker.split()[0]} {uuid.uuid4().hex[:4]}", breaker, "doctor")
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_every_fix_the_preflight_prints_repairs_what_it_names(world: World, cwd: Path, breaker: str) -> None:
+    break_and_fix(world, cwd, f"hint pre {breaker.split()[0]} {uuid.uuid4().hex[:4]}", breaker, "preflight")
+
+
+def test_the_create_step_of_run_without_a_key(world: World, cwd: Path) -> None:
+    refused = provision(world, cwd, "run", "--app", "hint new", "--store", "env-file:n.env", "--", "true")
+    assert refused.returncode == 3, refused.stderr
+    (command,) = commands_in(refused)
+
+    entry = run_printed(world, "run without a key", "run: hint", command, cwd)
+
+    assert provision(world, cwd, "run", "--app", "hint new", "--store", "env-file:n.env", "--",
+                     "true").returncode == 0
+    entry.effect = "the key exists and run starts"
+
+
+# ----- rotation -------------------------------------------------------------------------------------
+
+def test_the_retire_undelivered_step_of_a_refused_rotation(world: World, cwd: Path) -> None:
+    assert provision(world, cwd, "app", "hint rot", "--worker", "--store", "env-file:r.env").returncode == 0
+    printed = provision(world, cwd, "keys", "create", "hint rot", "--store", "json")
+    assert printed.returncode == 0, printed.stderr
+    refused = provision(world, cwd, "keys", "rotate", "hint rot", "--switch-wait", "0", "--grace", "0s")
+    assert refused.returncode == 7, refused.stderr
+    (command,) = commands_in(refused)
+    assert command.endswith("--retire-undelivered")
+
+    entry = run_printed(world, "rotation of a key delivered as json", "keys rotate: hint", command, cwd)
+
+    active = [k for k, s in statuses(world, "hint rot").items() if s == "ACTIVE"]
+    assert active == [parse_env((cwd / "r.env").read_text())["CONDUCTOR_AUTH_KEY"]]
+    assert authenticates(world, cwd / "r.env")
+    entry.effect = "rotated: one ACTIVE key, in the env file"
+
+
+# ----- apply ----------------------------------------------------------------------------------------
+
+def test_the_run_step_of_apply(world: World, cwd: Path) -> None:
+    (cwd / "env.toml").write_text('name = "hints"\n\n[[applications]]\nname = "hint apply"\nroles = ["WORKER"]\n'
+                                  'store = "env-file:secrets/a.env"\n[[applications.grants]]\ntasks = ["greetings"]\n')
+    applied = provision(world, cwd, "apply", "-f", "env.toml", "--auto-approve")
+    assert applied.returncode == 0, applied.stderr
+    (command,) = commands_in(applied)
+
+    entry = run_printed(world, "apply", "apply: Next", command, cwd)
+
+    given = json.loads((cwd / "probe.json").read_text())
+    assert given["CONDUCTOR_AUTH_KEY"] == parse_env((cwd / "secrets" / "a.env").read_text())["CONDUCTOR_AUTH_KEY"]
+    entry.effect = "worker started with the applied key"
