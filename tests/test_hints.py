@@ -160,7 +160,7 @@ def test_the_retire_steps_for_older_active_keys(world: World, cwd: Path) -> None
     again = provision(world, cwd, "app", "hint old", "--worker", "--store", "env-file:o.env", "--new-key")
     assert again.returncode == 0, again.stderr
     retire = [c for c in commands_in(again) if " keys deactivate " in c]
-    assert retire == [f"provision --profile sandbox keys deactivate 'hint old' {old}"]
+    assert retire == [f"provision --profile sandbox keys deactivate 'hint old' {old} --yes"]
 
     entry = run_printed(world, "app --new-key", "app: Note", retire[0], cwd)
 

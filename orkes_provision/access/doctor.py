@@ -160,8 +160,8 @@ def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str,
         return
     report.polls[task] = [{"workerId": p.worker_id, "domain": p.domain, "lastPollTime": p.last_poll_time,
                            "secondsAgo": _seconds_ago(p, now)} for p in polled]
-    start = (f"start a worker that polls {task}: {hints.run('CMD')} "
-             "(or provision worker run NAME), then run doctor again")
+    # Runnable as printed but for the worker's own command line (a project's 'worker run' works too).
+    start = f"start a worker that polls {task}: {hints.run()}"
     if not polled:
         report.findings.append(Finding("poll", True, f"no worker has polled task {task} (a workflow waiting on it "
                                        "stays SCHEDULED)", start, info=True))

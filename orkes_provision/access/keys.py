@@ -160,7 +160,8 @@ def _retire_displaced(client: OrkesClient, *, server: str, store: CredentialStor
     if owner is None:
         return DisplacedKey(store.spec, held, False,
                             f"key {held.key_id} of {held.app} is not a key of {server}; retire it on its own "
-                            f"server: provision --server {held.server} keys deactivate {held.app} {held.key_id}")
+                            "server: " + shlex.join(["provision", "--server", held.server, "keys", "deactivate",
+                                                     held.app, held.key_id, "--yes"]))
     set_key_status(client, app_id=owner.id, app_name=owner.name, key_id=held.key_id, wanted="INACTIVE")
     audit.record(action="deactivate_key", target=owner.name, result="ok", server=server, actor=actor,
                  app=owner.name, key_id=held.key_id)

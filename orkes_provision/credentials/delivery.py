@@ -440,7 +440,10 @@ class Hints:
         return self.command("grant", self.app, *tasks)
 
     def keys(self, action: str, *args: str) -> str:
-        return self.command("keys", action, self.app, *args)
+        # A printed step is run as printed, often with no terminal to answer the question the
+        # destructive actions ask; printing it is the moment the user decides.
+        confirm = ("--yes",) if action in ("deactivate", "delete") else ()
+        return self.command("keys", action, self.app, *args, *confirm)
 
     def doctor(self) -> str:
         tasks = [w for t in self.tasks for w in ("--task", t)]

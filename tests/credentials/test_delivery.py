@@ -208,7 +208,7 @@ def test_a_key_stored_under_another_spelling_of_the_server_is_found(tmp_path: Pa
 
 def test_hints_quote_names_and_carry_the_store_and_profile() -> None:
     hints = Hints(app="my app", store="env-file:/w d/w.env", options=("--profile", "sandbox"), tasks=("t 1",))
-    assert hints.keys("deactivate", "K") == "provision --profile sandbox keys deactivate 'my app' K"
+    assert hints.keys("deactivate", "K") == "provision --profile sandbox keys deactivate 'my app' K --yes"
     assert shlex.split(hints.new_key()) == ["provision", "--profile", "sandbox", "app", "my app", "--new-key",
                                             "--store", "env-file:/w d/w.env"]
     assert shlex.split(hints.create_app("--worker"))[-4:] == ["--grant", "t 1", "--store", "env-file:/w d/w.env"]

@@ -117,7 +117,7 @@ def test_new_key_replaces_the_stored_key_and_says_how_to_retire_the_old(sandbox:
     assert again.returncode == 0, output(again)
     new = read_env_file(tmp_path / "w.env")["CONDUCTOR_AUTH_KEY"]
     assert new != old
-    assert f"provision keys deactivate greetings-worker {old}" in again.stdout
+    assert f"provision keys deactivate greetings-worker {old} --yes" in again.stdout
     assert old in again.stdout
 
 
