@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keys import key_authenticates
+from orkes_provision.access.lint import Finding, lint_environment
 from orkes_provision.access.plan import Change, Plan, key_status, plan_apps, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
@@ -60,6 +61,8 @@ class EnvironmentPlan:
     task_payloads: dict[str, TaskDef] = field(default_factory=dict)
     workflow_payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
     read_requests: int = 0
+    # Least-privilege findings in the file (``provision lint``), with what the server says about tags.
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -202,7 +205,8 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
                            task_payloads=payloads,
                            workflow_payloads={_workflow_key(d): d for d in env.workflow_defs},
-                           read_requests=client.request_count - before)
+                           read_requests=client.request_count - before,
+                           findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
 
 
 def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,
@@ -222,6 +226,22 @@ def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: 
     return EnvironmentApplyResult(plan=env_plan, applied=applied, seconds=time.monotonic() - started,
                                   requests=client.request_count - before, limiter=limiter.stats,
                                   parallelism=parallelism)
+
+
+def tagged_tasks(state: ServerState) -> dict[str, set[str]] | None:
+    """``key:value`` -> the task definitions carrying that tag, when the server shows tags on task
+    definitions (the sandbox does); ``None`` when it does not, so the lint cannot tell."""
+    found: dict[str, set[str]] = {}
+    shown = False
+    for name, task_def in state.task_defs.items():
+        tags = (task_def.model_extra or {}).get("tags")
+        if not isinstance(tags, list):
+            continue
+        shown = True
+        for tag in tags:
+            if isinstance(tag, dict) and tag.get("key"):
+                found.setdefault(f"{tag['key']}:{tag.get('value', '')}", set()).add(name)
+    return found if shown else None
 
 
 def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], parallelism: int) -> ServerState:

@@ -1,0 +1,89 @@
+"""``provision export``: write the server's current environment as an environment file.
+
+The work is in ``orkes_provision.access.export``; this command parses flags, writes and reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from orkes_provision.cli.common import common_options, emit, opts
+
+DEFAULT_PARALLELISM = 16
+MAX_PARALLELISM = 64
+
+
+@click.command("export")
+@click.option("-o", "--output", "output", metavar="FILE",
+              help="Write the environment file here (workflow JSON files go to workflows/ beside it); "
+                   "default: print it, and write workflow files to ./workflows/.")
+@click.option("--name", metavar="ENV",
+              help="The environment's name; default: the environment its applications are tagged with "
+                   "by apply, else the server's host name.")
+@click.option("--application", "applications", multiple=True, metavar="NAME",
+              help="Only this application (repeatable), and the definitions its grants name.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY:VALUE",
+              help="Only applications carrying this tag (repeatable: all must match), and the definitions "
+                   "their grants name.")
+@click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=DEFAULT_PARALLELISM,
+              show_default=True, help="Requests in flight at most.")
+@common_options
+def export(output: str | None, name: str | None, applications: tuple[str, ...], tags: tuple[str, ...],
+           parallelism: int) -> None:
+    """Write the server's task and workflow definitions, applications, roles and grants as an
+    environment file that 'provision plan -f FILE' finds nothing to do for.
+
+    Keys and secrets are never read or written. Applications this environment's tags do not mark
+    as its own are written 'owned = false' (apply then leaves their tags alone and --prune never
+    touches them). What the file cannot hold is listed as skipped, with the reason.
+
+    \b
+    Examples:
+      provision export -o staging.toml --name staging
+      provision export --application greetings-worker > greetings.toml
+      provision export --tag environment:staging -o staging.toml --json
+    """
+    from orkes_provision.access.export import export_environment
+    from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.errors import UsageError
+
+    target = Path(output) if output else None
+    if target is not None and target.is_dir():
+        raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        result = export_environment(client, server=credentials.server, name=name, applications=applications,
+                                    tags=tags, self_key_id=credentials.key_id, parallelism=parallelism)
+    # Without -o the file goes to stdout, as if saved in the current directory: its workflows go to ./workflows/.
+    written = result.write(target) if target is not None else result.write_workflows(Path.cwd())
+    if target is None and not opts().json:
+        for path in written:
+            click.echo(f"wrote {path}", err=True)
+    for skipped in result.skipped:
+        _warn(f"skipped {skipped.what}: {skipped.reason}", {"warning": "skipped"} | skipped.to_dict())
+    counts = result.counts()
+    summary = (f"Exported environment {result.name} from {result.server}: {counts['tasks']} task definitions, "
+               f"{counts['workflows']} workflows, {counts['applications']} applications"
+               + (f", {len(result.skipped)} skipped" if result.skipped else "") + ".")
+    data = result.to_dict() | {"file": str(target) if target else None, "written": [str(p) for p in written]}
+    if target is None:
+        data["content"] = result.toml()
+        if opts().json:
+            emit(data)
+        else:
+            click.echo(result.toml(), nl=False)
+            click.echo(summary, err=True)
+        return
+    emit(data, f"{summary}\nWrote {target}" + "".join(f"\n  {p}" for p in written[:-1])
+         + f"\nNext: provision plan -f {target} --detailed-exitcode   (exit 0: nothing to do)")
+
+
+def _warn(text: str, data: dict[str, str]) -> None:
+    import json
+
+    if opts().json:
+        click.echo(json.dumps(data, sort_keys=True), err=True)
+    else:
+        click.echo(f"warning: {text}", err=True)
