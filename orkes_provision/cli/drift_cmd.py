@@ -26,7 +26,7 @@ class ExitOneOnUsageError(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as err:
-            raise _UsageErrorExit1(err.message, err.ctx) from None
+            raise _UsageErrorExit1(err.format_message(), err.ctx) from None
 
 
 @click.command("drift", cls=ExitOneOnUsageError)
