@@ -125,8 +125,9 @@ class ServerError(ProvisionError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success (for 'plan --detailed-exitcode': no changes)",
-    1: "unexpected error",
-    2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending)",
+    1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error)",
+    2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending; 'drift': the server "
+       "differs; 'lint': findings)",
     3: "configuration: no credentials, bad config, project or environment file",
     4: "authentication: the server rejected the key (401)",
     5: "permission: the key lacks a role or permission (403)",

@@ -64,9 +64,11 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     for skipped in result.skipped:
         _warn(f"skipped {skipped.what}: {skipped.reason}", {"warning": "skipped"} | skipped.to_dict())
     counts = result.counts()
-    summary = (f"Exported environment {result.name} from {result.server}: {counts['tasks']} task definitions, "
-               f"{counts['workflows']} workflows, {counts['applications']} applications"
-               + (f", {len(result.skipped)} skipped" if result.skipped else "") + ".")
+    parts = [_count(counts["tasks"], "task definition"), _count(counts["workflows"], "workflow"),
+             _count(counts["applications"], "application")]
+    if result.skipped:
+        parts.append(f"{len(result.skipped)} skipped")
+    summary = f"Exported environment {result.name} from {result.server}: {', '.join(parts)}."
     data = result.to_dict() | {"file": str(target) if target else None, "written": [str(p) for p in written]}
     if target is None:
         data["content"] = result.toml()
@@ -78,6 +80,10 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
         return
     emit(data, f"{summary}\nWrote {target}" + "".join(f"\n  {p}" for p in written[:-1])
          + f"\nNext: provision plan -f {target} --detailed-exitcode   (exit 0: nothing to do)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _warn(text: str, data: dict[str, str]) -> None:
