@@ -110,13 +110,16 @@ def _write(path: Path, text: str) -> None:
 
 def export_environment(client: OrkesClient, *, server: str, name: str | None = None,
                        applications: Sequence[str] = (), tags: Sequence[str] = (),
-                       self_key_id: str | None = None, parallelism: int = 16) -> Export:
+                       self_key_id: str | None = None, stores: Mapping[str, str] | None = None,
+                       parallelism: int = 16) -> Export:
     """Read the server and build the environment file that describes it.
 
     ``applications`` and ``tags`` (``key:value``, all must match) narrow the applications; then
     only the task and workflow definitions their grants name (and the tasks those workflows use)
     are written. The application whose key makes the requests (``self_key_id``) is left out
     unless named in ``applications``: it is how the server is reached, not part of the environment.
+    ``stores`` (application name -> store) are written as they are: the server knows nothing of
+    them, so re-exporting over a file keeps the ones it had.
     """
     if name is not None and not ENVIRONMENT_NAME.match(name):
         raise UsageError(f"--name {name!r} is not a valid environment name",
@@ -139,7 +142,8 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
         grants = {a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)}
     env_name = name or _default_name(chosen, server)
     filtered = bool(applications or tags)
-    app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, skipped) for app in chosen]
+    app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, (stores or {}).get(app.name), skipped)
+                   for app in chosen]
     wanted_workflows = sorted(workflow_defs) if not filtered else sorted(
         {g for entry in app_entries for grant in entry.get("grants", []) for g in grant.get("workflows", [])}
         & set(workflow_defs))
@@ -191,6 +195,10 @@ def _choose_apps(apps: list[Application], names: Sequence[str], tags: Sequence[t
     chosen: list[Application] = []
     for name in sorted({a.name for a in candidates}):
         same = [a for a in candidates if a.name == name]
+        reason = unwritable_name(name)
+        if reason:
+            skipped.append(Skipped(f"application {name!r}", f"its {reason}; rename it"))
+            continue
         if len(by_name[name]) > 1:
             ids = ", ".join(sorted(a.id for a in by_name[name]))
             skipped.append(Skipped(f"application {name}",
@@ -224,8 +232,10 @@ def _owned(app: Application, env_name: str) -> bool:
 
 
 def _app_entry(app: Application, roles: set[str], grants: Mapping[tuple[str, str], set[str]], env_name: str,
-               skipped: list[Skipped]) -> dict[str, Any]:
+               store: str | None, skipped: list[Skipped]) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": app.name, "roles": [r for r in KNOWN_ROLES if r in roles]}
+    if store:
+        entry["store"] = store
     for role in sorted(roles - set(KNOWN_ROLES)):
         skipped.append(Skipped(f"role {role} of application {app.name}",
                                "not a role the environment file knows (a custom role?)"))
@@ -240,7 +250,7 @@ def _app_entry(app: Application, roles: set[str], grants: Mapping[tuple[str, str
                                    f"to application {app.name}", reason or "no access type the file knows"))
             continue
         key = next(k for k, t in _GRANT_KEYS if t == target_type)
-        by_access.setdefault(known, {}).setdefault(key, []).append(target_id.strip())
+        by_access.setdefault(known, {}).setdefault(key, []).append(target_id)
     grant_entries: list[dict[str, Any]] = []
     for access in sorted(by_access, key=lambda acc: [ACCESS_TYPES.index(a) for a in acc]):
         targets = by_access[access]
@@ -255,17 +265,31 @@ def _app_entry(app: Application, roles: set[str], grants: Mapping[tuple[str, str
 def _unexportable_grant(target_type: str, target_id: str) -> str:
     if target_type not in GRANT_TARGET_TYPES:
         return f"the environment file has no key for {target_type} targets; manage it in the Orkes UI"
-    if not target_id.strip():
-        return "the target has no name"
+    reason = unwritable_name(target_id)
+    if reason:
+        return f"the target {reason}"
     if target_type == "TAG":
         key, sep, value = target_id.partition(":")
-        if not sep or not key.strip() or not value.strip():
-            return "a TAG target must be key:value"
+        if not sep or not key.strip() or not value.strip() or f"{key.strip()}:{value.strip()}" != target_id:
+            return "a TAG target must be key:value, without spaces around ':'"
+    return ""
+
+
+def unwritable_name(name: str) -> str:
+    """Why the file cannot carry ``name`` as it is (it strips names), or ``""``."""
+    if not name.strip():
+        return "has a blank name"
+    if name != name.strip():
+        return f"name {name!r} has white space around it, which the environment file strips"
     return ""
 
 
 def task_entry(task_def: TaskDef, skipped: list[Skipped]) -> dict[str, Any] | None:
     """The ``[[tasks]]`` table for a server's task definition: every field the file knows, as the server has it."""
+    reason = unwritable_name(task_def.name)
+    if reason:
+        skipped.append(Skipped(f"task definition {task_def.name!r}", f"its {reason}"))
+        return None
     data = task_def.model_dump(mode="json", by_alias=True)
     entry: dict[str, Any] = {"name": task_def.name}
     for name, info in TaskEntry.model_fields.items():
@@ -330,6 +354,10 @@ def _workflow_entries(workflows: Mapping[str, dict[str, Any]],
     for name in sorted(workflows):
         definition = workflows[name]
         version = definition.get("version", 1)
+        reason = unwritable_name(name)
+        if reason:
+            skipped.append(Skipped(f"workflow definition {name!r}", f"its {reason}"))
+            continue
         if isinstance(version, bool) or not isinstance(version, int) or version < 1 \
                 or not isinstance(definition.get("tasks"), list):
             skipped.append(Skipped(f"workflow definition {name}",

@@ -6,10 +6,14 @@ The work is in ``orkes_provision.access.export``; this command parses flags, wri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from orkes_provision.cli.common import common_options, emit, opts
+
+if TYPE_CHECKING:
+    from orkes_provision.access.environment import Environment
 
 DEFAULT_PARALLELISM = 16
 MAX_PARALLELISM = 64
@@ -37,7 +41,8 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
 
     Keys and secrets are never read or written. Applications this environment's tags do not mark
     as its own are written 'owned = false' (apply then leaves their tags alone and --prune never
-    touches them). What the file cannot hold is listed as skipped, with the reason.
+    touches them). What the file cannot hold is listed as skipped, with the reason. Exporting over
+    an existing FILE keeps its name and its applications' stores.
 
     \b
     Examples:
@@ -52,10 +57,18 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     target = Path(output) if output else None
     if target is not None and target.is_dir():
         raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
+    stores: dict[str, str] = {}
+    if target is not None and target.is_file():
+        previous = _previous(target)
+        if previous is not None:
+            # The server knows nothing of stores: re-exporting over the file keeps them, and its name.
+            stores = {a.name: a.store for a in previous.applications if a.store}
+            name = name or previous.name
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         result = export_environment(client, server=credentials.server, name=name, applications=applications,
-                                    tags=tags, self_key_id=credentials.key_id, parallelism=parallelism)
+                                    tags=tags, self_key_id=credentials.key_id, stores=stores,
+                                    parallelism=parallelism)
     # Without -o the file goes to stdout, as if saved in the current directory: its workflows go to ./workflows/.
     written = result.write(target) if target is not None else result.write_workflows(Path.cwd())
     if target is None and not opts().json:
@@ -80,6 +93,18 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
         return
     emit(data, f"{summary}\nWrote {target}" + "".join(f"\n  {p}" for p in written[:-1])
          + f"\nNext: provision plan -f {target} --detailed-exitcode   (exit 0: nothing to do)")
+
+
+def _previous(path: Path) -> Environment | None:
+    from orkes_provision.access.environment import load_environment
+    from orkes_provision.errors import ConfigError
+
+    try:
+        return load_environment(path)
+    except ConfigError as err:
+        _warn(f"{err.message}; it is replaced, and nothing in it is kept",
+              {"warning": "replaced", "file": str(path), "reason": err.message})
+        return None
 
 
 def _count(number: int, noun: str) -> str:

@@ -233,3 +233,38 @@ def test_export_usage_errors_are_one_line_and_exit_2(sandbox: SandboxProcess, tm
     result = run(sandbox, tmp_path, "export", *args)
     assert result.returncode == 2, output(result)
     assert "Traceback" not in result.stderr
+
+
+def test_exporting_over_a_file_keeps_its_name_and_its_applications_stores(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    build_by_hand(sandbox)
+    run_ok(sandbox, tmp_path, "export", "-o", "env.toml", "--name", "staging")
+    text = (tmp_path / "env.toml").read_text()
+    (tmp_path / "env.toml").write_text(text.replace('name = "billing-worker"\n',
+                                                    'name = "billing-worker"\nstore = "env-file:secrets/b.env"\n'))
+    run_ok(sandbox, tmp_path, "export", "-o", "env.toml")  # no --name: the file's
+    env = load_environment(tmp_path / "env.toml")
+    assert env.name == "staging"
+    assert {a.name: a.store for a in env.applications} == {
+        "billing-worker": "env-file:secrets/b.env", "greetings-starter": None, "greetings-worker": None}
+    (tmp_path / "env.toml").write_text("not = [toml")
+    replaced = run_ok(sandbox, tmp_path, "export", "-o", "env.toml", "--name", "staging")
+    assert "warning: env.toml: line 1, column 8: TOML syntax" in replaced.stderr
+    assert "it is replaced, and nothing in it is kept" in replaced.stderr
+    assert load_environment(tmp_path / "env.toml").name == "staging"
+
+
+def test_names_the_file_would_strip_are_skipped_not_changed(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    clients = sdk(sandbox)
+    auth = clients.get_authorization_client()
+    spaced = auth.create_application(CreateOrUpdateApplicationRequest(" spaced ")).id
+    plain = auth.create_application(CreateOrUpdateApplicationRequest("plain")).id
+    auth.grant_permissions(_user(plain), TargetRef(TargetType.TAG, "team : blue"), [AccessType.READ])
+    auth.grant_permissions(_user(plain), TargetRef(TargetType.DOMAIN, " eu "), [AccessType.EXECUTE])
+    result = run_ok(sandbox, tmp_path, "export", "-o", "env.toml", "--name", "staging")
+    skipped = sorted(line for line in result.stderr.splitlines() if line.startswith("warning: skipped"))
+    assert len(skipped) == 3, result.stderr
+    assert skipped[0].startswith("warning: skipped application ' spaced ': its name ' spaced ' has white space")
+    assert [a.name for a in load_environment(tmp_path / "env.toml").applications] == ["plain"]
+    assert spaced
+    assert run(sandbox, tmp_path, "plan", "-f", "env.toml", "--detailed-exitcode").returncode == 0
