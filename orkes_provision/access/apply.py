@@ -1,11 +1,12 @@
 """``provision plan``/``apply`` as library calls: an environment file against a server.
 
 ``plan_environment`` only reads: the applications (one list call, then each named application's
-roles, grants and keys), the task definitions, the declared workflows, and whether each stored
-key is still good; then it compares, with the same pure ``plan_apps`` that ``provision app``
-uses. ``apply_environment`` carries the plan out with the executor: bounded, adaptive
-concurrency, dependency order, one batched call for all task definitions. A plan never holds a
-secret, and a second apply of the same file makes no write.
+roles, grants and keys), the task definitions, the declared workflows, whether each stored key is
+still good and, when the file declares users or groups, every user and group (then each declared
+group's members and grants); then it compares, with the same pure ``plan_apps`` that
+``provision app`` uses, and ``plan_people``. ``apply_environment`` carries the plan out with the
+executor: bounded, adaptive concurrency, dependency order, one batched call for all task
+definitions. A plan never holds a secret, and a second apply of the same file makes no write.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from orkes_provision.access.environment import Environment
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keys import key_authenticates
 from orkes_provision.access.lint import Finding, lint_environment
-from orkes_provision.access.plan import Change, Plan, key_status, plan_apps, plan_prune
+from orkes_provision.access.plan import Change, Plan, key_status, plan_apps, plan_people, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
 from orkes_provision.credentials.deliveries import deliveries_for
@@ -202,6 +203,8 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     if prune:
         managed = [a for apps in state.by_name.values() for a in apps if owned_by(a, env.name)]
         plan.prune_changes = plan_prune(state, specs, sorted(managed, key=lambda a: (a.name, a.id)))
+    if env.declares_people:
+        _plan_people(env, state, plan, prune=prune)
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
                            task_payloads=payloads,
                            workflow_payloads={_workflow_key(d): d for d in env.workflow_defs},
@@ -244,9 +247,26 @@ def tagged_tasks(state: ServerState) -> dict[str, set[str]] | None:
     return found if shown else None
 
 
+def _plan_people(env: Environment, state: ServerState, plan: Plan, *, prune: bool) -> None:
+    """Users' and groups' changes into ``plan``: additions after the applications', removals with the deletions."""
+    groups = env.group_specs()
+    known_tasks = state.task_names | {t.name for t in env.tasks}
+    missing = sorted({t for g in groups for t in g.task_names} - known_tasks)
+    if missing:
+        raise ConfigError(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
+                          f"{', '.join(missing)}", f"declare them under [[tasks]] in {_file(env)}, or register them "
+                                                   "first")
+    people = plan_people(state.people, env.user_specs(), groups, prune=prune)
+    plan.people_changes = people.changes
+    plan.prune_changes.extend(people.removals)
+    plan.user_upserts = people.user_upserts
+    plan.group_upserts = people.group_upserts
+
+
 def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], parallelism: int) -> ServerState:
+    groups = [g.id for g in env.groups] if env.declares_people else None
     try:
-        return read_state(client, [s.name for s in specs], parallelism=parallelism, with_tasks=True)
+        return read_state(client, [s.name for s in specs], parallelism=parallelism, with_tasks=True, groups=groups)
     except Conflict as err:
         raise Conflict(err.message, f"application names must be unique for {_file(env)}: delete or rename the "
                                     "extras ('provision apps delete ID'), then plan again") from None

@@ -16,6 +16,14 @@ documentation with a full example is ``docs/environment.md``. In short::
     [[applications.grants]]
     tasks = ["greetings"]                         # also workflows, tags ("key:value"), domains
     access = ["EXECUTE"]                          # the default
+    [[users]]
+    id = "ada@example.com"                        # people: id (an e-mail address), name, roles
+    roles = ["USER"]
+    [[groups]]
+    id = "payments-team"                          # description, roles, members (user ids)
+    members = ["ada@example.com"]
+    [[groups.grants]]                             # as applications.grants; given to GROUP payments-team
+    workflows = ["payments_flow"]
 
 Every problem is reported as ONE line naming the file and the path inside it, e.g.
 ``env.toml: applications[2].grants[0].access[1]: 'EXECUT' is not one of CREATE, READ, UPDATE,
@@ -44,7 +52,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from orkes_provision.access.spec import AppSpec, GrantSpec, Name
+from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec
 from orkes_provision.errors import ConfigError
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
 
@@ -190,6 +198,64 @@ class ApplicationEntry(BaseModel):
         raise ValueError(f"{value!r} is not one of {STORE_FORMS}")
 
 
+READ_ONLY_ROLE = "USER_READ_ONLY"
+APP_USER_PREFIX = "app:"
+
+
+def _unique_list(value: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(value))
+
+
+def _read_only_alone(roles: list[Role]) -> list[Role]:
+    # Orkes refuses USER_READ_ONLY next to any other role (the Java SDK checks it before sending).
+    if READ_ONLY_ROLE in roles and len(roles) > 1:
+        raise ValueError(f"{READ_ONLY_ROLE} cannot be combined with other roles")
+    return roles
+
+
+def _not_an_application(value: str) -> str:
+    if value.startswith(APP_USER_PREFIX):
+        raise ValueError(f"{value!r}: ids starting with 'app:' are applications' users; declare the application "
+                         "under [[applications]] instead")
+    return value
+
+
+# A person's id: applications' users (``app:<id>``) are managed under [[applications]].
+PersonId = Annotated[Name, AfterValidator(_not_an_application)]
+
+
+class UserEntry(BaseModel):
+    """``[[users]]``: a person. Orkes user ids are e-mail addresses; ``apply`` upserts the user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: PersonId = Field(description="User id, as people sign in (an e-mail address).")
+    name: Name | None = Field(default=None, description="Display name; omitted: the server's (a new user: the id).")
+    roles: list[Role] = Field(default_factory=list, description="Roles of the user itself; default none. "
+                                                                "Members also hold their groups' roles.")
+
+    _unique_roles = field_validator("roles")(_unique_list)
+    _read_only = field_validator("roles")(_read_only_alone)
+
+
+class GroupEntry(BaseModel):
+    """``[[groups]]``: a group, its roles, its members and grants that every member holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Name = Field(description="Group id (its name in the Orkes UI).")
+    description: str | None = Field(default=None, description="Description; omitted: the server's (a new group: "
+                                                              "empty).")
+    roles: list[Role] = Field(default_factory=list, description="Roles every member holds; default none.")
+    members: list[PersonId] = Field(default_factory=list, description="User ids: declared under [[users]] or "
+                                                                     "already on the server.")
+    grants: list[GrantEntry] = Field(default_factory=list, description="Given to the subject GROUP <id>.")
+
+    _unique_roles = field_validator("roles")(_unique_list)
+    _read_only = field_validator("roles")(_read_only_alone)
+    _unique_members = field_validator("members")(_unique_list)
+
+
 class Environment(BaseModel):
     """An environment file: definitions to register and applications to provision."""
 
@@ -201,6 +267,8 @@ class Environment(BaseModel):
     tasks: list[TaskEntry] = Field(default_factory=list)
     workflows: list[WorkflowEntry] = Field(default_factory=list)
     applications: list[ApplicationEntry] = Field(default_factory=list)
+    users: list[UserEntry] = Field(default_factory=list)
+    groups: list[GroupEntry] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
     _text: str = PrivateAttr(default="")
@@ -216,12 +284,19 @@ class Environment(BaseModel):
     @model_validator(mode="after")
     def _unique(self) -> Environment:
         for what, names in (("applications", [a.name for a in self.applications]),
-                            ("tasks", [t.name for t in self.tasks])):
+                            ("tasks", [t.name for t in self.tasks]), ("users", [u.id for u in self.users]),
+                            ("groups", [g.id for g in self.groups])):
             seen: set[str] = set()
             for name in names:
                 if name in seen:
                     raise ValueError(f"two {what} are named {name!r}; names must be unique")
                 seen.add(name)
+        read_only = {u.id for u in self.users if READ_ONLY_ROLE in u.roles}
+        for group in self.groups:
+            for member in group.members:
+                if member in read_only:
+                    raise ValueError(f"user {member!r} has the role {READ_ONLY_ROLE}, which Orkes refuses to a "
+                                     f"member of a group (group {group.id!r})")
         stores = [a.store for a in self.applications if a.store and a.store.startswith("env-file:")]
         for store in stores:
             if stores.count(store) > 1:
@@ -260,20 +335,32 @@ class Environment(BaseModel):
 
     def app_specs(self) -> list[AppSpec]:
         """The applications as the engine's ``AppSpec``; grants on the same target are merged."""
-        specs: list[AppSpec] = []
-        for app in self.applications:
-            merged: dict[tuple[str, str], set[str]] = {}
-            for grant in app.grants:
-                for target in grant.targets():
-                    merged.setdefault(target, set()).update(grant.access)
-            grants = tuple(GrantSpec(type=t, id=i, access=tuple(sorted(a)))
-                           for (t, i), a in merged.items())
-            specs.append(AppSpec(name=app.name, roles=tuple(app.roles), grants=grants, store=self.store_spec(app),
-                                 owned=app.owned))
-        return specs
+        return [AppSpec(name=app.name, roles=tuple(app.roles), grants=_merged_grants(app.grants),
+                        store=self.store_spec(app), owned=app.owned) for app in self.applications]
 
     def task_entries(self) -> dict[str, TaskEntry]:
         return {t.name: t for t in self.tasks}
+
+    def user_specs(self) -> list[UserSpec]:
+        """The ``[[users]]`` as the engine's ``UserSpec``."""
+        return [UserSpec(id=u.id, name=u.name, roles=tuple(u.roles)) for u in self.users]
+
+    def group_specs(self) -> list[GroupSpec]:
+        """The ``[[groups]]`` as the engine's ``GroupSpec``; grants on the same target are merged."""
+        return [GroupSpec(id=g.id, description=g.description, roles=tuple(g.roles), members=tuple(g.members),
+                          grants=_merged_grants(g.grants)) for g in self.groups]
+
+    @property
+    def declares_people(self) -> bool:
+        return bool(self.users or self.groups)
+
+
+def _merged_grants(grants: list[GrantEntry]) -> tuple[GrantSpec, ...]:
+    merged: dict[tuple[str, str], set[str]] = {}
+    for grant in grants:
+        for target in grant.targets():
+            merged.setdefault(target, set()).update(grant.access)
+    return tuple(GrantSpec(type=t, id=i, access=tuple(sorted(a))) for (t, i), a in merged.items())
 
 
 def environment_schema() -> dict[str, Any]:
@@ -383,7 +470,8 @@ def _message(error: Any) -> str:
 
 
 _TABLES: dict[str, type[BaseModel]] = {"tasks": TaskEntry, "workflows": WorkflowEntry,
-                                       "applications": ApplicationEntry, "grants": GrantEntry}
+                                       "applications": ApplicationEntry, "grants": GrantEntry,
+                                       "users": UserEntry, "groups": GroupEntry}
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:

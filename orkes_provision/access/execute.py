@@ -4,6 +4,10 @@ The plan's stages give the order (task definitions in one batch, then applicatio
 roles, keys and grants, then removals), but each change starts as soon as what it depends on is
 done. A failed change does not stop independent ones; changes that depend on a failed one are
 skipped. The result says what was done and what was not, so a rerun converges.
+
+A user's or a group's own changes (created, renamed, roles) are one upsert of the whole record,
+and the members a group gains (or loses) are one request: such changes run as one job, and
+succeed or fail together.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from orkes_provision import audit
 from orkes_provision.access.keys import create_and_store_key
-from orkes_provision.access.plan import STAGE, Change, Plan
+from orkes_provision.access.plan import GROUP_CHANGES, STAGE, USER_CHANGES, Change, Plan
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.errors import ProvisionError
-from orkes_provision.orkes.models import Tag, Target, TaskDef, app_subject
+from orkes_provision.orkes.models import Tag, Target, TaskDef, app_subject, group_subject
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter, JobOutcome, run_graph
 
 if TYPE_CHECKING:
@@ -110,16 +114,23 @@ class Executor:
         changes = plan.changes
         total = len(changes)
         batch = [c for c in changes if STAGE[c.kind] == 0]
-        jobs, depends_on = _job_graph(changes, has_batch=bool(batch))
+        jobs, depends_on, bundles = _job_graph(changes, has_batch=bool(batch))
         limiter = self.limiter or AdaptiveLimiter(max(1, self.parallelism))
+
+        def members_of(job: int) -> list[Change]:
+            if job == _BATCH:
+                return batch
+            return [changes[i] for i in bundles[job]] if job in bundles else [changes[job]]
 
         def run_job(job: int) -> list[Outcome]:
             if job == _BATCH:
                 return self._register_tasks(batch)
+            if job in bundles:
+                return self._run_bundle(members_of(job), plan)
             return [self._run_one(changes[job], result, known_keys)]
 
         def done(job: int, outcome: JobOutcome[list[Outcome]]) -> None:
-            members = batch if job == _BATCH else [changes[job]]
+            members = members_of(job)
             if outcome.skipped:
                 self._finish(result, [Outcome(c, "skipped") for c in members], total)
             elif outcome.result is not None:
@@ -141,8 +152,36 @@ class Executor:
                     self.on_outcome(outcome, len(result.outcomes), total)
 
     def _audit(self, change: Change, status: str, key_id: str | None = None) -> None:
-        audit.record(action=change.kind, target=change.what, result=status, server=self.server,
+        # A user's or a group's change names them in the target ("add role USER to user ada@...").
+        target = change.what if change.user is None and change.group is None else change.describe()[2:]
+        audit.record(action=change.kind, target=target, result=status, server=self.server,
                      actor=self.actor, app=change.app, key_id=key_id)
+
+    def _run_bundle(self, members: list[Change], plan: Plan) -> list[Outcome]:
+        """One request for all of ``members``: a user's or a group's upsert, or a group's members."""
+        first = members[0]
+        try:
+            if first.kind in USER_CHANGES:
+                assert first.user is not None
+                user = plan.user_upserts[first.user]
+                self.client.upsert_user(first.user, user.name, list(user.roles), list(user.groups))
+            elif first.kind in GROUP_CHANGES:
+                assert first.group is not None
+                group = plan.group_upserts[first.group]
+                self.client.upsert_group(first.group, group.description, list(group.roles), group.default_access)
+            elif first.kind == "add_member":
+                assert first.group is not None
+                self.client.add_users_to_group(first.group, [c.what for c in members])
+            else:
+                assert first.group is not None
+                self.client.remove_users_from_group(first.group, [c.what for c in members])
+        except ProvisionError as err:
+            for change in members:
+                self._audit(change, "failed")
+            return [Outcome(c, "failed", err) for c in members]
+        for change in members:
+            self._audit(change, "ok")
+        return [Outcome(c, "done") for c in members]
 
     def _register_tasks(self, batch: list[Change]) -> list[Outcome]:
         defs = [self.task_defs.get(c.what) or TaskDef(name=c.what) for c in batch]
@@ -170,6 +209,11 @@ class Executor:
         client = self.client
         if change.kind in ("register_workflow", "update_workflow"):
             client.register_workflow_def(self.workflow_defs[change.what], overwrite=True)
+            return None
+        if change.group is not None and change.kind in ("grant", "revoke"):
+            target_type, _, target_id = change.what.partition(" ")
+            call = client.grant if change.kind == "grant" else client.revoke
+            call(group_subject(change.group), Target(type=target_type, id=target_id), list(change.access))
             return None
         assert change.app is not None
         if change.kind == "create_app":
@@ -203,29 +247,68 @@ class Executor:
 
 
 _BATCH = -1  # the job that registers every task definition of the plan in one call
-# Within what is ready, start first what unlocks the most (applications and workflows); then the rest in
-# plan order, application by application, so that the slow key creations (the server hashes each new
-# secret) are spread over the run instead of taking every slot at once.
+# Within what is ready, start first what unlocks the most (applications, workflows, users and groups); then
+# the rest in plan order, application by application, so that the slow key creations (the server hashes
+# each new secret) are spread over the run instead of taking every slot at once.
 _PRIORITY = {"create_app": 0, "register_workflow": 1, "update_workflow": 1, "create_key": 2, "add_role": 2,
-             "tag_app": 2, "grant": 2, "revoke": 5, "remove_role": 5, "delete_app": 6}
+             "tag_app": 2, "grant": 2, "revoke": 5, "remove_role": 5, "delete_app": 6,
+             **dict.fromkeys(USER_CHANGES | GROUP_CHANGES, 0), "add_member": 2, "remove_member": 5}
 
 
-def _job_graph(changes: list[Change], *, has_batch: bool) -> tuple[list[int], dict[int, set[int]]]:
-    """Jobs (indexes into ``changes``, plus ``_BATCH``) in start order, and what each waits for."""
+def _owner(change: Change) -> tuple[str, str | None]:
+    """What a change is about: an application, a user or a group (removals wait for its additions)."""
+    if change.group is not None:
+        return ("group", change.group)
+    if change.user is not None:
+        return ("user", change.user)
+    return ("app", change.app)
+
+
+def _bundle_key(change: Change) -> tuple[str, str] | None:
+    """Changes with the same key are carried out by one request (see ``Executor._run_bundle``)."""
+    if change.kind in USER_CHANGES and change.user is not None:
+        return ("user", change.user)
+    if change.kind in GROUP_CHANGES and change.group is not None:
+        return ("group", change.group)
+    if change.kind in ("add_member", "remove_member") and change.group is not None:
+        return (change.kind, change.group)
+    return None
+
+
+def _job_graph(changes: list[Change], *,
+               has_batch: bool) -> tuple[list[int], dict[int, set[int]], dict[int, list[int]]]:
+    """Jobs in start order, what each waits for, and the bundles (job -> indexes into ``changes``).
+
+    A job is an index into ``changes``, ``_BATCH``, or a bundle (a negative number below ``_BATCH``).
+    """
     creates = {c.what: i for i, c in enumerate(changes) if c.kind == "create_app"}
     workflows = {c.what.rpartition(" v")[0]: i for i, c in enumerate(changes)
                  if c.kind in ("register_workflow", "update_workflow")}
-    additions: dict[str | None, set[int]] = {}
+    bundle_jobs: dict[tuple[str, str], int] = {}
+    bundles: dict[int, list[int]] = {}
+    job_of: dict[int, int] = {}
+    for index, change in enumerate(changes):
+        key = _bundle_key(change)
+        if key is None:
+            job_of[index] = index
+            continue
+        job = bundle_jobs.setdefault(key, _BATCH - 1 - len(bundle_jobs))
+        bundles.setdefault(job, []).append(index)
+        job_of[index] = job
+    additions: dict[tuple[str, str | None], set[int]] = {}
     depends_on: dict[int, set[int]] = {}
     others: list[int] = []
     for index, change in enumerate(changes):
         stage = STAGE[change.kind]
         if stage == 0:
             continue
-        needs: set[int] = set()
+        job = job_of[index]
+        needs = depends_on.setdefault(job, set())
+        if job not in bundles or bundles[job][0] == index:
+            others.append(job)
         if change.kind in ("register_workflow", "update_workflow") and has_batch:
             needs.add(_BATCH)
-        if change.kind not in ("create_app", "delete_app") and change.app in creates:
+        if change.app is not None and change.kind not in ("create_app", "delete_app") and change.app in creates:
             needs.add(creates[change.app])
         if change.kind == "grant":
             target_type, _, target_id = change.what.partition(" ")
@@ -233,15 +316,27 @@ def _job_graph(changes: list[Change], *, has_batch: bool) -> tuple[list[int], di
                 needs.add(_BATCH)
             if target_type == "WORKFLOW_DEF" and target_id in workflows:
                 needs.add(workflows[target_id])
+        if change.group is not None and change.kind in ("grant", "add_member", "remove_member"):
+            needs.update(bundle_jobs[k] for k in [("group", change.group)] if k in bundle_jobs)
+        if change.kind in ("add_member", "remove_member"):
+            # A user's upsert sends the groups it is in as read before the apply: it must not undo a member change.
+            needs.update(bundle_jobs[k] for k in [("user", change.what)] if k in bundle_jobs)
+        if change.kind == "remove_member":
+            needs.update(bundle_jobs[k] for k in [("add_member", str(change.group))] if k in bundle_jobs)
         if stage <= 2:
-            additions.setdefault(change.app, set()).add(index)
-        depends_on[index] = needs
-        others.append(index)
-    for index in others:
-        change = changes[index]
-        if change.kind in ("revoke", "remove_role"):
-            depends_on[index] |= additions.get(change.app, set())
-        elif change.kind == "delete_app":
-            depends_on[index] |= {i for i in others if changes[i].kind != "delete_app"}
-    ordered = sorted(others, key=lambda i: (_PRIORITY[changes[i].kind], i))
-    return ([_BATCH] if has_batch else []) + ordered, depends_on
+            additions.setdefault(_owner(change), set()).add(job)
+    for job in others:
+        for index in bundles.get(job, [job]):
+            change = changes[index]
+            if change.kind in ("revoke", "remove_role"):
+                depends_on[job] |= additions.get(_owner(change), set())
+            elif change.kind == "delete_app":
+                depends_on[job] |= {j for j in others if j < 0 or changes[j].kind != "delete_app"}
+        depends_on[job].discard(job)
+
+    def start_order(job: int) -> tuple[int, int]:
+        indexes = bundles.get(job, [job])
+        return (min(_PRIORITY[changes[i].kind] for i in indexes), min(indexes))
+
+    ordered = sorted(others, key=start_order)
+    return ([_BATCH] if has_batch else []) + ordered, depends_on, bundles

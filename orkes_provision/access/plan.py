@@ -1,4 +1,4 @@
-"""The difference between the desired applications and the server: a pure function.
+"""The difference between the desired applications, users and groups and the server: pure functions.
 
 A plan never holds a secret: keys appear as key ids and store descriptions only.
 """
@@ -9,35 +9,53 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from orkes_provision.access.spec import AppSpec
-from orkes_provision.access.state import ServerState
+from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
+from orkes_provision.access.state import PeopleState, ServerState
 from orkes_provision.credentials.stores import StoredKey
 from orkes_provision.errors import ConfigError
 
 ChangeKind = Literal[
     "register_task", "create_app", "tag_app", "add_role", "create_key", "grant",
     "revoke", "remove_role", "delete_app", "update_task", "register_workflow", "update_workflow",
+    "create_user", "update_user", "add_user_role", "remove_user_role",
+    "create_group", "update_group", "add_group_role", "remove_group_role", "add_member", "remove_member",
 ]
 
 _SYMBOL = {"register_task": "+", "create_app": "+", "tag_app": "~", "add_role": "+", "create_key": "+",
            "grant": "+", "revoke": "-", "remove_role": "-", "delete_app": "-", "update_task": "~",
-           "register_workflow": "+", "update_workflow": "~"}
+           "register_workflow": "+", "update_workflow": "~",
+           "create_user": "+", "update_user": "~", "add_user_role": "+", "remove_user_role": "-",
+           "create_group": "+", "update_group": "~", "add_group_role": "+", "remove_group_role": "-",
+           "add_member": "+", "remove_member": "-"}
 # Execution stages: everything in a stage may run in parallel; stages run in this order.
 # Task definitions (new and changed) go to the server in one batched call, before workflows use them.
 STAGE = {"register_task": 0, "update_task": 0, "create_app": 1, "register_workflow": 1, "update_workflow": 1,
-         "tag_app": 2, "add_role": 2, "create_key": 2, "grant": 2, "revoke": 3, "remove_role": 3, "delete_app": 4}
+         "tag_app": 2, "add_role": 2, "create_key": 2, "grant": 2, "revoke": 3, "remove_role": 3, "delete_app": 4,
+         "create_user": 1, "update_user": 1, "add_user_role": 1, "remove_user_role": 1,
+         "create_group": 1, "update_group": 1, "add_group_role": 1, "remove_group_role": 1,
+         "add_member": 2, "remove_member": 3}
+# A user's or a group's changes are carried out together, in one upsert of the whole record
+# (``Plan.user_upserts``/``group_upserts``): the plan still shows each of them.
+USER_CHANGES = frozenset({"create_user", "update_user", "add_user_role", "remove_user_role"})
+GROUP_CHANGES = frozenset({"create_group", "update_group", "add_group_role", "remove_group_role"})
 
 
 @dataclass(frozen=True)
 class Change:
+    """One change to the server. Applications' changes name the ``app``; users' and groups' changes
+    name the ``user`` or ``group`` they are about instead (a grant with ``group`` is given to ``GROUP <id>``)."""
+
     kind: ChangeKind
     app: str | None
     what: str
     access: tuple[str, ...] = ()
     app_id: str | None = None
     reason: str = ""
+    user: str | None = None
+    group: str | None = None
 
     def describe(self) -> str:
+        to = f"group {self.group}" if self.group is not None else self.app
         text = {
             "register_task": f"register task definition {self.what}",
             "update_task": f"update task definition {self.what}",
@@ -47,10 +65,20 @@ class Change:
             "tag_app": f"tag application {self.app} as {self.what}",
             "add_role": f"add role {self.what} to {self.app}",
             "create_key": f"create a key for {self.app} into {self.what}",
-            "grant": f"grant {'+'.join(self.access)} on {self.what} to {self.app}",
-            "revoke": f"revoke {'+'.join(self.access)} on {self.what} from {self.app}",
+            "grant": f"grant {'+'.join(self.access)} on {self.what} to {to}",
+            "revoke": f"revoke {'+'.join(self.access)} on {self.what} from {to}",
             "remove_role": f"remove role {self.what} from {self.app}",
             "delete_app": f"delete application {self.app} ({self.app_id})",
+            "create_user": f"create user {self.user}",
+            "update_user": f"update user {self.user}",
+            "add_user_role": f"add role {self.what} to user {self.user}",
+            "remove_user_role": f"remove role {self.what} from user {self.user}",
+            "create_group": f"create group {self.group}",
+            "update_group": f"update group {self.group}",
+            "add_group_role": f"add role {self.what} to group {self.group}",
+            "remove_group_role": f"remove role {self.what} from group {self.group}",
+            "add_member": f"add member {self.what} to group {self.group}",
+            "remove_member": f"remove member {self.what} from group {self.group}",
         }[self.kind]
         return f"{_SYMBOL[self.kind]} {text}" + (f" ({self.reason})" if self.reason else "")
 
@@ -62,6 +90,10 @@ class Change:
             data["appId"] = self.app_id
         if self.reason:
             data["reason"] = self.reason
+        if self.user is not None:
+            data["user"] = self.user
+        if self.group is not None:
+            data["group"] = self.group
         return data
 
 
@@ -100,18 +132,41 @@ class AppPlan:
     changes: list[Change] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class UserUpsert:
+    """The whole user record one ``PUT /api/users/{id}`` sends: what the user holds after it."""
+
+    name: str
+    roles: tuple[str, ...]
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupUpsert:
+    """The whole group record one ``PUT /api/groups/{id}`` sends (``defaultAccess`` kept as the server has it)."""
+
+    description: str
+    roles: tuple[str, ...]
+    default_access: dict[str, list[str]] | None = field(default=None, hash=False, compare=False)
+
+
 @dataclass
 class Plan:
     server: str
     apps: list[AppPlan]
     task_changes: list[Change] = field(default_factory=list)
     prune_changes: list[Change] = field(default_factory=list)
+    # Users' and groups' changes (additions and, with --prune, removals), after the applications'.
+    people_changes: list[Change] = field(default_factory=list)
+    user_upserts: dict[str, UserUpsert] = field(default_factory=dict)
+    group_upserts: dict[str, GroupUpsert] = field(default_factory=dict)
 
     @property
     def changes(self) -> list[Change]:
         ordered = list(self.task_changes)
         for app_plan in self.apps:
             ordered.extend(app_plan.changes)
+        ordered.extend(self.people_changes)
         ordered.extend(self.prune_changes)
         return ordered
 
@@ -213,3 +268,97 @@ def plan_prune(state: ServerState, specs: Sequence[AppSpec], managed: Iterable[A
             if extra:
                 changes.append(Change("revoke", spec.name, f"{ttype} {tid}", extra, app_id=app_state.app.id))
     return changes
+
+
+@dataclass
+class PeoplePlan:
+    """What ``plan_people`` found: additions in file order (users, then groups), removals (only with
+    prune), and the upserts that carry out each user's and group's own changes."""
+
+    changes: list[Change] = field(default_factory=list)
+    removals: list[Change] = field(default_factory=list)
+    user_upserts: dict[str, UserUpsert] = field(default_factory=dict)
+    group_upserts: dict[str, GroupUpsert] = field(default_factory=dict)
+
+
+def plan_people(people: PeopleState, users: Sequence[UserSpec], groups: Sequence[GroupSpec], *,
+                prune: bool = False) -> PeoplePlan:
+    """Compare declared users and groups with the server.
+
+    Without ``prune`` only additions: missing users, groups, roles, members and grants (an upsert
+    then sends the server's roles plus the declared ones). With ``prune`` the declared users and
+    groups also lose the roles, members and grants the file does not give them. Users and groups
+    the file does not declare are never changed: Orkes has no tags on them, so nothing marks them
+    as this environment's own.
+    """
+    declared_users = {u.id for u in users}
+    unknown = sorted({m for g in groups for m in g.members} - declared_users - set(people.users))
+    if unknown:
+        raise ConfigError(f"group member{'s' if len(unknown) > 1 else ''} not found: {', '.join(unknown)} "
+                          "(neither declared under [[users]] nor a user on the server)",
+                          "declare them under [[users]], or fix the ids in members")
+    out = PeoplePlan()
+    for user in users:
+        _plan_user(people, user, prune, out)
+    for group in groups:
+        _plan_group(people, group, prune, out)
+    return out
+
+
+def _plan_user(people: PeopleState, spec: UserSpec, prune: bool, out: PeoplePlan) -> None:
+    current = people.users.get(spec.id)
+    have = current.role_names if current else set()
+    changes: list[Change] = []
+    if current is None:
+        changes.append(Change("create_user", None, spec.id, user=spec.id,
+                              reason=f"name {spec.name!r}" if spec.name else ""))
+    elif spec.name is not None and spec.name != current.name:
+        changes.append(Change("update_user", None, spec.id, user=spec.id,
+                              reason=f"name: {current.name!r} -> {spec.name!r}"))
+    changes.extend(Change("add_user_role", None, role, user=spec.id) for role in spec.roles if role not in have)
+    extra = sorted(have - set(spec.roles)) if prune else []
+    removals = [Change("remove_user_role", None, role, user=spec.id) for role in extra]
+    if changes or removals:
+        name = spec.name or (current.name if current and current.name else spec.id)
+        out.user_upserts[spec.id] = UserUpsert(name=name, roles=tuple(sorted((have - set(extra)) | set(spec.roles))),
+                                               groups=tuple(current.group_ids) if current else ())
+    out.changes.extend(changes)
+    out.removals.extend(removals)
+
+
+def _plan_group(people: PeopleState, spec: GroupSpec, prune: bool, out: PeoplePlan) -> None:
+    state = people.groups.get(spec.id)
+    current = state.group if state else None
+    have = current.role_names if current else set()
+    changes: list[Change] = []
+    removals: list[Change] = []
+    if current is None:
+        changes.append(Change("create_group", None, spec.id, group=spec.id))
+    elif spec.description is not None and spec.description != (current.description or ""):
+        changes.append(Change("update_group", None, spec.id, group=spec.id,
+                              reason=f"description: {current.description!r} -> {spec.description!r}"))
+    changes.extend(Change("add_group_role", None, role, group=spec.id) for role in spec.roles if role not in have)
+    extra = sorted(have - set(spec.roles)) if prune else []
+    removals.extend(Change("remove_group_role", None, role, group=spec.id) for role in extra)
+    if changes or removals:
+        kept = (current.description or "") if current is not None else ""
+        out.group_upserts[spec.id] = GroupUpsert(
+            description=spec.description if spec.description is not None else kept,
+            roles=tuple(sorted((have - set(extra)) | set(spec.roles))),
+            default_access=current.default_access if current is not None else None)
+    members = state.members if state else set()
+    changes.extend(Change("add_member", None, m, group=spec.id) for m in spec.members if m not in members)
+    have_grants = state.grants if state else {}
+    for grant in spec.grants:
+        missing = tuple(a for a in grant.access if a not in have_grants.get(grant.key, set()))
+        if missing:
+            changes.append(Change("grant", None, f"{grant.type} {grant.id}", missing, group=spec.id))
+    if prune:
+        removals.extend(Change("remove_member", None, m, group=spec.id) for m in sorted(members - set(spec.members)))
+        desired = {g.key: set(g.access) for g in spec.grants}
+        for (ttype, tid), access in sorted(have_grants.items()):
+            extra_access = tuple(sorted(access - desired.get((ttype, tid), set())))
+            if extra_access:
+                removals.append(Change("revoke", None, f"{ttype} {tid}", extra_access, group=spec.id))
+    out.changes.extend(changes)
+    out.removals.extend(removals)

@@ -1,7 +1,7 @@
-"""The desired state: what an application should look like on the server.
+"""The desired state: what an application, a user or a group should look like on the server.
 
 ``provision app`` builds one ``AppSpec`` from its flags; ``provision apply`` reads many from an
-environment file. Both go through the same plan and executor.
+environment file, with ``UserSpec`` and ``GroupSpec``. All go through the same plan and executor.
 """
 
 from __future__ import annotations
@@ -79,6 +79,36 @@ class AppSpec(BaseModel):
         if unknown:
             raise ValueError(f"unknown role {', '.join(unknown)}; allowed: {', '.join(KNOWN_ROLES)}")
         return upper
+
+    @property
+    def task_names(self) -> list[str]:
+        return [g.id for g in self.grants if g.type == "TASK_DEF"]
+
+
+class UserSpec(BaseModel):
+    """A person as the server should hold them: id (an e-mail address on Orkes), display name, roles.
+
+    ``name`` None keeps the server's (a new user is named by its id).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Name
+    name: Name | None = None
+    roles: tuple[str, ...] = ()
+
+
+class GroupSpec(BaseModel):
+    """A group as the server should hold it: description, roles, members (user ids) and grants
+    (given to the subject ``GROUP <id>``, which every member holds). ``description`` None keeps the server's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Name
+    description: str | None = None
+    roles: tuple[str, ...] = ()
+    members: tuple[Name, ...] = ()
+    grants: tuple[GrantSpec, ...] = ()
 
     @property
     def task_names(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Reading the server's current state for a set of applications, in parallel.
+"""Reading the server's current state for a set of applications (and users and groups), in parallel.
 
 Only reads happen here; ``plan.py`` compares the result with the desired state.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orkes_provision.errors import Conflict
-from orkes_provision.orkes.models import AccessKey, Application, GrantedAccess, TaskDef, app_subject
+from orkes_provision.orkes.models import AccessKey, Application, GrantedAccess, Group, TaskDef, User, app_subject
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
@@ -33,6 +33,26 @@ class AppState:
 
 
 @dataclass
+class GroupState:
+    """What the server holds for one existing group: the group (description, roles), its members'
+    ids and the grants given to ``GROUP <id>``."""
+
+    group: Group
+    members: set[str]
+    grants: dict[tuple[str, str], set[str]]
+
+
+@dataclass
+class PeopleState:
+    """Every user (people, not applications) and group on the server by id, and the members and
+    grants of the groups we care about (``groups``: only those that exist)."""
+
+    users: dict[str, User] = field(default_factory=dict)
+    all_groups: dict[str, Group] = field(default_factory=dict)
+    groups: dict[str, GroupState] = field(default_factory=dict)
+
+
+@dataclass
 class ServerState:
     """The applications by name, the details of the ones we care about, and task names."""
 
@@ -41,6 +61,8 @@ class ServerState:
     task_names: set[str] = field(default_factory=set)
     # The task definitions themselves (by name), for comparing declared fields with the server's.
     task_defs: dict[str, TaskDef] = field(default_factory=dict)
+    # Users and groups; read only when asked for (``read_state(groups=...)``).
+    people: PeopleState = field(default_factory=PeopleState)
 
     def resolve(self, name: str, app_id: str | None = None) -> Application | None:
         """The one application called ``name`` (or with ``app_id``); Conflict when ambiguous."""
@@ -73,11 +95,14 @@ def grants_by_target(granted: Iterable[GrantedAccess]) -> dict[tuple[str, str], 
 
 
 def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, str | None] | None = None,
-               parallelism: int = 16, with_tasks: bool = True) -> ServerState:
-    """Read the applications called ``names`` with their roles, grants and keys."""
+               parallelism: int = 16, with_tasks: bool = True, groups: Iterable[str] | None = None) -> ServerState:
+    """Read the applications called ``names`` with their roles, grants and keys; with ``groups``
+    (ids, possibly none) also every user and group, and the members and grants of those groups."""
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # The task list does not depend on the applications: fetch both at once.
         tasks = pool.submit(client.list_task_defs) if with_tasks else None
+        users = pool.submit(client.list_users) if groups is not None else None
+        all_groups = pool.submit(client.list_groups) if groups is not None else None
         applications = client.list_applications()
         by_name: dict[str, list[Application]] = {}
         for application in applications:
@@ -90,10 +115,12 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
                 wanted.append(found)
         # Each application's three reads are independent: submit them all, so that N applications
         # take ceil(3N / parallelism) round trips rather than 3 * ceil(N / parallelism).
-        users = [pool.submit(client.get_app_user, a.id) for a in wanted]
+        app_users = [pool.submit(client.get_app_user, a.id) for a in wanted]
         perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in wanted]
         keys = [pool.submit(client.list_keys, a.id) for a in wanted]
-        for app, user, granted, app_keys in zip(wanted, users, perms, keys, strict=True):
+        if users is not None and all_groups is not None:
+            state.people = _read_people(client, pool, users.result(), all_groups.result(), groups or ())
+        for app, user, granted, app_keys in zip(wanted, app_users, perms, keys, strict=True):
             state.apps[app.id] = AppState(app=app, roles=user.result().role_names,
                                           grants=grants_by_target(granted.result()), keys=app_keys.result())
         if tasks is not None:
@@ -102,6 +129,20 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
             state.task_defs = {t.name: t for t in task_defs}
     return state
 
+
+
+def _read_people(client: OrkesClient, pool: ThreadPoolExecutor, users: list[User], all_groups: list[Group],
+                 wanted: Iterable[str]) -> PeopleState:
+    """The members and grants of the ``wanted`` groups that exist, two reads each, all at once."""
+    people = PeopleState(users={u.id: u for u in users if not u.application_user},
+                         all_groups={g.id: g for g in all_groups})
+    existing = [people.all_groups[g] for g in dict.fromkeys(wanted) if g in people.all_groups]
+    members = [pool.submit(client.get_group_users, g.id) for g in existing]
+    granted = [pool.submit(client.get_group_permissions, g.id) for g in existing]
+    for group, group_members, group_grants in zip(existing, members, granted, strict=True):
+        people.groups[group.id] = GroupState(group=group, members={u.id for u in group_members.result()},
+                                             grants=grants_by_target(group_grants.result()))
+    return people
 
 
 def find_application(client: OrkesClient, ref: str) -> Application:
@@ -119,3 +160,14 @@ def find_application(client: OrkesClient, ref: str) -> Application:
     except NotFound:
         raise NotFound(f"no application is named '{ref}' or has that id",
                        "'provision apps list' shows the applications") from None
+
+
+def refuse_own_application(client: OrkesClient, app: Application) -> None:
+    """``Conflict`` when the client's own key belongs to ``app``: deleting it would revoke that key
+    at once (with the sandbox's bootstrap admin, nothing could manage the sandbox any more)."""
+    if client.key_id is None or client.key_id not in {k.id for k in client.list_keys(app.id)}:
+        return
+    raise Conflict(f"refusing to delete application {app.name} ({app.id}): the key this command uses "
+                   f"({client.key_id}) belongs to it",
+                   "deleting it would revoke that key at once and lock this profile out; "
+                   "delete it with another ADMIN application's key")

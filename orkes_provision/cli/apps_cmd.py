@@ -89,12 +89,14 @@ def show(app: str) -> None:
 def delete(app: str, yes: bool) -> None:
     """Delete APP (name or id) with its keys. Workers using its keys stop working at once.
 
+    The application whose key this command uses is refused (exit 7): deleting it would lock you out.
+
     \b
     Example:
       provision apps delete greetings-worker --yes
     """
     from orkes_provision import audit
-    from orkes_provision.access.state import find_application
+    from orkes_provision.access.state import find_application, refuse_own_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.credentials.deliveries import forget_deliveries
     from orkes_provision.errors import UsageError
@@ -102,6 +104,7 @@ def delete(app: str, yes: bool) -> None:
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
+        refuse_own_application(client, target)
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to delete {target.name} without confirmation",

@@ -60,7 +60,8 @@ def _parallelism_option(func: Any) -> Any:
 
 @click.command("plan", cls=_DetailedExitCommand)
 @_file_option
-@click.option("--prune", is_flag=True, help="Also show deletions: what this environment owns but no longer declares.")
+@click.option("--prune", is_flag=True, help="Also show deletions: what this environment owns but no longer declares, "
+                                            "and roles, members and grants that declared entries should not hold.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on any error.")
 @_parallelism_option
@@ -69,8 +70,8 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
     """Show what 'provision apply -f FILE' would change; change nothing.
 
     Reads the server and prints the changes in a stable order: + create, ~ change, - delete
-    (deletions only with --prune, and only of what this environment's tag marks as its own).
-    Never prints a secret.
+    (deletions only with --prune: applications this environment's tag marks as its own, and
+    what the declared applications, users and groups should no longer hold). Never prints a secret.
 
     \b
     Examples:
@@ -98,14 +99,16 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
 @_file_option
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (needed when stdin is not a terminal).")
 @click.option("--prune", is_flag=True,
-              help="Also delete what this environment owns (by its tag) but no longer declares.")
+              help="Also delete what this environment owns (by its tag) but no longer declares, and remove the "
+                   "roles, members and grants that declared entries should not hold.")
 @_parallelism_option
 @common_options
 def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_keys: bool) -> None:
     """Make the server match environment file FILE: plan, ask, apply, summarise.
 
     Creates applications, roles, keys (straight into their stores), grants, task and workflow
-    definitions, at most --parallelism requests at a time, in dependency order. A second run
+    definitions, users and groups (with their members), at most --parallelism requests at a time,
+    in dependency order. A second run
     changes nothing; after a partial failure, a rerun finishes the job.
 
     \b

@@ -45,10 +45,12 @@ from orkes_provision.orkes.models import (
     CreatedKey,
     Credentials,
     GrantedAccess,
+    Group,
     Subject,
     Tag,
     Target,
     TaskDef,
+    User,
     app_user_id,
 )
 from orkes_provision.orkes.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
@@ -244,7 +246,7 @@ class OrkesClient:
     def delete_key(self, app_id: str, key_id: str) -> None:
         self._send("DELETE", f"/applications/{_seg(app_id)}/accessKeys/{_seg(key_id)}", safe=True)
 
-    # ----------------------------------------------------------------------------- users and permissions
+    # ----------------------------------------------------------------------------- users, groups and permissions
 
     def get_user(self, user_id: str) -> AppUser:
         path = f"/users/{_seg(user_id)}"
@@ -256,6 +258,58 @@ class OrkesClient:
 
     def get_user_permissions(self, user_id: str) -> list[GrantedAccess]:
         path = f"/users/{_seg(user_id)}/permissions"
+        data = self._dict(self._get(path), f"GET {path}")
+        return self._models(GrantedAccess, data.get("grantedAccess") or [], f"GET {path}")
+
+    def list_users(self, apps: bool = False) -> list[User]:
+        """Every user; with ``apps`` the applications' users ``app:<id>`` too (``GET /api/users``)."""
+        data = self._get("/users", params={"apps": "true" if apps else "false"})
+        return self._models(User, data, "GET /users")
+
+    def upsert_user(self, user_id: str, name: str, roles: list[str], groups: list[str]) -> User:
+        """Create or replace a user: its name, roles and groups are set to exactly these.
+
+        ``groups`` is always sent: whether Orkes keeps or clears the groups of a user upserted
+        without them is undocumented, so callers pass the memberships to keep.
+        """
+        path = f"/users/{_seg(user_id)}"
+        body = {"name": name, "roles": list(dict.fromkeys(roles)), "groups": list(dict.fromkeys(groups))}
+        return self._model(User, self._json(self._send("PUT", path, json=body, safe=True), f"PUT {path}"),
+                           f"PUT {path}")
+
+    def delete_user(self, user_id: str) -> None:
+        self._send("DELETE", f"/users/{_seg(user_id)}", safe=True)
+
+    def list_groups(self) -> list[Group]:
+        return self._models(Group, self._get("/groups"), "GET /groups")
+
+    def upsert_group(self, group_id: str, description: str, roles: list[str],
+                     default_access: Mapping[str, list[str]] | None = None) -> Group:
+        """Create or replace a group's description and roles (and ``defaultAccess`` when given)."""
+        path = f"/groups/{_seg(group_id)}"
+        body: dict[str, Any] = {"description": description, "roles": list(dict.fromkeys(roles))}
+        if default_access:
+            body["defaultAccess"] = {target: list(access) for target, access in default_access.items()}
+        return self._model(Group, self._json(self._send("PUT", path, json=body, safe=True), f"PUT {path}"),
+                           f"PUT {path}")
+
+    def delete_group(self, group_id: str) -> None:
+        self._send("DELETE", f"/groups/{_seg(group_id)}", safe=True)
+
+    def get_group_users(self, group_id: str) -> list[User]:
+        path = f"/groups/{_seg(group_id)}/users"
+        return self._models(User, self._get(path), f"GET {path}")
+
+    def add_users_to_group(self, group_id: str, user_ids: list[str]) -> None:
+        """Add members (each must exist); adding a member twice is harmless, so it is retried."""
+        self._send("POST", f"/groups/{_seg(group_id)}/users", json=list(dict.fromkeys(user_ids)), safe=True)
+
+    def remove_users_from_group(self, group_id: str, user_ids: list[str]) -> None:
+        self._send("DELETE", f"/groups/{_seg(group_id)}/users", json=list(dict.fromkeys(user_ids)), safe=True)
+
+    def get_group_permissions(self, group_id: str) -> list[GrantedAccess]:
+        """What the group holds (its members inherit it): ``grantedAccess`` of ``GROUP <id>``."""
+        path = f"/groups/{_seg(group_id)}/permissions"
         data = self._dict(self._get(path), f"GET {path}")
         return self._models(GrantedAccess, data.get("grantedAccess") or [], f"GET {path}")
 
@@ -519,7 +573,7 @@ def _first_error(err: ValidationError) -> str:
 
 def _permission_hint(path: str) -> str:
     """Name the role a 403 most likely means is missing."""
-    if path.startswith(("/applications", "/users", "/auth", "/sandbox")):
+    if path.startswith(("/applications", "/users", "/groups", "/auth", "/sandbox")):
         return "the provisioning key needs the ADMIN role (its application is missing it)"
     if path.startswith("/metadata"):
         return "the key needs the METADATA_API role (or ADMIN) to manage definitions"

@@ -70,17 +70,42 @@ class Role(ApiModel):
     name: str
 
 
-class AppUser(ApiModel):
-    """The user record ``app:<applicationId>`` that carries an application's roles."""
+class Group(ApiModel):
+    """A group: its roles, which its members hold, and ``defaultAccess`` (target type -> access) that the
+    server grants the group on what a member creates. Grants to the subject ``GROUP <id>`` reach every member."""
+
+    id: str
+    description: str | None = None
+    roles: list[Role] = Field(default_factory=list)
+    default_access: dict[str, list[str]] = Field(default_factory=dict)
+
+    @property
+    def role_names(self) -> set[str]:
+        return {role.name for role in self.roles}
+
+
+class User(ApiModel):
+    """A user (``ConductorUser``): a person (id: an e-mail address), or an application's user
+    ``app:<applicationId>``, which carries the application's roles. ``roles`` are its own;
+    ``groups`` are the groups it is a member of, with their roles."""
 
     id: str
     name: str | None = None
     roles: list[Role] = Field(default_factory=list)
+    groups: list[Group] = Field(default_factory=list)
     application_user: bool = False
 
     @property
     def role_names(self) -> set[str]:
         return {role.name for role in self.roles}
+
+    @property
+    def group_ids(self) -> list[str]:
+        return [group.id for group in self.groups]
+
+
+# The user record ``app:<applicationId>`` is a user like any other.
+AppUser = User
 
 
 class Subject(ApiModel):
@@ -143,6 +168,11 @@ class Credentials(BaseModel):
 def app_subject(app_id: str) -> Subject:
     """The subject an application is granted permissions as: the user ``app:<appId>``."""
     return Subject(type="USER", id=f"app:{app_id}")
+
+
+def group_subject(group_id: str) -> Subject:
+    """The subject a group is granted permissions as; every member holds them."""
+    return Subject(type="GROUP", id=group_id)
 
 
 def app_user_id(app_id: str) -> str:

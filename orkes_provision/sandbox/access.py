@@ -2,7 +2,9 @@
 
 Callers are application users ``app:<appId>``, authenticated by a token of one of the
 application's ACTIVE keys. Their roles live on that user; grants are ``(subject, target, access)``
-rows whose subject is ``USER app:<appId>`` (or ``ROLE <name>``, which every holder of the role gets).
+rows whose subject is ``USER app:<appId>`` (or ``ROLE <name>``, which every holder of the role gets,
+or ``GROUP <id>``, which every member of the group gets). A member of a group also holds the
+group's roles (``people``).
 
 Rules (each endpoint module applies them through the helpers below):
 
@@ -14,6 +16,8 @@ Rules (each endpoint module applies them through the helpers below):
 - Roles: only known role names (``ROLES``); every role except ``WORKER``, ``METADATA_API`` and
   ``APPLICATION_CREATOR`` is admin-only and needs an ``ADMIN`` caller (403 otherwise).
 - Users ``app:<appId>`` and their permissions: readable by whoever may read the application.
+  People (users that are not applications) and groups: only ``ADMIN`` may read or change them,
+  their members and their permissions (403 otherwise), as the Orkes docs say.
 - Grants: granting or revoking on a target needs ``ADMIN``, being the target's creator, or (for
   task and workflow definitions) ``METADATA_MANAGER``. Reading who has access to a target needs
   the same, or any grant on it. Grants on targets that do not exist are accepted, as on Orkes.
@@ -70,7 +74,8 @@ class Principal:
     user_id: str  # app:<appId>
     app_id: str
     key_id: str
-    roles: frozenset[str]
+    roles: frozenset[str]  # its own and its groups'
+    groups: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
@@ -89,7 +94,8 @@ def app_roles(db: Database, app_id: str) -> list[str]:
 
 
 def _subjects(principal: Principal) -> list[tuple[str, str]]:
-    return [("USER", principal.user_id), *(("ROLE", role) for role in sorted(principal.roles))]
+    return [("USER", principal.user_id), *(("ROLE", role) for role in sorted(principal.roles)),
+            *(("GROUP", group) for group in sorted(principal.groups))]
 
 
 def granted_access(db: Database, principal: Principal, targets: Iterable[tuple[str, str]]) -> set[str]:

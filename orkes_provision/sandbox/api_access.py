@@ -1,4 +1,4 @@
-"""Tokens, users and grants: ``/api/token``, ``/api/users``, ``/api/auth``."""
+"""Tokens, reading users and grants: ``/api/token``, ``/api/users``, ``/api/auth``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orkes_provision.sandbox import api_people
 from orkes_provision.sandbox.access import (
     ACCESS_TYPES,
     SUBJECT_TYPES,
     TARGET_TYPES,
     Principal,
+    app_roles,
     granted_access,
     has_grant,
 )
@@ -32,6 +34,7 @@ from orkes_provision.sandbox.http import (
     param,
     query_flag,
 )
+from orkes_provision.sandbox.people import effective_roles, find_group, groups_of
 from orkes_provision.sandbox.state import SandboxState
 from orkes_provision.sandbox.users import user_record
 
@@ -97,15 +100,19 @@ def _readable_user(request: Request, user_id: str) -> sqlite3.Row:
 
 async def get_user(request: Request) -> Response:
     st = state_of(request)
-    return ok(user_record(st, _readable_user(request, param(request, "id"))))
+    user_id = param(request, "id")
+    if not user_id.startswith("app:"):
+        return ok(api_people.person(request, user_id))
+    return ok(user_record(st, _readable_user(request, user_id)))
 
 
 async def list_users(request: Request) -> Response:
-    st, principal = state_of(request), caller(request)
-    if not query_flag(request, "apps"):
-        return ok([])  # the sandbox has no human users
-    rows = st.db.all("SELECT * FROM applications ORDER BY create_time, id")
-    return ok([user_record(st, r) for r in rows if may_read(principal, r)])
+    st = state_of(request)
+    api_people.admin_only(request, "list users")
+    users = api_people.people(st.db)
+    if query_flag(request, "apps"):
+        users += [user_record(st, r) for r in st.db.all("SELECT * FROM applications ORDER BY create_time, id")]
+    return ok(users)
 
 
 def _grants_of(st: SandboxState, subject_type: str, subject_id: str,
@@ -122,20 +129,39 @@ def _grants_of(st: SandboxState, subject_type: str, subject_id: str,
             for (t, i), a in grouped.items()]
 
 
+def _checked_user(request: Request, user_id: str) -> tuple[str, list[str]]:
+    """The app id ("" for a person) and own roles of a user whose permissions the caller may read."""
+    if user_id.startswith("app:"):
+        row = _readable_user(request, user_id)
+        return str(row["id"]), app_roles(state_of(request).db, str(row["id"]))
+    person = api_people.person(request, user_id)
+    return "", [str(r["name"]) for r in person["roles"]]
+
+
 async def user_permissions(request: Request) -> Response:
     st = state_of(request)
     user_id = param(request, "userId")
-    _readable_user(request, user_id)
+    _checked_user(request, user_id)
     return ok({"grantedAccess": _grants_of(st, "USER", user_id)})
+
+
+async def group_permissions(request: Request) -> Response:
+    st = state_of(request)
+    api_people.admin_only(request, "read groups")
+    group_id = param(request, "groupId")
+    if find_group(st.db, group_id) is None:
+        raise not_found(f"Group '{group_id}' not found")
+    return ok({"grantedAccess": _grants_of(st, "GROUP", group_id)})
 
 
 async def check_permissions(request: Request) -> Response:
     st = state_of(request)
     user_id = param(request, "userId")
-    row = _readable_user(request, user_id)
+    app_id, own_roles = _checked_user(request, user_id)
     target_type, target_id = _upper(request.query_params.get("type")), request.query_params.get("id") or ""
-    subject = Principal(user_id=user_id, app_id=str(row["id"]), key_id="",
-                        roles=frozenset(r["name"] for r in user_record(st, row)["roles"]))
+    # What the user may do includes what its groups hold: their roles and their grants.
+    subject = Principal(user_id=user_id, app_id=app_id, key_id="", roles=effective_roles(st.db, own_roles, user_id),
+                        groups=frozenset(groups_of(st.db, user_id)))
     held = set(ACCESS_TYPES) if subject.is_admin else granted_access(st.db, subject, [(target_type, target_id)])
     return ok({access: access in held for access in ACCESS_TYPES})
 
@@ -266,6 +292,7 @@ ROUTES = [
     Route("/api/users", list_users, methods=["GET"]),
     Route("/api/users/{userId}/permissions", user_permissions, methods=["GET"]),
     Route("/api/users/{userId}/checkPermissions", check_permissions, methods=["GET"]),
+    Route("/api/groups/{groupId}/permissions", group_permissions, methods=["GET"]),
     Route("/api/users/{id}", get_user, methods=["GET"]),
     Route("/api/auth/authorization", grant, methods=["POST"]),
     Route("/api/auth/authorization", revoke, methods=["DELETE"]),

@@ -19,6 +19,7 @@ from orkes_provision.sandbox.access import (
 from orkes_provision.sandbox.endpoint import caller, state_of
 from orkes_provision.sandbox.hashing import hash_secret, new_key_id, new_secret
 from orkes_provision.sandbox.http import (
+    ApiError,
     bad_request,
     forbidden,
     json_body,
@@ -122,11 +123,16 @@ async def delete_application(request: Request) -> Response:
     st = state_of(request)
     app_id = param(request, "id")
     managed_app(request, app_id)
+    if caller(request).app_id == app_id:
+        # It would revoke the very key of this request, and with the bootstrap admin nothing could
+        # manage the sandbox any more. Another admin may delete it.
+        raise ApiError(409, f"Application '{app_id}' cannot delete itself: the key of this request belongs to it")
     with st.db.tx() as db:
         for sql in ("DELETE FROM access_keys WHERE app_id = ?", "DELETE FROM app_roles WHERE app_id = ?",
                     "DELETE FROM app_tags WHERE app_id = ?", "DELETE FROM applications WHERE id = ?"):
             db.execute(sql, (app_id,))
         db.execute("DELETE FROM grants WHERE subject_type = 'USER' AND subject_id = ?", (app_user_id(app_id),))
+        db.execute("DELETE FROM group_members WHERE user_id = ?", (app_user_id(app_id),))
     return ok({"message": f"Deleted Application '{app_id}'"})
 
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from orkes_provision.sandbox import api_access, api_applications, api_sandbox
+from orkes_provision.sandbox import api_access, api_applications, api_sandbox, binding
 from orkes_provision.sandbox.http import ApiError, AuthError
 from orkes_provision.sandbox.middleware import SandboxMiddleware
 from orkes_provision.sandbox.state import SandboxState
@@ -30,6 +30,9 @@ async def _auth_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    missing = binding.unimplemented(request.method, request.url.path) if exc.status_code in (404, 405) else None
+    if missing is not None:
+        return missing.response()
     if exc.status_code == 404:
         message = f"No such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
@@ -45,10 +48,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[object]:
-    from orkes_provision.sandbox import api_execution, api_metadata
+    from orkes_provision.sandbox import api_execution, api_metadata, api_people
 
     return [*api_sandbox.ROUTES, *api_access.ROUTES, *api_applications.ROUTES, *api_metadata.ROUTES,
-            *api_execution.ROUTES]
+            *api_execution.ROUTES, *api_people.ROUTES]
 
 
 def create_app(state: SandboxState) -> ASGIApp:

@@ -1,7 +1,8 @@
 """The sandbox's state: one SQLite database in WAL mode under the data dir.
 
-Everything survives a restart: applications, roles, keys (salted hashes only), grants, task and
-workflow definitions, workflows, queued tasks and the JWT signing key. The server runs every
+Everything survives a restart: applications, roles, keys (salted hashes only), grants, users,
+groups and their members, task and workflow definitions, workflows, queued tasks and the JWT
+signing key. The server runs every
 statement on its event loop thread through this single connection; the lock only matters for
 callers on other threads (the Starlette test client), and makes each transaction atomic.
 """
@@ -46,6 +47,17 @@ CREATE TABLE IF NOT EXISTS tasks (
     status TEXT NOT NULL, domain TEXT, visible_at INTEGER NOT NULL, queued INTEGER NOT NULL DEFAULT 0,
     body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_workflow ON tasks (workflow_id, seq);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, uuid TEXT NOT NULL, create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS user_roles (user_id TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (user_id, role));
+CREATE TABLE IF NOT EXISTS user_groups (
+    id TEXT PRIMARY KEY, description TEXT NOT NULL, default_access TEXT NOT NULL, create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS group_roles (group_id TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (group_id, role));
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id));
+CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user_id);
 """
 
 

@@ -2,6 +2,7 @@
 
 Order: the configured latency (``asyncio.sleep``, so requests overlap), then the fault plan, then
 authentication from ``X-Authorization`` (everything but ``GET /health`` and ``POST /api/token``),
+then binding the body and query as Orkes binds them (``binding``: a 400 before the endpoint runs),
 then the endpoint. The authenticated :class:`~orkes_provision.sandbox.access.Principal` is put in
 the ASGI scope under ``"sandbox.principal"``.
 """
@@ -11,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.parse
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orkes_provision.sandbox import binding
 from orkes_provision.sandbox.access import Principal, app_roles, app_user_id
 from orkes_provision.sandbox.endpoint import PRINCIPAL_KEY
 from orkes_provision.sandbox.faults import Fault
 from orkes_provision.sandbox.http import ApiError, AuthError
+from orkes_provision.sandbox.people import effective_roles, groups_of
 from orkes_provision.sandbox.state import SandboxState
 from orkes_provision.sandbox.tokens import TokenExpired, TokenInvalid
 
@@ -85,6 +89,12 @@ class SandboxMiddleware:
             outcome["caller"] = principal.user_id
         scope[PRINCIPAL_KEY] = principal
         scope["sandbox.log"] = outcome
+        bound = binding.needs_binding(method, path)
+        if bound is not None:
+            receive, refused = await _bind(bound, scope, receive)
+            if refused is not None:
+                await refused.response()(scope, receive, send_logged)
+                return
         if fault is not None and fault.action == "drop_after_commit":
             async def swallow(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -114,8 +124,38 @@ class SandboxMiddleware:
         if row is None or row["status"] != "ACTIVE" or app_user_id(str(row["app_id"])) != claims.sub:
             raise AuthError("Token is no longer valid: its access key is inactive or deleted", "INVALID_TOKEN")
         app_id = str(row["app_id"])
+        db = self.state.db
         return Principal(user_id=claims.sub, app_id=app_id, key_id=claims.key_id,
-                         roles=frozenset(app_roles(self.state.db, app_id)))
+                         roles=effective_roles(db, app_roles(db, app_id), claims.sub),
+                         groups=frozenset(groups_of(db, claims.sub)))
+
+
+async def _bind(op: binding.Operation, scope: Scope, receive: Receive) -> tuple[Receive, ApiError | None]:
+    """Read the whole body, bind it; answer a ``receive`` that hands the endpoint the same body again."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    try:
+        binding.bind(op, query, body)
+    except binding.BindingError as err:
+        return replay, err.api_error()
+    return replay, None
 
 
 def _fault_response(fault: Fault) -> Any:

@@ -75,3 +75,9 @@ grants = [{ tasks = ["b"] }]
         "applications[1]": 24, "applications[1].name": 25, "applications[1].grants": 26,
     }
     assert tomllib.loads(text)["applications"][0]["grants"][1]["domains"] == ["eu"]  # the sample is real TOML
+
+
+@pytest.mark.parametrize("key", ["0\n", "a b", "", "é", "x.y", "[t]"])
+def test_keys_that_are_not_bare_are_quoted(key: str) -> None:
+    # Found by the property above: "0\n" passed a bare-key check anchored with "$", which matches before a newline.
+    assert tomllib.loads(dumps({key: 1, "t": [{key: [key]}]})) == {key: 1, "t": [{key: [key]}]}

@@ -147,3 +147,20 @@ def test_env_file_write_leaves_no_temporary_file_behind(sandbox: SandboxProcess,
     assert result.returncode == 0, output(result)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "w.env"]
     assert leftovers == []
+
+
+def test_apps_delete_refuses_the_application_of_its_own_key_and_the_sandbox_keeps_working(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    mark = sandbox.mark()
+    result = provision(["apps", "delete", "sandbox-admin", "--yes"], env=env_of(sandbox), cwd=tmp_path)
+    assert result.returncode == 7, output(result)
+    error, hint = result.stderr.splitlines()
+    assert error.startswith("error: refusing to delete application sandbox-admin (")
+    assert error.endswith(f"): the key this command uses ({sandbox.admin_key_id}) belongs to it")
+    assert hint == ("hint: deleting it would revoke that key at once and lock this profile out; "
+                    "delete it with another ADMIN application's key")
+    assert sandbox.write_requests(mark) == []
+    as_json = provision(["apps", "delete", "sandbox-admin", "--yes", "--json"], env=env_of(sandbox), cwd=tmp_path)
+    assert json.loads(as_json.stderr)["exitCode"] == 7
+    with admin_client(sandbox) as client:
+        assert any(a.name == "sandbox-admin" for a in client.list_applications())

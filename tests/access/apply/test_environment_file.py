@@ -85,6 +85,47 @@ def test_example_file_becomes_app_specs_with_merged_grants_and_resolved_store(tm
     assert env.workflow_defs == [WORKFLOW]
 
 
+PEOPLE = """\
+name = "staging"
+
+[[users]]
+id = " ada@example.com "
+name = "Ada Lovelace"
+roles = ["USER", "USER"]
+
+[[users]]
+id = "bob@example.com"
+
+[[groups]]
+id = "payments-team"
+description = "Payments engineers"
+roles = ["USER"]
+members = ["ada@example.com", "bob@example.com", "ada@example.com"]
+
+[[groups.grants]]
+workflows = ["payments_flow"]
+access = ["READ", "EXECUTE"]
+
+[[groups.grants]]
+workflows = ["payments_flow"]
+tasks = ["charge"]
+"""
+
+
+def test_users_and_groups_become_specs_with_merged_grants_and_defaults(tmp_path: Path) -> None:
+    env = load_environment(write_env(tmp_path, PEOPLE))
+    ada, bob = env.user_specs()
+    assert (ada.id, ada.name, ada.roles) == ("ada@example.com", "Ada Lovelace", ("USER",))
+    assert (bob.id, bob.name, bob.roles) == ("bob@example.com", None, ())
+    (group,) = env.group_specs()
+    assert (group.id, group.description, group.roles) == ("payments-team", "Payments engineers", ("USER",))
+    assert group.members == ("ada@example.com", "bob@example.com")
+    assert set(group.grants) == {GrantSpec(type="WORKFLOW_DEF", id="payments_flow", access=("EXECUTE", "READ")),
+                                 GrantSpec(type="TASK_DEF", id="charge", access=("EXECUTE",))}
+    assert env.declares_people and not load_environment(write_env(tmp_path, EXAMPLE)).declares_people
+    jsonschema.validate(parse_toml(PEOPLE.encode(), "env.toml"), environment_schema())
+
+
 def test_defaults_are_the_worker_role_and_execute_access(tmp_path: Path) -> None:
     env = load_environment(write_env(tmp_path, 'name = "x"\n[[applications]]\nname = "a"\n'
                                                '[[applications.grants]]\ntasks = ["t"]\n'))
@@ -142,6 +183,22 @@ MALFORMED = [
     ('name = "x"\nname = "y"\n', "line 2, column 11: TOML syntax:"),
     ('name = \n', "line 1, column 8: TOML syntax: invalid value"),
     ('name = "x"\n[[workflows]]\nfile = "missing.json"\n', "workflows[0].file: missing.json: no such file"),
+    ('name = "x"\n[[users]]\nname = "Ada"\n', "users[0].id: required key is missing"),
+    ('name = "x"\n[[users]]\nid = "ada@x.io"\nemail = "ada@x.io"\n',
+     "users[0].email: unknown key (allowed: id, name, roles)"),
+    ('name = "x"\n[[users]]\nid = "  "\n', "users[0].id: must not be blank"),
+    ('name = "x"\n[[users]]\nid = "app:1234"\n', "users[0].id: 'app:1234': ids starting with 'app:' are"),
+    ('name = "x"\n[[users]]\nid = "a"\nroles = ["USER_READ_ONLY", "USER"]\n',
+     "users[0].roles: USER_READ_ONLY cannot be combined with other roles"),
+    ('name = "x"\n[[users]]\nid = "a"\n[[users]]\nid = "a"\n', "two users are named 'a'"),
+    ('name = "x"\n[[groups]]\nid = "g"\nmembers = ["a", "app:1"]\n', "groups[0].members[1]: 'app:1': ids"),
+    ('name = "x"\n[[groups]]\nid = "g"\nroles = ["OWNER"]\n', "groups[0].roles[0]: 'OWNER' is not one of ADMIN,"),
+    ('name = "x"\n[[groups]]\nid = "g"\n[[groups.grants]]\nworkflows = ["f"]\naccess = ["WRITE"]\n',
+     "groups[0].grants[0].access[0]: 'WRITE' is not one of CREATE, READ, UPDATE, DELETE, EXECUTE"),
+    ('name = "x"\n[[groups]]\nid = "g"\nmember = ["a"]\n',
+     "groups[0].member: unknown key; did you mean 'members'? (allowed: id, description, roles, members, grants)"),
+    ('name = "x"\n[[users]]\nid = "a"\nroles = ["USER_READ_ONLY"]\n[[groups]]\nid = "g"\nmembers = ["a"]\n',
+     "user 'a' has the role USER_READ_ONLY, which Orkes refuses to a member of a group (group 'g')"),
 ]
 
 
@@ -200,7 +257,7 @@ def test_random_bytes_never_escape_as_anything_but_a_config_error(tmp_path: Path
 
 # Garbage TOML that parses: a table of plausible keys with values of every TOML type.
 _KEYS = st.sampled_from(["name", "server", "tasks", "workflows", "applications", "grants", "roles", "access",
-                         "store", "file", "timeoutSeconds", "tags", "x"])
+                         "store", "file", "timeoutSeconds", "tags", "x", "users", "groups", "id", "members"])
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=True),
                      st.text(string.printable, max_size=12), st.sampled_from(["EXECUTE", "WORKER", "keyring"]))
 _VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),

@@ -56,6 +56,19 @@ class RecordingClient:
     def delete_application(self, app_id: str) -> None:
         self._record("delete_application", app_id)
 
+    def upsert_user(self, user_id: str, name: str, roles: list[str], groups: list[str]) -> None:
+        self._record("upsert_user", f"{user_id} {','.join(roles)}")
+
+    def upsert_group(self, group_id: str, description: str, roles: list[str],
+                     default_access: dict[str, list[str]] | None = None) -> None:
+        self._record("upsert_group", f"{group_id} {','.join(roles)}")
+
+    def add_users_to_group(self, group_id: str, user_ids: list[str]) -> None:
+        self._record("add_users_to_group", f"{group_id} {','.join(user_ids)}")
+
+    def remove_users_from_group(self, group_id: str, user_ids: list[str]) -> None:
+        self._record("remove_users_from_group", f"{group_id} {','.join(user_ids)}")
+
 
 def _plan() -> Plan:
     plan = Plan(server=SERVER, apps=[])
@@ -133,3 +146,52 @@ def test_failed_task_batch_skips_grants_on_tasks_and_the_workflow_but_not_applic
     assert ("grant", "b", "WORKFLOW_DEF flow") in skipped
     assert ("create_application", "a") in client.calls
     assert ("add_role", "id-b WORKER") in client.calls
+
+
+def _people_plan() -> Plan:
+    from orkes_provision.access.plan import GroupUpsert, UserUpsert
+
+    plan = Plan(server=SERVER, apps=[])
+    plan.task_changes = [Change("register_task", None, "charge")]
+    plan.people_changes = [
+        Change("create_user", None, "ada", user="ada"), Change("add_user_role", None, "USER", user="ada"),
+        Change("update_user", None, "bob", user="bob", reason="name"),
+        Change("create_group", None, "team", group="team"), Change("add_group_role", None, "USER", group="team"),
+        Change("add_member", None, "ada", group="team"), Change("add_member", None, "bob", group="team"),
+        Change("grant", None, "TASK_DEF charge", ("EXECUTE",), group="team"),
+    ]
+    plan.prune_changes = [Change("remove_user_role", None, "ADMIN", user="bob"),
+                          Change("remove_member", None, "eve", group="team"),
+                          Change("revoke", None, "TASK_DEF refund", ("EXECUTE",), group="team")]
+    plan.user_upserts = {"ada": UserUpsert(name="Ada", roles=("USER",), groups=()),
+                         "bob": UserUpsert(name="Bob", roles=(), groups=("team",))}
+    plan.group_upserts = {"team": GroupUpsert(description="", roles=("USER",))}
+    return plan
+
+
+def test_each_user_and_group_is_one_upsert_and_members_wait_for_both() -> None:
+    client = RecordingClient()
+    result = _executor(client).run(_people_plan())
+    calls = client.calls
+    # One request per user (its role removal included) and per group, one for the members it gains.
+    assert sorted(c for c in calls if c[0].startswith("upsert")) == [
+        ("upsert_group", "team USER"), ("upsert_user", "ada USER"), ("upsert_user", "bob ")]
+    added = _index(calls, "add_users_to_group", "team ada,bob")
+    for before in (("upsert_user", "ada USER"), ("upsert_user", "bob "), ("upsert_group", "team USER")):
+        # A user's upsert carries the groups read before the apply: it must not undo a member change.
+        assert _index(calls, *before) < added
+    assert max(added, _index(calls, "register_task_defs", "charge"),
+               _index(calls, "upsert_group", "team USER")) < _index(calls, "grant", "team charge")
+    assert added < _index(calls, "remove_users_from_group", "team eve")
+    assert _index(calls, "grant", "team charge") < _index(calls, "revoke", "team refund")
+    assert len(result.done) == len(_people_plan().changes) and not result.failed
+
+
+def test_a_failed_group_upsert_fails_its_changes_together_and_skips_its_members_and_grants() -> None:
+    client = RecordingClient(fail={"upsert_group team USER"})
+    result = _executor(client).run(_people_plan())
+    assert sorted(o.change.kind for o in result.failed) == ["add_group_role", "create_group"]
+    assert sorted(o.change.kind for o in result.skipped) == ["add_member", "add_member", "grant", "remove_member",
+                                                            "revoke"]
+    assert ("upsert_user", "ada USER") in client.calls  # users do not depend on the group
+    assert not any(call.startswith(("add_users", "remove_users", "grant", "revoke")) for call, _ in client.calls)

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from orkes_provision.errors import AuthenticationError, NotFound, PermissionDenied, ServerUnavailable
 from orkes_provision.orkes.client import OrkesClient
-from orkes_provision.orkes.models import Credentials, Tag, Target, TaskDef, app_subject
+from orkes_provision.orkes.models import Credentials, Tag, Target, TaskDef, app_subject, group_subject
 from orkes_provision.orkes.retry import RetryPolicy
 from orkes_provision.sandbox.client import SandboxClient
 
@@ -50,6 +50,16 @@ ENDPOINTS: dict[str, str] = {
     "get_user": "GET /api/users/{id}",
     "get_app_user": "GET /api/users/{id}",
     "get_user_permissions": "GET /api/users/{userId}/permissions",
+    "list_users": "GET /api/users",
+    "upsert_user": "PUT /api/users/{id}",
+    "delete_user": "DELETE /api/users/{id}",
+    "list_groups": "GET /api/groups",
+    "upsert_group": "PUT /api/groups/{id}",
+    "delete_group": "DELETE /api/groups/{id}",
+    "get_group_users": "GET /api/groups/{id}/users",
+    "add_users_to_group": "POST /api/groups/{groupId}/users",
+    "remove_users_from_group": "DELETE /api/groups/{groupId}/users",
+    "get_group_permissions": "GET /api/groups/{groupId}/permissions",
     "grant": "POST /api/auth/authorization",
     "revoke": "DELETE /api/auth/authorization",
     "get_permissions": "GET /api/auth/authorization/{type}/{id}",
@@ -199,6 +209,49 @@ def permissions(ctx: WireContext) -> None:
         assert not granted.get(("TASK_DEF", task))
 
 
+@contextlib.contextmanager
+def _people(client: OrkesClient, user_id: str, group_id: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for delete, what in ((client.delete_group, group_id), (client.delete_user, user_id)):
+            with contextlib.suppress(NotFound):
+                delete(what)
+
+
+def users_and_groups(ctx: WireContext) -> None:
+    """Users and groups: upserts, members, a GROUP grant read back from the group, removal, deletes."""
+    user_id, group_id, flow = f"{PREFIX}-user@example.com", f"{PREFIX}-group", f"{PREFIX}-group-flow"
+    with ctx.client() as client, _people(client, user_id, group_id):
+        created = client.upsert_user(user_id, "Cassette User", ["USER"], [])
+        assert (created.id, created.name, created.role_names, created.group_ids) == \
+            (user_id, "Cassette User", {"USER"}, [])
+        updated = client.upsert_user(user_id, "Cassette User", ["WORKER"], [])
+        assert updated.role_names == {"WORKER"}
+        assert user_id in {u.id for u in client.list_users()}
+        group = client.upsert_group(group_id, "orkes-provision cassette", ["USER"])
+        assert (group.id, group.role_names) == (group_id, {"USER"})
+        client.add_users_to_group(group_id, [user_id])
+        assert [u.id for u in client.get_group_users(group_id)] == [user_id]
+        assert group_id in client.get_user(user_id).group_ids
+        subject, target = group_subject(group_id), Target(type="WORKFLOW_DEF", id=flow)
+        client.grant(subject, target, ["READ", "EXECUTE"])
+        granted = {(g.target.type, g.target.id): set(g.access) for g in client.get_group_permissions(group_id)}
+        assert granted[("WORKFLOW_DEF", flow)] == {"READ", "EXECUTE"}
+        client.revoke(subject, target, ["READ", "EXECUTE"])
+        client.remove_users_from_group(group_id, [user_id])
+        assert client.get_group_users(group_id) == []
+        assert group_id in {g.id for g in client.list_groups()}
+        client.delete_group(group_id)
+        client.delete_user(user_id)
+        try:
+            client.get_user(user_id)
+        except NotFound:
+            pass
+        else:
+            raise AssertionError("a deleted user must be 404")
+
+
 def task_defs(ctx: WireContext) -> None:
     """Task definitions: register (array), read, list, update (single object), delete; a missing one is 404."""
     name = f"{PREFIX}-taskdef"
@@ -288,6 +341,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("roles", roles, portable=True),
     Scenario("access_keys", access_keys, portable=True),
     Scenario("permissions", permissions, portable=True),
+    Scenario("users_and_groups", users_and_groups, portable=True),
     Scenario("task_defs", task_defs, portable=True),
     Scenario("workflows", workflows, portable=True),
     Scenario("workflow_defs", workflow_defs, portable=True),

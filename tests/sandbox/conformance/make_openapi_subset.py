@@ -38,7 +38,23 @@ OPERATIONS = [
     ("post", "/api/workflow"), ("post", "/api/workflow/{name}"), ("get", "/api/workflow/{workflowId}"),
     ("get", "/api/tasks/poll/batch/{tasktype}"), ("get", "/api/tasks/poll/{tasktype}"),
     ("post", "/api/tasks"), ("post", "/api/tasks/update-v2"),
+    ("get", "/api/users"), ("put", "/api/users/{id}"), ("delete", "/api/users/{id}"),
+    ("get", "/api/groups"), ("get", "/api/groups/{id}"), ("put", "/api/groups/{id}"), ("delete", "/api/groups/{id}"),
+    ("get", "/api/groups/{id}/users"), ("post", "/api/groups/{groupId}/users"),
+    ("delete", "/api/groups/{groupId}/users"), ("post", "/api/groups/{groupId}/users/{userId}"),
+    ("delete", "/api/groups/{groupId}/users/{userId}"), ("get", "/api/groups/{groupId}/permissions"),
+    ("get", "/api/users/{userId}/checkPermissions"),
 ]
+
+# Bodies the sandbox binds into typed objects before the endpoint runs, as Orkes (Spring + Jackson) does:
+# a wrong type, an unknown enum value or an integer past its type is a 400 and nothing is stored.
+BOUND_BODIES = [
+    ("post", "/api/metadata/taskdefs"), ("put", "/api/metadata/taskdefs"),
+    ("post", "/api/metadata/workflow"), ("put", "/api/metadata/workflow"), ("post", "/api/workflow"),
+    ("put", "/api/users/{id}"), ("put", "/api/groups/{id}"),
+    ("post", "/api/groups/{groupId}/users"), ("delete", "/api/groups/{groupId}/users"),
+]
+SANDBOX_FILE = Path(__file__).resolve().parents[3] / "orkes_provision" / "sandbox" / "orkes_api.json"
 
 # Corrections to the published document, each for a reason stated here.
 MODIFICATIONS = [
@@ -46,7 +62,15 @@ MODIFICATIONS = [
     "any string is a valid target id.",
     "GET /api/applications/{id}/accessKeys: the document types the answer as an object, but the Orkes docs "
     "(get-application-access-keys) and every SDK read a list of {id, createdAt, status}; the subset says so.",
+    "GET /api/groups/{id}/users: the document types the answer as an object, but the Orkes docs "
+    "(get-all-users-in-group) and the SDKs read a list of users (ConductorUser); the subset says so.",
+    "UpsertUserRequest.roles, UpsertGroupRequest.roles: dropped the 'enum' on the array itself (a generator slip "
+    "that no array can match), and the items' enum lists every role the Orkes docs (users/create-user, "
+    "groups/create-group: USER_READ_ONLY) and the Java SDK's RolesEnum accept; the document's five are among them.",
 ]
+# The roles users and groups may hold (conductor-oss/java-sdk UpsertUserRequest.RolesEnum, in its order).
+PEOPLE_ROLES = ["ADMIN", "USER", "USER_READ_ONLY", "WORKER", "UNRESTRICTED_WORKER", "METADATA_MANAGER",
+                "WORKFLOW_MANAGER", "APPLICATION_MANAGER", "APPLICATION_CREATOR", "METADATA_API", "PROMPT_MANAGER"]
 
 ACCESS_KEY_LIST = {"type": "array", "items": {
     "type": "object", "required": ["id", "createdAt", "status"], "properties": {
@@ -66,6 +90,17 @@ def _refs(node: Any, found: set[str]) -> None:
             _refs(value, found)
 
 
+def _corrected(spec: dict[str, Any]) -> dict[str, Any]:
+    """The component schemas with the corrections of ``MODIFICATIONS`` (on a copy)."""
+    schemas: dict[str, Any] = json.loads(json.dumps(spec["components"]["schemas"]))
+    schemas["TargetRef"]["properties"]["id"].pop("enum", None)
+    for name in ("UpsertUserRequest", "UpsertGroupRequest"):
+        roles = schemas[name]["properties"]["roles"]
+        roles.pop("enum", None)
+        roles["items"]["enum"] = PEOPLE_ROLES
+    return schemas
+
+
 def build(spec: dict[str, Any]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path in OPERATIONS:
@@ -73,22 +108,12 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
         kept = {k: op[k] for k in ("operationId", "parameters", "requestBody") if k in op}
         kept["responses"] = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         paths.setdefault(path, {})[method] = kept
-    schemas = spec["components"]["schemas"]
-    wanted: set[str] = set()
-    _refs(paths, wanted)
-    pending = list(wanted)
-    while pending:
-        name = pending.pop()
-        found: set[str] = set()
-        _refs(schemas[name], found)
-        for ref in found - wanted:
-            wanted.add(ref)
-            pending.append(ref)
+    schemas = _corrected(spec)
     keys = paths["/api/applications/{id}/accessKeys"]["get"]["responses"]["200"]["content"]["application/json"]
     keys["schema"] = ACCESS_KEY_LIST
-    subset_schemas = {name: schemas[name] for name in sorted(wanted)}
-    subset_schemas["TargetRef"] = json.loads(json.dumps(subset_schemas["TargetRef"]))
-    subset_schemas["TargetRef"]["properties"]["id"].pop("enum", None)
+    members = paths["/api/groups/{id}/users"]["get"]["responses"]["200"]["content"]
+    members[next(iter(members))]["schema"] = {"type": "array", "items": {"$ref": "#/components/schemas/ConductorUser"}}
+    subset_schemas = {name: schemas[name] for name in sorted(_closure(paths, schemas))}
     return {
         "_source": "Orkes Conductor API Server OpenAPI v2 (conductor-oss/javascript-sdk src/open-api/spec/spec.json),"
                    " via ../shared/reference/orkes-openapi.json;"
@@ -98,12 +123,74 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _closure(node: Any, schemas: dict[str, Any]) -> set[str]:
+    """The names of every component schema ``node`` references, transitively."""
+    wanted: set[str] = set()
+    _refs(node, wanted)
+    pending = list(wanted)
+    while pending:
+        name = pending.pop()
+        found: set[str] = set()
+        _refs(schemas[name], found)
+        for ref in found - wanted:
+            wanted.add(ref)
+            pending.append(ref)
+    return wanted
+
+
+_BINDING_KEYS = ("type", "format", "enum", "items", "$ref", "additionalProperties", "properties")
+
+
+def _binding_schema(node: Any) -> Any:
+    """A schema cut down to what binding looks at (types, formats, enums, structure)."""
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key in _BINDING_KEYS:
+        if key not in node:
+            continue
+        value = node[key]
+        if key == "properties":
+            out[key] = {name: _binding_schema(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            out[key] = _binding_schema(value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_sandbox(spec: dict[str, Any]) -> dict[str, Any]:
+    schemas = _corrected(spec)
+    operations = []
+    for path, ops in sorted(spec["paths"].items()):
+        for method, op in sorted(ops.items()):
+            integers = {p["name"]: p["schema"].get("format", "int64") for p in op.get("parameters", [])
+                        if p.get("in") == "query" and p.get("schema", {}).get("type") == "integer"}
+            operations.append({"method": method.upper(), "path": path, "operationId": op.get("operationId", ""),
+                               **({"integerQuery": integers} if integers else {})})
+    bodies = {}
+    for method, path in BOUND_BODIES:
+        content = spec["paths"][path][method]["requestBody"]["content"]
+        bodies[f"{method.upper()} {path}"] = _binding_schema(content["application/json"]["schema"])
+    return {
+        "_source": "generated from the Orkes OpenAPI document (../shared/reference/orkes-openapi.json) by "
+                   "tests/sandbox/conformance/make_openapi_subset.py; do not edit",
+        "_modifications": MODIFICATIONS,
+        "operations": operations, "bodies": bodies,
+        "schemas": {name: _binding_schema(schemas[name]) for name in sorted(_closure(bodies, schemas))},
+    }
+
+
 def main() -> None:
     source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/reference/orkes-openapi.json")
-    subset = build(json.loads(source.read_text()))
+    spec = json.loads(source.read_text())
+    subset = build(spec)
     target = Path(__file__).with_name("openapi_subset.json")
     target.write_text(json.dumps(subset, indent=1, sort_keys=True) + "\n")
     print(f"wrote {target}: {len(subset['paths'])} paths, {len(subset['components']['schemas'])} schemas")
+    facts = build_sandbox(spec)
+    SANDBOX_FILE.write_text(json.dumps(facts, indent=None, sort_keys=True, separators=(",", ":")) + "\n")
+    print(f"wrote {SANDBOX_FILE}: {len(facts['operations'])} operations, {len(facts['bodies'])} bound bodies")
 
 
 if __name__ == "__main__":
