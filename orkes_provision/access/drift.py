@@ -1,12 +1,13 @@
 """``provision drift``: what differs between the server and an environment file, and how to settle it.
 
-Where ``plan`` lists what ``apply`` would do, drift lists every difference on what the file
-declares, in both directions: what the file declares and the server lacks (``-``), what the
-server holds on a declared object and the file does not say (``+``: a role, a grant added by
-hand), and what both have but differently (``~``). Each comes with the command that makes the
-server match the file and, where it makes sense, the change to the file that makes the file
-match the server. Reads only; keys are not read from any store (drift runs on machines that
-hold none), but an application whose file names a store must have an ACTIVE key on the server.
+Where ``plan`` lists what ``apply`` would do, drift lists every difference on what the file declares
+(definitions, applications, users, groups), in both directions: what the file declares and the
+server lacks (``-``), what the server holds on a declared object and the file does not say (``+``: a
+role, a grant, a group member added by hand), and what both have but differently (``~``). Each comes
+with the command that makes the server match the file and, where it makes sense, the change to the
+file that makes the file match the server. Reads only; keys are not read from any store (drift runs
+on machines that hold none), but an application whose file names a store must have an ACTIVE key on
+the server.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.apply import covers, owned_by, ownership_tags
 from orkes_provision.access.environment import Environment
-from orkes_provision.access.spec import AppSpec
-from orkes_provision.access.state import AppState, grants_by_target
+from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
+from orkes_provision.access.state import AppState, PeopleState, grants_by_target, read_people
 from orkes_provision.access.tomltext import line_index
 from orkes_provision.errors import NotFound
 from orkes_provision.orkes.models import Application, app_subject
@@ -93,6 +94,7 @@ class _Server:
     apps: dict[str, AppState]
     task_defs: dict[str, dict[str, Any]]
     workflows: dict[str, dict[str, Any] | None]
+    people: PeopleState = field(default_factory=PeopleState)
 
 
 def drift_environment(client: OrkesClient, env: Environment, *, server: str, parallelism: int = 16,
@@ -107,6 +109,10 @@ def drift_environment(client: OrkesClient, env: Environment, *, server: str, par
     for index, spec in enumerate(env.app_specs()):
         differences += _application(ctx, state, index, spec)
     differences += _undeclared(ctx, state)
+    for index, user in enumerate(env.user_specs()):
+        differences += _user(ctx, state.people, index, user)
+    for index, group in enumerate(env.group_specs()):
+        differences += _group(ctx, state.people, index, group)
     return DriftReport(environment=env.name, file=env.shown, server=server, differences=differences,
                        read_requests=client.request_count - before)
 
@@ -115,6 +121,9 @@ def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         tasks = pool.submit(client.list_task_defs)
         workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
+        # Users and groups only when the file declares some: files without them read what they always did.
+        users = pool.submit(client.list_users) if env.declares_people else None
+        groups = pool.submit(client.list_groups) if env.declares_people else None
         by_name: dict[str, list[Application]] = {}
         for app in client.list_applications():
             by_name.setdefault(app.name, []).append(app)
@@ -127,7 +136,10 @@ def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
         apps = {app.id: AppState(app=app, roles=user.result().role_names, grants=grants_by_target(perms.result()),
                                  keys=keys.result()) for app, user, perms, keys in reads}
         task_defs = {t.name: t.model_dump(mode="json", by_alias=True) for t in tasks.result()}
-        return _Server(by_name=by_name, apps=apps, task_defs=task_defs,
+        people = PeopleState()
+        if users is not None and groups is not None:
+            people = read_people(client, pool, users.result(), groups.result(), [g.id for g in env.groups])
+        return _Server(by_name=by_name, apps=apps, task_defs=task_defs, people=people,
                        workflows={k: f.result() for k, f in workflows.items()})
 
 
@@ -297,6 +309,80 @@ def _undeclared(ctx: _Context, state: _Server) -> list[Difference]:
                                       f"tagged as this environment's ({app.id}) but not in the file",
                                       ctx.apply(prune=True) + "   (deletes it)",
                                       f"declare it ('provision export --application {name}' shows it)"))
+    return out
+
+
+def _user(ctx: _Context, people: PeopleState, index: int, spec: UserSpec) -> list[Difference]:
+    at = f"users[{index}]"
+    subject = f"user {spec.id}"
+    current = people.users.get(spec.id)
+    if current is None:
+        return [Difference("user_missing", "-", subject, "not on the server", ctx.apply(),
+                           f"remove the [[users]] entry {spec.id}", ctx.where(at))]
+    out: list[Difference] = []
+    if spec.name is not None and spec.name != current.name:
+        out.append(Difference("user_differs", "~", subject,
+                              f"name is {json.dumps(current.name)} on the server, {json.dumps(spec.name)} in the file",
+                              ctx.apply(), f"set name = {json.dumps(current.name or spec.id)}",
+                              ctx.where(f"{at}.name", at)))
+    out += _roles(ctx, subject, set(spec.roles), current.role_names, ctx.where(f"{at}.roles", at))
+    return out
+
+
+def _group(ctx: _Context, people: PeopleState, index: int, spec: GroupSpec) -> list[Difference]:
+    at = f"groups[{index}]"
+    subject = f"group {spec.id}"
+    state = people.groups.get(spec.id)
+    if state is None:
+        return [Difference("group_missing", "-", subject, "not on the server", ctx.apply(),
+                           f"remove the [[groups]] entry {spec.id}", ctx.where(at))]
+    out: list[Difference] = []
+    have_description = state.group.description or ""
+    if spec.description is not None and spec.description != have_description:
+        out.append(Difference("group_differs", "~", subject,
+                              f"description is {json.dumps(have_description)} on the server, "
+                              f"{json.dumps(spec.description)} in the file", ctx.apply(),
+                              f"set description = {json.dumps(have_description)}",
+                              ctx.where(f"{at}.description", at)))
+    out += _roles(ctx, subject, set(spec.roles), state.group.role_names, ctx.where(f"{at}.roles", at))
+    members_at = ctx.where(f"{at}.members", at)
+    for member in spec.members:
+        if member not in state.members:
+            known = member in people.users or any(u.id == member for u in ctx.env.users)
+            fix = ctx.apply() if known else f"create user {member} (declare it under [[users]]), then {ctx.apply()}"
+            out.append(Difference("member_missing", "-", subject, f"lacks member {member}", fix,
+                                  f"remove {json.dumps(member)} from members", members_at))
+    for member in sorted(state.members - set(spec.members)):
+        out.append(Difference("member_extra", "+", subject,
+                              f"has member {member}, whom the file does not declare", ctx.apply(prune=True),
+                              f"add {json.dumps(member)} to members" if not member.startswith("app:") else "",
+                              members_at))
+    entry = ctx.env.groups[index]
+    desired = {g.key: set(g.access) for g in spec.grants}
+    for (target_type, target_id), access in desired.items():
+        missing = sorted(access - state.grants.get((target_type, target_id), set()))
+        if missing:
+            out.append(Difference("grant_missing", "-", subject,
+                                  f"lacks {'+'.join(missing)} on {target_type} {target_id}", ctx.apply(),
+                                  f"remove {'+'.join(missing)} on {target_id} from its grants",
+                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    for (target_type, target_id), access in sorted(state.grants.items()):
+        extra = sorted(access - desired.get((target_type, target_id), set()))
+        if extra:
+            out.append(Difference("grant_extra", "+", subject,
+                                  f"holds {'+'.join(extra)} on {target_type} {target_id}, which the file does not "
+                                  "declare", ctx.apply(prune=True), _grant_edit(target_type, target_id, extra),
+                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    return out
+
+
+def _roles(ctx: _Context, subject: str, declared: set[str], have: set[str], where: str) -> list[Difference]:
+    """Roles of a declared user or group: --prune trims what the file does not give (no ownership tags here)."""
+    out = [Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
+                      f"remove {json.dumps(role)} from roles", where) for role in sorted(declared - have)]
+    out += [Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
+                       ctx.apply(prune=True), f"add {json.dumps(role)} to roles", where)
+            for role in sorted(have - declared)]
     return out
 
 

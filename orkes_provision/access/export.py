@@ -1,7 +1,8 @@
 """``provision export``: the server's current environment, written as an environment file.
 
 Reads task definitions, workflow definitions (latest version of each), applications with their
-roles and grants, and writes what ``provision plan -f FILE`` then finds nothing to do for:
+roles and grants, users and groups (roles, members, grants), and writes what
+``provision plan -f FILE`` then finds nothing to do for:
 every declared field is the server's own value, workflows are the server's JSON (minus the fields
 the server stamps on every write), and applications not tagged as this environment's are written
 ``owned = false`` so that planning does not want to tag them. Keys and secrets are never read.
@@ -22,11 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from orkes_provision.access.environment import ENVIRONMENT_NAME, TaskEntry, parse_toml, validate_environment
+from orkes_provision.access.environment import (
+    APP_USER_PREFIX,
+    ENVIRONMENT_NAME,
+    READ_ONLY_ROLE,
+    GroupEntry,
+    TaskEntry,
+    UserEntry,
+    parse_toml,
+    validate_environment,
+)
 from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
-from orkes_provision.access.state import grants_by_target
+from orkes_provision.access.state import PeopleState, grants_by_target, read_people
 from orkes_provision.access.tomltext import NotRepresentable, dumps
 from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import atomic_write
@@ -35,8 +45,9 @@ from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG,
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
 
-HEADER = ("# Written by 'provision export': the server's task and workflow definitions, applications, their\n"
-          "# roles and grants. No keys: give an application a store (store = \"keyring\") for apply to make one.\n")
+HEADER = ("# Written by 'provision export': the server's task and workflow definitions, applications (roles,\n"
+          "# grants), users and groups. No keys: give an application a store (store = \"keyring\") for apply to\n"
+          "# make one.\n")
 WORKFLOW_DIR = "workflows"
 # Fields the server stamps on every write: they would differ on every server the file is applied to.
 SERVER_STAMPS = frozenset({"createTime", "updateTime", "createdBy", "updatedBy", "ownerApp"})
@@ -73,7 +84,8 @@ class Export:
         return HEADER + "\n" + dumps(self.document)
 
     def counts(self) -> dict[str, int]:
-        return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications")}
+        return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
+                                                                    "groups")}
 
     def write(self, path: Path) -> list[Path]:
         """Write the workflow files, then the environment file (so it never names a missing file)."""
@@ -119,7 +131,8 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
     are written. The application whose key makes the requests (``self_key_id``) is left out
     unless named in ``applications``: it is how the server is reached, not part of the environment.
     ``stores`` (application name -> store) are written as they are: the server knows nothing of
-    them, so re-exporting over a file keeps the ones it had.
+    them, so re-exporting over a file keeps the ones it had. Users and groups are written only when
+    the applications are not narrowed: they carry no tags, and no application names them.
     """
     if name is not None and not ENVIRONMENT_NAME.match(name):
         raise UsageError(f"--name {name!r} is not a valid environment name",
@@ -127,9 +140,12 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
     wanted_tags = [_tag_pair(t) for t in tags]
     before = client.request_count
     skipped: list[Skipped] = []
+    filtered = bool(applications or tags)
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         task_future = pool.submit(client.list_task_defs)
         workflow_future = pool.submit(client.list_workflow_defs)
+        users_future = pool.submit(client.list_users) if not filtered else None
+        groups_future = pool.submit(client.list_groups) if not filtered else None
         self_future = pool.submit(_own_app_id, client, self_key_id) if self_key_id else None
         all_apps = client.list_applications()
         own_id = self_future.result() if self_future is not None else None
@@ -138,10 +154,13 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
         perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in chosen]
         task_defs = {t.name: t for t in task_future.result()}
         workflow_defs = _latest_versions(workflow_future.result())
+        people = None
+        if users_future is not None and groups_future is not None:
+            all_groups = groups_future.result()
+            people = read_people(client, pool, users_future.result(), all_groups, [g.id for g in all_groups])
         roles = {a.id: u.result().role_names for a, u in zip(chosen, users, strict=True)}
         grants = {a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)}
     env_name = name or _default_name(chosen, server)
-    filtered = bool(applications or tags)
     app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, (stores or {}).get(app.name), skipped)
                    for app in chosen]
     wanted_workflows = sorted(workflow_defs) if not filtered else sorted(
@@ -156,8 +175,10 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
     else:
         wanted_tasks = sorted(task_defs)
     task_entries = [entry for n in wanted_tasks if (entry := task_entry(task_defs[n], skipped)) is not None]
+    user_entries, group_entries = _people_entries(people, skipped) if people is not None else ([], [])
     document: dict[str, Any] = {"name": env_name}
-    for key, entries in (("tasks", task_entries), ("workflows", workflow_entries), ("applications", app_entries)):
+    for key, entries in (("tasks", task_entries), ("workflows", workflow_entries), ("applications", app_entries),
+                         ("users", user_entries), ("groups", group_entries)):
         if entries:
             document[key] = entries
     result = Export(name=env_name, server=server, document=document, workflow_files=workflow_files,
@@ -231,35 +252,111 @@ def _owned(app: Application, env_name: str) -> bool:
     return (MANAGED_TAG.key, MANAGED_TAG.value) in have and (ENVIRONMENT_TAG_KEY, env_name) in have
 
 
+def _people_entries(people: PeopleState, skipped: list[Skipped]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``[[users]]`` and ``[[groups]]``: every person and group, with roles, members and grants."""
+    users: list[dict[str, Any]] = []
+    read_only: set[str] = set()
+    for user_id in sorted(people.users):
+        user = people.users[user_id]
+        reason = unwritable_name(user_id) or ("its id starts with 'app:', which the file keeps for applications"
+                                             if user_id.startswith(APP_USER_PREFIX) else "")
+        if reason:
+            skipped.append(Skipped(f"user {user_id!r}", reason))
+            continue
+        entry: dict[str, Any] = {"id": user_id}
+        if user.name and user.name.strip() == user.name:
+            entry["name"] = user.name
+        entry["roles"] = _known_roles(user.role_names, f"user {user_id}", skipped)
+        if not _valid(UserEntry, entry, f"user {user_id}", skipped):
+            continue
+        if READ_ONLY_ROLE in entry["roles"]:
+            read_only.add(user_id)
+        users.append(entry)
+    exported_users = {u["id"] for u in users}
+    groups: list[dict[str, Any]] = []
+    for group_id in sorted(people.groups):
+        state = people.groups[group_id]
+        reason = unwritable_name(group_id)
+        if reason:
+            skipped.append(Skipped(f"group {group_id!r}", f"its {reason}"))
+            continue
+        entry = {"id": group_id}
+        if state.group.description:
+            entry["description"] = state.group.description
+        entry["roles"] = _known_roles(state.group.role_names, f"group {group_id}", skipped)
+        members: list[str] = []
+        for member in sorted(state.members):
+            if member in exported_users and member not in read_only:
+                members.append(member)
+            else:
+                why = ("an application's user: the file declares only people as members"
+                       if member.startswith(APP_USER_PREFIX) else "the user is not in the file (see above)")
+                skipped.append(Skipped(f"member {member} of group {group_id}", why))
+        entry["members"] = members
+        if state.group.default_access:
+            skipped.append(Skipped(f"defaultAccess of group {group_id}",
+                                   "the environment file has no key for it; it stays as it is on the server"))
+        grant_entries = _grant_entries(state.grants, f"group {group_id}", skipped)
+        if grant_entries:
+            entry["grants"] = grant_entries
+        if _valid(GroupEntry, entry, f"group {group_id}", skipped):
+            groups.append(entry)
+    return users, groups
+
+
+def _known_roles(roles: set[str], owner: str, skipped: list[Skipped]) -> list[str]:
+    for role in sorted(roles - set(KNOWN_ROLES)):
+        skipped.append(Skipped(f"role {role} of {owner}", "not a role the environment file knows (a custom role?)"))
+    return [r for r in KNOWN_ROLES if r in roles]
+
+
+def _valid(model: type[BaseModel], entry: dict[str, Any], what: str, skipped: list[Skipped]) -> bool:
+    try:
+        model.model_validate(entry)
+        dumps(entry)
+    except ValidationError as err:
+        skipped.append(Skipped(what, _first_message(err)))
+        return False
+    except NotRepresentable as err:
+        skipped.append(Skipped(what, str(err)))
+        return False
+    return True
+
+
 def _app_entry(app: Application, roles: set[str], grants: Mapping[tuple[str, str], set[str]], env_name: str,
                store: str | None, skipped: list[Skipped]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": app.name, "roles": [r for r in KNOWN_ROLES if r in roles]}
+    entry: dict[str, Any] = {"name": app.name, "roles": _known_roles(roles, f"application {app.name}", skipped)}
     if store:
         entry["store"] = store
-    for role in sorted(roles - set(KNOWN_ROLES)):
-        skipped.append(Skipped(f"role {role} of application {app.name}",
-                               "not a role the environment file knows (a custom role?)"))
     if not _owned(app, env_name):
         entry["owned"] = False
+    grant_entries = _grant_entries(grants, f"application {app.name}", skipped)
+    if grant_entries:
+        entry["grants"] = grant_entries
+    return entry
+
+
+def _grant_entries(grants: Mapping[tuple[str, str], set[str]], owner: str,
+                   skipped: list[Skipped]) -> list[dict[str, Any]]:
+    """Grant tables, one per distinct set of access (EXECUTE alone first), targets sorted."""
     by_access: dict[tuple[str, ...], dict[str, list[str]]] = {}
     for (target_type, target_id), held in sorted(grants.items()):
         known = tuple(a for a in ACCESS_TYPES if a in held)
         reason = _unexportable_grant(target_type, target_id)
         if reason or not known:
-            skipped.append(Skipped(f"grant {'+'.join(sorted(held))} on {target_type} {target_id} "
-                                   f"to application {app.name}", reason or "no access type the file knows"))
+            skipped.append(Skipped(f"grant {'+'.join(sorted(held))} on {target_type} {target_id} to {owner}",
+                                   reason or "no access type the file knows"))
             continue
         key = next(k for k, t in _GRANT_KEYS if t == target_type)
         by_access.setdefault(known, {}).setdefault(key, []).append(target_id)
-    grant_entries: list[dict[str, Any]] = []
-    for access in sorted(by_access, key=lambda acc: [ACCESS_TYPES.index(a) for a in acc]):
+    entries: list[dict[str, Any]] = []
+    for access in sorted(by_access, key=lambda acc: (acc != ("EXECUTE",), len(acc),
+                                                     [ACCESS_TYPES.index(a) for a in acc])):
         targets = by_access[access]
-        grant = {key: sorted(set(targets[key])) for key, _ in _GRANT_KEYS if key in targets}
+        grant: dict[str, Any] = {key: sorted(set(targets[key])) for key, _ in _GRANT_KEYS if key in targets}
         grant["access"] = list(access)
-        grant_entries.append(grant)
-    if grant_entries:
-        entry["grants"] = grant_entries
-    return entry
+        entries.append(grant)
+    return entries
 
 
 def _unexportable_grant(target_type: str, target_id: str) -> str:

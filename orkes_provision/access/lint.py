@@ -5,7 +5,8 @@ rule, the place (``FILE:LINE``, and the key path), what is wrong, and the narrow
 The rules:
 
 - ``admin-role``: an application holds an admin-level role (``ADMIN``, ``UNRESTRICTED_WORKER``,
-  any ``*_MANAGER``).
+  any ``*_MANAGER``), or a group gives one to every member. A user holding one is not reported:
+  naming the people who administer an environment is what the file is for.
 - ``worker-without-execute``: an application has the ``WORKER`` role and no EXECUTE grant, so it
   can poll nothing (or relies on something the file does not show).
 - ``wide-grant``: a ``WORKER`` application's EXECUTE on a ``TAG`` or ``DOMAIN`` reaches more than
@@ -33,7 +34,7 @@ from orkes_provision.access.environment import ApplicationEntry, Environment
 from orkes_provision.access.tomltext import line_index
 
 RULES: dict[str, str] = {
-    "admin-role": "an application holds an admin-level role",
+    "admin-role": "an application holds an admin-level role, or a group gives one to every member",
     "worker-without-execute": "a WORKER application has no EXECUTE grant",
     "wide-grant": "a TAG or DOMAIN grant reaches more than the tasks its workers declare",
     "shared-application": "one application is shared by workers that poll different tasks",
@@ -153,6 +154,15 @@ def lint_environment(env: Environment, *, worker_tasks: Mapping[str, set[str]] |
                 "key-without-access", f"{at}.store",
                 f"application {app.name} gets a key ({app.store}) but has neither a role nor a grant",
                 "remove store (no key is made), or give it the grants its caller needs", at))
+    for index, group in enumerate(env.groups):
+        at = f"groups[{index}]"
+        for role in group.roles:
+            if is_admin_level(role):
+                findings.append(where.finding(
+                    "admin-role", f"{at}.roles",
+                    f"group {group.id} gives every member ({len(group.members)} declared) the admin-level role {role}",
+                    f"give {role} under [[users]] to the people who need it, and the group only what every member "
+                    "needs", at))
     return findings
 
 

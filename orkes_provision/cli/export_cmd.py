@@ -27,7 +27,7 @@ MAX_PARALLELISM = 64
               help="The environment's name; default: the environment its applications are tagged with "
                    "by apply, else the server's host name.")
 @click.option("--application", "applications", multiple=True, metavar="NAME",
-              help="Only this application (repeatable), and the definitions its grants name.")
+              help="Only this application (repeatable), and the definitions its grants name; no users or groups.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY:VALUE",
               help="Only applications carrying this tag (repeatable: all must match), and the definitions "
                    "their grants name.")
@@ -36,8 +36,9 @@ MAX_PARALLELISM = 64
 @common_options
 def export(output: str | None, name: str | None, applications: tuple[str, ...], tags: tuple[str, ...],
            parallelism: int) -> None:
-    """Write the server's task and workflow definitions, applications, roles and grants as an
-    environment file that 'provision plan -f FILE' finds nothing to do for.
+    """Write the server's task and workflow definitions, applications (roles, grants), users and
+    groups (roles, members, grants) as an environment file that 'provision plan -f FILE' finds
+    nothing to do for.
 
     Keys and secrets are never read or written. Applications this environment's tags do not mark
     as its own are written 'owned = false' (apply then leaves their tags alone and --prune never
@@ -79,6 +80,8 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     counts = result.counts()
     parts = [_count(counts["tasks"], "task definition"), _count(counts["workflows"], "workflow"),
              _count(counts["applications"], "application")]
+    if not (applications or tags):  # narrowed to applications, the export reads no users or groups
+        parts += [_count(counts["users"], "user"), _count(counts["groups"], "group")]
     if result.skipped:
         parts.append(f"{len(result.skipped)} skipped")
     summary = f"Exported environment {result.name} from {result.server}: {', '.join(parts)}."

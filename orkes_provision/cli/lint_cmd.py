@@ -29,7 +29,8 @@ def lint(paths: tuple[str, ...]) -> None:
 
     \b
     Rules:
-      admin-role              an application holds ADMIN, UNRESTRICTED_WORKER or a *_MANAGER role
+      admin-role              an application (or a group, for every member) holds ADMIN,
+                              UNRESTRICTED_WORKER or a *_MANAGER role
       worker-without-execute  a WORKER application has no EXECUTE grant
       wide-grant              a TAG or DOMAIN grant reaches more than the tasks its workers declare
       shared-application      one application serves workers that poll different tasks

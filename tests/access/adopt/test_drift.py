@@ -204,3 +204,77 @@ def test_drift_against_an_unreachable_server_exits_1_with_one_error_line(tmp_pat
     error = json.loads(result.stderr)
     assert error["error"] == "unavailable"
     assert result.stdout == ""
+
+
+PEOPLE = """\
+name = "staging"
+
+[[tasks]]
+name = "charge"
+
+[[users]]
+id = "ada@example.com"
+name = "Ada Lovelace"
+roles = ["USER"]
+
+[[users]]
+id = "bob@example.com"
+roles = ["USER"]
+
+[[groups]]
+id = "payments-team"
+description = "Payments engineers"
+roles = ["WORKER"]
+members = ["ada@example.com"]
+
+[[groups.grants]]
+tasks = ["charge"]
+"""
+
+
+def test_changes_to_declared_users_and_groups_made_by_hand_are_found_and_apply_prune_settles_them(
+        sandbox: SandboxProcess, tmp_path: Path) -> None:
+    from conductor.client.http.models.upsert_group_request import UpsertGroupRequest
+    from conductor.client.http.models.upsert_user_request import UpsertUserRequest
+
+    (tmp_path / "env.toml").write_text(PEOPLE)
+    run_ok(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve")
+    assert drift_json(sandbox, tmp_path, 0) == []
+
+    auth = sdk(sandbox).get_authorization_client()
+    auth.upsert_user(UpsertUserRequest(name="Ada King", roles=["USER", "ADMIN"]), "ada@example.com")  # renamed, role
+    auth.upsert_user(UpsertUserRequest(name="Eve", roles=["USER"]), "eve@example.com")  # undeclared: not reported
+    auth.add_user_to_group("payments-team", "bob@example.com")  # a member added by hand
+    auth.upsert_group(UpsertGroupRequest(description="Payments", roles=["WORKER", "WORKFLOW_MANAGER"]),
+                      "payments-team")
+    group = SubjectRef(SubjectType.GROUP, "payments-team")
+    auth.grant_permissions(group, TargetRef(TargetType.TASK_DEF, "charge"), [AccessType.DELETE])
+    auth.remove_permissions(group, TargetRef(TargetType.TASK_DEF, "charge"), [AccessType.EXECUTE])
+
+    differences = drift_json(sandbox, tmp_path, 2)
+    assert [(d["symbol"], d["kind"], d["subject"], d["detail"], d.get("where")) for d in differences] == [
+        ("~", "user_differs", "user ada@example.com",
+         'name is "Ada King" on the server, "Ada Lovelace" in the file', "env.toml:8"),
+        ("+", "role_extra", "user ada@example.com", "holds role ADMIN, which the file does not declare", "env.toml:9"),
+        ("~", "group_differs", "group payments-team",
+         'description is "Payments" on the server, "Payments engineers" in the file', "env.toml:17"),
+        ("+", "role_extra", "group payments-team", "holds role WORKFLOW_MANAGER, which the file does not declare",
+         "env.toml:18"),
+        ("+", "member_extra", "group payments-team", "has member bob@example.com, whom the file does not declare",
+         "env.toml:19"),
+        ("-", "grant_missing", "group payments-team", "lacks EXECUTE on TASK_DEF charge", "env.toml:22"),
+        ("+", "grant_extra", "group payments-team",
+         "holds DELETE on TASK_DEF charge, which the file does not declare", "env.toml:22"),
+    ]
+    assert differences[4]["fix"] == "provision apply -f env.toml --prune"
+    assert differences[4]["fileChange"] == 'add "bob@example.com" to members'
+    for command in dict.fromkeys(d["fix"] for d in differences):
+        fixed = run(sandbox, tmp_path, *shlex.split(command)[1:], "--auto-approve")
+        assert fixed.returncode == 0, f"{command}: {output(fixed)}"
+    assert drift_json(sandbox, tmp_path, 0) == []
+    assert "eve@example.com" in {u.id for u in auth.list_users()}  # never touched
+
+    auth.delete_group("payments-team")
+    auth.delete_user("bob@example.com")
+    assert [(d["kind"], d["subject"]) for d in drift_json(sandbox, tmp_path, 2)] == [
+        ("user_missing", "user bob@example.com"), ("group_missing", "group payments-team")]

@@ -23,6 +23,8 @@ from conductor.client.http.models.create_or_update_application_request import Cr
 from conductor.client.http.models.subject_ref import SubjectRef, SubjectType
 from conductor.client.http.models.target_ref import TargetRef, TargetType
 from conductor.client.http.models.task_def import TaskDef
+from conductor.client.http.models.upsert_group_request import UpsertGroupRequest
+from conductor.client.http.models.upsert_user_request import UpsertUserRequest
 from conductor.client.http.models.workflow_def import WorkflowDef
 from conductor.client.http.models.workflow_task import WorkflowTask
 from conductor.client.orkes.models.access_type import AccessType
@@ -64,6 +66,11 @@ def build_doc_server(sb: SandboxProcess) -> None:
                            TargetRef(TargetType.WORKFLOW_DEF, "greetings_flow"), [AccessType.EXECUTE])
     ops = auth.create_application(CreateOrUpdateApplicationRequest("ops-bot")).id
     auth.add_role_to_application_user(ops, "WORKFLOW_MANAGER")
+    auth.upsert_user(UpsertUserRequest(name="Ada Lovelace", roles=["USER"]), "ada@example.com")
+    auth.upsert_group(UpsertGroupRequest(description="Greeting engineers", roles=[]), "hello-team")
+    auth.add_user_to_group("hello-team", "ada@example.com")
+    auth.grant_permissions(SubjectRef(SubjectType.GROUP, "hello-team"),
+                           TargetRef(TargetType.WORKFLOW_DEF, "greetings_flow"), [AccessType.READ])
 
 
 def test_every_toml_example_is_a_valid_environment_or_project_file(tmp_path: Path) -> None:
@@ -84,10 +91,11 @@ def test_every_toml_example_is_a_valid_environment_or_project_file(tmp_path: Pat
 
 
 def test_every_new_key_and_command_is_documented() -> None:
-    from orkes_provision.access.environment import ApplicationEntry, Environment
+    from orkes_provision.access.environment import ApplicationEntry, Environment, GroupEntry, UserEntry
 
     text = DOC.read_text()
-    for key in [*Environment.model_fields, *ApplicationEntry.model_fields]:
+    for key in [*Environment.model_fields, *ApplicationEntry.model_fields, *UserEntry.model_fields,
+                *GroupEntry.model_fields]:
         assert f"`{key}`" in text, key
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     for command in ("provision export", "provision drift", "provision lint"):

@@ -1,8 +1,9 @@
 """``provision export`` against sandboxes set up by hand through the official conductor-python SDK.
 
 The round trip of the issue: a server built with the SDK's clients (applications, roles, grants on
-tasks, workflows, tags and domains, task and workflow definitions) is exported; planning the
-export finds nothing to do; applying it to a fresh sandbox and exporting that gives the same files.
+tasks, workflows, tags and domains, task and workflow definitions, users, groups with members and
+grants) is exported; planning the export finds nothing to do; applying it to a fresh sandbox and
+exporting that gives the same files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from conductor.client.http.models.create_or_update_application_request import Cr
 from conductor.client.http.models.subject_ref import SubjectRef, SubjectType
 from conductor.client.http.models.target_ref import TargetRef, TargetType
 from conductor.client.http.models.task_def import TaskDef
+from conductor.client.http.models.upsert_group_request import UpsertGroupRequest
+from conductor.client.http.models.upsert_user_request import UpsertUserRequest
 from conductor.client.http.models.workflow_def import WorkflowDef
 from conductor.client.http.models.workflow_task import WorkflowTask
 from conductor.client.orkes.models.access_type import AccessType
@@ -72,6 +75,17 @@ def build_by_hand(sb: SandboxProcess) -> dict[str, str]:
     for app, target_type, target_id, access in grants:
         auth.grant_permissions(_user(ids[app]), TargetRef(target_type, target_id), access)
     auth.create_access_key(ids["greetings-worker"])  # a key exists: export must neither read nor write it
+    auth.upsert_user(UpsertUserRequest(name="Ada Lovelace", roles=["USER"]), "ada@example.com")
+    auth.upsert_user(UpsertUserRequest(name="Bob", roles=["WORKFLOW_MANAGER"]), "bob@example.com")
+    auth.upsert_user(UpsertUserRequest(name="Grace Hopper", roles=["METADATA_MANAGER", "WORKER"]), "grace@example.com")
+    auth.upsert_group(UpsertGroupRequest(description="Payments engineers", roles=["USER"]), "payments-team")
+    auth.upsert_group(UpsertGroupRequest(description="", roles=[]), "auditors")
+    auth.add_users_to_group("payments-team", ["ada@example.com", "grace@example.com"])
+    payments = SubjectRef(SubjectType.GROUP, "payments-team")
+    auth.grant_permissions(payments, TargetRef(TargetType.TASK_DEF, "billing_charge"), [AccessType.EXECUTE])
+    auth.grant_permissions(payments, TargetRef(TargetType.WORKFLOW_DEF, "greet_flow"),
+                           [AccessType.READ, AccessType.EXECUTE])
+    auth.grant_permissions(payments, TargetRef(TargetType.TAG, "team:billing"), [AccessType.READ])
     return ids
 
 
@@ -90,7 +104,14 @@ def server_view(sb: SandboxProcess) -> dict[str, Any]:
     tasks = {t.name: (t.timeout_seconds, t.response_timeout_seconds, t.retry_count, t.owner_email)
              for t in metadata.get_all_task_defs()}
     flow = metadata.get_workflow_def("greet_flow", 2)
-    return {"apps": apps, "tasks": tasks,
+    users = {u.id: (u.name, sorted(r.name for r in u.roles), sorted(g.id for g in u.groups))
+             for u in auth.list_users()}
+    groups = {g.id: (g.description, sorted(r.name for r in g.roles),
+                     sorted(u.id for u in auth.get_users_in_group(g.id)),
+                     sorted((p.target.type, p.target.id, tuple(sorted(p.access)))
+                            for p in auth.get_granted_permissions_for_group(g.id)))
+              for g in auth.list_groups()}
+    return {"apps": apps, "tasks": tasks, "users": users, "groups": groups,
             "greet_flow": [(t.name, t.task_reference_name) for t in flow.tasks]}
 
 
@@ -104,7 +125,7 @@ def test_export_of_a_hand_made_server_plans_clean_and_round_trips_through_a_fres
     build_by_hand(first)
     mark = first.mark()
     exported = run_ok(first, tmp_path, "export", "-o", "one/env.toml", "--name", "staging")
-    assert "3 applications" in exported.stdout, output(exported)
+    assert "3 applications, 3 users, 2 groups." in exported.stdout, output(exported)
     # Keys are never read: no request touched an application's access keys.
     assert not [r for r in first.requests()[mark:] if "accessKeys" in r["path"]]
     assert first.write_requests(mark) == []
@@ -123,6 +144,17 @@ def test_export_of_a_hand_made_server_plans_clean_and_round_trips_through_a_fres
     assert env.task_entries()["greetings"].timeout_seconds == 120
     assert [(d["name"], d["version"]) for d in env.workflow_defs] == [("greet_flow", 2)]  # the latest version
     assert not {"createTime", "updateTime", "createdBy", "updatedBy", "ownerApp"} & set(env.workflow_defs[0])
+    assert [(u.id, u.name, u.roles) for u in env.users] == [
+        ("ada@example.com", "Ada Lovelace", ["USER"]), ("bob@example.com", "Bob", ["WORKFLOW_MANAGER"]),
+        ("grace@example.com", "Grace Hopper", ["WORKER", "METADATA_MANAGER"])]
+    groups = {g.id: g for g in env.groups}
+    assert (groups["auditors"].description, groups["auditors"].members, groups["auditors"].grants) == (None, [], [])
+    payments = groups["payments-team"]
+    assert (payments.description, payments.roles, payments.members) == (
+        "Payments engineers", ["USER"], ["ada@example.com", "grace@example.com"])
+    assert [(tuple(g.access), tuple(g.targets())) for g in payments.grants] == [
+        (("EXECUTE",), (("TASK_DEF", "billing_charge"),)), (("READ",), (("TAG", "team:billing"),)),
+        (("READ", "EXECUTE"), (("WORKFLOW_DEF", "greet_flow"),))]
 
     planned = run(first, tmp_path, "plan", "-f", "one/env.toml", "--detailed-exitcode")
     assert planned.returncode == 0, output(planned)
@@ -204,7 +236,7 @@ def test_what_the_file_cannot_hold_is_skipped_with_a_warning_never_silently(
     as_json = json.loads(run_ok(sandbox, tmp_path, "export", "-o", "env.toml", "--json", "--name", "staging").stdout)
     assert [s["what"] for s in as_json["skipped"]] == [
         "application twin", "grant READ on SECRET_NAME db-password to application greetings-worker"]
-    assert as_json["counts"] == {"tasks": 3, "workflows": 1, "applications": 3}
+    assert as_json["counts"] == {"tasks": 3, "workflows": 1, "applications": 3, "users": 3, "groups": 2}
     assert as_json["workflowFiles"] == ["workflows/greet_flow.json"]
     # The skipped grant is not lost from view: drift reports it as held on the server only.
     drift = run(sandbox, tmp_path, "drift", "-f", "env.toml", "--json")

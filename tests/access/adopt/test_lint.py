@@ -243,3 +243,14 @@ def test_plan_and_apply_print_findings_as_warnings_on_stderr_with_the_servers_ta
     with admin_client(sandbox) as client:
         client.update_task_def(TaskDef.model_validate({"name": "billing_charge", "tags": []}))
     assert run(sandbox, tmp_path, "plan", "-f", "env.toml").stderr == ""
+
+
+def test_a_group_that_gives_every_member_an_admin_level_role_is_found_and_a_user_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    people = ('\n[[users]]\nid = "ada@example.com"\nroles = ["ADMIN"]\n\n[[groups]]\nid = "ops"\n'
+              'roles = ["USER", "METADATA_MANAGER"]\nmembers = ["ada@example.com"]\n')
+    (finding,) = findings_of(tmp_path, CLEAN + people)
+    assert (finding.rule, finding.line, finding.path) == ("admin-role", 24, "groups[0].roles")
+    assert finding.message == "group ops gives every member (1 declared) the admin-level role METADATA_MANAGER"
+    assert finding.alternative.startswith("give METADATA_MANAGER under [[users]] to the people who need it")
