@@ -226,23 +226,28 @@ def test_what_the_file_cannot_hold_is_skipped_with_a_warning_never_silently(
                            [AccessType.READ])
     auth.create_application(CreateOrUpdateApplicationRequest("twin"))
     auth.create_application(CreateOrUpdateApplicationRequest("twin"))
+    auth.add_user_to_group("payments-team", f"app:{ids['billing-worker']}")  # an application as a member
 
     result = run_ok(sandbox, tmp_path, "export", "-o", "env.toml", "--name", "staging")
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 2, result.stderr
+    assert len(warnings) == 3, result.stderr
     assert "skipped application twin: 2 applications have this name" in warnings[0]
     assert "skipped grant READ on SECRET_NAME db-password to application greetings-worker" in warnings[1]
-    assert "2 skipped" in result.stdout
+    assert warnings[2] == (f"warning: skipped member app:{ids['billing-worker']} of group payments-team: an "
+                           "application's user: the file declares only people as members")
+    assert "3 skipped" in result.stdout
     as_json = json.loads(run_ok(sandbox, tmp_path, "export", "-o", "env.toml", "--json", "--name", "staging").stdout)
     assert [s["what"] for s in as_json["skipped"]] == [
-        "application twin", "grant READ on SECRET_NAME db-password to application greetings-worker"]
+        "application twin", "grant READ on SECRET_NAME db-password to application greetings-worker",
+        f"member app:{ids['billing-worker']} of group payments-team"]
     assert as_json["counts"] == {"tasks": 3, "workflows": 1, "applications": 3, "users": 3, "groups": 2}
     assert as_json["workflowFiles"] == ["workflows/greet_flow.json"]
     # The skipped grant is not lost from view: drift reports it as held on the server only.
     drift = run(sandbox, tmp_path, "drift", "-f", "env.toml", "--json")
     assert drift.returncode == 2, output(drift)
     assert [(d["kind"], d["detail"]) for d in json.loads(drift.stdout)["differences"]] == [
-        ("grant_extra", "holds READ on SECRET_NAME db-password, which the file does not declare")]
+        ("grant_extra", "holds READ on SECRET_NAME db-password, which the file does not declare"),
+        ("member_extra", f"has member app:{ids['billing-worker']}, whom the file does not declare")]
 
 
 def test_without_output_file_the_environment_goes_to_stdout_and_workflows_to_the_current_directory(
