@@ -21,10 +21,18 @@ class ProvisionError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint or self.default_hint
+        # Where a command gives a kind of failure another code (drift and lint: 2 means "found
+        # something", so their usage errors exit 1), the process and the JSON must say the same.
+        self.exit_override: int | None = None
+
+    @property
+    def code(self) -> int:
+        """The exit code this failure ends the process with."""
+        return self.exit_code if self.exit_override is None else self.exit_override
 
     def to_dict(self) -> dict[str, object]:
         return {"error": self.kind, "message": self.message, "hint": self.hint,
-                "exitCode": self.exit_code}
+                "exitCode": self.code}
 
 
 class UsageError(ProvisionError):
@@ -140,8 +148,9 @@ class ServerError(ProvisionError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success (for 'plan --detailed-exitcode': no changes)",
-    1: "unexpected error",
-    2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending)",
+    1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error)",
+    2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending; 'drift': the server "
+       "differs; 'lint': findings)",
     3: "configuration: no credentials, bad config, project or environment file",
     4: "authentication: the server rejected the key (401)",
     5: "permission: the key lacks a role or permission (403)",

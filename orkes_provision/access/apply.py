@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keys import check_stores_free, key_authenticates
+from orkes_provision.access.lint import Finding, lint_environment
 from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_people, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
@@ -62,6 +63,8 @@ class EnvironmentPlan:
     task_payloads: dict[str, TaskDef] = field(default_factory=dict)
     workflow_payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
     read_requests: int = 0
+    # Least-privilege findings in the file (``provision lint``), with what the server says about tags.
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -229,7 +232,8 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
                            task_payloads=payloads,
                            workflow_payloads={_workflow_key(d): d for d in env.workflow_defs},
-                           read_requests=client.request_count - before)
+                           read_requests=client.request_count - before,
+                           findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
 
 
 def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,
@@ -249,6 +253,22 @@ def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: 
     return EnvironmentApplyResult(plan=env_plan, applied=applied, seconds=time.monotonic() - started,
                                   requests=client.request_count - before, limiter=limiter.stats,
                                   parallelism=parallelism)
+
+
+def tagged_tasks(state: ServerState) -> dict[str, set[str]] | None:
+    """``key:value`` -> the task definitions carrying that tag, when the server shows tags on task
+    definitions (the sandbox does); ``None`` when it does not, so the lint cannot tell."""
+    found: dict[str, set[str]] = {}
+    shown = False
+    for name, task_def in state.task_defs.items():
+        tags = (task_def.model_extra or {}).get("tags")
+        if not isinstance(tags, list):
+            continue
+        shown = True
+        for tag in tags:
+            if isinstance(tag, dict) and tag.get("key"):
+                found.setdefault(f"{tag['key']}:{tag.get('value', '')}", set()).add(name)
+    return found if shown else None
 
 
 def _plan_people(env: Environment, state: ServerState, plan: Plan, *, prune: bool) -> None:
@@ -287,7 +307,9 @@ def _refuse_foreign(env: Environment, state: ServerState, specs: list[AppSpec], 
     for spec in specs:
         existing = state.resolve(spec.name)
         owner = owning_environment(existing) if existing is not None else None
-        if existing is not None and owner is not None and owner != env.name:
+        # 'owned = false' declares an application without taking it over (never tagged, never pruned):
+        # what 'export' writes for applications it found on the server, another environment's included.
+        if existing is not None and owner is not None and owner != env.name and spec.owned:
             raise Conflict(f"application {spec.name} ({existing.id}) belongs to environment "
                            f"{owner!r} (tag {ENVIRONMENT_TAG_KEY}={owner}), not {env.name!r}; nothing was changed",
                            f"remove it from {_file(env)}, or move it here by hand first: change its "

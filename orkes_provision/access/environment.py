@@ -60,6 +60,7 @@ SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 STORE_FORMS = "keyring, env-file:PATH"
 # The environment name becomes a tag value and part of file names in messages: keep it plain.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+ENVIRONMENT_NAME = _NAME
 _TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)\s*$")
 _TOML_EOF = re.compile(r"\s*\(at end of document\)\s*$")
 # A workflow file larger than this is not a workflow definition someone wrote by hand.
@@ -174,6 +175,9 @@ class ApplicationEntry(BaseModel):
     store: str | None = Field(default=None, description=f"Where the key goes ({STORE_FORMS}; env-file paths are "
                                                         "relative to this file). Omit it: no key is managed.")
     grants: list[GrantEntry] = Field(default_factory=list)
+    owned: bool = Field(default=True, description="false: apply never tags it as this environment's and --prune "
+                                                  "never touches it (what 'provision export' writes for "
+                                                  "applications made by hand).")
 
     @field_validator("roles")
     @classmethod
@@ -267,6 +271,7 @@ class Environment(BaseModel):
     groups: list[GroupEntry] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
+    _text: str = PrivateAttr(default="")
     _workflow_defs: list[dict[str, Any]] = PrivateAttr(default_factory=list)
 
     @field_validator("name")
@@ -313,6 +318,16 @@ class Environment(BaseModel):
         return self._path.parent if self._path is not None else Path.cwd()
 
     @property
+    def text(self) -> str:
+        """The file as read (for locating lines in findings); empty when not read from a file."""
+        return self._text
+
+    @property
+    def shown(self) -> str:
+        """The file's name as the user would type it (relative to the cwd when below it)."""
+        return _display(self._path) if self._path is not None else "the environment file"
+
+    @property
     def workflow_defs(self) -> list[dict[str, Any]]:
         """The workflow definitions read from the ``[[workflows]]`` files, in file order."""
         return list(self._workflow_defs)
@@ -327,7 +342,7 @@ class Environment(BaseModel):
     def app_specs(self) -> list[AppSpec]:
         """The applications as the engine's ``AppSpec``; grants on the same target are merged."""
         return [AppSpec(name=app.name, roles=tuple(app.roles), grants=_merged_grants(app.grants),
-                        store=self.store_spec(app)) for app in self.applications]
+                        store=self.store_spec(app), owned=app.owned) for app in self.applications]
 
     def task_entries(self) -> dict[str, TaskEntry]:
         return {t.name: t for t in self.tasks}
@@ -383,6 +398,7 @@ def load_environment(path: Path | str) -> Environment:
         raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
     env = validate_environment(parse_toml(raw, shown), shown)
     env._path = path.resolve()
+    env._text = raw.decode("utf-8")
     env._workflow_defs = [_load_workflow(env, index, entry, shown) for index, entry in enumerate(env.workflows)]
     _check_unique_workflows(env, shown)
     return env

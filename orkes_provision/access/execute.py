@@ -97,6 +97,8 @@ class Executor:
     # Replace a key of another application that a store holds (``--force``), retiring it.
     force: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Applications declared ``owned = false``: created without the ownership tags.
+    _unowned: frozenset[str] = field(default=frozenset())
 
     def run(self, plan: Plan) -> ApplyResult:
         """Run the plan as a dependency graph.
@@ -107,6 +109,7 @@ class Executor:
         the first grants start while later applications are still being created.
         """
         result = ApplyResult()
+        self._unowned = frozenset(p.spec.name for p in plan.apps if not p.spec.owned)
         for app_plan in plan.apps:
             if app_plan.app_id:
                 result.app_ids[app_plan.spec.name] = app_plan.app_id
@@ -220,7 +223,7 @@ class Executor:
             app = client.create_application(change.what)
             with self._lock:
                 result.app_ids[change.what] = app.id
-            if self.managed_tags:
+            if self.managed_tags and change.what not in self._unowned:
                 client.put_application_tags(app.id, list(self.managed_tags))
             return None
         app_id = change.app_id or result.app_ids[change.app]

@@ -219,7 +219,7 @@ def _plan_app(state: ServerState, spec: AppSpec, key: KeyStatus | None, store_na
     changes: list[Change] = []
     if existing is None:
         changes.append(Change("create_app", spec.name, spec.name))
-    elif managed_tag and not any((t.key, t.value) == managed_tag for t in existing.tags):
+    elif managed_tag and spec.owned and not any((t.key, t.value) == managed_tag for t in existing.tags):
         changes.append(Change("tag_app", spec.name, f"{managed_tag[0]}={managed_tag[1]}", app_id=app_id))
     have_roles = current.roles if current else set()
     changes.extend(Change("add_role", spec.name, role, app_id=app_id)
@@ -258,7 +258,7 @@ def plan_prune(state: ServerState, specs: Sequence[AppSpec], managed: Iterable[A
     by_name = {s.name: s for s in specs}
     for app_state in sorted(state.apps.values(), key=lambda a: a.app.name):
         spec = by_name.get(app_state.app.name)
-        if spec is None or app_state.app not in list(managed):
+        if spec is None or not spec.owned or app_state.app not in list(managed):
             continue
         for role in sorted(app_state.roles - set(spec.roles)):
             changes.append(Change("remove_role", spec.name, role, app_id=app_state.app.id))

@@ -68,6 +68,8 @@ class AppSpec(BaseModel):
     store: str | None = None
     app_id: str | None = None
     new_key: bool = False
+    # False: never tagged as an environment's own, so --prune leaves it alone (``owned = false`` in a file).
+    owned: bool = True
 
     @field_validator("roles")
     @classmethod

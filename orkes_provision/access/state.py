@@ -119,7 +119,7 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
         perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in wanted]
         keys = [pool.submit(client.list_keys, a.id) for a in wanted]
         if users is not None and all_groups is not None:
-            state.people = _read_people(client, pool, users.result(), all_groups.result(), groups or ())
+            state.people = read_people(client, pool, users.result(), all_groups.result(), groups or ())
         for app, user, granted, app_keys in zip(wanted, app_users, perms, keys, strict=True):
             state.apps[app.id] = AppState(app=app, roles=user.result().role_names,
                                           grants=grants_by_target(granted.result()), keys=app_keys.result())
@@ -131,7 +131,7 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
 
 
 
-def _read_people(client: OrkesClient, pool: ThreadPoolExecutor, users: list[User], all_groups: list[Group],
+def read_people(client: OrkesClient, pool: ThreadPoolExecutor, users: list[User], all_groups: list[Group],
                  wanted: Iterable[str]) -> PeopleState:
     """The members and grants of the ``wanted`` groups that exist, two reads each, all at once."""
     people = PeopleState(users={u.id: u for u in users if not u.application_user},

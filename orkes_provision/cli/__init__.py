@@ -26,9 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("orkes_provision.cli.completion_cmd:completion", "Print the shell completion script."),
     "deploy": ("orkes_provision.cli.deploy_cmd:deploy", "Render or apply worker deployments (Kubernetes)."),
     "doctor": ("orkes_provision.cli.doctor_cmd:doctor", "Explain why a worker would get 401 or 403."),
+    "drift": ("orkes_provision.cli.drift_cmd:drift", "Report what differs between the server and an environment file."),
+    "export": ("orkes_provision.cli.export_cmd:export", "Write the server's environment as an environment file."),
     "grant": ("orkes_provision.cli.grant_cmd:grant", "Grant an application access to tasks or workflows."),
     "init": ("orkes_provision.cli.init_cmd:init", "Scaffold a worker project."),
     "keys": ("orkes_provision.cli.keys_cmd:keys", "Manage an application's access keys."),
+    "lint": ("orkes_provision.cli.lint_cmd:lint", "Least-privilege findings in environment and project files."),
     "login": ("orkes_provision.cli.login_cmd:login", "Store provisioning credentials for a profile."),
     "plan": ("orkes_provision.cli.env_cmd:plan", "Show what applying an environment file would change."),
     "revoke": ("orkes_provision.cli.grant_cmd:revoke", "Revoke an application's access to tasks or workflows."),
@@ -122,8 +125,10 @@ def _fail(err: ProvisionError, args: list[str], exit_code: int | None = None) ->
     if not options.json and _json_requested(args):
         # The parser failed before it read --json; the user still asked for JSON.
         options.json = True
+    if exit_code is not None:
+        err.exit_override = exit_code
     report_error(err, options)
-    sys.exit(err.exit_code if exit_code is None else exit_code)
+    sys.exit(err.code)
 
 
 def _json_requested(args: list[str]) -> bool:

@@ -89,6 +89,7 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
             raise
         report_error(err, opts())
         raise click.exceptions.Exit(1) from None
+    _warn_findings(env_plan)
     emit(env_plan.to_dict(), env_plan.render)
     if detailed_exitcode and not env_plan.empty:
         raise click.exceptions.Exit(2)
@@ -133,6 +134,7 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
             file_lock(f"env|{credentials.server}|{env.name}", what=f"environment {env.name}"), \
             app_lock(credentials.server, [a.name for a in env.applications]):
         env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism, verify_keys=verify_keys)
+        _warn_findings(env_plan)
         progress = None
         if not env_plan.empty:  # nothing to ask about otherwise; the (empty) apply keeps --json's shape
             _show_and_confirm(env_plan, auto_approve)
@@ -205,6 +207,15 @@ def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, pr
 
     return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
                             verify_keys=verify_keys)
+
+
+def _warn_findings(env_plan: EnvironmentPlan) -> None:
+    """The file's least-privilege findings ('provision lint'), as warnings on stderr: they never stop a plan."""
+    for finding in env_plan.findings:
+        if opts().json:
+            click.echo(json.dumps({"warning": "lint"} | finding.to_dict(), sort_keys=True), err=True)
+        else:
+            click.echo(f"warning: {finding.warning()}", err=True)
 
 
 def _show_and_confirm(env_plan: EnvironmentPlan, auto_approve: bool) -> None:

@@ -356,6 +356,16 @@ class OrkesClient:
         params = {"version": version} if version is not None else None
         return self._dict(self._get(path, params=params), f"GET {path}")
 
+    def list_workflow_defs(self) -> list[dict[str, Any]]:
+        """Every workflow definition the key may read, every version (``GET /metadata/workflow``)."""
+        data = self._get("/metadata/workflow")
+        if data is None:
+            return []
+        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+            raise ServerError("unexpected answer to GET /metadata/workflow: expected a list of objects",
+                              "run with -v for details")
+        return data
+
     def register_workflow_def(self, definition: Mapping[str, Any], overwrite: bool = True) -> None:
         """Register a workflow definition; with ``overwrite`` it is an upsert, hence safe to retry."""
         self._send("POST", "/metadata/workflow", json=dict(definition),

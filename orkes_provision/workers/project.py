@@ -35,6 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from orkes_provision.access.lint import ProjectDecl, WorkerDecl
 from orkes_provision.access.spec import Name
 from orkes_provision.credentials.delivery import ProjectDefaults
 from orkes_provision.errors import ConfigError
@@ -217,6 +218,16 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
                                "'provision init' writes a complete example") from None
     project._path = path.resolve()
     return project
+
+
+def project_decl(project: Project) -> ProjectDecl:
+    """What ``provision lint`` checks in a project file: its application and the tasks each worker polls."""
+    text = project.path.read_text(encoding="utf-8") if project.path is not None else ""
+    app = project.application
+    return ProjectDecl(file=project._shown(), text=text, app_name=app.name if app else None,
+                       roles=tuple(app.roles) if app else (), tasks=tuple(app.grants) if app else (),
+                       store=app.store if app else None,
+                       workers=tuple(WorkerDecl(w.name, tuple(project.worker_tasks(w))) for w in project.workers))
 
 
 def require_project(path: Path | None = None) -> Project:

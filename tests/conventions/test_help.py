@@ -24,6 +24,7 @@ GLOBALS: dict[str, set[str]] = {
     "init": {"--json"},
     "audit": {"--json"},
     "worker list": {"--json"},
+    "lint": {"--json"},
     "schema": set(),
     "completion": set(),
 }

@@ -187,6 +187,13 @@ PLAN: tuple[Step, ...] = (
     Step("apply", ("apply", "-f", "{root}/env/env.toml", "--auto-approve", "-vv")),
     Step("apply", ("apply", "-f", "{root}/env/env.toml", "--auto-approve", "--json")),
     Step("plan", ("plan", "-f", "{root}/env/env.toml"), variant="sentinel", expect=4),
+    Step("drift", ("drift", "-f", "{root}/env/env.toml", "-vv")),
+    Step("drift", ("drift", "-f", "{root}/env/env.toml", "--json"), variant="sentinel", expect=1),
+    Step("export", ("export", "-o", "{root}/exported/env.toml", "--json", "-v")),
+    Step("export", ("export", "--application", APP, "-v")),
+    Step("export", ("export", "-o", "{root}/exported/env.toml"), variant="sentinel", expect=4),
+    Step("lint", ("lint", "-f", "{root}/exported/env.toml", "--json", "-v")),
+    Step("lint", ("lint", "-f", "{root}/no-such.toml"), expect=1),
     Step("init", ("init", "--lang", "python", "--app", APP, "{root}/proj"), after=lambda ctx, run: write_project(ctx)),
     Step("worker list", ("worker", "list", "--project", PROJECT, "--json")),
     Step("deploy kubernetes", ("deploy", "kubernetes", "probe", "--image", "example.org/probe:1", "--render",
@@ -256,7 +263,8 @@ def test_every_command_ran_with_json_and_verbose_and_an_error_path_where_it_has_
     assert {r.command for r in runs} == leaf_commands()
     assert any("--json" in r.args for r in runs) and any("-vv" in r.args for r in runs)
     errors = {r.command for r in runs if r.code != 0}
-    assert errors >= {"login", "app", "apps show", "keys rotate", "doctor", "plan", "run", "worker run"}
+    assert errors >= {"login", "app", "apps show", "keys rotate", "doctor", "plan", "run", "worker run", "drift",
+                      "export"}
     assert all(r.crashed is None for r in runs), [r.crashed for r in runs if r.crashed]
     assert len(leak_session.key_secrets) >= 8, "keys were really created (and so looked for)"
 

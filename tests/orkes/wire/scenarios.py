@@ -71,6 +71,7 @@ ENDPOINTS: dict[str, str] = {
     "delete_task_def": "DELETE /api/metadata/taskdefs/{tasktype}",
     "get_workflow_def": "GET /api/metadata/workflow/{name}",
     "register_workflow_def": "POST /api/metadata/workflow",
+    "list_workflow_defs": "GET /api/metadata/workflow",
     "start_workflow": "POST /api/workflow",
     "get_workflow": "GET /api/workflow/{workflowId}",
     "search_tasks": "GET /api/tasks/search",
@@ -337,6 +338,19 @@ def poll_data(ctx: WireContext) -> None:
         assert poll.last_poll_time > 0
 
 
+def workflow_defs(ctx: WireContext) -> None:
+    """Listing workflow definitions (what 'provision export' reads): every version of a registered one is there."""
+    task, flow = f"{PREFIX}-list-task", f"{PREFIX}-list-flow"
+    with ctx.client() as client, _task_def(client, task):
+        for version in (1, 2):
+            client.register_workflow_def({"name": flow, "version": version, "timeoutSeconds": 60,
+                                          "ownerEmail": "orkes-provision@example.com", "schemaVersion": 2,
+                                          "tasks": [{"name": task, "taskReferenceName": "step", "type": "SIMPLE"}]})
+        listed = [d for d in client.list_workflow_defs() if d.get("name") == flow]
+        assert sorted(d.get("version") for d in listed) == [1, 2]
+        assert all(d["tasks"][0]["taskReferenceName"] == "step" for d in listed)
+
+
 def permission_denied(ctx: WireContext) -> None:
     """A key without roles: its token works, admin calls are 403 (sandbox: the Orkes answer is unconfirmed)."""
     with ctx.client() as admin, _application(admin, f"{PREFIX}-no-roles") as app_id:
@@ -385,6 +399,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("workflows", workflows, portable=True),
     Scenario("task_requeue", task_requeue, portable=True),
     Scenario("poll_data", poll_data, portable=True),
+    Scenario("workflow_defs", workflow_defs, portable=True),
     Scenario("permission_denied", permission_denied, portable=False),
     Scenario("sandbox_faults", sandbox_faults, portable=False),
 )

@@ -1,0 +1,391 @@
+"""``provision drift``: what differs between the server and an environment file, and how to settle it.
+
+Where ``plan`` lists what ``apply`` would do, drift lists every difference on what the file declares
+(definitions, applications, users, groups), in both directions: what the file declares and the
+server lacks (``-``), what the server holds on a declared object and the file does not say (``+``: a
+role, a grant, a group member added by hand), and what both have but differently (``~``). Each comes
+with the command that makes the server match the file and, where it makes sense, the change to the
+file that makes the file match the server. Reads only; keys are not read from any store (drift runs
+on machines that hold none), but an application whose file names a store must have an ACTIVE key on
+the server.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orkes_provision.access.apply import covers, owned_by, ownership_tags
+from orkes_provision.access.environment import Environment
+from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
+from orkes_provision.access.state import AppState, PeopleState, grants_by_target, read_people
+from orkes_provision.access.tomltext import line_index
+from orkes_provision.errors import NotFound
+from orkes_provision.orkes.models import Application, app_subject
+
+if TYPE_CHECKING:
+    from orkes_provision.orkes.client import OrkesClient
+
+_REVOKE_FLAG = {"TASK_DEF": "", "WORKFLOW_DEF": "--workflow", "TAG": "--tag", "DOMAIN": "--domain"}
+_FILE_KEY = {"TASK_DEF": "tasks", "WORKFLOW_DEF": "workflows", "TAG": "tags", "DOMAIN": "domains"}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the server and the file disagree."""
+
+    kind: str
+    symbol: str  # "-" the server lacks it, "+" only the server has it, "~" both, differently
+    subject: str  # "application greetings-worker", "task definition greetings", ...
+    detail: str
+    fix: str  # the command that makes the server match the file
+    file_change: str = ""  # the edit that makes the file match the server instead
+    where: str = ""  # FILE:LINE of the declaration concerned
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "symbol": self.symbol, "subject": self.subject,
+                                "detail": self.detail, "fix": self.fix}
+        if self.file_change:
+            data["fileChange"] = self.file_change
+        if self.where:
+            data["where"] = self.where
+        return data
+
+    def render(self) -> str:
+        where = f" ({self.where})" if self.where else ""
+        lines = [f"{self.symbol} {self.subject}: {self.detail}{where}", f"    fix the server: {self.fix}"]
+        if self.file_change:
+            lines.append(f"    or the file:    {self.file_change}")
+        return "\n".join(lines)
+
+
+@dataclass
+class DriftReport:
+    environment: str
+    file: str
+    server: str
+    differences: list[Difference] = field(default_factory=list)
+    read_requests: int = 0
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.differences
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"environment": self.environment, "file": self.file, "server": self.server, "inSync": self.in_sync,
+                "count": len(self.differences), "differences": [d.to_dict() for d in self.differences]}
+
+    def render(self) -> str:
+        head = f"Environment {self.environment} on {self.server}"
+        if self.in_sync:
+            return f"{head}\nNo drift: the server matches {self.file}."
+        body = "\n".join(d.render() for d in self.differences)
+        count = len(self.differences)
+        return f"{head}\n{body}\n{count} difference{'s' if count != 1 else ''} between the server and {self.file}."
+
+
+@dataclass
+class _Server:
+    by_name: dict[str, list[Application]]
+    apps: dict[str, AppState]
+    task_defs: dict[str, dict[str, Any]]
+    workflows: dict[str, dict[str, Any] | None]
+    people: PeopleState = field(default_factory=PeopleState)
+
+
+def drift_environment(client: OrkesClient, env: Environment, *, server: str, parallelism: int = 16,
+                      global_args: Sequence[str] = ()) -> DriftReport:
+    """Compare the server with ``env``; ``global_args`` (``--profile P``...) go into every fix command."""
+    before = client.request_count
+    state = _read(client, env, parallelism)
+    ctx = _Context(env=env, lines=line_index(env.text), global_args=tuple(global_args))
+    differences: list[Difference] = []
+    differences += _tasks(ctx, state)
+    differences += _workflows(ctx, state)
+    for index, spec in enumerate(env.app_specs()):
+        differences += _application(ctx, state, index, spec)
+    differences += _undeclared(ctx, state)
+    for index, user in enumerate(env.user_specs()):
+        differences += _user(ctx, state.people, index, user)
+    for index, group in enumerate(env.group_specs()):
+        differences += _group(ctx, state.people, index, group)
+    return DriftReport(environment=env.name, file=env.shown, server=server, differences=differences,
+                       read_requests=client.request_count - before)
+
+
+def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        tasks = pool.submit(client.list_task_defs)
+        workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
+        # Users and groups only when the file declares some: files without them read what they always did.
+        users = pool.submit(client.list_users) if env.declares_people else None
+        groups = pool.submit(client.list_groups) if env.declares_people else None
+        by_name: dict[str, list[Application]] = {}
+        for app in client.list_applications():
+            by_name.setdefault(app.name, []).append(app)
+        # Only the declared names that match exactly one application: a duplicate is reported, not read.
+        wanted = [by_name[a.name][0] for a in env.applications if len(by_name.get(a.name, [])) == 1]
+        reads: list[tuple[Application, Future[Any], Future[Any], Future[Any]]] = [
+            (app, pool.submit(client.get_app_user, app.id),
+             pool.submit(client.get_user_permissions, app_subject(app.id).id),
+             pool.submit(client.list_keys, app.id)) for app in wanted]
+        apps = {app.id: AppState(app=app, roles=user.result().role_names, grants=grants_by_target(perms.result()),
+                                 keys=keys.result()) for app, user, perms, keys in reads}
+        task_defs = {t.name: t.model_dump(mode="json", by_alias=True) for t in tasks.result()}
+        people = PeopleState()
+        if users is not None and groups is not None:
+            people = read_people(client, pool, users.result(), groups.result(), [g.id for g in env.groups])
+        return _Server(by_name=by_name, apps=apps, task_defs=task_defs, people=people,
+                       workflows={k: f.result() for k, f in workflows.items()})
+
+
+def _workflow_key(definition: Mapping[str, Any]) -> str:
+    return f"{definition['name']} v{definition.get('version', 1)}"
+
+
+def _get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return client.get_workflow_def(str(definition["name"]), int(definition.get("version", 1)))
+    except NotFound:
+        return None
+
+
+@dataclass
+class _Context:
+    env: Environment
+    lines: dict[str, int]
+    global_args: tuple[str, ...]
+
+    def where(self, *paths: str) -> str:
+        """FILE:LINE of the first of ``paths`` found in the file."""
+        for path in paths:
+            if path in self.lines:
+                return f"{self.env.shown}:{self.lines[path]}"
+        return ""
+
+    def command(self, *args: str) -> str:
+        return shlex.join(["provision", *args, *self.global_args])
+
+    def apply(self, *, prune: bool = False) -> str:
+        return self.command("apply", "-f", self.env.shown, *(["--prune"] if prune else []))
+
+
+def _tasks(ctx: _Context, state: _Server) -> list[Difference]:
+    out: list[Difference] = []
+    for index, entry in enumerate(ctx.env.tasks):
+        subject = f"task definition {entry.name}"
+        have = state.task_defs.get(entry.name)
+        if have is None:
+            out.append(Difference("task_missing", "-", subject, "not on the server", ctx.apply(),
+                                  f"remove [[tasks]] {entry.name}", ctx.where(f"tasks[{index}]")))
+            continue
+        differing = [(k, have.get(k), v) for k, v in entry.declared().items() if k != "name" and have.get(k) != v]
+        if differing:
+            detail = "; ".join(f"{k} is {_short(old)} on the server, {_short(new)} in the file"
+                               for k, old, new in differing)
+            edit = ", ".join(f"{k} = {json.dumps(old)}" for k, old, _ in differing)
+            out.append(Difference("task_differs", "~", subject, detail, ctx.apply(),
+                                  f"set {edit} under [[tasks]] {entry.name}",
+                                  ctx.where(f"tasks[{index}].{differing[0][0]}", f"tasks[{index}]")))
+    declared = {t.name for t in ctx.env.tasks}
+    granted = sorted({g.id for s in ctx.env.app_specs() for g in s.grants if g.type == "TASK_DEF"})
+    for name in granted:
+        if name not in declared and name not in state.task_defs:
+            out.append(Difference("task_unknown", "-", f"task definition {name}",
+                                  "granted in the file, but neither declared under [[tasks]] nor on the server",
+                                  f"declare it under [[tasks]], then {ctx.apply()}",
+                                  f"remove {name} from the grants that name it"))
+    return out
+
+
+def _workflows(ctx: _Context, state: _Server) -> list[Difference]:
+    out: list[Difference] = []
+    for index, (entry, definition) in enumerate(zip(ctx.env.workflows, ctx.env.workflow_defs, strict=True)):
+        key = _workflow_key(definition)
+        current = state.workflows.get(key)
+        where = ctx.where(f"workflows[{index}].file", f"workflows[{index}]")
+        subject = f"workflow definition {key}"
+        if current is None:
+            out.append(Difference("workflow_missing", "-", subject, "not on the server", ctx.apply(),
+                                  f"remove the [[workflows]] entry for {entry.file}", where))
+            continue
+        differing = sorted(k for k, v in definition.items() if not covers(current.get(k), v))
+        if differing:
+            out.append(Difference("workflow_differs", "~", subject,
+                                  f"the server's definition differs in {', '.join(differing)}", ctx.apply(),
+                                  f"update {entry.file} to the server's definition ('provision export' writes it)",
+                                  where))
+    return out
+
+
+def _application(ctx: _Context, state: _Server, index: int, spec: AppSpec) -> list[Difference]:
+    subject = f"application {spec.name}"
+    at = f"applications[{index}]"
+    matches = state.by_name.get(spec.name, [])
+    if not matches:
+        return [Difference("app_missing", "-", subject, "not on the server", ctx.apply(),
+                           f"remove the [[applications]] entry {spec.name}", ctx.where(at))]
+    if len(matches) > 1:
+        ids = ", ".join(sorted(a.id for a in matches))
+        return [Difference("app_duplicate", "+", subject, f"{len(matches)} applications have this name (ids {ids})",
+                           ctx.command("apps", "delete", "ID") + "   (for each extra id)", "", ctx.where(at))]
+    current = state.apps[matches[0].id]
+    out: list[Difference] = []
+    env_tag = ownership_tags(ctx.env.name)[1]
+    if spec.owned and not owned_by(current.app, ctx.env.name):
+        out.append(Difference("app_untagged", "-", subject,
+                              f"not tagged as this environment's ({env_tag.key}={env_tag.value}), so --prune "
+                              "would not manage it", ctx.apply(),
+                              "add owned = false to the application", ctx.where(at)))
+    entry = ctx.env.applications[index]
+    roles_at = ctx.where(f"{at}.roles", at)
+    for role in spec.roles:
+        if role not in current.roles:
+            out.append(Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
+                                  f"remove {json.dumps(role)} from roles", roles_at))
+    for role in sorted(current.roles - set(spec.roles)):
+        fix = ctx.apply(prune=True) if spec.owned else \
+            f"remove role {role} from {spec.name} in the Orkes UI (the file does not own this application)"
+        out.append(Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
+                              fix, f"add {json.dumps(role)} to roles", roles_at))
+    desired = {g.key: set(g.access) for g in spec.grants}
+    for (target_type, target_id), access in desired.items():
+        missing = sorted(access - current.grants.get((target_type, target_id), set()))
+        if missing:
+            out.append(Difference("grant_missing", "-", subject,
+                                  f"lacks {'+'.join(missing)} on {target_type} {target_id}", ctx.apply(),
+                                  f"remove {'+'.join(missing)} on {target_id} from its grants",
+                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    for (target_type, target_id), access in sorted(current.grants.items()):
+        extra = sorted(access - desired.get((target_type, target_id), set()))
+        if not extra:
+            continue
+        out.append(Difference("grant_extra", "+", subject,
+                              f"holds {'+'.join(extra)} on {target_type} {target_id}, which the file does not declare",
+                              _revoke(ctx, spec.name, target_type, target_id, extra),
+                              _grant_edit(target_type, target_id, extra),
+                              ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    if spec.store is not None and not current.active_key_ids:
+        out.append(Difference("key_missing", "-", subject, "has no ACTIVE key, though the file gives it a store",
+                              ctx.apply(), "remove store", ctx.where(f"{at}.store", at)))
+    return out
+
+
+def _grant_paths(entry: Any, at: str, target_type: str, target_id: str) -> list[str]:
+    key = _FILE_KEY.get(target_type)
+    paths = [f"{at}.grants[{i}].{key}" for i, g in enumerate(entry.grants)
+             if key and target_id in getattr(g, key, [])]
+    return [*paths, at]
+
+
+def _revoke(ctx: _Context, app: str, target_type: str, target_id: str, access: list[str]) -> str:
+    flag = _REVOKE_FLAG.get(target_type)
+    if flag is None:
+        return f"revoke it in the Orkes UI (the environment file has no key for {target_type} targets)"
+    target = [target_id] if not flag else [flag, target_id]
+    return ctx.command("revoke", app, *target, *(a for acc in access for a in ("--access", acc)))
+
+
+def _grant_edit(target_type: str, target_id: str, access: list[str]) -> str:
+    key = _FILE_KEY.get(target_type)
+    if key is None:
+        return ""
+    return f"add a grant: {key} = {json.dumps([target_id])}, access = {json.dumps(access)}"
+
+
+def _undeclared(ctx: _Context, state: _Server) -> list[Difference]:
+    declared = {a.name for a in ctx.env.applications}
+    out: list[Difference] = []
+    for name in sorted(state.by_name):
+        if name in declared:
+            continue
+        for app in state.by_name[name]:
+            if owned_by(app, ctx.env.name):
+                out.append(Difference("app_undeclared", "+", f"application {name}",
+                                      f"tagged as this environment's ({app.id}) but not in the file",
+                                      ctx.apply(prune=True) + "   (deletes it)",
+                                      f"declare it ('provision export --application {name}' shows it)"))
+    return out
+
+
+def _user(ctx: _Context, people: PeopleState, index: int, spec: UserSpec) -> list[Difference]:
+    at = f"users[{index}]"
+    subject = f"user {spec.id}"
+    current = people.users.get(spec.id)
+    if current is None:
+        return [Difference("user_missing", "-", subject, "not on the server", ctx.apply(),
+                           f"remove the [[users]] entry {spec.id}", ctx.where(at))]
+    out: list[Difference] = []
+    if spec.name is not None and spec.name != current.name:
+        out.append(Difference("user_differs", "~", subject,
+                              f"name is {json.dumps(current.name)} on the server, {json.dumps(spec.name)} in the file",
+                              ctx.apply(), f"set name = {json.dumps(current.name or spec.id)}",
+                              ctx.where(f"{at}.name", at)))
+    out += _roles(ctx, subject, set(spec.roles), current.role_names, ctx.where(f"{at}.roles", at))
+    return out
+
+
+def _group(ctx: _Context, people: PeopleState, index: int, spec: GroupSpec) -> list[Difference]:
+    at = f"groups[{index}]"
+    subject = f"group {spec.id}"
+    state = people.groups.get(spec.id)
+    if state is None:
+        return [Difference("group_missing", "-", subject, "not on the server", ctx.apply(),
+                           f"remove the [[groups]] entry {spec.id}", ctx.where(at))]
+    out: list[Difference] = []
+    have_description = state.group.description or ""
+    if spec.description is not None and spec.description != have_description:
+        out.append(Difference("group_differs", "~", subject,
+                              f"description is {json.dumps(have_description)} on the server, "
+                              f"{json.dumps(spec.description)} in the file", ctx.apply(),
+                              f"set description = {json.dumps(have_description)}",
+                              ctx.where(f"{at}.description", at)))
+    out += _roles(ctx, subject, set(spec.roles), state.group.role_names, ctx.where(f"{at}.roles", at))
+    members_at = ctx.where(f"{at}.members", at)
+    for member in spec.members:
+        if member not in state.members:
+            known = member in people.users or any(u.id == member for u in ctx.env.users)
+            fix = ctx.apply() if known else f"create user {member} (declare it under [[users]]), then {ctx.apply()}"
+            out.append(Difference("member_missing", "-", subject, f"lacks member {member}", fix,
+                                  f"remove {json.dumps(member)} from members", members_at))
+    for member in sorted(state.members - set(spec.members)):
+        out.append(Difference("member_extra", "+", subject,
+                              f"has member {member}, whom the file does not declare", ctx.apply(prune=True),
+                              f"add {json.dumps(member)} to members" if not member.startswith("app:") else "",
+                              members_at))
+    entry = ctx.env.groups[index]
+    desired = {g.key: set(g.access) for g in spec.grants}
+    for (target_type, target_id), access in desired.items():
+        missing = sorted(access - state.grants.get((target_type, target_id), set()))
+        if missing:
+            out.append(Difference("grant_missing", "-", subject,
+                                  f"lacks {'+'.join(missing)} on {target_type} {target_id}", ctx.apply(),
+                                  f"remove {'+'.join(missing)} on {target_id} from its grants",
+                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    for (target_type, target_id), access in sorted(state.grants.items()):
+        extra = sorted(access - desired.get((target_type, target_id), set()))
+        if extra:
+            out.append(Difference("grant_extra", "+", subject,
+                                  f"holds {'+'.join(extra)} on {target_type} {target_id}, which the file does not "
+                                  "declare", ctx.apply(prune=True), _grant_edit(target_type, target_id, extra),
+                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    return out
+
+
+def _roles(ctx: _Context, subject: str, declared: set[str], have: set[str], where: str) -> list[Difference]:
+    """Roles of a declared user or group: --prune trims what the file does not give (no ownership tags here)."""
+    out = [Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
+                      f"remove {json.dumps(role)} from roles", where) for role in sorted(declared - have)]
+    out += [Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
+                       ctx.apply(prune=True), f"add {json.dumps(role)} to roles", where)
+            for role in sorted(have - declared)]
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

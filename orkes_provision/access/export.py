@@ -1,0 +1,496 @@
+"""``provision export``: the server's current environment, written as an environment file.
+
+Reads task definitions, workflow definitions (latest version of each), applications with their
+roles and grants, users and groups (roles, members, grants), and writes what
+``provision plan -f FILE`` then finds nothing to do for:
+every declared field is the server's own value, workflows are the server's JSON (minus the fields
+the server stamps on every write), and applications not tagged as this environment's are written
+``owned = false`` so that planning does not want to tag them. Keys and secrets are never read.
+
+What the file cannot hold is left out and listed in ``Export.skipped`` with the reason (a grant
+on a target type the file has no key for, two applications with one name, a role the file does
+not know, a field TOML cannot carry), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ValidationError
+
+from orkes_provision.access.environment import (
+    APP_USER_PREFIX,
+    ENVIRONMENT_NAME,
+    READ_ONLY_ROLE,
+    GroupEntry,
+    TaskEntry,
+    UserEntry,
+    parse_toml,
+    validate_environment,
+)
+from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
+from orkes_provision.access.state import PeopleState, grants_by_target, read_people
+from orkes_provision.access.tomltext import NotRepresentable, dumps
+from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
+from orkes_provision.fileio import atomic_write
+from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
+
+if TYPE_CHECKING:
+    from orkes_provision.orkes.client import OrkesClient
+
+HEADER = ("# Written by 'provision export': the server's task and workflow definitions, applications (roles,\n"
+          "# grants), users and groups. No keys: give an application a store (store = \"keyring\") for apply to\n"
+          "# make one.\n")
+WORKFLOW_DIR = "workflows"
+# Fields the server stamps on every write: they would differ on every server the file is applied to.
+SERVER_STAMPS = frozenset({"createTime", "updateTime", "createdBy", "updatedBy", "ownerApp"})
+ENVIRONMENT_TAG_KEY = "environment"
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+# file key -> grant target type, in the order a grant table lists them
+_GRANT_KEYS = (("tasks", "TASK_DEF"), ("workflows", "WORKFLOW_DEF"), ("tags", "TAG"), ("domains", "DOMAIN"))
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something on the server the file does not carry, and why."""
+
+    what: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"what": self.what, "reason": self.reason}
+
+
+@dataclass
+class Export:
+    """An exported environment: the TOML document and the workflow files it names."""
+
+    name: str
+    server: str
+    document: dict[str, Any]
+    workflow_files: dict[str, dict[str, Any]]  # path relative to the environment file -> definition
+    skipped: list[Skipped] = field(default_factory=list)
+    read_requests: int = 0
+
+    def toml(self) -> str:
+        return HEADER + "\n" + dumps(self.document)
+
+    def counts(self) -> dict[str, int]:
+        return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
+                                                                    "groups")}
+
+    def write(self, path: Path) -> list[Path]:
+        """Write the workflow files, then the environment file (so it never names a missing file)."""
+        written = self.write_workflows(path.parent)
+        _write(path, self.toml())
+        return [*written, path]
+
+    def write_workflows(self, directory: Path) -> list[Path]:
+        """The workflow files, relative to ``directory`` (where the environment file is or will be)."""
+        written: list[Path] = []
+        for relative, definition in sorted(self.workflow_files.items()):
+            target = directory / relative
+            _write(target, workflow_json(definition))
+            written.append(target)
+        return written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"environment": self.name, "server": self.server, "counts": self.counts(),
+                "workflowFiles": sorted(self.workflow_files), "skipped": [s.to_dict() for s in self.skipped]}
+
+
+def workflow_json(definition: Mapping[str, Any]) -> str:
+    # Sorted keys: two servers list a definition's fields in different orders, the file must not care.
+    return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write(path, text.encode("utf-8"), mode=0o644)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror}", "check the directory exists and is writable") \
+            from None
+
+
+def export_environment(client: OrkesClient, *, server: str, name: str | None = None,
+                       applications: Sequence[str] = (), tags: Sequence[str] = (),
+                       self_key_id: str | None = None, stores: Mapping[str, str] | None = None,
+                       parallelism: int = 16) -> Export:
+    """Read the server and build the environment file that describes it.
+
+    ``applications`` and ``tags`` (``key:value``, all must match) narrow the applications; then
+    only the task and workflow definitions their grants name (and the tasks those workflows use)
+    are written. The application whose key makes the requests (``self_key_id``) is left out
+    unless named in ``applications``: it is how the server is reached, not part of the environment.
+    ``stores`` (application name -> store) are written as they are: the server knows nothing of
+    them, so re-exporting over a file keeps the ones it had. Users and groups are written only when
+    the applications are not narrowed: they carry no tags, and no application names them.
+    """
+    if name is not None and not ENVIRONMENT_NAME.match(name):
+        raise UsageError(f"--name {name!r} is not a valid environment name",
+                         "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    wanted_tags = [_tag_pair(t) for t in tags]
+    before = client.request_count
+    skipped: list[Skipped] = []
+    filtered = bool(applications or tags)
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        task_future = pool.submit(client.list_task_defs)
+        workflow_future = pool.submit(client.list_workflow_defs)
+        users_future = pool.submit(client.list_users) if not filtered else None
+        groups_future = pool.submit(client.list_groups) if not filtered else None
+        self_future = pool.submit(_own_app_id, client, self_key_id) if self_key_id else None
+        all_apps = client.list_applications()
+        own_id = self_future.result() if self_future is not None else None
+        chosen = _choose_apps(all_apps, applications, wanted_tags, own_id, skipped)
+        users = [pool.submit(client.get_app_user, a.id) for a in chosen]
+        perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in chosen]
+        task_defs = {t.name: t for t in task_future.result()}
+        workflow_defs = _latest_versions(workflow_future.result())
+        people = None
+        if users_future is not None and groups_future is not None:
+            all_groups = groups_future.result()
+            people = read_people(client, pool, users_future.result(), all_groups, [g.id for g in all_groups])
+        roles = {a.id: u.result().role_names for a, u in zip(chosen, users, strict=True)}
+        grants = {a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)}
+    env_name = name or _default_name(chosen, server)
+    app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, (stores or {}).get(app.name), skipped)
+                   for app in chosen]
+    wanted_workflows = sorted(workflow_defs) if not filtered else sorted(
+        {g for entry in app_entries for grant in entry.get("grants", []) for g in grant.get("workflows", [])}
+        & set(workflow_defs))
+    workflows = {n: _strip_stamps(workflow_defs[n]) for n in wanted_workflows}
+    workflow_entries, workflow_files = _workflow_entries(workflows, skipped)
+    if filtered:
+        used = {t for entry in app_entries for grant in entry.get("grants", []) for t in grant.get("tasks", [])}
+        used |= {t for d in workflows.values() for t in tasks_used(d)}
+        wanted_tasks = sorted(used & set(task_defs))
+    else:
+        wanted_tasks = sorted(task_defs)
+    task_entries = [entry for n in wanted_tasks if (entry := task_entry(task_defs[n], skipped)) is not None]
+    user_entries, group_entries = _people_entries(people, skipped) if people is not None else ([], [])
+    document: dict[str, Any] = {"name": env_name}
+    for key, entries in (("tasks", task_entries), ("workflows", workflow_entries), ("applications", app_entries),
+                         ("users", user_entries), ("groups", group_entries)):
+        if entries:
+            document[key] = entries
+    result = Export(name=env_name, server=server, document=document, workflow_files=workflow_files,
+                    skipped=skipped, read_requests=client.request_count - before)
+    _check_loads(result)
+    return result
+
+
+def _own_app_id(client: OrkesClient, key_id: str) -> str | None:
+    try:
+        return client.get_application_by_key(key_id).id
+    except (NotFound, PermissionDenied):
+        return None  # not an application key (or not ours to read): nothing to leave out
+
+
+def _tag_pair(text: str) -> tuple[str, str]:
+    key, _, value = parse_tag_target(text).partition(":")
+    return key, value
+
+
+def _choose_apps(apps: list[Application], names: Sequence[str], tags: Sequence[tuple[str, str]], own_id: str | None,
+                 skipped: list[Skipped]) -> list[Application]:
+    by_name: dict[str, list[Application]] = {}
+    for app in apps:
+        by_name.setdefault(app.name, []).append(app)
+    if names:
+        missing = [n for n in dict.fromkeys(names) if n not in by_name]
+        if missing:
+            raise NotFound(f"no application is named {', '.join(repr(n) for n in missing)}",
+                           "'provision apps list' shows the applications")
+        candidates = [a for n in dict.fromkeys(names) for a in by_name[n]]
+    else:
+        candidates = [a for a in apps if a.id != own_id]
+    candidates = [a for a in candidates if _has_tags(a, tags)]
+    chosen: list[Application] = []
+    for name in sorted({a.name for a in candidates}):
+        same = [a for a in candidates if a.name == name]
+        reason = unwritable_name(name)
+        if reason:
+            skipped.append(Skipped(f"application {name!r}", f"its {reason}; rename it"))
+            continue
+        if len(by_name[name]) > 1:
+            ids = ", ".join(sorted(a.id for a in by_name[name]))
+            skipped.append(Skipped(f"application {name}",
+                                   f"{len(by_name[name])} applications have this name (ids {ids}); an environment "
+                                   "file needs unique names: delete or rename the extras, then export again"))
+            continue
+        chosen.extend(same)
+    return chosen
+
+
+def _has_tags(app: Application, tags: Sequence[tuple[str, str]]) -> bool:
+    have = {(t.key, t.value) for t in app.tags}
+    return all(tag in have for tag in tags)
+
+
+def _default_name(apps: Iterable[Application], server: str) -> str:
+    """The one environment the applications are tagged with by apply, else the server's host name."""
+    environments = {t.value for a in apps for t in a.tags if t.key == ENVIRONMENT_TAG_KEY
+                    and any((m.key, m.value) == (MANAGED_TAG.key, MANAGED_TAG.value) for m in a.tags)}
+    if len(environments) == 1:
+        candidate = _NAME_CHARS.sub("-", environments.pop()).strip("-._")[:63]
+        if candidate:
+            return candidate
+    host = urlparse(server).hostname or ""
+    return _NAME_CHARS.sub("-", host).strip("-._")[:63] or "exported"
+
+
+def _owned(app: Application, env_name: str) -> bool:
+    have = {(t.key, t.value) for t in app.tags}
+    return (MANAGED_TAG.key, MANAGED_TAG.value) in have and (ENVIRONMENT_TAG_KEY, env_name) in have
+
+
+def _people_entries(people: PeopleState, skipped: list[Skipped]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``[[users]]`` and ``[[groups]]``: every person and group, with roles, members and grants."""
+    users: list[dict[str, Any]] = []
+    read_only: set[str] = set()
+    for user_id in sorted(people.users):
+        user = people.users[user_id]
+        reason = unwritable_name(user_id) or ("its id starts with 'app:', which the file keeps for applications"
+                                             if user_id.startswith(APP_USER_PREFIX) else "")
+        if reason:
+            skipped.append(Skipped(f"user {user_id!r}", reason))
+            continue
+        entry: dict[str, Any] = {"id": user_id}
+        if user.name and user.name.strip() == user.name:
+            entry["name"] = user.name
+        entry["roles"] = _known_roles(user.role_names, f"user {user_id}", skipped)
+        if not _valid(UserEntry, entry, f"user {user_id}", skipped):
+            continue
+        if READ_ONLY_ROLE in entry["roles"]:
+            read_only.add(user_id)
+        users.append(entry)
+    exported_users = {u["id"] for u in users}
+    groups: list[dict[str, Any]] = []
+    for group_id in sorted(people.groups):
+        state = people.groups[group_id]
+        reason = unwritable_name(group_id)
+        if reason:
+            skipped.append(Skipped(f"group {group_id!r}", f"its {reason}"))
+            continue
+        entry = {"id": group_id}
+        if state.group.description:
+            entry["description"] = state.group.description
+        entry["roles"] = _known_roles(state.group.role_names, f"group {group_id}", skipped)
+        members: list[str] = []
+        for member in sorted(state.members):
+            if member in exported_users and member not in read_only:
+                members.append(member)
+            else:
+                why = ("an application's user: the file declares only people as members"
+                       if member.startswith(APP_USER_PREFIX) else "the user is not in the file (see above)")
+                skipped.append(Skipped(f"member {member} of group {group_id}", why))
+        entry["members"] = members
+        if state.group.default_access:
+            skipped.append(Skipped(f"defaultAccess of group {group_id}",
+                                   "the environment file has no key for it; it stays as it is on the server"))
+        grant_entries = _grant_entries(state.grants, f"group {group_id}", skipped)
+        if grant_entries:
+            entry["grants"] = grant_entries
+        if _valid(GroupEntry, entry, f"group {group_id}", skipped):
+            groups.append(entry)
+    return users, groups
+
+
+def _known_roles(roles: set[str], owner: str, skipped: list[Skipped]) -> list[str]:
+    for role in sorted(roles - set(KNOWN_ROLES)):
+        skipped.append(Skipped(f"role {role} of {owner}", "not a role the environment file knows (a custom role?)"))
+    return [r for r in KNOWN_ROLES if r in roles]
+
+
+def _valid(model: type[BaseModel], entry: dict[str, Any], what: str, skipped: list[Skipped]) -> bool:
+    try:
+        model.model_validate(entry)
+        dumps(entry)
+    except ValidationError as err:
+        skipped.append(Skipped(what, _first_message(err)))
+        return False
+    except NotRepresentable as err:
+        skipped.append(Skipped(what, str(err)))
+        return False
+    return True
+
+
+def _app_entry(app: Application, roles: set[str], grants: Mapping[tuple[str, str], set[str]], env_name: str,
+               store: str | None, skipped: list[Skipped]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": app.name, "roles": _known_roles(roles, f"application {app.name}", skipped)}
+    if store:
+        entry["store"] = store
+    if not _owned(app, env_name):
+        entry["owned"] = False
+    grant_entries = _grant_entries(grants, f"application {app.name}", skipped)
+    if grant_entries:
+        entry["grants"] = grant_entries
+    return entry
+
+
+def _grant_entries(grants: Mapping[tuple[str, str], set[str]], owner: str,
+                   skipped: list[Skipped]) -> list[dict[str, Any]]:
+    """Grant tables, one per distinct set of access (EXECUTE alone first), targets sorted."""
+    by_access: dict[tuple[str, ...], dict[str, list[str]]] = {}
+    for (target_type, target_id), held in sorted(grants.items()):
+        known = tuple(a for a in ACCESS_TYPES if a in held)
+        reason = _unexportable_grant(target_type, target_id)
+        if reason or not known:
+            skipped.append(Skipped(f"grant {'+'.join(sorted(held))} on {target_type} {target_id} to {owner}",
+                                   reason or "no access type the file knows"))
+            continue
+        key = next(k for k, t in _GRANT_KEYS if t == target_type)
+        by_access.setdefault(known, {}).setdefault(key, []).append(target_id)
+    entries: list[dict[str, Any]] = []
+    for access in sorted(by_access, key=lambda acc: (acc != ("EXECUTE",), len(acc),
+                                                     [ACCESS_TYPES.index(a) for a in acc])):
+        targets = by_access[access]
+        grant: dict[str, Any] = {key: sorted(set(targets[key])) for key, _ in _GRANT_KEYS if key in targets}
+        grant["access"] = list(access)
+        entries.append(grant)
+    return entries
+
+
+def _unexportable_grant(target_type: str, target_id: str) -> str:
+    if target_type not in GRANT_TARGET_TYPES:
+        return f"the environment file has no key for {target_type} targets; manage it in the Orkes UI"
+    reason = unwritable_name(target_id)
+    if reason:
+        return f"the target {reason}"
+    if target_type == "TAG":
+        key, sep, value = target_id.partition(":")
+        if not sep or not key.strip() or not value.strip() or f"{key.strip()}:{value.strip()}" != target_id:
+            return "a TAG target must be key:value, without spaces around ':'"
+    return ""
+
+
+def unwritable_name(name: str) -> str:
+    """Why the file cannot carry ``name`` as it is (it strips names), or ``""``."""
+    if not name.strip():
+        return "has a blank name"
+    if name != name.strip():
+        return f"name {name!r} has white space around it, which the environment file strips"
+    return ""
+
+
+def task_entry(task_def: TaskDef, skipped: list[Skipped]) -> dict[str, Any] | None:
+    """The ``[[tasks]]`` table for a server's task definition: every field the file knows, as the server has it."""
+    reason = unwritable_name(task_def.name)
+    if reason:
+        skipped.append(Skipped(f"task definition {task_def.name!r}", f"its {reason}"))
+        return None
+    data = task_def.model_dump(mode="json", by_alias=True)
+    entry: dict[str, Any] = {"name": task_def.name}
+    for name, info in TaskEntry.model_fields.items():
+        alias = info.alias or name
+        if alias == "name":
+            continue
+        value = data.get(alias)
+        if value is None or value == [] or value == {}:
+            continue
+        entry[alias] = value
+    # Drop what the file would refuse (a value out of its range), one field at a time, saying which.
+    for _ in range(len(entry)):
+        try:
+            TaskEntry.model_validate(entry)
+            break
+        except ValidationError as err:
+            locs = {str(e["loc"][0]) for e in err.errors() if e.get("loc")}
+            bad = [k for k in entry if k in locs and k != "name"]
+            if not bad:  # the whole entry is refused (a cross-field rule, or the name itself)
+                skipped.append(Skipped(f"task definition {task_def.name}", _first_message(err)))
+                return None
+            for key in bad:
+                skipped.append(Skipped(f"field {key} of task definition {task_def.name}",
+                                       f"{entry.pop(key)!r} is not a value the environment file accepts"))
+    try:
+        dumps(entry)
+    except NotRepresentable as err:
+        skipped.append(Skipped(f"task definition {task_def.name}", str(err)))
+        return None
+    return entry
+
+
+def _first_message(err: ValidationError) -> str:
+    return str(err.errors()[0].get("msg", "not valid")).removeprefix("Value error, ")
+
+
+def _latest_versions(definitions: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for definition in definitions:
+        name = definition.get("name")
+        if not isinstance(name, str) or not name.strip():
+            continue
+        if name not in latest or _version(definition) > _version(latest[name]):
+            latest[name] = definition
+    return latest
+
+
+def _version(definition: Mapping[str, Any]) -> int:
+    version = definition.get("version", 1)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
+
+def _strip_stamps(definition: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in definition.items() if k not in SERVER_STAMPS}
+
+
+def _workflow_entries(workflows: Mapping[str, dict[str, Any]],
+                      skipped: list[Skipped]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    entries: list[dict[str, Any]] = []
+    files: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for name in sorted(workflows):
+        definition = workflows[name]
+        version = definition.get("version", 1)
+        reason = unwritable_name(name)
+        if reason:
+            skipped.append(Skipped(f"workflow definition {name!r}", f"its {reason}"))
+            continue
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1 \
+                or not isinstance(definition.get("tasks"), list):
+            skipped.append(Skipped(f"workflow definition {name}",
+                                   "the environment file needs a version >= 1 and a list of tasks"))
+            continue
+        stem = _FILE_CHARS.sub("_", name).strip("._") or "workflow"
+        candidate, n = stem, 1
+        while candidate.lower() in used:  # case-insensitive file systems: Flow and flow must not collide
+            n += 1
+            candidate = f"{stem}-{n}"
+        used.add(candidate.lower())
+        relative = f"{WORKFLOW_DIR}/{candidate}.json"
+        files[relative] = definition
+        entries.append({"file": relative})
+    return entries, files
+
+
+def tasks_used(definition: Mapping[str, Any]) -> set[str]:
+    """Names of the tasks a workflow definition runs, nested ones (forks, switches, loops) included."""
+    found: set[str] = set()
+    stack: list[Any] = [definition.get("tasks")]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if isinstance(node.get("name"), str) and "taskReferenceName" in node:
+                found.add(node["name"])
+            stack.extend(v for v in node.values() if isinstance(v, (list, dict)))
+    return found
+
+
+def _check_loads(result: Export) -> None:
+    """The file must load as an environment file; a failure here is a bug in export, said plainly."""
+    try:
+        validate_environment(parse_toml(result.toml().encode("utf-8"), "exported file"), "exported file")
+    except ProvisionError as err:
+        raise ProvisionError(f"internal error: export built a file it cannot read back: {err.message}",
+                             "report this; --application or --tag can leave the offending part out") from None

@@ -1,0 +1,95 @@
+"""``provision lint``: least-privilege findings in environment and project files (no server needed).
+
+Exit 0 when clean, 2 when there are findings, 1 on any error (a bad flag or file included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from orkes_provision.cli.common import command_options, emit, opts, report_error
+from orkes_provision.cli.drift_cmd import ExitOneOnUsageError
+from orkes_provision.errors import ProvisionError
+
+if TYPE_CHECKING:
+    from orkes_provision.access.environment import Environment
+    from orkes_provision.access.lint import ProjectDecl
+
+
+@click.command("lint", cls=ExitOneOnUsageError)
+@click.option("-f", "--file", "paths", required=True, multiple=True, metavar="FILE",
+              help="An environment file, or a project file (orkes-provision.toml); repeatable. Project files "
+                   "tell which tasks each application's workers poll.")
+@command_options(server=False, verbose=False)
+def lint(paths: tuple[str, ...]) -> None:
+    """Least-privilege findings in environment and project files; reads no server.
+
+    \b
+    Rules:
+      admin-role              an application (or a group, for every member) holds ADMIN,
+                              UNRESTRICTED_WORKER or a *_MANAGER role
+      worker-without-execute  a WORKER application has no EXECUTE grant
+      wide-grant              a TAG or DOMAIN grant reaches more than the tasks its workers declare
+      shared-application      one application serves workers that poll different tasks
+      key-without-access      an application gets a key but has neither a role nor a grant
+
+    Each finding names the rule, FILE:LINE and the narrower alternative. 'plan' and 'apply' print
+    the findings of their file as warnings. Exit codes: 0 clean, 2 findings, 1 any error.
+
+    \b
+    Examples:
+      provision lint -f staging.toml
+      provision lint -f staging.toml -f greetings/orkes-provision.toml --json
+    """
+    from orkes_provision.access.lint import RULES
+    from orkes_provision.access.lint import lint as run_lint
+
+    try:
+        environments, projects = _load_all(paths)
+        findings = run_lint(environments, projects)
+    except ProvisionError as err:
+        err.exit_override = 1  # 2 means "found something" here
+        report_error(err, opts())
+        raise click.exceptions.Exit(1) from None
+    files = [str(p) for p in paths]
+
+    def render() -> str:
+        if not findings:
+            return f"No findings: {', '.join(files)} follow{'s' if len(files) == 1 else ''} least privilege."
+        count = len(findings)
+        return "\n".join(f.render() for f in findings) + f"\n{count} finding{'s' if count != 1 else ''}."
+
+    emit({"files": files, "count": len(findings), "findings": [f.to_dict() for f in findings],
+          "rules": RULES}, render)
+    if findings:
+        raise click.exceptions.Exit(2)
+
+
+def _load_all(paths: tuple[str, ...]) -> tuple[list[Environment], list[ProjectDecl]]:
+    from orkes_provision.access.environment import load_environment, parse_toml
+    from orkes_provision.errors import ConfigError
+    from orkes_provision.workers.project import PROJECT_FILE, load_project, project_decl
+
+    environments: list[Environment] = []
+    projects: list[ProjectDecl] = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        try:
+            data = parse_toml(path.read_bytes(), raw_path)
+        except FileNotFoundError:
+            raise ConfigError(f"{raw_path}: no such file", "check the path given to -f") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{raw_path}: is a directory", "give an environment or project file (.toml)") from None
+        except OSError as err:
+            raise ConfigError(f"{raw_path}: cannot read: {err.strerror}", "check the file's permissions") from None
+        is_project = path.name == PROJECT_FILE or ("name" not in data and ("application" in data or "workers" in data))
+        if is_project:
+            project = load_project(path)
+            assert project is not None  # a path was given: a missing file raises instead
+            projects.append(project_decl(project))
+        else:
+            environments.append(load_environment(path))
+    return environments, projects
