@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import APP_ID, APP_NAME, TASK_NAME, common_options, emit, info
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,10 +31,10 @@ def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, st
 
 
 @click.command("app")
-@click.argument("name", required=False)
+@click.argument("name", required=False, type=APP_NAME)
 @click.option("--worker", is_flag=True, help="Add the WORKER role (poll and execute granted tasks).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="Add a role (repeatable), e.g. METADATA_API.")
-@click.option("--grant", "grants", multiple=True, metavar="TASK",
+@click.option("--grant", "grants", multiple=True, metavar="TASK", type=TASK_NAME,
               help="Grant access on a task definition (repeatable).")
 @click.option("--access", "access", multiple=True, metavar="ACCESS",
               help="Access to grant on each task (repeatable; default EXECUTE): READ, UPDATE, EXECUTE, ...")
@@ -43,7 +43,7 @@ def default_app_name(name: str | None, grants: tuple[str, ...]) -> tuple[str, st
 @click.option("--new-key", is_flag=True, help="Create a new key even if the stored one still works.")
 @click.option("--register-tasks", is_flag=True,
               help="Register a minimal definition for granted tasks that are missing.")
-@click.option("--app-id", metavar="ID", help="Pick one application when several share the name.")
+@click.option("--app-id", metavar="ID", type=APP_ID, help="Pick one application when several share the name.")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
 @click.option("--dry-run", is_flag=True, help="Print what would change and write nothing.")
 @common_options

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import APP_NAME, common_options, emit, info, terminal_safe
 
 
 @click.group("apps")
@@ -50,7 +50,7 @@ def list_apps() -> None:
 
 
 @apps.command("show")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @common_options
 def show(app: str) -> None:
     """Show APP (name or id): roles, keys (never secrets) and grants.
@@ -83,7 +83,7 @@ def show(app: str) -> None:
 
 
 @apps.command("delete")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @common_options
 def delete(app: str, yes: bool) -> None:
@@ -106,7 +106,8 @@ def delete(app: str, yes: bool) -> None:
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to delete {target.name} without confirmation",
                                  "add --yes when running without a terminal")
-            click.confirm(f"Delete application {target.name} ({target.id}) and all its keys?", abort=True)
+            question = f"Delete application {target.name} ({target.id}) and all its keys?"
+            click.confirm(terminal_safe(question), abort=True)
         with audit.recorded(action="delete_app", target=target.name, server=credentials.server,
                             actor=credentials.key_id, app=target.name):
             client.delete_application(target.id)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, opts, report_error
+from orkes_provision.cli.common import common_options, emit, opts, report_error, terminal_safe
 from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
@@ -188,13 +188,13 @@ def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, pr
 def _show_and_confirm(env_plan: EnvironmentPlan, auto_approve: bool) -> None:
     if opts().json:
         if not auto_approve:
-            click.echo(env_plan.render(), err=True)
+            click.echo(terminal_safe(env_plan.render()), err=True)
     else:
-        click.echo(env_plan.render())
+        click.echo(terminal_safe(env_plan.render()))
     if auto_approve:
         return
     count = len(env_plan.plan.changes)
-    if not click.confirm(f"Apply these {count} changes to {env_plan.server}?", default=False, err=True):
+    if not click.confirm(terminal_safe(f"Apply these {count} changes to {env_plan.server}?"), default=False, err=True):
         click.echo("Apply cancelled; nothing was changed.", err=True)
         raise click.exceptions.Exit(1)
 
@@ -211,7 +211,7 @@ class _Progress:
         if outcome.status != "done":
             self.failed += 1
         failed = f", {self.failed} not done" if self.failed else ""
-        text = f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}"
+        text = terminal_safe(f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}", one_line=True)
         # Padded to the width rather than cleared with an escape code: click strips those when unsure.
         self._width = max(20, _terminal_width() - 1)
         click.echo("\r" + text[:self._width].ljust(self._width), nl=False, err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info
+from orkes_provision.cli.common import APP_NAME, KEY_ID, common_options, emit, info
 
 
 @click.group("keys")
@@ -22,7 +22,7 @@ def keys() -> None:
 
 
 @keys.command("list")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @common_options
 def list_keys(app: str) -> None:
     """List the keys of APP (name or id) with their status.
@@ -42,7 +42,7 @@ def list_keys(app: str) -> None:
 
 
 @keys.command("create")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @click.option("--store", "store_spec", metavar="SPEC", help="keyring (default), env-file:PATH or json.")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
 @common_options
@@ -96,8 +96,8 @@ def _set_status(app: str, key_id: str, wanted: str) -> None:
 
 
 @keys.command("activate")
-@click.argument("app")
-@click.argument("key_id")
+@click.argument("app", type=APP_NAME)
+@click.argument("key_id", type=KEY_ID)
 @common_options
 def activate(app: str, key_id: str) -> None:
     """Make KEY_ID of APP ACTIVE (no change if it already is).
@@ -110,8 +110,8 @@ def activate(app: str, key_id: str) -> None:
 
 
 @keys.command("deactivate")
-@click.argument("app")
-@click.argument("key_id")
+@click.argument("app", type=APP_NAME)
+@click.argument("key_id", type=KEY_ID)
 @common_options
 def deactivate(app: str, key_id: str) -> None:
     """Make KEY_ID of APP INACTIVE: it can no longer get tokens (no change if it already is).
@@ -124,8 +124,8 @@ def deactivate(app: str, key_id: str) -> None:
 
 
 @keys.command("delete")
-@click.argument("app")
-@click.argument("key_id")
+@click.argument("app", type=APP_NAME)
+@click.argument("key_id", type=KEY_ID)
 @common_options
 def delete(app: str, key_id: str) -> None:
     """Delete KEY_ID of APP for good. Workers using it lose access at once.

@@ -8,12 +8,12 @@ import sys
 import click
 from pydantic import SecretStr
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import KEY_ID, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 
 @click.command("login")
-@click.option("--key-id", metavar="ID", help="The access key id (prompted for when omitted).")
+@click.option("--key-id", metavar="ID", type=KEY_ID, help="The access key id (prompted for when omitted).")
 @click.option("--secret-stdin", is_flag=True,
               help="Read the secret from stdin (what happens anyway when stdin is not a terminal; "
                    "a terminal always gets a hidden prompt).")

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import (
+    APP_NAME,
+    TASK_NAME,
+    WORKER_NAME,
+    common_options,
+    emit,
+    info,
+    opts,
+    terminal_safe,
+)
 from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
@@ -29,7 +38,7 @@ _SERVER_HINT = "pass --server URL, set CONDUCTOR_SERVER_URL, or set 'server' in 
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--app", "app_name", metavar="APP",
+@click.option("--app", "app_name", metavar="APP", type=APP_NAME,
               help="The application whose key to use (default: the project file's application).")
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the key is: keyring (default), env-file:PATH.")
@@ -39,7 +48,7 @@ _SERVER_HINT = "pass --server URL, set CONDUCTOR_SERVER_URL, or set 'server' in 
               help="With --supervise: how many copies of CMD to run.")
 @click.option("--restart", "restart_policy", type=click.Choice(RESTART_POLICIES), default="on-failure",
               show_default=True, help="With --supervise: when to restart CMD after it exits.")
-@click.option("--task", "tasks", multiple=True, metavar="TASK",
+@click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME,
               help="A task the worker polls, for the preflight (repeatable; default: the project's grants).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
@@ -85,11 +94,11 @@ def worker() -> None:
 
 
 @worker.command("run")
-@click.argument("name")
+@click.argument("name", type=WORKER_NAME)
 @click.option("--replicas", type=click.IntRange(1, 64), default=None, help="How many copies (default: the file's).")
 @click.option("--restart", "restart_policy", type=click.Choice(RESTART_POLICIES), default=None,
               help="When to restart after an exit (default: the file's, else on-failure).")
-@click.option("--app", "app_name", metavar="APP", help="Override the project file's application.")
+@click.option("--app", "app_name", metavar="APP", type=APP_NAME, help="Override the project file's application.")
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Override where the key is (default: the file's, else keyring).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
@@ -317,4 +326,4 @@ def _print_event(event: SupervisorEvent) -> None:
     if opts().json:
         click.echo(json.dumps(event.to_dict(), sort_keys=True), err=True)
     else:
-        click.echo(f"provision: {event.message}", err=True)
+        click.echo(terminal_safe(f"provision: {event.message}"), err=True)

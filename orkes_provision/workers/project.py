@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from orkes_provision.access.spec import Name
+from orkes_provision.access.spec import Name, not_blank
 from orkes_provision.errors import ConfigError
 
 PROJECT_FILE = "orkes-provision.toml"
@@ -54,9 +54,7 @@ RESERVED_ENV = frozenset({
 
 
 def _clean_names(values: list[str]) -> list[str]:
-    cleaned = [v.strip() for v in values]
-    if any(not v for v in cleaned):
-        raise ValueError("names must not be blank")
+    cleaned = [not_blank(v) for v in values]
     return list(dict.fromkeys(cleaned))
 
 
