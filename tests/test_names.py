@@ -20,6 +20,7 @@ from tests.sandbox_fixtures import one_sandbox
 
 # Everything str.splitlines() splits on, and other controls.
 LINE_BREAKERS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 OTHER_CONTROLS = ["\x00", "\x1b", "\x07", "\x7f", "\x9b", "\u202e", "\u2066", "\ufeff"]
 INJECTION = "evil\u2028LD_PRELOAD=/tmp/evil.so"
 
@@ -51,7 +52,7 @@ def test_no_other_control_or_format_character_is_accepted() -> None:
     for c in range(0x110000):
         ch = chr(c)
         category = unicodedata.category(ch)
-        if category in ("Cc", "Zl", "Zp") or ch in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
+        if category in ("Cc", "Zl", "Zp") or ch in BIDI:
             with pytest.raises(UsageError):
                 check_name(f"a{ch}b", "name")
 
@@ -83,7 +84,7 @@ def test_an_injected_env_file_line_never_reaches_the_file_and_no_request_is_sent
     assert not store.exists()
 
 
-@pytest.mark.parametrize("ch", LINE_BREAKERS + ["\x1b", "\x7f"], ids=code_point)  # argv cannot hold NUL
+@pytest.mark.parametrize("ch", [*LINE_BREAKERS, "\x1b", "\x7f"], ids=code_point)  # argv cannot hold NUL
 def test_provision_app_refuses_before_any_request(sandbox: SandboxProcess, env: dict[str, str], ch: str) -> None:
     mark = sandbox.mark()
     result = provision(["app", f"bad{ch}name", "--worker", "--store", "memory"], env=env)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import click
 
-from orkes_provision.errors import ProvisionError
+from orkes_provision.errors import ProvisionError, redact_tokens
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,10 +137,6 @@ def report_error(err: ProvisionError, options: GlobalOptions) -> None:
 _CONTROLS = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[{_CONTROLS}]")
 _UNSAFE_ONE_LINE = re.compile(f"[\\n{_CONTROLS}]")
-# Three base64url parts, the first a JSON header ("eyJ" is '{"' encoded): a JWT.
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-_AUTH_VALUE = re.compile(r"(?i)((?:x-authorization|authorization)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)"
-                         r"[^\s\"',;]+")
 
 
 def terminal_safe(text: str, *, one_line: bool = False) -> str:
@@ -148,11 +144,6 @@ def terminal_safe(text: str, *, one_line: bool = False) -> str:
     with ``one_line``, newlines too."""
     pattern = _UNSAFE_ONE_LINE if one_line else _UNSAFE
     return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-def redact_tokens(text: str) -> str:
-    """``text`` with JWT-shaped strings and authorization header values replaced by ``[redacted]``."""
-    return _JWT.sub("[redacted]", _AUTH_VALUE.sub(lambda m: m.group(1) + "[redacted]", text))
 
 
 if TYPE_CHECKING:  # click 8.2+ types ParamType by its value and input; at run time any click 8 will do

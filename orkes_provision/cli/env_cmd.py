@@ -167,14 +167,16 @@ def _credentials(env: Environment) -> Credentials:
 
 
 def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesClient:
-    from orkes_provision.credentials.settings import Settings
+    from orkes_provision.cli.context import request_timeout
     from orkes_provision.orkes.client import OrkesClient
     from orkes_provision.orkes.ratelimit import RateLimitObserver
+    from orkes_provision.orkes.transport import server_transport
 
+    insecure_http = opts().insecure_http
     transport = None
     if limiter is not None:
-        transport = RateLimitObserver(limiter, tls=credentials.server.startswith("https://"))
-    return OrkesClient(credentials, timeout=Settings().timeout, transport=transport)
+        transport = RateLimitObserver(limiter, server_transport(credentials.server, insecure_http=insecure_http))
+    return OrkesClient(credentials, deadline=request_timeout(), insecure_http=insecure_http, transport=transport)
 
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,

@@ -260,12 +260,13 @@ def _key_only_preflight(app: str, key: StoredKey, server: str, reason: str) -> N
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
+    from orkes_provision.cli.context import request_timeout
     from orkes_provision.errors import AuthenticationError, VerificationFailed
     from orkes_provision.orkes.client import OrkesClient
     from orkes_provision.orkes.models import Credentials
 
     credentials = Credentials(server=server, key_id=key.key_id.strip(), secret=key.secret)
-    with OrkesClient(credentials) as client:
+    with OrkesClient(credentials, deadline=request_timeout(), insecure_http=opts().insecure_http) as client:
         try:
             client.exchange_token(credentials.key_id, credentials.secret)
         except AuthenticationError:

@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     profile: str | None = Field(default=None, validation_alias="ORKES_PROVISION_PROFILE")
     config: Path | None = Field(default=None, validation_alias="ORKES_PROVISION_CONFIG")
     store: str | None = Field(default=None, validation_alias="ORKES_PROVISION_STORE")
-    timeout: float = Field(default=10.0, gt=0, validation_alias="ORKES_PROVISION_TIMEOUT")
+    # Seconds a request may take with its retries and waits (the CLI's --timeout).
+    timeout: float = Field(default=30.0, gt=0, validation_alias="ORKES_PROVISION_TIMEOUT")
     xdg_config_home: Path | None = Field(default=None, validation_alias="XDG_CONFIG_HOME")
     home: Path | None = Field(default=None, validation_alias="HOME")
 

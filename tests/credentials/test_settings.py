@@ -282,7 +282,7 @@ def test_settings_from_a_mapping_ignore_the_process_environment(monkeypatch: pyt
     monkeypatch.setenv("CONDUCTOR_AUTH_KEY", "from-os-environ")
     monkeypatch.setenv("ORKES_PROVISION_TIMEOUT", "3")
     assert Settings.from_env({}).auth_key is None
-    assert Settings.from_env({}).timeout == 10.0
+    assert Settings.from_env({}).timeout == 30.0
     assert Settings().timeout == 3.0
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"ORKES_PROVISION_TIMEOUT": "soon"})
