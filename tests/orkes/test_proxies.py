@@ -6,11 +6,15 @@ and forwards nothing, so a request that went through it fails and a secret that 
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from orkes_provision.credentials.stores.envfile import parse_env
+from orkes_provision.credentials.stores.base import StoredKey
+from orkes_provision.credentials.stores.envfile import EnvFileStore, parse_env
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests.cli import output, provision
 from tests.hostile import Hostile, HostileServer, answer, routes, token_ok
@@ -84,3 +88,16 @@ def test_https_to_a_remote_host_uses_the_proxy_and_no_proxy_is_honoured(hostile:
     assert result.returncode == 8, output(result)  # no such host, but not through the proxy
     assert proxy.connections == before
 
+
+
+def test_a_worker_started_for_a_loopback_server_is_told_not_to_proxy_it(hostile: Hostile, tmp_path: Path) -> None:
+    proxy = hostile.proxy()
+    server = "http://127.0.0.1:8080/api"
+    EnvFileStore(tmp_path / "w.env").save(
+        StoredKey(server=server, app="proxied-worker", key_id="k-1", secret=SecretStr("worker-secret-1234")))
+    probe = "import json, os; print(json.dumps({n: os.environ.get(n) for n in ('NO_PROXY', 'no_proxy')}))"
+    env = proxied(proxy, CONDUCTOR_SERVER_URL=server, NO_PROXY="corp.example", no_proxy="")
+    result = provision(["run", "--app", "proxied-worker", "--store", f"env-file:{tmp_path / 'w.env'}",
+                        "--no-preflight", "--", sys.executable, "-c", probe], env=env)
+    assert result.returncode == 0, output(result)
+    assert json.loads(result.stdout) == {"NO_PROXY": "corp.example,127.0.0.1", "no_proxy": "127.0.0.1"}
