@@ -61,6 +61,7 @@ from orkes_provision.orkes.transport import (
     AnswerTooLarge,
     RequestClock,
     deadline_scope,
+    describe_proxy,
     json_body,
     server_transport,
 )
@@ -118,10 +119,12 @@ class OrkesClient:
             self._remember_secret(credentials.secret)
             self._auth = OrkesTokenAuth(credentials.key_id, credentials.secret, self._mint)
         # The transport decides the proxy (never for loopback), so httpx must not read the environment.
+        transport = transport or server_transport(self.server, insecure_http=insecure_http)
+        self._via = describe_proxy(transport)
         self._http = httpx.Client(
             base_url=self.server + "/",
             timeout=httpx.Timeout(timeout),
-            transport=transport or server_transport(self.server, insecure_http=insecure_http),
+            transport=transport,
             trust_env=False,
             headers={"User-Agent": user_agent, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=False,
@@ -423,8 +426,8 @@ class OrkesClient:
         hint = f"if the server is only slow, raise --timeout (now {self.deadline:g}s; env ORKES_PROVISION_TIMEOUT)"
         if not safe:
             hint = f"{_MAYBE_APPLIED_HINT}; {hint}"
-        return ServerUnavailable(f"cannot reach {self.server}: gave up after {clock.elapsed():.1f}s without a "
-                                 f"complete answer ({method} /api{path})", hint)
+        return ServerUnavailable(f"cannot reach {self.server}{self._via}: gave up after {clock.elapsed():.1f}s "
+                                 f"without a complete answer ({method} /api{path})", hint)
 
     def _cut_short(self, error: ProvisionError, clock: RequestClock, *, waited_for: float) -> ProvisionError:
         """The last error of a call whose next try would start past the deadline."""
@@ -465,7 +468,7 @@ class OrkesClient:
             reason = "the connection closed before an answer"
         else:
             reason = _one_line(str(err)) or type(err).__name__
-        message = f"cannot reach {self.server}: {self._redact(reason)} ({method} /api{path})"
+        message = f"cannot reach {self.server}{self._via}: {self._redact(reason)} ({method} /api{path})"
         return ServerUnavailable(message, None if safe else _MAYBE_APPLIED_HINT)
 
     def _error_for(self, response: httpx.Response, method: str, path: str, *,

@@ -122,7 +122,12 @@ def proxy_for(server: str, *, insecure_http: bool = False) -> str | None:
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy
-    shown = _without_credentials(proxy)
+    try:
+        httpx.Proxy(proxy)
+        shown = _without_credentials(proxy)
+    except (ValueError, httpx.InvalidURL):
+        raise UsageError(f"the proxy set for {parts.scheme}:// (HTTP(S)_PROXY or ALL_PROXY) is not a URL",
+                         "fix it (http://HOST:PORT), or unset it") from None
     if parts.scheme == "http" and not insecure_http:
         raise UsageError(f"refusing plain http:// to {host} through the proxy {shown}: the key secret and tokens "
                          "would cross it unencrypted",
@@ -179,6 +184,12 @@ def server_transport(server: str, *, insecure_http: bool = False) -> OrkesTransp
                           tls=server.startswith("https://"))
 
 
+def describe_proxy(transport: httpx.BaseTransport) -> str:
+    """`` through the proxy URL`` for a transport that uses one (credentials left out), else ``""``."""
+    proxy = getattr(transport, "proxy", None)
+    return f" through the proxy {_without_credentials(proxy)}" if isinstance(proxy, str) else ""
+
+
 class OrkesTransport(httpx.BaseTransport):
     """httpcore's pool with deadline-bounded sockets, and answers capped at ``max_bytes``."""
 
@@ -186,6 +197,7 @@ class OrkesTransport(httpx.BaseTransport):
         """``tls=False`` (a plain-http server, no https proxy) skips loading the CA bundle, which
         takes a tenth of a second and would never be used. ``SSL_CERT_FILE``/``SSL_CERT_DIR`` are honoured."""
         self.max_bytes = max_bytes
+        self.proxy = proxy
         needs_tls = tls or (proxy is not None and proxy.startswith("https://"))
         ssl_context = httpx.create_ssl_context(verify=True, trust_env=True) if needs_tls else None
         backend = _DeadlineBackend(httpcore.SyncBackend())

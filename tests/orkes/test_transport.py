@@ -80,3 +80,13 @@ def test_a_nested_deadline_keeps_the_earlier_one_and_the_first_start() -> None:
             assert unbounded.deadline == outer.deadline
     with deadline_scope(None) as none:
         assert none.left() is None
+
+
+@pytest.mark.parametrize("value", ["http://[bad", "::::", "http://user:hunter2@[bad"])
+def test_a_malformed_proxy_setting_is_a_usage_error_that_does_not_echo_it(proxies: pytest.MonkeyPatch,
+                                                                          value: str) -> None:
+    proxies.setenv("https_proxy", value)
+    with pytest.raises(UsageError) as caught:
+        proxy_for("https://orkes.example.com/api")
+    assert "not a URL" in caught.value.message
+    assert "hunter2" not in caught.value.message + caught.value.hint
