@@ -7,7 +7,21 @@ The exit-code table in the README is generated from ``EXIT_CODES``.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+# Three base64url parts, the first a JSON header ("eyJ" is '{"' encoded): a JWT, such as an Orkes token.
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_AUTH_VALUE = re.compile(r"(?i)((?:x-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)[^\s\"',;]+")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with JWT-shaped strings and authorization header values replaced by ``[redacted]``.
+
+    For what a server or a file says, which may echo the caller's token back; secrets the code
+    knows by value are redacted where they are known (``OrkesClient``).
+    """
+    return _JWT.sub("[redacted]", _AUTH_VALUE.sub(lambda m: m.group(1) + "[redacted]", text))
 
 
 class ProvisionError(Exception):

@@ -18,18 +18,26 @@ from typing import Any
 PRIVATE_MODE = 0o600
 
 
-def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE) -> None:
+def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None) -> None:
     """Atomically replace ``path`` with ``data``, mode 0600 (or ``mode``). Raises ``OSError`` on failure.
 
+    ``group`` is the group id the file gets before any byte is written (to keep a shared file's
+    group, e.g. root:svc 0640); when it cannot be set (the caller is not a member), the group
+    bits are dropped from ``mode`` rather than given to the caller's own group.
     The rename replaces a symlink at ``path`` rather than following it; callers that must
     refuse symlinks check before calling.
     """
     directory = path.parent
     tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, mode)
+    fd = os.open(tmp, flags, mode & PRIVATE_MODE)
     try:
         try:
+            if group is not None and group != os.fstat(fd).st_gid:
+                try:
+                    os.fchown(fd, -1, group)
+                except OSError:
+                    mode &= ~0o070
             # The umask can only remove bits, but make the mode exact whatever it was.
             os.fchmod(fd, mode)
             view = memoryview(data)

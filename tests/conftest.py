@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.sandbox_fixtures"]
+pytest_plugins = ["tests.sandbox_fixtures", "tests.hostile"]
 
 HAVE_SECRET_SERVICE = os.environ.get("ORKES_PROVISION_SECRET_SERVICE") == "1"
 REQUIRE_SECRET_SERVICE = os.environ.get("REQUIRE_SECRET_SERVICE") == "1"

@@ -52,8 +52,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec
+from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec, not_blank
 from orkes_provision.errors import ConfigError
+from orkes_provision.names import describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
@@ -82,7 +83,7 @@ def _tag_form(value: str) -> str:
     return f"{key.strip()}:{val.strip()}"
 
 
-TagTarget = Annotated[str, AfterValidator(_tag_form)]
+TagTarget = Annotated[str, AfterValidator(not_blank), AfterValidator(_tag_form)]
 
 
 class TaskEntry(BaseModel):
@@ -551,6 +552,9 @@ def _load_workflow(env: Environment, index: int, entry: WorkflowEntry, shown: st
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: {entry.file}: 'name' is missing or not a string",
                           "a workflow definition needs a name")
+    if (bad := forbidden_character(name)) is not None:
+        raise ConfigError(f"{where}: {entry.file}: 'name' contains {describe_character(bad)}, a control or "
+                          "line-separator character", "names are plain text on one line")
     if not isinstance(data.get("tasks"), list):
         raise ConfigError(f"{where}: {entry.file}: 'tasks' is missing or not a list",
                           "a workflow definition needs its list of tasks")

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orkes_provision.errors import UsageError
+from orkes_provision.names import describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
 
 GRANT_TARGET_TYPES = ("TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN")
@@ -19,13 +20,17 @@ TargetType = Literal["TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN"]
 
 
 def not_blank(value: str) -> str:
-    """Strip surrounding white space; refuse a value that is nothing else."""
+    """Strip surrounding white space; refuse a value that is nothing else, or that holds a control
+    or line-separator character (the check ``orkes_provision.names`` applies to command-line names)."""
+    bad = forbidden_character(value)
+    if bad is not None:
+        raise ValueError(f"contains {describe_character(bad)}, a control or line-separator character")
     if not value.strip():
         raise ValueError("must not be blank")
     return value.strip()
 
 
-# A name or id as people type it in flags and files: stripped, never blank.
+# A name or id as people type it in flags and files: stripped, never blank, plain text on one line.
 Name = Annotated[str, Field(min_length=1), AfterValidator(not_blank)]
 
 

@@ -84,6 +84,10 @@ def cli(**_: Any) -> None:
     Credentials come from --server and the CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY and
     CONDUCTOR_AUTH_SECRET variables, else from the profile stored by 'provision login'.
     '--profile sandbox' uses the local sandbox server with no set-up.
+
+    \b
+    Each request gives up after --timeout seconds, retries included (default 30):
+      provision --timeout 10 apps list
     """
     from orkes_provision import progress
     from orkes_provision.cli.common import WAITS

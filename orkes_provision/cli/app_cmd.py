@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import STORE_KINDS_WRITE, common_options, emit, info, opts
+from orkes_provision.cli.common import APP_ID, APP_NAME, STORE_KINDS_WRITE, TASK_NAME, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 
 
 @click.command("app")
-@click.argument("name", required=False)
+@click.argument("name", required=False, type=APP_NAME)
 @click.option("--worker", is_flag=True, help="Add the WORKER role (poll and execute granted tasks).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="Add a role (repeatable), e.g. METADATA_API.")
-@click.option("--grant", "grants", multiple=True, metavar="TASK",
+@click.option("--grant", "grants", multiple=True, metavar="TASK", type=TASK_NAME,
               help="Grant access on a task definition (repeatable).")
 @click.option("--access", "access", multiple=True, metavar="ACCESS",
               help="Access to grant on each task (repeatable; default EXECUTE): READ, UPDATE, EXECUTE, ...")
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @click.option("--new-key", is_flag=True, help="Create a new key even if the stored one still works.")
 @click.option("--register-tasks", is_flag=True,
               help="Register a minimal definition for granted tasks that are missing.")
-@click.option("--app-id", metavar="ID", help="Pick one application when several share the name.")
+@click.option("--app-id", metavar="ID", type=APP_ID, help="Pick one application when several share the name.")
 @click.option("--show-secret", is_flag=True, help="Allow '--store json' to print the secret to a terminal.")
 @click.option("--force", is_flag=True,
               help="Write the key into a store that holds another application's key, and retire that key.")

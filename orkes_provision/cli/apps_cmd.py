@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from orkes_provision.cli.common import ProvisionGroup, common_options, confirm, emit, yes_option
+from orkes_provision.cli.common import (
+    APP_NAME,
+    ProvisionGroup,
+    common_options,
+    confirm,
+    emit,
+    yes_option,
+)
 
 
 @click.group("apps", cls=ProvisionGroup)
@@ -49,7 +56,7 @@ def list_apps() -> None:
 
 
 @apps.command("show")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @common_options
 def show(app: str) -> None:
     """Show APP (name or id): roles, keys (never secrets) and grants.
@@ -82,7 +89,7 @@ def show(app: str) -> None:
 
 
 @apps.command("delete")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @yes_option
 @common_options
 def delete(app: str, yes: bool) -> None:

@@ -3,23 +3,30 @@
 The CLI's conventions live here so that a command gets them by using these pieces: results on
 stdout and progress on stderr (``emit``/``info``), JSON for every outcome under ``--json``
 (``report_error``), one confirmation rule (``confirm``/``yes_option``), one duration type
-(``DURATION``), one wording of the store kinds (``STORE_KINDS``), and groups that suggest a
-mistyped command and never cut a summary short (``ProvisionGroup``).
+(``DURATION``), one wording of the store kinds (``STORE_KINDS``), one check of the names a user
+gives (``NameType``), and groups that suggest a mistyped command and never cut a summary short
+(``ProvisionGroup``).
+
+Everything printed for people goes through ``emit``, ``info``, ``report_error`` or ``terminal_safe``:
+names, ids and messages may come from a server or a file, so control characters are escaped there
+(an OSC sequence could retitle the terminal or write the clipboard, a ``\r`` overwrite a line) and
+JWT-shaped tokens are redacted. JSON output is escaped by ``json.dumps`` itself (``ensure_ascii``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import click
 
-from orkes_provision.errors import Cancelled, ProvisionError, UsageError
+from orkes_provision.errors import Cancelled, ProvisionError, UsageError, redact_tokens
 from orkes_provision.progress import Wait
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +44,7 @@ class GlobalOptions:
     # Set once the result is on stdout: a failure after it (doctor's problems, a partial apply)
     # then goes to stderr, so that stdout stays one JSON document.
     result_printed: bool = False
+    timeout: float | None = None
 
     _current: ClassVar[GlobalOptions | None] = None
 
@@ -51,7 +59,8 @@ def _store(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         opts = GlobalOptions.current()
         if value not in (None, False, 0):
-            setattr(opts, field, value)
+            # Durations are kept as seconds (the library's unit); the option itself takes units.
+            setattr(opts, field, value.total_seconds() if hasattr(value, "total_seconds") else value)
             if field == "verbose":
                 _configure_logging(int(value))
         return value
@@ -73,11 +82,13 @@ def _configure_logging(verbosity: int) -> None:
 _SERVER_OPTIONS = ("--server", "--profile", "--insecure-http")
 
 
-def command_options(*, server: bool = True, json: bool = True, verbose: bool = True) -> Callable[[F], F]:
+def command_options(*, server: bool = True, json: bool = True, verbose: bool = True,
+                    timeout: bool | None = None) -> Callable[[F], F]:
     """The global options a command shows: only those that do something there.
 
-    ``server``: --server, --profile and --insecure-http (the command talks to a server);
-    ``json``: --json (it has a result to print); ``verbose``: -v (it logs something).
+    ``server``: --server, --profile, --insecure-http and --timeout (the command talks to a server);
+    ``json``: --json (it has a result to print); ``verbose``: -v (it logs something); ``timeout``:
+    False for a command whose own --timeout means something else (``deploy kubernetes``).
     """
     options = []
     if server:
@@ -98,7 +109,13 @@ def command_options(*, server: bool = True, json: bool = True, verbose: bool = T
     if server:
         options.append(click.option("--insecure-http", is_flag=True, expose_value=False, is_eager=True,
                                     callback=_store("insecure_http"),
-                                    help="Allow plain http:// to a host other than loopback."))
+                                    help="Allow plain http:// to a host other than loopback (also through a proxy)."))
+    if server if timeout is None else timeout:
+        options.append(click.option(
+            "--timeout", type=Duration(minimum_seconds=0.001), default=None, metavar="DURATION", expose_value=False,
+            is_eager=True, callback=_store("timeout"),
+            help="Give up on a request after this long, retries and waits included, e.g. 45s or 2m "
+                 "(env ORKES_PROVISION_TIMEOUT; default 30s)."))
 
     def decorate(func: F) -> F:
         for option in reversed(options):
@@ -109,7 +126,7 @@ def command_options(*, server: bool = True, json: bool = True, verbose: bool = T
 
 
 def common_options(func: F) -> F:
-    """Add --server, --profile, --json, -v and --insecure-http: a command that talks to a server."""
+    """Add --server, --profile, --json, -v, --insecure-http and --timeout: a command that talks to a server."""
     return command_options()(func)
 
 
@@ -171,25 +188,27 @@ def emit(data: Any, text: str | Callable[[], str] | None = None) -> None:
         return
     rendered = text() if callable(text) else text
     if rendered:
-        click.echo(rendered)
+        click.echo(terminal_safe(rendered))
 
 
 def info(message: str) -> None:
     """A progress line for people: stderr, so that stdout stays parseable."""
     if not opts().json:
         WAITS.end_line()
-        click.echo(message, err=True)
+        click.echo(terminal_safe(message), err=True)
 
 
 def report_error(err: ProvisionError, options: GlobalOptions) -> None:
     """``error:`` and ``hint:`` on stderr. Under --json the error is the outcome, so it goes to stdout,
     unless the command already printed its result there (then stderr, one JSON line)."""
     WAITS.end_line()
+    message, hint = redact_tokens(err.message), redact_tokens(err.hint)
     if options.json:
-        click.echo(json.dumps(err.to_dict(), sort_keys=True), err=options.result_printed)
+        data = err.to_dict() | {"message": message, "hint": hint}
+        click.echo(json.dumps(data, sort_keys=True), err=options.result_printed)
         return
-    click.echo(f"error: {err.message}", err=True)
-    click.echo(f"hint: {err.hint}", err=True)
+    click.echo(f"error: {terminal_safe(message, one_line=True)}", err=True)
+    click.echo(f"hint: {terminal_safe(hint, one_line=True)}", err=True)
 
 
 # ----- conventions shared by the commands --------------------------------------------------------
@@ -225,7 +244,7 @@ def confirm(question: str, *, yes: bool, action: str, warning: str | None = None
     if not stdin_is_tty():
         raise UsageError(f"refusing to {action} without confirmation: stdin is not a terminal",
                          "add --yes to confirm")
-    if not click.confirm(question, default=False, err=True):
+    if not click.confirm(terminal_safe(question), default=False, err=True):
         raise Cancelled(f"did not {action}: the answer was no", "nothing was changed; add --yes to skip the question")
 
 
@@ -303,3 +322,50 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6) + [c for c in choices if c.startswith(word)]
     return " or ".join(f"'{c}'" for c in list(dict.fromkeys(close))[:3])
+
+
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
+# controls that make text read differently than it is. Tab and (in multi-line text) newline stay.
+_CONTROLS = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[{_CONTROLS}]")
+_UNSAFE_ONE_LINE = re.compile(f"[\\n{_CONTROLS}]")
+
+
+def terminal_safe(text: str, *, one_line: bool = False) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\r``, ``\\u2028``);
+    with ``one_line``, newlines too."""
+    pattern = _UNSAFE_ONE_LINE if one_line else _UNSAFE
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+if TYPE_CHECKING:  # click 8.2+ types ParamType by its value and input; at run time any click 8 will do
+    _NameBase: TypeAlias = click.ParamType[str, str]
+else:
+    _NameBase = click.ParamType
+
+
+class NameType(_NameBase):
+    """A name argument or option, checked by ``orkes_provision.names`` while the command line is parsed,
+    so a bad name stops the command before any request (exit 2, naming the code point)."""
+
+    name = "name"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from orkes_provision.names import check_name
+
+        # A blank value is left to the command, whose message says what to give instead.
+        return check_name(value, self.what) if value.strip() else value
+
+
+APP_NAME = NameType("application name")
+APP_ID = NameType("application id")
+KEY_ID = NameType("key id")
+TASK_NAME = NameType("task name")
+WORKFLOW_NAME = NameType("workflow name")
+TAG = NameType("tag")
+DOMAIN = NameType("domain")
+WORKER_NAME = NameType("worker name")
+K8S_NAME = NameType("Kubernetes name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from orkes_provision.cli.common import opts
@@ -20,10 +21,16 @@ def resolve_server_credentials() -> Credentials:
     return resolve_credentials(server=options.server, profile=options.profile, insecure_http=options.insecure_http)
 
 
+def request_timeout() -> float:
+    """Seconds a request may take, retries and waits included: --timeout, else ORKES_PROVISION_TIMEOUT, else 30."""
+    options = opts()
+    return options.timeout if options.timeout is not None else Settings.from_env(os.environ).timeout
+
+
 def make_client(credentials: Credentials | None = None) -> OrkesClient:
     """A client authenticated with ``credentials``, else with those the global options resolve to."""
     credentials = credentials or resolve_server_credentials()
-    return OrkesClient(credentials, timeout=Settings().timeout)
+    return OrkesClient(credentials, deadline=request_timeout(), insecure_http=opts().insecure_http)
 
 
 def hint_options() -> tuple[str, ...]:

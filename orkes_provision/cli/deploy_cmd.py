@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import DURATION, STORE_KINDS, ProvisionGroup, common_options, emit, info, opts
+from orkes_provision.cli.common import (
+    DURATION,
+    K8S_NAME,
+    STORE_KINDS,
+    WORKER_NAME,
+    ProvisionGroup,
+    command_options,
+    common_options,
+    emit,
+    info,
+    opts,
+)
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,16 +38,17 @@ def deploy() -> None:
 
 
 @deploy.command("kubernetes")
-@click.argument("worker")
+@click.argument("worker", type=WORKER_NAME)
 @click.option("--render", "render_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
               help="Write the manifests to DIR (a file holding the secret is created 0600).")
 @click.option("--apply", "apply_", is_flag=True, help="Pipe the manifests to 'kubectl apply --server-side -f -'.")
-@click.option("--namespace", "-n", metavar="NS", help="Namespace (default: the store's, else 'default').")
+@click.option("--namespace", "-n", metavar="NS", type=K8S_NAME,
+              help="Namespace (default: the store's, else 'default').")
 @click.option("--replicas", type=click.IntRange(min=0, max=1000), help="Pods to run (default: the worker's replicas).")
 @click.option("--image", metavar="IMAGE", help="Container image holding the worker's code (required).")
 @click.option("--store", "store_spec", metavar="SPEC",
               help=f"Where the key is: {STORE_KINDS} (default: the project's store).")
-@click.option("--secret", "secret_name", metavar="NAME",
+@click.option("--secret", "secret_name", metavar="NAME", type=K8S_NAME,
               help="Secret/ConfigMap name when the store is outside the cluster (default: APP-conductor).")
 @click.option("--cpu", default="100m", show_default=True, metavar="QTY", help="CPU request.")
 @click.option("--memory", default="256Mi", show_default=True, metavar="QTY", help="Memory request and limit.")
@@ -45,7 +57,7 @@ def deploy() -> None:
               help="How long --wait waits (90s, 5m, ...).")
 @click.option("--project", "project_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="The project file (default: the nearest orkes-provision.toml).")
-@common_options
+@command_options(timeout=False)
 def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: str | None, replicas: int | None,
                image: str | None, store_spec: str | None, secret_name: str | None, cpu: str, memory: str,
                wait: bool, timeout: timedelta, project_file: Path | None) -> None:

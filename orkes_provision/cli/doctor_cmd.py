@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from orkes_provision.cli.common import STORE_KINDS, common_options, emit, info
+from orkes_provision.cli.common import APP_NAME, STORE_KINDS, TASK_NAME, common_options, emit, info
 
 
 @click.command("doctor")
-@click.argument("app", required=False)
-@click.option("--task", "tasks", multiple=True, metavar="TASK",
+@click.argument("app", required=False, type=APP_NAME)
+@click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME,
               help="A task the worker polls (repeatable; default: the project file's, else the app's granted tasks).")
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the worker's key is (default: the project file's, else where this machine delivered "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orkes_provision.cli.common import common_options, confirm, emit, opts, report_error
+from orkes_provision.cli.common import common_options, confirm, emit, opts, report_error, terminal_safe
 from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
@@ -191,14 +191,16 @@ def _credentials(env: Environment) -> Credentials:
 
 
 def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesClient:
-    from orkes_provision.credentials.settings import Settings
+    from orkes_provision.cli.context import request_timeout
     from orkes_provision.orkes.client import OrkesClient
     from orkes_provision.orkes.ratelimit import RateLimitObserver
+    from orkes_provision.orkes.transport import server_transport
 
+    insecure_http = opts().insecure_http
     transport = None
     if limiter is not None:
-        transport = RateLimitObserver(limiter, tls=credentials.server.startswith("https://"))
-    return OrkesClient(credentials, timeout=Settings().timeout, transport=transport)
+        transport = RateLimitObserver(limiter, server_transport(credentials.server, insecure_http=insecure_http))
+    return OrkesClient(credentials, deadline=request_timeout(), insecure_http=insecure_http, transport=transport)
 
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,
@@ -221,9 +223,9 @@ def _warn_findings(env_plan: EnvironmentPlan) -> None:
 def _show_and_confirm(env_plan: EnvironmentPlan, auto_approve: bool) -> None:
     if opts().json:
         if not auto_approve:
-            click.echo(env_plan.render(), err=True)
+            click.echo(terminal_safe(env_plan.render()), err=True)
     else:
-        click.echo(env_plan.render())
+        click.echo(terminal_safe(env_plan.render()))
     if auto_approve:
         return
     count = len(env_plan.plan.changes)
@@ -243,7 +245,7 @@ class _Progress:
         if outcome.status != "done":
             self.failed += 1
         failed = f", {self.failed} not done" if self.failed else ""
-        text = f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}"
+        text = terminal_safe(f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}", one_line=True)
         # Padded to the width rather than cleared with an escape code: click strips those when unsure.
         self._width = max(20, _terminal_width() - 1)
         click.echo("\r" + text[:self._width].ljust(self._width), nl=False, err=True)

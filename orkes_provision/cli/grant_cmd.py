@@ -7,15 +7,27 @@ from typing import Any
 
 import click
 
-from orkes_provision.cli.common import common_options, confirm, emit, yes_option
+from orkes_provision.cli.common import (
+    APP_NAME,
+    DOMAIN,
+    TAG,
+    TASK_NAME,
+    WORKFLOW_NAME,
+    common_options,
+    confirm,
+    emit,
+    yes_option,
+)
 
 
 def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--workflow", "workflows", multiple=True, metavar="NAME",
+        click.option("--workflow", "workflows", multiple=True, metavar="NAME", type=WORKFLOW_NAME,
                      help="A workflow definition (repeatable)."),
-        click.option("--tag", "tags", multiple=True, metavar="KEY:VALUE", help="Every definition with this tag."),
-        click.option("--domain", "domains", multiple=True, metavar="DOMAIN", help="Every task in this domain."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY:VALUE", type=TAG,
+                     help="Every definition with this tag."),
+        click.option("--domain", "domains", multiple=True, metavar="DOMAIN", type=DOMAIN,
+                     help="Every task in this domain."),
         click.option("--access", "access", multiple=True, metavar="ACCESS",
                      help="CREATE, READ, UPDATE, DELETE or EXECUTE (repeatable; default EXECUTE)."),
     ]):
@@ -88,8 +100,8 @@ def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
 
 
 @click.command("grant")
-@click.argument("app")
-@click.argument("tasks", nargs=-1)
+@click.argument("app", type=APP_NAME)
+@click.argument("tasks", nargs=-1, type=TASK_NAME)
 @_target_options
 @common_options
 def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
@@ -108,8 +120,8 @@ def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tu
 
 
 @click.command("revoke")
-@click.argument("app")
-@click.argument("tasks", nargs=-1)
+@click.argument("app", type=APP_NAME)
+@click.argument("tasks", nargs=-1, type=TASK_NAME)
 @_target_options
 @yes_option
 @common_options

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orkes_provision.cli.common import command_options, emit
+from orkes_provision.cli.common import APP_NAME, command_options, emit
 from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
 
 
@@ -14,7 +14,7 @@ from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--lang", "language", type=click.Choice(LANGUAGES), default="python", show_default=True,
               help="The worker's language (its official Conductor SDK).")
-@click.option("--app", "app_name", default=DEFAULT_APP, show_default=True, metavar="NAME",
+@click.option("--app", "app_name", default=DEFAULT_APP, show_default=True, metavar="NAME", type=APP_NAME,
               help="The application the worker runs as (written to orkes-provision.toml).")
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty (template files are replaced).")
 @command_options(server=False, verbose=False)

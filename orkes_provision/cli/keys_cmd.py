@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import click
 
 from orkes_provision.cli.common import (
+    APP_NAME,
+    KEY_ID,
     STORE_KINDS_WRITE,
     ProvisionGroup,
     common_options,
@@ -35,7 +37,7 @@ def keys() -> None:
 
 
 @keys.command("list")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @common_options
 def list_keys(app: str) -> None:
     """List the keys of APP (name or id) with their status and where this machine delivered each.
@@ -67,7 +69,7 @@ def list_keys(app: str) -> None:
 
 
 @keys.command("create")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @click.option("--store", "store_spec", metavar="SPEC",
               help=f"Where the key goes: {STORE_KINDS_WRITE} (default: the project file's, else where this "
                    "machine delivered APP's key, else the keyring).")
@@ -158,8 +160,8 @@ def _confirm_retiring(client: OrkesClient, app_id: str, app_name: str, key_id: s
 
 
 @keys.command("activate")
-@click.argument("app")
-@click.argument("key_id")
+@click.argument("app", type=APP_NAME)
+@click.argument("key_id", type=KEY_ID)
 @common_options
 def activate(app: str, key_id: str) -> None:
     """Make KEY_ID of APP ACTIVE (no change if it already is).
@@ -172,8 +174,8 @@ def activate(app: str, key_id: str) -> None:
 
 
 @keys.command("deactivate")
-@click.argument("app")
-@click.argument("key_id")
+@click.argument("app", type=APP_NAME)
+@click.argument("key_id", type=KEY_ID)
 @yes_option
 @common_options
 def deactivate(app: str, key_id: str, yes: bool) -> None:
@@ -190,8 +192,8 @@ def deactivate(app: str, key_id: str, yes: bool) -> None:
 
 
 @keys.command("delete")
-@click.argument("app")
-@click.argument("key_id")
+@click.argument("app", type=APP_NAME)
+@click.argument("key_id", type=KEY_ID)
 @yes_option
 @common_options
 def delete(app: str, key_id: str, yes: bool) -> None:

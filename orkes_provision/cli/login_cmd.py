@@ -8,12 +8,12 @@ import sys
 import click
 from pydantic import SecretStr
 
-from orkes_provision.cli.common import common_options, emit, info, opts
+from orkes_provision.cli.common import KEY_ID, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 
 @click.command("login")
-@click.option("--key-id", metavar="ID", help="The access key id (prompted for when omitted).")
+@click.option("--key-id", metavar="ID", type=KEY_ID, help="The access key id (prompted for when omitted).")
 @click.option("--secret-stdin", is_flag=True,
               help="Read the secret from stdin (what happens anyway when stdin is not a terminal; "
                    "a terminal always gets a hidden prompt).")
@@ -36,7 +36,7 @@ def login(key_id: str | None, secret_stdin: bool, no_verify: bool) -> None:
     from orkes_provision.orkes.urls import normalize_server_url
 
     options = opts()
-    name = options.profile or Settings().profile or DEFAULT_PROFILE
+    name = options.profile or Settings.from_env(os.environ).profile or DEFAULT_PROFILE
     raw_server = options.server or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None
     if raw_server is None:
         if not sys.stdin.isatty():
@@ -53,7 +53,9 @@ def login(key_id: str | None, secret_stdin: bool, no_verify: bool) -> None:
         raise UsageError("the key id is empty", "copy it from Access Control > Applications in the Orkes UI")
     credentials = Credentials(server=server, key_id=key_id, secret=secret)
     if not no_verify:
-        with OrkesClient(credentials, timeout=Settings().timeout) as client:
+        from orkes_provision.cli.context import request_timeout
+
+        with OrkesClient(credentials, deadline=request_timeout(), insecure_http=options.insecure_http) as client:
             client.exchange_token(key_id, secret)
         info(f"Key {key_id} is accepted by {server}.")
     profile = save_profile(name, server, key_id, secret)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import DURATION, STORE_KINDS_WRITE, common_options, emit, info, opts
+from orkes_provision.cli.common import APP_NAME, DURATION, STORE_KINDS_WRITE, common_options, emit, info, opts
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @click.command("rotate")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: at once).")
 @click.option("--store", "store_specs", multiple=True, metavar="SPEC",
@@ -81,7 +81,7 @@ def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait
 
 
 @click.command("prune")
-@click.argument("app")
+@click.argument("app", type=APP_NAME)
 @click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: every INACTIVE key).")
 @common_options

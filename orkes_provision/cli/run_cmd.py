@@ -19,7 +19,19 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from orkes_provision.cli.common import STORE_KINDS, ProvisionGroup, command_options, common_options, emit, info, opts
+from orkes_provision.cli.common import (
+    APP_NAME,
+    STORE_KINDS,
+    TASK_NAME,
+    WORKER_NAME,
+    ProvisionGroup,
+    command_options,
+    common_options,
+    emit,
+    info,
+    opts,
+    terminal_safe,
+)
 from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
@@ -29,7 +41,7 @@ if TYPE_CHECKING:
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--app", "app_name", metavar="APP",
+@click.option("--app", "app_name", metavar="APP", type=APP_NAME,
               help="The application whose key to use (default: the project file's application).")
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the key is (default: the project file's, else where this machine delivered it, else "
@@ -40,7 +52,7 @@ if TYPE_CHECKING:
               help="With --supervise: how many copies of CMD to run.")
 @click.option("--restart", "restart_policy", type=click.Choice(RESTART_POLICIES), default="on-failure",
               show_default=True, help="With --supervise: when to restart CMD after it exits.")
-@click.option("--task", "tasks", multiple=True, metavar="TASK",
+@click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME,
               help="A task the worker polls, for the preflight (repeatable; default: the project's grants).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
@@ -92,11 +104,11 @@ def worker() -> None:
 
 
 @worker.command("run")
-@click.argument("name")
+@click.argument("name", type=WORKER_NAME)
 @click.option("--replicas", type=click.IntRange(1, 64), default=None, help="How many copies (default: the file's).")
 @click.option("--restart", "restart_policy", type=click.Choice(RESTART_POLICIES), default=None,
               help="When to restart after an exit (default: the file's, else on-failure).")
-@click.option("--app", "app_name", metavar="APP", help="Override the project file's application.")
+@click.option("--app", "app_name", metavar="APP", type=APP_NAME, help="Override the project file's application.")
 @click.option("--store", "store_spec", metavar="SPEC",
               help=f"Override where the key is: {STORE_KINDS} (default: the file's, else where this machine "
                    "delivered it, else the keyring).")
@@ -255,13 +267,14 @@ def _key_only_preflight(app: str, home: _KeyHome, reason: str) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
+    from orkes_provision.cli.context import request_timeout
     from orkes_provision.errors import AuthenticationError, VerificationFailed
     from orkes_provision.orkes.client import OrkesClient
     from orkes_provision.orkes.models import Credentials
 
     key = home.key
     credentials = Credentials(server=home.server, key_id=key.key_id.strip(), secret=key.secret)
-    with OrkesClient(credentials) as client:
+    with OrkesClient(credentials, deadline=request_timeout(), insecure_http=opts().insecure_http) as client:
         try:
             client.exchange_token(credentials.key_id, credentials.secret)
         except AuthenticationError:
@@ -329,4 +342,4 @@ def _print_event(event: SupervisorEvent) -> None:
     if opts().json:
         click.echo(json.dumps(event.to_dict(), sort_keys=True), err=True)
     else:
-        click.echo(f"provision: {event.message}", err=True)
+        click.echo(terminal_safe(f"provision: {event.message}"), err=True)

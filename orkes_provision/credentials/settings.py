@@ -39,10 +39,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orkes_provision.errors import ConfigError, NotFound, StoreError, UsageError
+from orkes_provision.errors import ConfigError, NotFound, ProvisionError, StoreError, UsageError
 from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.orkes.urls import normalize_server_url
@@ -82,7 +82,21 @@ class Settings(BaseSettings):
     profile: str | None = Field(default=None, validation_alias="ORKES_PROVISION_PROFILE")
     config: Path | None = Field(default=None, validation_alias="ORKES_PROVISION_CONFIG")
     store: str | None = Field(default=None, validation_alias="ORKES_PROVISION_STORE")
-    timeout: float = Field(default=10.0, gt=0, validation_alias="ORKES_PROVISION_TIMEOUT")
+    # Seconds a request may take with its retries and waits (the CLI's --timeout).
+    timeout: float = Field(default=30.0, gt=0, validation_alias="ORKES_PROVISION_TIMEOUT")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # ORKES_PROVISION_TIMEOUT takes what --timeout takes: 45, 45s, 2m.
+        if isinstance(value, str) and value.strip() and not value.strip().replace(".", "", 1).isdigit():
+            from orkes_provision.durations import parse_duration
+
+            try:
+                return parse_duration(value).total_seconds()
+            except ProvisionError as err:
+                raise ValueError(err.message) from None
+        return value
     xdg_config_home: Path | None = Field(default=None, validation_alias="XDG_CONFIG_HOME")
     home: Path | None = Field(default=None, validation_alias="HOME")
 
@@ -107,7 +121,7 @@ class Settings(BaseSettings):
             return cls(**data)
         except ValidationError as err:
             first = err.errors()[0]
-            raise ConfigError(f"bad environment variable {first['loc'][0]}: {first['msg']}",
+            raise ConfigError(f"bad environment variable {first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}",
                               "fix or unset it") from None
         finally:
             _MAPPING_ONLY.reset(token)

@@ -48,7 +48,7 @@ def jwt_claims(token: str) -> dict[str, object]:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
 
@@ -59,7 +59,7 @@ def is_token_error(response: httpx.Response) -> bool:
         return False
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(body, dict) and body.get("error") in TOKEN_ERRORS
 

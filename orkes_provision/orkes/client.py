@@ -4,8 +4,10 @@ This module is the one place where HTTP becomes ``ProvisionError``: every status
 failure is translated in ``_error_for``/``_unreachable`` below, and nothing above it ever sees an
 httpx exception. Tokens come from ``OrkesTokenAuth``; retries follow ``RetryPolicy`` (safe calls
 on connection errors, timeouts, 429 and 502/503/504; non-idempotent POSTs only when the server
-provably did not act). Error messages and logs carry methods, paths, statuses and key ids,
-never secrets, tokens, headers or the bodies of ``/token`` and key creation.
+provably did not act). With a ``deadline`` a call ends by then, retries and waits included;
+answers are capped in size and the proxy is chosen per server (``transport``). Error messages and
+logs carry methods, paths, statuses and key ids, never secrets, tokens, headers or the bodies of
+``/token`` and key creation; what a server says in an error is redacted of secrets and tokens.
 
 The client is safe to share between threads: httpx.Client is, and token refresh is locked.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -36,6 +39,7 @@ from orkes_provision.errors import (
     ServerError,
     ServerUnavailable,
     UsageError,
+    redact_tokens,
 )
 from orkes_provision.orkes.auth import OrkesTokenAuth, is_token_error
 from orkes_provision.orkes.models import (
@@ -55,6 +59,15 @@ from orkes_provision.orkes.models import (
     app_user_id,
 )
 from orkes_provision.orkes.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+from orkes_provision.orkes.transport import (
+    ACCEPT_ENCODING,
+    AnswerTooLarge,
+    RequestClock,
+    deadline_scope,
+    describe_proxy,
+    json_body,
+    server_transport,
+)
 from orkes_provision.orkes.urls import normalize_server_url
 
 log = logging.getLogger("orkes_provision.http")
@@ -78,14 +91,18 @@ class OrkesClient:
     """A synchronous Orkes API client. Use as a context manager, or call ``close()``.
 
     ``credentials`` authenticate every call; without them only ``exchange_token`` and
-    unauthenticated endpoints work (``server`` then names the API). ``transport`` is for tests
-    (``httpx.MockTransport``); ``sleep`` and ``retry_policy`` let tests skip the waiting.
+    unauthenticated endpoints work (``server`` then names the API). ``timeout`` bounds one attempt
+    (each connect and read); ``deadline`` (seconds, the CLI's ``--timeout``) bounds a call with all
+    its retries and waits. ``insecure_http`` allows plain http through a proxy. ``transport`` is for
+    tests (``httpx.MockTransport``) and wrappers of ``server_transport``; ``sleep`` and
+    ``retry_policy`` let tests skip the waiting.
     """
 
     def __init__(self, credentials: Credentials | None = None, *, server: str | None = None,
                  timeout: float = 10.0, max_retries: int = 4, transport: httpx.BaseTransport | None = None,
                  user_agent: str = USER_AGENT, retry_policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, deadline: float | None = None,
+                 insecure_http: bool = False) -> None:
         if credentials is not None:
             self.server = credentials.server.rstrip("/")
         elif server is not None:
@@ -95,6 +112,7 @@ class OrkesClient:
             raise ConfigError("no server to talk to", "pass --server URL or set CONDUCTOR_SERVER_URL")
         self.credentials = credentials
         self.timeout = timeout
+        self.deadline = deadline
         self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self._sleep = sleep
         self._count_lock = threading.Lock()
@@ -105,11 +123,15 @@ class OrkesClient:
         if credentials is not None:
             self._remember_secret(credentials.secret)
             self._auth = OrkesTokenAuth(credentials.key_id, credentials.secret, self._mint)
+        # The transport decides the proxy (never for loopback), so httpx must not read the environment.
+        transport = transport or server_transport(self.server, insecure_http=insecure_http)
+        self._via = describe_proxy(transport)
         self._http = httpx.Client(
             base_url=self.server + "/",
             timeout=httpx.Timeout(timeout),
             transport=transport,
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            trust_env=False,
+            headers={"User-Agent": user_agent, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=False,
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
@@ -164,12 +186,13 @@ class OrkesClient:
         if not response.is_success:
             raise self._error_for(response, "POST", "/token", key_id=key_id)
         try:
-            data = response.json()
+            data = json_body(response)
         except ValueError:
             raise self._not_orkes() from None
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise self._not_orkes()
+        self._remember_secret(SecretStr(token))
         return SecretStr(token)
 
     def _not_orkes(self) -> ConfigError:
@@ -440,7 +463,8 @@ class OrkesClient:
         """Send one call, with retries; return a 2xx response or raise a ``ProvisionError``.
 
         With ``check=False`` the last response is returned whatever its status (transport
-        failures still raise), for callers that read error answers themselves.
+        failures still raise), for callers that read error answers themselves. With a
+        ``deadline``, every attempt, wait and token exchange of the call fits in it.
         """
         if authenticated and self._auth is None:
             raise ConfigError("no credentials for this call", "set CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET")
@@ -449,46 +473,95 @@ class OrkesClient:
         attempt = 0
         waited = 0.0  # seconds slept between attempts of this call
         maybe_applied = False  # an earlier attempt may have reached the server and been carried out
-        while True:
-            try:
-                response = self._http.request(method, path.lstrip("/"), json=json, params=params, auth=auth)
-            except (httpx.HTTPError, httpx.InvalidURL) as err:
-                if attempt < policy.max_retries and isinstance(err, httpx.TransportError) \
-                        and policy.should_retry_error(err, safe=safe):
-                    delay = policy.backoff(attempt)
-                    log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
-                    waited += delay
-                    self._tell_retry(self._unreachable(err, method, path, safe=True).message, waited, delay, attempt)
-                    self._sleep(delay)
-                    attempt += 1
-                    maybe_applied = maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
-                    continue
-                raise self._unreachable(err, method, path, safe=safe) from None
-            if response.is_success:
-                return response
-            if method == "DELETE" and response.status_code == 404 and maybe_applied:
-                # The lost answer was to a delete the server did carry out: gone is what was asked for.
-                log.info("%s %s: 404 after a lost answer; treating it as deleted", method, path)
-                return response
-            if attempt < policy.max_retries and policy.should_retry_status(response.status_code, safe=safe):
-                asked = retry_after_seconds(response)
-                if asked is not None and asked > policy.max_retry_after:
-                    raise self._error_for(response, method, path, key_id=key_id)
-                delay = policy.backoff(attempt) if asked is None else asked
-                log.info("%s %s: %d; retrying in %.1fs", method, path, response.status_code, delay)
-                waited += delay
-                self._tell_retry(f"{self.server} answered {response.status_code} to {method} /api{path}",
-                                 waited, delay, attempt)
-                self._sleep(delay)
-                attempt += 1
-                maybe_applied = maybe_applied or response.status_code != 429
-                continue
-            if not check:
-                return response
-            error = self._error_for(response, method, path, key_id=key_id)
-            if not safe and response.status_code >= 500:
-                error.hint = _MAYBE_APPLIED_HINT
-            raise error
+        with deadline_scope(self.deadline) as clock:
+            while True:
+                left = clock.left()
+                if left is not None and left <= 0:
+                    raise self._timed_out(clock, method, path, safe=safe or not maybe_applied)
+                timeout = self.timeout if left is None else min(self.timeout, left)
+                try:
+                    response = self._http.request(method, path.lstrip("/"), json=json, params=params, auth=auth,
+                                                  timeout=timeout)
+                except AnswerTooLarge as err:
+                    raise ServerUnavailable(f"{self.server} answered {method} /api{path} with more than "
+                                            f"{err.limit // (1024 * 1024)} MB; stopped reading",
+                                            "no Orkes answer is that large: check that --server is the Orkes API "
+                                            "you meant") from None
+                except (httpx.HTTPError, httpx.InvalidURL) as err:
+                    tls = _tls_failure(err)
+                    if tls is not None:
+                        raise self._tls_error(tls, method, path) from None
+                    if attempt < policy.max_retries and isinstance(err, httpx.TransportError) \
+                            and policy.should_retry_error(err, safe=safe) and not _expired(clock):
+                        delay = policy.backoff(attempt)
+                        if _fits(delay, clock):
+                            log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
+                            waited += delay
+                            self._tell_retry(self._unreachable(err, method, path, safe=True).message, waited,
+                                             delay, attempt)
+                            self._sleep(delay)
+                            attempt += 1
+                            maybe_applied = maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
+                            continue
+                    raise self._unreachable(err, method, path, safe=safe, clock=clock) from None
+                if response.is_success:
+                    return response
+                if method == "DELETE" and response.status_code == 404 and maybe_applied:
+                    # The lost answer was to a delete the server did carry out: gone is what was asked for.
+                    log.info("%s %s: 404 after a lost answer; treating it as deleted", method, path)
+                    return response
+                if attempt < policy.max_retries and policy.should_retry_status(response.status_code, safe=safe):
+                    asked = retry_after_seconds(response)
+                    if asked is not None and asked > policy.max_retry_after:
+                        raise self._error_for(response, method, path, key_id=key_id)
+                    delay = policy.backoff(attempt) if asked is None else asked
+                    if _fits(delay, clock):
+                        log.info("%s %s: %d; retrying in %.1fs", method, path, response.status_code, delay)
+                        waited += delay
+                        self._tell_retry(f"{self.server} answered {response.status_code} to {method} /api{path}",
+                                         waited, delay, attempt)
+                        self._sleep(delay)
+                        attempt += 1
+                        maybe_applied = maybe_applied or response.status_code != 429
+                        continue
+                    if check:
+                        raise self._cut_short(self._error_for(response, method, path, key_id=key_id), clock,
+                                              waited_for=delay)
+                if not check:
+                    return response
+                error = self._error_for(response, method, path, key_id=key_id)
+                if not safe and response.status_code >= 500:
+                    error.hint = _MAYBE_APPLIED_HINT
+                raise error
+
+    def _timed_out(self, clock: RequestClock, method: str, path: str, *, safe: bool) -> ServerUnavailable:
+        hint = f"if the server is only slow, raise --timeout (now {self.deadline:g}s; env ORKES_PROVISION_TIMEOUT)"
+        if not safe:
+            hint = f"{_MAYBE_APPLIED_HINT}; {hint}"
+        return ServerUnavailable(f"cannot reach {self.server}{self._via}: gave up after {clock.elapsed():.1f}s "
+                                 f"without a complete answer ({method} /api{path})", hint)
+
+    def _cut_short(self, error: ProvisionError, clock: RequestClock, *, waited_for: float) -> ProvisionError:
+        """The last error of a call whose next try would start past the deadline."""
+        error.message += (f"; gave up after {clock.elapsed():.1f}s (the next try was due in {waited_for:.1f}s, "
+                          f"past --timeout {self.deadline:g}s)")
+        error.hint = "retry later, or raise --timeout (env ORKES_PROVISION_TIMEOUT) to wait longer"
+        return error
+
+    def _tls_error(self, err: ssl.SSLError, method: str, path: str) -> ServerUnavailable:
+        host = urllib.parse.urlsplit(self.server).hostname or self.server
+        if isinstance(err, ssl.SSLCertVerificationError):
+            reason = err.verify_message or err.reason or "certificate verify failed"
+            return ServerUnavailable(
+                f"cannot reach {self.server}: the TLS certificate of {host} is not trusted ({reason}) "
+                f"({method} /api{path})",
+                f"if {host} uses a private CA, point SSL_CERT_FILE at that CA's certificate (PEM) and run it "
+                "again; check that --server names the host the certificate is for")
+        reason = _one_line(str(err.reason or err)) or type(err).__name__
+        return ServerUnavailable(f"cannot reach {self.server}: the TLS handshake with {host} failed ({reason}) "
+                                 f"({method} /api{path})",
+                                 f"check that {host} serves https at that port (a plain-http server needs "
+                                 "http://); for a private CA set SSL_CERT_FILE")
 
     def _tell_retry(self, what: str, waited: float, delay: float, attempt: int) -> None:
         """Say on the progress channel why the call waits, once its waiting passes a second."""
@@ -497,9 +570,12 @@ class OrkesClient:
                              f"{self.retry_policy.max_retries})", topic="retry")
 
     def _unreachable(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *,
-                     safe: bool) -> ProvisionError:
+                     safe: bool, clock: RequestClock | None = None) -> ProvisionError:
         if not isinstance(err, httpx.TransportError):
-            return ServerError(f"{method} /api{path} failed: {_one_line(str(err)) or type(err).__name__}")
+            reason = self._redact(_one_line(str(err))) or type(err).__name__
+            return ServerError(f"{method} /api{path} failed: {reason}")
+        if isinstance(err, httpx.TimeoutException) and clock is not None and self.deadline is not None:
+            return self._timed_out(clock, method, path, safe=safe)
         if isinstance(err, httpx.TimeoutException):
             reason = f"no answer within {self.timeout:g}s"
         elif isinstance(err, httpx.ConnectError):
@@ -510,7 +586,7 @@ class OrkesClient:
             reason = "the connection closed before an answer"
         else:
             reason = _one_line(str(err)) or type(err).__name__
-        message = f"cannot reach {self.server}: {self._redact(reason)} ({method} /api{path})"
+        message = f"cannot reach {self.server}{self._via}: {self._redact(reason)} ({method} /api{path})"
         return ServerUnavailable(message, None if safe else _MAYBE_APPLIED_HINT)
 
     def _error_for(self, response: httpx.Response, method: str, path: str, *,
@@ -520,7 +596,7 @@ class OrkesClient:
         where = f"{method} /api{path}"
         body: Any = None
         try:
-            body = response.json() if response.content else None
+            body = json_body(response) if response.content else None
         except ValueError:
             body = None
         message = ""
@@ -552,7 +628,7 @@ class OrkesClient:
         if status == 429:
             return RateLimited(f"the server kept answering 429 Too Many Requests to {where}")
         if 300 <= status < 400:
-            location = response.headers.get("location", "?")
+            location = self._redact(_one_line(response.headers.get("location", "?")))
             return ServerError(f"{where} was redirected ({status}) to {location}",
                                "give --server the URL it redirects to (https:// and ending in /api)")
         if status >= 500:
@@ -563,7 +639,7 @@ class OrkesClient:
         if not response.content.strip():
             return None
         try:
-            return response.json()
+            return json_body(response)
         except ValueError:
             raise ServerError(f"{self.server} answered {where} with something that is not JSON",
                               "check that --server points at the Orkes API (it ends in /api)") from None
@@ -594,11 +670,12 @@ class OrkesClient:
                 self._secrets.add(value)
 
     def _redact(self, text: str) -> str:
+        """``text`` without the secrets and tokens this client knows, nor anything shaped like a token."""
         with self._secrets_lock:
-            secrets = tuple(self._secrets)
+            secrets = sorted(self._secrets, key=len, reverse=True)
         for secret in secrets:
             text = text.replace(secret, "[redacted]")
-        return text
+        return redact_tokens(text)
 
     def _on_request(self, request: httpx.Request) -> None:
         request.extensions[_START] = time.monotonic()
@@ -616,6 +693,29 @@ class OrkesClient:
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _expired(clock: RequestClock) -> bool:
+    left = clock.left()
+    return left is not None and left <= 0
+
+
+def _fits(delay: float, clock: RequestClock) -> bool:
+    """Would a retry after ``delay`` seconds still start before the deadline?"""
+    left = clock.left()
+    return left is None or delay < left
+
+
+def _tls_failure(err: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection failure: not transient, so never retried."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _first_error(err: ValidationError) -> str:

@@ -8,6 +8,7 @@ exactly one form everywhere: ``scheme://host[:port][/prefix]/api``.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import urllib.parse
 
 from orkes_provision.errors import UsageError
@@ -16,12 +17,29 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` (and its subdomains) and every loopback IP address."""
+    """True for a loopback IP address, and for a loopback name (``localhost``, its subdomains) that
+    resolves to loopback addresses only.
+
+    A name is not trusted for what it says: ``*.localhost`` is sent to DNS by many resolvers, and
+    any name can be mapped anywhere, so the answer is what the resolver returns now.
+    """
     host = host.strip("[]").lower().rstrip(".")
-    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host not in _LOOPBACK_NAMES and not host.endswith(".localhost"):
+        return False
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(_is_loopback_address(address) for address in addresses)
+
+
+def _is_loopback_address(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
 
@@ -56,8 +74,9 @@ def normalize_server_url(url: str, *, insecure_http: bool = False) -> str:
     if not host or any(ch.isspace() for ch in host):
         raise UsageError(f"not a server URL: {shown}", "write it as https://HOST[:PORT]/api")
     if scheme == "http" and not insecure_http and not is_loopback_host(host):
-        raise UsageError(f"refusing plain http:// to {host}: the key secret and tokens would travel unencrypted",
-                         "use https://, or pass --insecure-http if this network is trusted")
+        why = " (it does not resolve to loopback addresses only)" if _looks_local(host) else ""
+        raise UsageError(f"refusing plain http:// to {host}{why}: the key secret and tokens would travel "
+                         "unencrypted", "use https://, or pass --insecure-http if this network is trusted")
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc = f"{netloc}:{port}"
@@ -65,6 +84,11 @@ def normalize_server_url(url: str, *, insecure_http: bool = False) -> str:
     if path.endswith("/api"):
         path = path[: -len("/api")]
     return f"{scheme}://{netloc}{path}/api"
+
+
+def _looks_local(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host in _LOOPBACK_NAMES or host.endswith(".localhost")
 
 
 def server_root(api_url: str) -> str:

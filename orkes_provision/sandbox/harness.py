@@ -8,6 +8,7 @@
 
 The server runs as ``python -m orkes_provision.sandbox`` in its own process group, on a free port
 (``--port 0``) and a given or temporary data dir; its output goes to ``DATA_DIR/server.log``.
+The harness talks to it directly, never through a proxy from the environment (it is loopback).
 ``stop()`` sends SIGTERM to the group and SIGKILL if it lingers. ``restart()`` keeps the data dir
 and the port. Every wait is bounded.
 """
@@ -93,7 +94,7 @@ class SandboxProcess:
                 self.port = int(info["port"])
                 self.root_url, self.url = str(info["rootUrl"]), str(info["url"])
                 try:
-                    if httpx.get(self.root_url + "/health", timeout=2.0).status_code == 200:
+                    if httpx.get(self.root_url + "/health", timeout=2.0, trust_env=False).status_code == 200:
                         self._token = None
                         return
                 except httpx.HTTPError:
@@ -188,7 +189,7 @@ class SandboxProcess:
 
     def token(self, key_id: str | None = None, secret: SecretStr | None = None) -> SecretStr:
         """A JWT for the given key, or for the admin key."""
-        response = httpx.post(self.url + "/token", timeout=10.0, json={
+        response = httpx.post(self.url + "/token", timeout=10.0, trust_env=False, json={
             "keyId": key_id or self.admin_key_id,
             "keySecret": (secret or self.admin_secret).get_secret_value()})
         response.raise_for_status()
@@ -199,7 +200,7 @@ class SandboxProcess:
         for _ in range(2):
             if self._token is None:
                 self._token = self.token().get_secret_value()
-            response = httpx.request(method, self.url + path, json=json_body, timeout=timeout,
+            response = httpx.request(method, self.url + path, json=json_body, timeout=timeout, trust_env=False,
                                      headers={"X-Authorization": self._token})
             if response.status_code != 401:
                 return response

@@ -26,6 +26,7 @@ import os
 import shlex
 import shutil
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 from pydantic import SecretStr
 
 from orkes_provision.errors import ConfigError, ProvisionError, StoreError, VerificationFailed
-from orkes_provision.orkes.urls import normalize_server_url
+from orkes_provision.orkes.urls import is_loopback_host, normalize_server_url
 
 if TYPE_CHECKING:
     from orkes_provision.access.doctor import DoctorReport
@@ -104,7 +105,20 @@ def worker_environment(base_env: Mapping[str, str], key: WorkerKey, runtime: str
     env[AUTH_KEY] = key_id
     env[AUTH_SECRET] = secret
     env.update(RUNTIME_ALIASES.get(runtime or "", {}))
+    _no_proxy_for_loopback(env, env[SERVER_URL])
     return env
+
+
+def _no_proxy_for_loopback(env: dict[str, str], server: str) -> None:
+    # A worker's SDK may send its key through HTTP_PROXY even to loopback (plain http: in clear);
+    # NO_PROXY is the one setting every SDK's HTTP client reads to prevent that.
+    host = urllib.parse.urlsplit(server).hostname or ""
+    if not is_loopback_host(host):
+        return
+    for name in ("NO_PROXY", "no_proxy"):
+        entries = [e.strip() for e in env.get(name, "").split(",") if e.strip()]
+        if host not in entries:
+            env[name] = ",".join([*entries, host])
 
 
 def api_url(server: str) -> str:

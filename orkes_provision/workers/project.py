@@ -36,7 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from orkes_provision.access.lint import ProjectDecl, WorkerDecl
-from orkes_provision.access.spec import Name
+from orkes_provision.access.spec import Name, not_blank
 from orkes_provision.credentials.delivery import ProjectDefaults
 from orkes_provision.errors import ConfigError
 from orkes_provision.tomlfiles import read_toml, validation_error
@@ -57,9 +57,7 @@ RESERVED_ENV = frozenset({
 
 
 def _clean_names(values: list[str]) -> list[str]:
-    cleaned = [v.strip() for v in values]
-    if any(not v for v in cleaned):
-        raise ValueError("names must not be blank")
+    cleaned = [not_blank(v) for v in values]
     return list(dict.fromkeys(cleaned))
 
 

@@ -192,7 +192,7 @@ PLAN: tuple[Step, ...] = (
     Step("export", ("export", "-o", "{root}/exported/env.toml", "--json", "-v")),
     Step("export", ("export", "--application", APP, "-v")),
     Step("export", ("export", "-o", "{root}/exported/env.toml"), variant="sentinel", expect=4),
-    Step("lint", ("lint", "-f", "{root}/exported/env.toml", "--json", "-v")),
+    Step("lint", ("lint", "-f", "{root}/exported/env.toml", "--json")),
     Step("lint", ("lint", "-f", "{root}/no-such.toml"), expect=1),
     Step("init", ("init", "--lang", "python", "--app", APP, "{root}/proj"), after=lambda ctx, run: write_project(ctx)),
     Step("worker list", ("worker", "list", "--project", PROJECT, "--json")),

@@ -13,19 +13,29 @@ alike: it is refused.
 
 Beside the three variables the store writes one comment, ``# orkes-provision app: NAME``, so
 that ``load`` for another application does not return this key.
+
+An existing file is used only when it is safe, as ssh's StrictModes wants of a key file: owned by
+the caller and neither group- nor world-writable (someone else may have planted lines in it, such
+as ``PYTHONPATH=``). A rewrite keeps the file's group, and its group-read bit only when others get
+nothing (``root:svc 0640`` stays so; a ``0644`` file, the umask's default, becomes ``0600``).
+Lines are split where bash splits them, on ``\n`` alone, and kept byte for byte; a file with
+carriage returns (CRLF line endings, which bash reads into the values) is not rewritten.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import stat
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from orkes_provision.credentials.stores.base import StoredKey, canonical_server
 from orkes_provision.errors import StoreError, UsageError
-from orkes_provision.fileio import write_private_file
+from orkes_provision.fileio import PRIVATE_MODE, write_private_file
+from orkes_provision.names import describe_character, forbidden_character
 
 SERVER_VAR = "CONDUCTOR_SERVER_URL"
 KEY_VAR = "CONDUCTOR_AUTH_KEY"
@@ -34,7 +44,9 @@ MANAGED_VARS = (SERVER_VAR, KEY_VAR, SECRET_VAR)
 HEADER = "# Written by orkes-provision. Contains secrets: keep it private (mode 0600), do not commit it."
 MARKER_PREFIX = "# orkes-provision app: "
 
-_ASSIGNMENT = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=(?P<rest>.*)$")
+# Blanks are what bash takes for blanks (space, tab), not every character str.isspace() knows.
+_ASSIGNMENT = re.compile(r"^(?P<indent>[ \t]*)(?P<export>export[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*="
+                         r"(?P<rest>.*)$")
 # Characters that mean nothing special to bash, python-dotenv or docker in an unquoted value.
 _BARE_SAFE = re.compile(r"^[A-Za-z0-9_\-.:/@%+=,]+$")
 # Also refused: what str.splitlines() (this module's reader) takes for a line break although bash
@@ -63,7 +75,7 @@ def parse_env(text: str) -> dict[str, str]:
     Later assignments win, as they would in bash.
     """
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
         match = _ASSIGNMENT.match(line)
         if match is None:
             continue
@@ -109,6 +121,7 @@ class EnvFileStore:
         if not directory.is_dir():
             raise StoreError(f"cannot write {self.path}: directory {directory} does not exist",
                              "create the directory first, or choose another --store env-file:PATH")
+        _refuse_carriage_returns(self.path, self._read())
         target = self.path if self.path.exists() else directory
         if not os.access(directory, os.W_OK | os.X_OK) or not os.access(target, os.W_OK):
             raise StoreError(f"cannot write {self.path}: permission denied",
@@ -151,8 +164,9 @@ class EnvFileStore:
         return StoredKey(server=canonical_server(server), app=app, key_id=key_id, secret=SecretStr(secret))
 
     def save(self, key: StoredKey) -> None:
-        if "\n" in key.app or "\r" in key.app or "\x00" in key.app:
-            raise StoreError("the application name contains a line break", "rename the application")
+        bad = forbidden_character(key.app)
+        if bad is not None:  # it goes into the marker comment: it must not start a line of its own
+            raise StoreError(f"the application name contains {describe_character(bad)}", "rename the application")
         self.check_writable()
         wanted = {
             SERVER_VAR: quote_value(canonical_server(key.server), name=SERVER_VAR),
@@ -160,7 +174,8 @@ class EnvFileStore:
             SECRET_VAR: quote_value(key.secret.get_secret_value(), name=SECRET_VAR),
         }
         existing = self._read()
-        lines = [HEADER, MARKER_PREFIX + key.app] if existing is None else existing.splitlines()
+        _refuse_carriage_returns(self.path, existing)
+        lines = [HEADER, MARKER_PREFIX + key.app] if existing is None else _lines(existing)
         out: list[str] = []
         seen: set[str] = set()
         marker_written = False
@@ -189,7 +204,8 @@ class EnvFileStore:
         if self.load(server, app) is None:
             return
         text = self._read() or ""
-        kept = [line for line in text.splitlines()
+        _refuse_carriage_returns(self.path, text)
+        kept = [line for line in _lines(text)
                 if not line.startswith(MARKER_PREFIX)
                 and not ((m := _ASSIGNMENT.match(line)) and m.group("name") in MANAGED_VARS)]
         self._write("\n".join(kept) + ("\n" if kept else ""))
@@ -203,6 +219,27 @@ class EnvFileStore:
                              "give the real path of the file (symlinks are not followed)")
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"cannot use {self.path}: it is not a regular file", "choose a file path")
+        self._refuse_unsafe()
+
+    def _refuse_unsafe(self) -> None:
+        """StrictModes: a file someone else owns or may write is not trusted to hold or give a secret."""
+        try:
+            info = self.path.lstat()
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise StoreError(f"cannot use {self.path}: {err.strerror or err}", "check the file") from None
+        me = os.geteuid()
+        if info.st_uid != me:
+            raise StoreError(f"refusing to use {self.path}: it is owned by {_user(info.st_uid)}, not by you "
+                             f"({_user(me)}), so it may hold lines you did not write",
+                             f"check what it holds, then: chown {_user_name(me)} {self.path} (or remove it)")
+        mode = stat.S_IMODE(info.st_mode)
+        writable = [who for who, bit in (("group", stat.S_IWGRP), ("world", stat.S_IWOTH)) if mode & bit]
+        if writable:
+            raise StoreError(f"refusing to use {self.path}: it is {'- and '.join(writable)}-writable "
+                             f"(mode {mode:04o}), so someone else may have written lines into it",
+                             f"check what it holds, then: chmod 600 {self.path}")
 
     def _read(self) -> str | None:
         try:
@@ -224,15 +261,53 @@ class EnvFileStore:
 
     def _write(self, text: str) -> None:
         self._refuse_special()
+        mode, group = PRIVATE_MODE, None
         try:
-            write_private_file(self.path, text.encode("utf-8"))
+            info = self.path.lstat()
+        except FileNotFoundError:
+            pass
+        else:
+            # Safe (checked above): the owner is the caller; keep the group, and its read bit only
+            # when others get nothing (a deliberate share like root:svc 0640, not a umask default).
+            group = info.st_gid
+            if info.st_mode & stat.S_IRGRP and not info.st_mode & stat.S_IRWXO:
+                mode = PRIVATE_MODE | stat.S_IRGRP
+        try:
+            write_private_file(self.path, text.encode("utf-8"), mode=mode, group=group)
         except OSError as err:
             raise StoreError(f"cannot write {self.path}: {err.strerror or err}",
                              "choose a path in a directory you can write, e.g. --store env-file:./worker.env") from None
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of ``text`` as bash reads them: split on newlines only, each kept byte for byte."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _refuse_carriage_returns(path: Path, text: str | None) -> None:
+    if text is not None and "\r" in text:
+        raise StoreError(f"refusing to rewrite {path}: it has CR characters (CRLF, Windows line endings), which "
+                         "bash reads into the values",
+                         f"convert it first (dos2unix {path}), or choose another --store env-file:PATH")
+
+
+def _user(uid: int) -> str:
+    name = _user_name(uid)
+    return f"{name} (uid {uid})" if name != str(uid) else f"uid {uid}"
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def _marker(text: str) -> str | None:
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.startswith(MARKER_PREFIX):
             return line[len(MARKER_PREFIX):]
     return None

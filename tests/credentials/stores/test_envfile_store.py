@@ -146,7 +146,7 @@ def test_an_unwritable_directory_is_refused_naming_the_path(tmp_path: Path) -> N
 
 def test_a_write_refused_by_the_os_is_a_store_error_naming_the_path(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    def denied(path: Path, data: bytes) -> None:
+    def denied(path: Path, data: bytes, **_: object) -> None:
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("orkes_provision.credentials.stores.envfile.write_private_file", denied)
