@@ -121,8 +121,8 @@ class Settings(BaseSettings):
             return cls(**data)
         except ValidationError as err:
             first = err.errors()[0]
-            raise ConfigError(f"bad environment variable {first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}",
-                              "fix or unset it") from None
+            why = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"bad environment variable {first['loc'][0]}: {why}", "fix or unset it") from None
         finally:
             _MAPPING_ONLY.reset(token)
 
