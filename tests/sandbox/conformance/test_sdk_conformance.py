@@ -188,10 +188,13 @@ def test_sdk_metadata_and_task_clients_conform(sandbox: SandboxProcess) -> None:
     tasks.update_task(TaskResult(workflow_instance_id=following.workflow_instance_id, task_id=following.task_id,
                                  status="COMPLETED", output_data={"result": "ok"}))
     # 204 on the wire; the SDK turns the empty body into an empty Task.
+    mark = len(sandbox.requests())
     empty = tasks.poll_task("greetings", worker_id="conformance")
     assert empty is None or empty.task_id is None
-    assert sandbox.requests()[-1]["path"] == "/api/tasks/poll/greetings"
-    assert sandbox.requests()[-1]["status"] == 204
+    # The log line is written as the answer goes out: wait for it rather than read the last line at once.
+    [poll] = wait_for(lambda: [r for r in sandbox.requests()[mark:] if r["path"] == "/api/tasks/poll/greetings"]
+                      or None, timeout=10)
+    assert poll["status"] == 204
     assert tasks.batch_poll_tasks("greetings", worker_id="conformance", count=2, timeout_in_millisecond=0) == []
     assert _validated(recorder) >= {"registerTaskDef", "getTaskDef", "getTaskDefs", "get_1", "startWorkflow_1",
                                     "batchPoll", "updateTask", "updateTaskV2", "getExecutionStatus"}
