@@ -99,7 +99,8 @@ def test_latency_is_added_without_blocking_other_requests(sandbox_factory: Sandb
     total = time.monotonic() - started
     assert len(durations) == 8
     assert min(durations) >= 0.3
-    assert total < 8 * 0.3 / 2  # serialised would take 2.4 s; overlapping takes about 0.3 s
+    # Serialised would take at least 2.4 s; overlapping takes about 0.3 s, more on a loaded machine.
+    assert total < 8 * 0.3 * 0.75
 
 
 def test_drop_after_commit_commits_then_drops_the_connection(sandbox: SandboxProcess) -> None:
