@@ -310,5 +310,6 @@ def test_the_readme_tour_runs_as_written_in_a_fresh_shell(tmp_path: Path) -> Non
         assert f"(pid {sandbox_pid}," in steps[-1].text
         worker_pids = [int(pid) for pid in re.findall(r"started pid (\d+)", worker_log)]
         assert len(worker_pids) >= 2  # the first worker, and the one on the new key
-        assert [pid for pid in [sandbox_pid, *worker_pids] if alive(pid)] == []
+        running = [pid for pid in [sandbox_pid, *worker_pids] if alive(pid)]
+        assert running == [], f"the sandbox (pid {sandbox_pid}) or a worker {worker_pids} is still running: {running}"
         assert left == [], f"still running after the tour: {left}"
