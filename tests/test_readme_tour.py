@@ -100,7 +100,7 @@ def tour_script(steps: list[Step]) -> str:
     for index, step in enumerate(steps):
         lines += [f"printf '%s\\n' {shlex.quote(STEP.format(index))}",
                   step.command,
-                  f"__rc=$?; printf '\\n%s\\n' \"@@readme-tour done {index} rc=$__rc@@\"; "
+                  f"__rc=$?; printf '\\n%s\\n' \"{DONE.format(index, '$__rc')}\"; "
                   "[ \"$__rc\" -eq 0 ] || exit \"$__rc\""]
     lines.append(f"printf '%s\\n' \"{END.format('$PWD')}\"")
     return "\n".join(lines) + "\n"
