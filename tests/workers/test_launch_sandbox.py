@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -147,6 +148,79 @@ def test_the_python_template_worker_under_worker_run_completes_a_workflow(lab: L
     key = EnvFileStore(lab.tmp / "worker.env").load(lab.sandbox.url, APP)
     assert key is not None
     assert key.secret.get_secret_value() not in output
+
+
+def start_py(lab: Lab, name: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """The template's start.py as its README runs it: 'provision run -- python3 start.py NAME'."""
+    return lab.provision("run", "--store", lab.store, "--", "python3", "start.py", name, cwd=lab.project,
+                         timeout=120, **kwargs)
+
+
+def test_the_python_template_start_py_registers_starts_and_prints_the_greetings_workflow(lab: Lab) -> None:
+    lab.init()
+    made = lab.provision("app", "--worker", "--role", "METADATA_API", "--grant", "greetings", "--register-tasks",
+                         "--store", lab.store, cwd=lab.project)
+    assert made.returncode == 0, made.stderr
+    proc = lab.start_worker()
+    try:
+        first = start_py(lab, "Ada")
+        again = start_py(lab, "Bo")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert re.fullmatch(r'Workflow \S+ COMPLETED: \{"greeting": "Hello, Ada"\}\n', first.stdout)
+    assert "Registered the workflow greetings (version 1)" in first.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.endswith('COMPLETED: {"greeting": "Hello, Bo"}\n')
+    assert "Registered" not in again.stderr  # the definition is there now: left as it is
+    with lab.admin() as admin:
+        definition = admin.get_workflow_def("greetings")
+    assert [t["name"] for t in definition["tasks"]] == ["greetings"]
+    key = EnvFileStore(lab.tmp / "worker.env").load(lab.sandbox.url, APP)
+    assert key is not None
+    assert key.secret.get_secret_value() not in first.stdout + first.stderr
+
+
+def test_start_py_without_metadata_api_names_the_role_it_needs_instead_of_a_traceback(lab: Lab) -> None:
+    lab.init()
+    made = lab.provision("app", "--worker", "--grant", "greetings", "--register-tasks", "--store", lab.store,
+                         cwd=lab.project)
+    assert made.returncode == 0, made.stderr
+    result = start_py(lab, "Ada")
+    assert result.returncode == 1
+    assert "error: the server has no workflow greetings and this application may not register one" in result.stderr
+    assert "hint: give it the METADATA_API role (provision app --role METADATA_API)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_ctrl_c_while_start_py_waits_for_a_worker_exits_130_without_a_traceback(lab: Lab) -> None:
+    lab.init()
+    made = lab.provision("app", "--worker", "--role", "METADATA_API", "--grant", "greetings", "--register-tasks",
+                         "--store", lab.store, cwd=lab.project)
+    assert made.returncode == 0, made.stderr
+    # No worker runs: the workflow stays RUNNING and start.py waits until Ctrl-C.
+    proc = subprocess.Popen([str(PROVISION), "run", "--store", lab.store, "--", "python3", "start.py"],
+                            cwd=lab.project, env=lab.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(line.startswith("waiting up to") for line in seen):
+            seen.append(proc.stderr.readline())
+        assert any(line.startswith("Started workflow greetings: ") for line in seen), seen
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert rest.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in "".join(seen) + rest
+    assert group_members(proc.pid) == []
 
 
 JS_NODE_MODULES = os.environ.get("ORKES_PROVISION_JS_NODE_MODULES", "")

@@ -1,7 +1,8 @@
 """Each scaffold checked with what this machine has, offline (the SDKs cannot be downloaded here).
 
-- python: compiled, and its imports resolve against conductor-python 2.0.0 (the real run against
-  the sandbox is in test_launch_sandbox.py);
+- python: main.py (the worker) and start.py (starts the workflow) compiled, and their imports
+  resolve against conductor-python 2.0.0 (the real runs against the sandbox are in
+  test_launch_sandbox.py);
 - java: compiled by javac against stub declarations of the SDK classes it uses (java_stubs/),
   and its pom.xml validated by Maven offline;
 - javascript: ``node --check`` (syntax, as an ES module) and package.json parsed;
@@ -58,16 +59,18 @@ def test_the_project_file_of_every_template_is_valid_and_wired_to_the_greetings_
             assert (directory / arg).is_file(), arg
 
 
-def test_python_template_compiles_and_its_sdk_imports_resolve(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("program", "sdk_imports"), [("main.py", 3), ("start.py", 6)])
+def test_python_template_compiles_and_its_sdk_imports_resolve(tmp_path: Path, program: str,
+                                                               sdk_imports: int) -> None:
     directory = render(tmp_path, "python")
-    py_compile.compile(str(directory / "main.py"), doraise=True)
-    source = (directory / "main.py").read_text()
+    py_compile.compile(str(directory / program), doraise=True)
+    source = (directory / program).read_text()
     imports = re.findall(r"^from (conductor\.[\w.]+) import (\w+)$", source, flags=re.M)
-    assert len(imports) == 3
+    assert len(imports) == sdk_imports
     check = "; ".join(f"from {module} import {name}" for module, name in imports)
     subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
     assert (directory / "requirements.txt").read_text().strip() == "conductor-python==2.0.0"
-    assert 'task_definition_name="greetings"' in source
+    assert {"main.py": 'task_definition_name="greetings"', "start.py": 'WORKFLOW = "greetings"'}[program] in source
 
 
 @pytest.mark.skipif(shutil.which("javac") is None, reason="no javac here")
