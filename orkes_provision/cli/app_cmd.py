@@ -42,10 +42,13 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     Finds the application by name (or creates it), adds the missing roles, creates an access
     key straight into the store (the secret is never printed), grants EXECUTE on each task,
     and verifies all of it as the application. Safe to run again: a second run changes nothing.
+    In a project (orkes-provision.toml), NAME defaults to its application, which also gets the
+    roles and grants the file declares.
 
     \b
     Examples:
       provision app --worker --grant greetings
+      provision app                                   # in a project made by 'provision init'
       provision app greetings-worker --worker --grant greetings --store env-file:./worker.env
       provision app billing --role METADATA_API --dry-run
     """
@@ -72,6 +75,12 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     if app_name.source != "argument":
         info(f"Application name: {app_name.value} (from the {app_name.source})")
     all_roles = (("WORKER",) if worker else ()) + roles
+    declared = project.application if project is not None and project.app_name == app_name.value else None
+    if declared is not None:
+        # The project file declares what its own application needs: 'provision app' in the project
+        # gives it that (flags add to it; nothing declared is ever taken away here).
+        all_roles = tuple(dict.fromkeys((*declared.roles, *all_roles)))
+        grants = tuple(dict.fromkeys((*declared.grants, *grants)))
     spec = app_spec_from_flags(app_name.value, roles=all_roles, tasks=grants, access=access, app_id=app_id,
                                new_key=new_key)
     credentials = resolve_server_credentials()

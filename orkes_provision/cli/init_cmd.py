@@ -28,7 +28,7 @@ def init(directory: Path, language: str, app_name: str, force: bool) -> None:
     \b
     Example:
       provision init --lang python greetings && cd greetings
-      provision app --worker --grant greetings --register-tasks
+      provision app --register-tasks
       provision worker run greetings
     """
     from orkes_provision.workers.scaffold import scaffold

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,15 @@ class Scaffolded:
     directory: Path
     files: list[Path]
     app: str
+    keyring: bool = True  # a keyring works here: the key can go to the default store
 
     @property
     def next_steps(self) -> list[str]:
-        return [f"cd {self.directory}", *setup_commands(self.language),
-                "provision app --worker --grant greetings --register-tasks",
+        # 'provision app' in the project takes its application, roles and grants from the file; where
+        # no keyring works, the printed step names the env file the .gitignore already covers.
+        store = [] if self.keyring else ["--store", "env-file:worker.env"]
+        return [shlex.join(["cd", str(self.directory)]), *setup_commands(self.language),
+                shlex.join(["provision", "app", "--register-tasks", *store]),
                 "provision worker run greetings"]
 
     def to_dict(self) -> dict[str, object]:
@@ -112,4 +117,6 @@ def scaffold(language: str, directory: Path, *, app: str = DEFAULT_APP, force: b
     except OSError as err:
         raise ConfigError(f"cannot write the project into {directory}: {err.strerror or err}",
                           "check the directory's permissions, or choose another one") from None
-    return Scaffolded(language, directory, written, app)
+    from orkes_provision.credentials.stores.keyring_store import usable_keyring
+
+    return Scaffolded(language, directory, written, app, keyring=usable_keyring() is not None)
