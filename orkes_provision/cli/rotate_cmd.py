@@ -104,7 +104,7 @@ def rotate(apps: tuple[str, ...], all_: bool, older_than: timedelta | None, envi
             raise UsageError(f"{name} chooses among many applications: it needs --all",
                              "add --all, e.g. 'provision keys rotate --all --older-than 30d'")
     if len(apps) != 1:
-        raise UsageError("missing argument APP" if not apps else
+        raise UsageError("missing argument 'APP'" if not apps else
                          f"{len(apps)} applications named: rotating several needs --all",
                          "name one application, or add --all ('provision keys rotate --all' rotates every "
                          "application whose key this machine delivered)")

@@ -274,7 +274,10 @@ class FleetFailure(ProvisionError):
     """Some applications of a fleet rotation failed; ends the process with the first one's exit code and kind."""
 
     def __init__(self, first: ProvisionError, message: str) -> None:
-        super().__init__(message, f"{first.hint}; then run the same command again: it finishes what was left")
+        # The first failure's hint ends with a command, printed on its application's line (or in the
+        # report); appended here, text after it would make that command fail when run as printed.
+        super().__init__(message, "fix what the report says of each failed application (its hint), then run "
+                                  "the same command again: it finishes what was left")
         self.first = first
         self.exit_override = first.code
 

@@ -316,7 +316,7 @@ def test_all_with_named_applications_rotates_those_only(admin: OrkesClient, tmp_
 
 @pytest.mark.parametrize(("args", "message"), [
     (["a", "b"], "2 applications named: rotating several needs --all"),
-    ([], "missing argument APP"),
+    ([], "missing argument 'APP'"),
     (["a", "--older-than", "30d"], "--older-than chooses among many applications: it needs --all"),
     (["--environment", "staging"], "--environment chooses among many applications: it needs --all"),
     (["--all", "--store", "env-file:x.env"], "--store names the stores of one application"),
@@ -344,3 +344,44 @@ def test_an_environment_nothing_is_tagged_with_exits_6(env: dict[str, str]) -> N
     result = provision(["keys", "rotate", "--all", "--environment", f"none-{uuid.uuid4().hex[:6]}"], env)
     assert result.returncode == 6, result.stderr
     assert "is tagged environment=none-" in result.stderr
+
+
+def test_ctrl_c_stops_every_rotation_at_once_and_the_rerun_finishes_them(
+        admin: OrkesClient, tmp_path: Path, env: dict[str, str]) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.rotation.helpers import PROVISION, REPO
+
+    tag = uuid.uuid4().hex[:6]
+    names = [f"int-{n}-{tag}" for n in ("a", "b")]
+    for name in names:
+        made(env, "app", name, "--worker", "--store", f"env-file:{tmp_path / name}.env")
+    err = tmp_path / "rotate.err"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([PROVISION, "keys", "rotate", "--all", "--switch-wait", "60s", "--grace", "0s"],
+                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while err.read_text().count("waiting for workers of") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert err.read_text().count("waiting for workers of") >= 2, err.read_text()
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert time.monotonic() - started < 10  # not the 60 s switch waits
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "Traceback" not in err.read_text()
+    assert err.read_text().splitlines()[-2:][0] == "error: interrupted"
+    # Both rotations are pending; by age neither is due, but pending rotations are always finished.
+    rerun = provision(["keys", "rotate", "--all", "--older-than", "30d", *FAST, "--json"], env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [(a["app"], a["result"]) for a in json_out(rerun)["applications"]] == [(n, "resumed") for n in names]
+    for name in names:
+        app_id = next(a.id for a in admin.list_applications() if a.name == name)
+        assert active_keys(admin, app_id) == [stored(tmp_path / f"{name}.env", env_server(env), name).key_id]
