@@ -248,6 +248,46 @@ def test_the_retire_undelivered_step_of_a_refused_rotation(world: World, cwd: Pa
     entry.effect = "rotated: one ACTIVE key, in the env file"
 
 
+def test_the_step_printed_for_an_application_a_fleet_rotation_could_not_rotate(world: World, cwd: Path) -> None:
+    for name in ("hint fleet a", "hint fleet b"):
+        made = provision(world, cwd, "app", name, "--worker", "--store", f"env-file:{name.split()[-1]}.env")
+        assert made.returncode == 0, made.stderr
+    assert provision(world, cwd, "keys", "create", "hint fleet b", "--store", "json").returncode == 0
+    refused = provision(world, cwd, "keys", "rotate", "--all", "hint fleet a", "hint fleet b", "--switch-wait", "0s",
+                        "--grace", "0s")
+    assert refused.returncode == 7, refused.stdout + refused.stderr
+    assert refused.stdout.startswith("hint fleet a: rotated (")
+    (command,) = commands_in(refused)
+    assert command == "provision --profile sandbox keys rotate 'hint fleet b' --retire-undelivered"
+
+    entry = run_printed(world, "fleet rotation: a key delivered as json", "keys rotate --all: hint", command, cwd)
+
+    active = [k for k, s in statuses(world, "hint fleet b").items() if s == "ACTIVE"]
+    assert active == [parse_env((cwd / "b.env").read_text())["CONDUCTOR_AUTH_KEY"]]
+    entry.effect = "rotated: one ACTIVE key, in the env file"
+
+
+def test_the_rotate_step_of_doctor_and_drift_for_an_old_key(world: World, cwd: Path) -> None:
+    (cwd / "env.toml").write_text('name = "hints-age"\n\n[[applications]]\nname = "hint aged"\n'
+                                  'store = "env-file:aged.env"\nkeyMaxAge = "1ms"\n[[applications.grants]]\n'
+                                  'tasks = ["greetings"]\n')
+    assert provision(world, cwd, "apply", "-f", "env.toml", "--yes", "--switch-wait", "0s").returncode == 0
+    for printed_by, args in (("doctor: warn", ("doctor", "hint aged", "--task", "greetings", "-f", "env.toml")),
+                             ("drift", ("drift", "-f", "env.toml"))):
+        before = parse_env((cwd / "aged.env").read_text())["CONDUCTOR_AUTH_KEY"]
+        reported = provision(world, cwd, *args)
+        assert reported.returncode == (0 if printed_by.startswith("doctor") else 2), reported.stdout
+        rotate = [c for c in commands_in(reported) if " keys rotate " in c]
+        assert len(rotate) == 1, reported.stdout
+
+        entry = run_printed(world, "key older than keyMaxAge", printed_by, rotate[0], cwd)
+
+        after = parse_env((cwd / "aged.env").read_text())["CONDUCTOR_AUTH_KEY"]
+        assert after != before and statuses(world, "hint aged")[after] == "ACTIVE"
+        assert authenticates(world, cwd / "aged.env")
+        entry.effect = "rotated: the env file holds a new ACTIVE key, which authenticates"
+
+
 # ----- apply ----------------------------------------------------------------------------------------
 
 def test_the_run_step_of_apply(world: World, cwd: Path) -> None:

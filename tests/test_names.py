@@ -102,6 +102,7 @@ def test_provision_app_refuses_before_any_request(sandbox: SandboxProcess, env: 
     ["keys", "deactivate", "app\u2028x", "key-id"],
     ["keys", "deactivate", "ok-app", "key\u2028id"],
     ["keys", "rotate", "app\u2028x"],
+    ["keys", "rotate", "--all", "--environment", "env\u2028x"],
     ["keys", "prune", "app\u2028x"],
     ["grant", "app\u2028x", "task"],
     ["grant", "ok-app", "task\u2028x"],

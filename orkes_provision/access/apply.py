@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
+from orkes_provision.access.keyage import plan_key_rotations
 from orkes_provision.access.keys import check_stores_free, key_authenticates
 from orkes_provision.access.lint import Finding, lint_environment
 from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_people, plan_prune
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 
 ENVIRONMENT_TAG_KEY = "environment"
 DEFAULT_PARALLELISM = 16
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def ownership_tags(environment: str) -> tuple[Tag, Tag]:
@@ -117,6 +123,10 @@ class EnvironmentApplyResult:
                 hints = Hints(app=app, store=self.plan.stores[app].spec, options=self.hint_options,
                               server=self.plan.server)
                 lines.append(f"Next: {hints.run()}")
+        for outcome in _ordered(self.plan.plan, applied.done):
+            if outcome.change.kind == "rotate_key":
+                lines.append(f"rotated the key of {outcome.change.app}: key {outcome.key_id} replaces "
+                             f"{outcome.change.what} wherever it was delivered")
         not_done = [o for o in _ordered(self.plan.plan, applied.outcomes) if o.status != "done"]
         for outcome in not_done:
             detail = f": {outcome.error.message}" if outcome.error is not None else ""
@@ -185,14 +195,16 @@ def prepare_stores(env_plan: EnvironmentPlan) -> None:
 
 
 def plan_environment(client: OrkesClient, env: Environment, *, server: str, prune: bool = False,
-                     parallelism: int = DEFAULT_PARALLELISM, verify_keys: bool = False) -> EnvironmentPlan:
+                     parallelism: int = DEFAULT_PARALLELISM, verify_keys: bool = False,
+                     now: Callable[[], datetime] | None = None) -> EnvironmentPlan:
     """Read the server and compare it with ``env``. Reads only; raises ``ProvisionError`` for a plan
     that cannot be carried out (ambiguous application names, grants on undeclared missing tasks).
 
     A stored key is reused when the server lists it as an ACTIVE key of its application and its
     secret authenticates. The secret is checked with a token exchange, except for keys this
     machine delivered to that very store itself (the deliveries record says so): their secret
-    is the one the server returned. ``verify_keys`` checks those too.
+    is the one the server returned. ``verify_keys`` checks those too. A kept key whose
+    application's oldest ACTIVE key is older than its ``keyMaxAge`` (by ``now``) is rotated.
     """
     specs = env.app_specs()
     stores = open_stores(env, specs)
@@ -221,6 +233,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         raise NotFound(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
             from None
     plan.apps = [_mark_adoption(app_plan, env.name) for app_plan in plan.apps]
+    plan_key_rotations(plan, state, (now or _utcnow)())
     payloads = _task_payloads(env, state)
     plan.task_changes.extend(_task_updates(env, state))
     plan.task_changes.extend(_workflow_changes(env, server_workflows))
@@ -238,9 +251,11 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
 
 def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,
                       parallelism: int = DEFAULT_PARALLELISM, limiter: AdaptiveLimiter | None = None,
-                      on_outcome: Callable[[Outcome, int, int], None] | None = None) -> EnvironmentApplyResult:
+                      on_outcome: Callable[[Outcome, int, int], None] | None = None,
+                      rotate: Callable[[Change], str] | None = None) -> EnvironmentApplyResult:
     """Carry out ``env_plan``. Failures on the server are reported per change in the result; only a
-    store that cannot be prepared (before any write) raises."""
+    store that cannot be prepared (before any write) raises. ``rotate`` carries out the key
+    rotations ``keyMaxAge`` asks for (``rotation.fleet.environment_rotator``)."""
     limiter = limiter or AdaptiveLimiter(parallelism)
     prepare_stores(env_plan)
     before = client.request_count
@@ -248,7 +263,7 @@ def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: 
     executor = Executor(client=client, server=env_plan.server, stores=env_plan.stores, actor=actor,
                         parallelism=parallelism, task_defs=env_plan.task_payloads,
                         managed_tags=ownership_tags(env_plan.environment.name), on_outcome=on_outcome,
-                        workflow_defs=env_plan.workflow_payloads, limiter=limiter)
+                        workflow_defs=env_plan.workflow_payloads, limiter=limiter, rotate=rotate)
     applied = executor.run(env_plan.plan)
     return EnvironmentApplyResult(plan=env_plan, applied=applied, seconds=time.monotonic() - started,
                                   requests=client.request_count - before, limiter=limiter.stats,

@@ -17,11 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from orkes_provision.access.keyage import oldest_active, policy_text
 from orkes_provision.credentials.delivery import Hints
 from orkes_provision.errors import AuthenticationError, NotFound, ProvisionError, ServerUnavailable
-from orkes_provision.orkes.models import Application, PollData, app_subject
+from orkes_provision.orkes.models import AccessKey, Application, PollData, app_subject
 
 if TYPE_CHECKING:
     from orkes_provision.credentials.stores import StoredKey
@@ -41,9 +43,20 @@ class Finding:
     problem: str
     fix: str | None = None
     info: bool = False  # information only (poll data): never a failure
+    warning: bool = False  # worth acting on (a key older than the policy), but no worker is refused for it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "ok": self.ok, "message": self.problem, "fix": self.fix, "info": self.info}
+        return {"check": self.check, "ok": self.ok, "message": self.problem, "fix": self.fix, "info": self.info,
+                "warning": self.warning}
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """How old an ACTIVE key may get (``--max-key-age``, or ``keyMaxAge`` in an environment file: ``source``)."""
+
+    limit: timedelta
+    source: str
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -74,7 +87,8 @@ class DoctorReport:
     def render(self) -> str:
         lines = []
         for f in self.findings:
-            lines.append(f"{'info' if f.info else 'ok ' if f.ok else 'FAIL'} {f.check}: {f.problem}")
+            level = 'info' if f.info else 'warn' if f.warning else 'ok ' if f.ok else 'FAIL'
+            lines.append(f"{level} {f.check}: {f.problem}")
             if f.fix:
                 lines.append(f"     {'hint' if f.info else 'fix'}: {f.fix}")
         lines.append("All checks passed: a worker with this key can poll these tasks." if self.ok
@@ -84,13 +98,14 @@ class DoctorReport:
 
 def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: StoredKey | None,
              server: str, hints: Hints | None = None, require_tasks: bool = False, polls: bool = False,
-             now_ms: Callable[[], int] | None = None) -> DoctorReport:
+             now_ms: Callable[[], int] | None = None, key_policy: KeyPolicy | None = None) -> DoctorReport:
     """Run every check that applies; stop early only where later checks cannot mean anything.
 
     ``hints`` renders the fixing commands (with the store and profile they need); ``require_tasks``
     makes "no task to check" a finding (``provision doctor``: a pass that checked no grant is no pass).
     ``polls`` adds what the server's poll data says about each existing task (``now_ms``, epoch
-    milliseconds, is the clock its times are compared with).
+    milliseconds, is the clock its times are compared with). ``key_policy`` adds a warning when an
+    ACTIVE key is older than it allows.
     """
     report = DoctorReport(app=app)
     name = app or (key.app if key else None) or "APP"
@@ -110,7 +125,7 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
     if key is None:
         report.add("key", False, f"no key for {name} in the store", hints.create_app("--worker", tasks=tasks))
     else:
-        _check_key(client, report, application, key, hints)
+        _check_key(client, report, application, key, hints, key_policy)
     user = client.get_app_user(application.id)
     roles = user.role_names
     if roles & WORKER_ROLES:
@@ -215,7 +230,7 @@ def _find_application(client: OrkesClient, report: DoctorReport, name: str, app:
 
 
 def _check_key(client: OrkesClient, report: DoctorReport, application: Application, key: StoredKey,
-               hints: Hints) -> None:
+               hints: Hints, policy: KeyPolicy | None = None) -> None:
     keys = {k.id: k for k in client.list_keys(application.id)}
     known = keys.get(key.key_id)
     if known is None:
@@ -233,6 +248,22 @@ def _check_key(client: OrkesClient, report: DoctorReport, application: Applicati
         report.add("key", False, f"token exchange failed: {err.message}", err.hint)
         return
     report.add("key", True, f"key {key.key_id} is ACTIVE and authenticates")
+    if policy is not None:
+        _check_age(report, list(keys.values()), policy, hints)
+
+
+def _check_age(report: DoctorReport, keys: list[AccessKey], policy: KeyPolicy, hints: Hints) -> None:
+    oldest = oldest_active(keys, policy.now())
+    if oldest is None:
+        return
+    if oldest.older_than(policy.limit):
+        report.findings.append(Finding(
+            "key-age", True, f"ACTIVE {oldest.describe()}, older than {policy_text(policy.limit)} ({policy.source})",
+            hints.keys("rotate"), warning=True))
+    else:
+        report.findings.append(Finding(
+            "key-age", True, f"the oldest ACTIVE {oldest.describe()}, within {policy_text(policy.limit)} "
+                             f"({policy.source})"))
 
 
 def _tag_ids(raw: object) -> set[str]:

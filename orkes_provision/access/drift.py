@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.apply import covers, owned_by, ownership_tags
 from orkes_provision.access.environment import Environment
+from orkes_provision.access.keyage import format_age, oldest_active, policy_text
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import AppState, PeopleState, grants_by_target, read_people
 from orkes_provision.access.tomltext import line_index
@@ -98,11 +100,13 @@ class _Server:
 
 
 def drift_environment(client: OrkesClient, env: Environment, *, server: str, parallelism: int = 16,
-                      global_args: Sequence[str] = ()) -> DriftReport:
-    """Compare the server with ``env``; ``global_args`` (``--profile P``...) go into every fix command."""
+                      global_args: Sequence[str] = (), now: Callable[[], datetime] | None = None) -> DriftReport:
+    """Compare the server with ``env``; ``global_args`` (``--profile P``...) go into every fix command.
+    ``now`` is the clock keys' ages (``keyMaxAge``) are measured with."""
     before = client.request_count
     state = _read(client, env, parallelism)
-    ctx = _Context(env=env, lines=line_index(env.text), global_args=tuple(global_args))
+    ctx = _Context(env=env, lines=line_index(env.text), global_args=tuple(global_args),
+                   now=(now or (lambda: datetime.now(UTC)))())
     differences: list[Difference] = []
     differences += _tasks(ctx, state)
     differences += _workflows(ctx, state)
@@ -159,6 +163,7 @@ class _Context:
     env: Environment
     lines: dict[str, int]
     global_args: tuple[str, ...]
+    now: datetime
 
     def where(self, *paths: str) -> str:
         """FILE:LINE of the first of ``paths`` found in the file."""
@@ -272,6 +277,13 @@ def _application(ctx: _Context, state: _Server, index: int, spec: AppSpec) -> li
     if spec.store is not None and not current.active_key_ids:
         out.append(Difference("key_missing", "-", subject, "has no ACTIVE key, though the file gives it a store",
                               ctx.apply(), "remove store", ctx.where(f"{at}.store", at)))
+    oldest = oldest_active(current.keys, ctx.now) if spec.key_max_age is not None else None
+    if oldest is not None and spec.key_max_age is not None and oldest.older_than(spec.key_max_age):
+        out.append(Difference("key_too_old", "~", subject,
+                              f"ACTIVE {oldest.describe()}, older than keyMaxAge {policy_text(spec.key_max_age)}",
+                              ctx.command("keys", "rotate", spec.name),
+                              f"raise keyMaxAge above {format_age(oldest.age)}",
+                              ctx.where(f"{at}.keyMaxAge", at)))
     return out
 
 

@@ -13,6 +13,7 @@ documentation with a full example is ``docs/environment.md``. In short::
     name = "greetings-worker"
     roles = ["WORKER"]                            # default ["WORKER"]
     store = "env-file:secrets/greetings.env"      # or "keyring"; omit it and no key is managed
+    keyMaxAge = "90d"                             # optional: apply rotates an older ACTIVE key
     [[applications.grants]]
     tasks = ["greetings"]                         # also workflows, tags ("key:value"), domains
     access = ["EXECUTE"]                          # the default
@@ -37,6 +38,7 @@ import json
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -53,7 +55,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec, not_blank
-from orkes_provision.errors import ConfigError
+from orkes_provision.durations import parse_duration
+from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.names import describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
 
@@ -179,6 +182,9 @@ class ApplicationEntry(BaseModel):
     owned: bool = Field(default=True, description="false: apply never tags it as this environment's and --prune "
                                                   "never touches it (what 'provision export' writes for "
                                                   "applications made by hand).")
+    key_max_age: str | None = Field(default=None, alias="keyMaxAge",
+                                    description="Longest an ACTIVE key may live, as a duration (90d, 12h): apply "
+                                                "rotates an older one, doctor and drift report it. Needs store.")
 
     @field_validator("roles")
     @classmethod
@@ -197,6 +203,30 @@ class ApplicationEntry(BaseModel):
         if kind == "env-file":
             raise ValueError("env-file needs a path, e.g. 'env-file:secrets/worker.env'")
         raise ValueError(f"{value!r} is not one of {STORE_FORMS}")
+
+    @field_validator("key_max_age")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            limit = parse_duration(value)
+        except UsageError:
+            raise ValueError(f"{value!r} is not a duration: write it like 90d, 30d or 12h") from None
+        if limit <= timedelta(0):
+            raise ValueError("must be longer than 0s (every apply would rotate the key)")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _rotates_into_a_store(self) -> ApplicationEntry:
+        # apply enforces keyMaxAge by rotating the key it manages, and it manages one only in a store.
+        if self.key_max_age is not None and self.store is None:
+            raise ValueError("keyMaxAge needs a store: apply rotates the key it keeps there")
+        return self
+
+    @property
+    def key_max_age_limit(self) -> timedelta | None:
+        return parse_duration(self.key_max_age) if self.key_max_age is not None else None
 
 
 READ_ONLY_ROLE = "USER_READ_ONLY"
@@ -343,7 +373,8 @@ class Environment(BaseModel):
     def app_specs(self) -> list[AppSpec]:
         """The applications as the engine's ``AppSpec``; grants on the same target are merged."""
         return [AppSpec(name=app.name, roles=tuple(app.roles), grants=_merged_grants(app.grants),
-                        store=self.store_spec(app), owned=app.owned) for app in self.applications]
+                        store=self.store_spec(app), owned=app.owned, key_max_age=app.key_max_age_limit)
+                for app in self.applications]
 
     def task_entries(self) -> dict[str, TaskEntry]:
         return {t.name: t for t in self.tasks}

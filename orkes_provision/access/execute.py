@@ -22,7 +22,7 @@ from orkes_provision import audit
 from orkes_provision.access.keys import DisplacedKey, create_and_store_key
 from orkes_provision.access.plan import GROUP_CHANGES, STAGE, USER_CHANGES, Change, Plan
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
-from orkes_provision.errors import ProvisionError
+from orkes_provision.errors import ProvisionError, UsageError
 from orkes_provision.orkes.models import Tag, Target, TaskDef, app_subject, group_subject
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter, JobOutcome, run_graph
 
@@ -96,6 +96,9 @@ class Executor:
     limiter: AdaptiveLimiter | None = None
     # Replace a key of another application that a store holds (``--force``), retiring it.
     force: bool = False
+    # Carries out a ``rotate_key`` change (``keyMaxAge``) and returns the new key id: rotation lives
+    # in ``orkes_provision.rotation``, which this package does not import.
+    rotate: Callable[[Change], str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Applications declared ``owned = false``: created without the ownership tags.
     _unowned: frozenset[str] = field(default=frozenset())
@@ -204,7 +207,7 @@ class Executor:
         except ProvisionError as err:
             self._audit(change, "failed")
             return Outcome(change, "failed", err)
-        if change.kind != "create_key":  # create_and_store_key audits its own steps
+        if change.kind not in ("create_key", "rotate_key"):  # those audit their own steps
             self._audit(change, "ok", key_id)
         return Outcome(change, "done", key_id=key_id)
 
@@ -249,6 +252,11 @@ class Executor:
             return key.key_id
         elif change.kind == "delete_app":
             client.delete_application(app_id)
+        elif change.kind == "rotate_key":
+            if self.rotate is None:
+                raise UsageError(f"rotating the key of {change.app} needs the rotation code",
+                                 "pass rotate= to apply_environment (the CLI does)")
+            return self.rotate(change)
         return None
 
 
@@ -257,7 +265,7 @@ _BATCH = -1  # the job that registers every task definition of the plan in one c
 # the rest in plan order, application by application, so that the slow key creations (the server hashes
 # each new secret) are spread over the run instead of taking every slot at once.
 _PRIORITY = {"create_app": 0, "register_workflow": 1, "update_workflow": 1, "create_key": 2, "add_role": 2,
-             "tag_app": 2, "grant": 2, "revoke": 5, "remove_role": 5, "delete_app": 6,
+             "tag_app": 2, "grant": 2, "revoke": 5, "remove_role": 5, "rotate_key": 5, "delete_app": 6,
              **dict.fromkeys(USER_CHANGES | GROUP_CHANGES, 0), "add_member": 2, "remove_member": 5}
 
 
@@ -302,6 +310,7 @@ def _job_graph(changes: list[Change], *,
         bundles.setdefault(job, []).append(index)
         job_of[index] = job
     additions: dict[tuple[str, str | None], set[int]] = {}
+    removals: dict[tuple[str, str | None], set[int]] = {}
     depends_on: dict[int, set[int]] = {}
     others: list[int] = []
     for index, change in enumerate(changes):
@@ -331,6 +340,8 @@ def _job_graph(changes: list[Change], *,
             needs.update(bundle_jobs[k] for k in [("add_member", str(change.group))] if k in bundle_jobs)
         if stage <= 2:
             additions.setdefault(_owner(change), set()).add(job)
+        elif change.kind in ("revoke", "remove_role"):
+            removals.setdefault(_owner(change), set()).add(job)
     for job in others:
         for index in bundles.get(job, [job]):
             change = changes[index]
@@ -338,6 +349,8 @@ def _job_graph(changes: list[Change], *,
                 depends_on[job] |= additions.get(_owner(change), set())
             elif change.kind == "delete_app":
                 depends_on[job] |= {j for j in others if j < 0 or changes[j].kind != "delete_app"}
+            elif change.kind == "rotate_key":  # its verification reads the roles and grants these settle
+                depends_on[job] |= additions.get(_owner(change), set()) | removals.get(_owner(change), set())
         depends_on[job].discard(job)
 
     def start_order(job: int) -> tuple[int, int]:

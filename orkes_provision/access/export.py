@@ -123,7 +123,7 @@ def _write(path: Path, text: str) -> None:
 def export_environment(client: OrkesClient, *, server: str, name: str | None = None,
                        applications: Sequence[str] = (), tags: Sequence[str] = (),
                        self_key_id: str | None = None, stores: Mapping[str, str] | None = None,
-                       parallelism: int = 16) -> Export:
+                       parallelism: int = 16, key_max_ages: Mapping[str, str] | None = None) -> Export:
     """Read the server and build the environment file that describes it.
 
     ``applications`` and ``tags`` (``key:value``, all must match) narrow the applications; then
@@ -131,7 +131,8 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
     are written. The application whose key makes the requests (``self_key_id``) is left out
     unless named in ``applications``: it is how the server is reached, not part of the environment.
     ``stores`` (application name -> store) are written as they are: the server knows nothing of
-    them, so re-exporting over a file keeps the ones it had. Users and groups are written only when
+    them, so re-exporting over a file keeps the ones it had; so are ``key_max_ages`` (application
+    name -> ``keyMaxAge``), a policy of the file. Users and groups are written only when
     the applications are not narrowed: they carry no tags, and no application names them.
     """
     if name is not None and not ENVIRONMENT_NAME.match(name):
@@ -161,8 +162,8 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
         roles = {a.id: u.result().role_names for a, u in zip(chosen, users, strict=True)}
         grants = {a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)}
     env_name = name or _default_name(chosen, server)
-    app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, (stores or {}).get(app.name), skipped)
-                   for app in chosen]
+    app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, (stores or {}).get(app.name), skipped,
+                              (key_max_ages or {}).get(app.name)) for app in chosen]
     wanted_workflows = sorted(workflow_defs) if not filtered else sorted(
         {g for entry in app_entries for grant in entry.get("grants", []) for g in grant.get("workflows", [])}
         & set(workflow_defs))
@@ -324,10 +325,12 @@ def _valid(model: type[BaseModel], entry: dict[str, Any], what: str, skipped: li
 
 
 def _app_entry(app: Application, roles: set[str], grants: Mapping[tuple[str, str], set[str]], env_name: str,
-               store: str | None, skipped: list[Skipped]) -> dict[str, Any]:
+               store: str | None, skipped: list[Skipped], key_max_age: str | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": app.name, "roles": _known_roles(roles, f"application {app.name}", skipped)}
     if store:
         entry["store"] = store
+        if key_max_age:  # a policy about the key kept in the store: without one, it means nothing
+            entry["keyMaxAge"] = key_max_age
     if not _owned(app, env_name):
         entry["owned"] = False
     grant_entries = _grant_entries(grants, f"application {app.name}", skipped)

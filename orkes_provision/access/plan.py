@@ -19,6 +19,7 @@ ChangeKind = Literal[
     "revoke", "remove_role", "delete_app", "update_task", "register_workflow", "update_workflow",
     "create_user", "update_user", "add_user_role", "remove_user_role",
     "create_group", "update_group", "add_group_role", "remove_group_role", "add_member", "remove_member",
+    "rotate_key",
 ]
 
 _SYMBOL = {"register_task": "+", "create_app": "+", "tag_app": "~", "add_role": "+", "create_key": "+",
@@ -26,14 +27,16 @@ _SYMBOL = {"register_task": "+", "create_app": "+", "tag_app": "~", "add_role": 
            "register_workflow": "+", "update_workflow": "~",
            "create_user": "+", "update_user": "~", "add_user_role": "+", "remove_user_role": "-",
            "create_group": "+", "update_group": "~", "add_group_role": "+", "remove_group_role": "-",
-           "add_member": "+", "remove_member": "-"}
+           "add_member": "+", "remove_member": "-", "rotate_key": "~"}
 # Execution stages: everything in a stage may run in parallel; stages run in this order.
 # Task definitions (new and changed) go to the server in one batched call, before workflows use them.
 STAGE = {"register_task": 0, "update_task": 0, "create_app": 1, "register_workflow": 1, "update_workflow": 1,
          "tag_app": 2, "add_role": 2, "create_key": 2, "grant": 2, "revoke": 3, "remove_role": 3, "delete_app": 4,
          "create_user": 1, "update_user": 1, "add_user_role": 1, "remove_user_role": 1,
          "create_group": 1, "update_group": 1, "add_group_role": 1, "remove_group_role": 1,
-         "add_member": 2, "remove_member": 3}
+         "add_member": 2, "remove_member": 3, "rotate_key": 3}
+# A key rotation (``keyMaxAge``) comes after its application's other changes: it verifies the new key
+# against the roles and grants they settle (``Executor`` makes it wait for them).
 # A user's or a group's changes are carried out together, in one upsert of the whole record
 # (``Plan.user_upserts``/``group_upserts``): the plan still shows each of them.
 USER_CHANGES = frozenset({"create_user", "update_user", "add_user_role", "remove_user_role"})
@@ -79,6 +82,7 @@ class Change:
             "remove_group_role": f"remove role {self.what} from group {self.group}",
             "add_member": f"add member {self.what} to group {self.group}",
             "remove_member": f"remove member {self.what} from group {self.group}",
+            "rotate_key": f"rotate key of {self.app}",
         }[self.kind]
         return f"{_SYMBOL[self.kind]} {text}" + (f" ({self.reason})" if self.reason else "")
 

@@ -6,6 +6,7 @@ environment file, with ``UserSpec`` and ``GroupSpec``. All go through the same p
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -75,6 +76,8 @@ class AppSpec(BaseModel):
     new_key: bool = False
     # False: never tagged as an environment's own, so --prune leaves it alone (``owned = false`` in a file).
     owned: bool = True
+    # The longest an ACTIVE key may live (``keyMaxAge`` in a file): apply rotates an older one.
+    key_max_age: timedelta | None = None
 
     @field_validator("roles")
     @classmethod

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from orkes_provision.cli.common import APP_NAME, STORE_KINDS, TASK_NAME, common_options, emit, info
+from orkes_provision.cli.common import APP_NAME, DURATION, STORE_KINDS, TASK_NAME, common_options, emit, info
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from orkes_provision.access.doctor import KeyPolicy
 
 
 @click.command("doctor")
@@ -14,8 +21,13 @@ from orkes_provision.cli.common import APP_NAME, STORE_KINDS, TASK_NAME, common_
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the worker's key is (default: the project file's, else where this machine delivered "
                    f"it, else the keyring): {STORE_KINDS}.")
+@click.option("--max-key-age", type=DURATION, default=None, metavar="DURATION",
+              help="Warn when an ACTIVE key of APP is older than this (the server's createdAt), e.g. 90d.")
+@click.option("-f", "--file", "env_file", metavar="FILE",
+              help="An environment file: its keyMaxAge for APP is the key-age policy (--max-key-age wins).")
 @common_options
-def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> None:
+def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_key_age: timedelta | None,
+           env_file: str | None) -> None:
     """Explain why a worker of APP would be refused, and how to fix each problem.
 
     Checks the server, the stored key (known, ACTIVE, accepted), the WORKER role, each task
@@ -25,10 +37,15 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
     when, or that none did: the first thing to look at when a workflow stays SCHEDULED. That
     line is information, not a failure. Doctor only reads: it starts no workflow and polls no task.
 
+    With a key-age policy (--max-key-age, or keyMaxAge in the environment file -f) it warns when
+    an ACTIVE key is older, with the rotate command; a warning does not change the exit code.
+
     \b
     Examples:
       provision doctor greetings-worker --task greetings
       provision doctor --store env-file:./worker.env --json
+      provision doctor greetings-worker --max-key-age 90d
+      provision doctor greetings-worker -f staging.toml
     """
     from orkes_provision.access.doctor import diagnose
     from orkes_provision.access.state import find_application, read_app_state
@@ -48,6 +65,7 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
     project = load_project()
     defaults = project.defaults() if project is not None else None
     name = choose_app_name(app, project=defaults, tasks=tasks).value
+    policy = _key_policy(name, max_key_age, env_file)
     credentials = resolve_server_credentials()
     check_project_server(defaults, name, Choice(credentials.server, "the provisioning credentials"))
     choice = choose_store(store_spec, app=name, server=credentials.server, project=defaults)
@@ -66,9 +84,30 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None) -> N
         hints = Hints(app=name, store=choice.value, options=hint_options(), server=credentials.server,
                       tasks=tuple(task_list))
         report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, hints=hints,
-                          require_tasks=True, polls=True)
+                          require_tasks=True, polls=True, key_policy=policy)
     emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}, report.render)
     if not report.ok:
         first = report.problems[0]
         raise VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
                                  first.fix or "see the report above")
+
+
+def _key_policy(app: str, max_key_age: timedelta | None, env_file: str | None) -> KeyPolicy | None:
+    """--max-key-age, else the keyMaxAge the environment file gives APP (``None``: no policy)."""
+    from orkes_provision.access.doctor import KeyPolicy
+    from orkes_provision.access.environment import load_environment
+    from orkes_provision.errors import UsageError
+
+    if max_key_age is not None:
+        if max_key_age.total_seconds() <= 0:
+            raise UsageError("--max-key-age must be longer than 0s", "write it like 90d or 12h")
+        return KeyPolicy(max_key_age, "--max-key-age")
+    if env_file is None:
+        return None
+    env = load_environment(env_file)
+    entry = next((a for a in env.applications if a.name == app), None)
+    if entry is None:
+        raise UsageError(f"{env.shown} declares no application {app}",
+                         "give the environment file that declares it, or --max-key-age DURATION")
+    limit = entry.key_max_age_limit
+    return KeyPolicy(limit, f"keyMaxAge of {app} in {env.shown}") if limit is not None else None

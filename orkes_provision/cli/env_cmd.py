@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orkes_provision.cli.common import common_options, confirm, emit, opts, report_error, terminal_safe
+from orkes_provision.cli.common import DURATION, common_options, confirm, emit, info, opts, report_error, terminal_safe
 from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from orkes_provision.access.apply import EnvironmentPlan
     from orkes_provision.access.environment import Environment
     from orkes_provision.access.execute import Outcome
@@ -102,15 +104,20 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
 @click.option("--prune", is_flag=True,
               help="Also delete what this environment owns (by its tag) but no longer declares, and remove the "
                    "roles, members and grants that declared entries should not hold.")
+@click.option("--switch-wait", default="15s", show_default=True, type=DURATION, metavar="DURATION",
+              help="In a key rotation keyMaxAge asks for: longest wait for supervised workers to switch to the "
+                   "new key before the old one is deactivated (as 'keys rotate --switch-wait').")
 @_parallelism_option
 @common_options
-def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_keys: bool) -> None:
+def apply(path: str, auto_approve: bool, prune: bool, switch_wait: timedelta, parallelism: int,
+          verify_keys: bool) -> None:
     """Make the server match environment file FILE: plan, ask, apply, summarise.
 
     Creates applications, roles, keys (straight into their stores), grants, task and workflow
     definitions, users and groups (with their members), at most --parallelism requests at a time,
     in dependency order. A second run
-    changes nothing; after a partial failure, a rerun finishes the job.
+    changes nothing; after a partial failure, a rerun finishes the job. An application whose
+    ACTIVE key is older than its keyMaxAge gets its key rotated, as 'provision keys rotate' does.
 
     \b
     Examples:
@@ -119,8 +126,10 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
     """
     from orkes_provision.access.apply import apply_environment
     from orkes_provision.access.execute import PartialFailure
+    from orkes_provision.cli.context import hint_options
     from orkes_provision.locks import app_lock, file_lock
     from orkes_provision.orkes.ratelimit import AdaptiveLimiter
+    from orkes_provision.rotation.fleet import environment_rotator
 
     if not auto_approve and not _stdin_is_tty():
         raise UsageError("stdin is not a terminal, so apply cannot ask for confirmation",
@@ -139,12 +148,13 @@ def apply(path: str, auto_approve: bool, prune: bool, parallelism: int, verify_k
         if not env_plan.empty:  # nothing to ask about otherwise; the (empty) apply keeps --json's shape
             _show_and_confirm(env_plan, auto_approve)
             progress = _Progress() if _stderr_is_tty() and not opts().json else None
+        rotate = environment_rotator(client, server=credentials.server, stores=env_plan.stores,
+                                     actor=credentials.key_id, switch_wait=switch_wait.total_seconds(),
+                                     on_step=lambda app, line: info(f"{app}: {line}"), hint_options=hint_options())
         result = apply_environment(client, env_plan, actor=credentials.key_id, parallelism=parallelism,
-                                   limiter=limiter, on_outcome=progress)
+                                   limiter=limiter, on_outcome=progress, rotate=rotate)
         if progress is not None:
             progress.close()
-    from orkes_provision.cli.context import hint_options
-
     result.hint_options = hint_options()
     emit(result.to_dict() | {"plan": env_plan.to_dict()}, env_plan.render if env_plan.empty else result.render)
     if not result.ok:

@@ -44,7 +44,7 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     Keys and secrets are never read or written. Applications this environment's tags do not mark
     as its own are written 'owned = false' (apply then leaves their tags alone and --prune never
     touches them). What the file cannot hold is listed as skipped, with the reason. Exporting over
-    an existing FILE keeps its name and its applications' stores.
+    an existing FILE keeps its name and its applications' stores and keyMaxAge.
 
     \b
     Examples:
@@ -60,16 +60,19 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     if target is not None and target.is_dir():
         raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
     stores: dict[str, str] = {}
+    key_max_ages: dict[str, str] = {}
     if target is not None and target.is_file():
         previous = _previous(target)
         if previous is not None:
             # The server knows nothing of stores: re-exporting over the file keeps them, and its name.
             stores = {a.name: a.store for a in previous.applications if a.store}
+            key_max_ages = {a.name: a.key_max_age for a in previous.applications if a.key_max_age}
             name = name or previous.name
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         result = export_environment(client, server=credentials.server, name=name, applications=applications,
                                     tags=tags, self_key_id=credentials.key_id, stores=stores,
+                                    key_max_ages=key_max_ages,
                                     parallelism=parallelism)
     # Without -o the file goes to stdout, as if saved in the current directory: its workflows go to ./workflows/.
     written = result.write(target) if target is not None else result.write_workflows(Path.cwd())

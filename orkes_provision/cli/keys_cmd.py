@@ -40,12 +40,18 @@ def keys() -> None:
 @click.argument("app", type=APP_NAME)
 @common_options
 def list_keys(app: str) -> None:
-    """List the keys of APP (name or id) with their status and where this machine delivered each.
+    """List the keys of APP (name or id) with their status, age and where this machine delivered each.
+
+    The age is counted from the server's createdAt ('provision keys rotate --all --older-than 30d'
+    rotates the applications whose oldest ACTIVE key is older).
 
     \b
     Example:
       provision keys list greetings-worker --json
     """
+    from datetime import UTC, datetime
+
+    from orkes_provision.access.keyage import age_seconds, format_age, key_age
     from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.credentials.delivery import where_delivered
@@ -54,14 +60,16 @@ def list_keys(app: str) -> None:
     with make_client(credentials) as client:
         target = find_application(client, app)
         found = client.list_keys(target.id)
+    now = datetime.now(UTC)
+    ages = {k.id: key_age(k, now) for k in found}
     places = {k.id: where_delivered(credentials.server, target.name, k.id) for k in found}
-    rows = [{"id": k.id, "status": k.status, "createdAt": k.created_at,
+    rows = [{"id": k.id, "status": k.status, "createdAt": k.created_at, "ageSeconds": age_seconds(ages[k.id]),
              "deliveredTo": [{"store": d.store, "time": d.time} for d in places[k.id]]} for k in found]
 
     def text() -> str:
         if not found:
             return f"{target.name} has no keys."
-        return "\n".join(f"{k.id}  {k.status:<8}  delivered to: "
+        return "\n".join(f"{k.id}  {k.status:<8}  {format_age(ages[k.id]) + ' old':<12}  delivered to: "
                          + ("; ".join(f"{d.store} ({d.time})" for d in places[k.id]) or "nowhere this machine knows of")
                          for k in found)
 

@@ -7,15 +7,40 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import APP_NAME, DURATION, STORE_KINDS_WRITE, common_options, emit, info, opts
+from orkes_provision.cli.common import (
+    APP_NAME,
+    DURATION,
+    STORE_KINDS_WRITE,
+    NameType,
+    common_options,
+    emit,
+    info,
+    opts,
+)
 from orkes_provision.errors import UsageError
+
+# The library's defaults (rotation.fleet.DEFAULT_PARALLELISM); not imported, to keep --help fast.
+DEFAULT_PARALLELISM = 4
+MAX_PARALLELISM = 64
+ENVIRONMENT = NameType("environment name")
 
 if TYPE_CHECKING:
     from orkes_provision.rotation.rotate import PruneReport, RotationReport
 
 
 @click.command("rotate")
-@click.argument("app", type=APP_NAME)
+@click.argument("apps", nargs=-1, type=APP_NAME, metavar="[APP]...")
+@click.option("--all", "all_", is_flag=True,
+              help="Rotate many applications: every one whose key this machine delivered, those of "
+                   "--environment, or the APPs named; one summary line each.")
+@click.option("--older-than", type=DURATION, default=None, metavar="DURATION",
+              help="With --all: only applications whose oldest ACTIVE key is older than this (the server's "
+                   "createdAt), e.g. 30d.")
+@click.option("--environment", metavar="NAME", type=ENVIRONMENT,
+              help="With --all: the applications tagged environment=NAME on the server (what 'apply' of that "
+                   "environment made).")
+@click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=None,
+              help=f"With --all: applications rotated at once (default {DEFAULT_PARALLELISM}).")
 @click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: at once).")
 @click.option("--store", "store_specs", multiple=True, metavar="SPEC",
@@ -30,8 +55,9 @@ if TYPE_CHECKING:
               help="Also retire ACTIVE keys this rotation cannot give a successor to (delivered to json, to a "
                    "store not written, or by another machine): whoever holds them loses access.")
 @common_options
-def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta, start_over: bool,
-           retire_undelivered: bool) -> None:
+def rotate(apps: tuple[str, ...], all_: bool, older_than: timedelta | None, environment: str | None,
+           parallelism: int | None, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta,
+           start_over: bool, retire_undelivered: bool) -> None:
     """Replace APP's key everywhere it was delivered, with no downtime.
 
     Creates a new key, writes it to every store that holds the current key (or to each --store),
@@ -44,19 +70,50 @@ def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait
     another store, another machine) unless --retire-undelivered. With --store json the new
     key's JSON is all stdout carries; the report goes to stderr.
 
+    With --all it rotates many applications, --parallelism at a time: every one whose key this
+    machine delivered, or those tagged --environment NAME, or the APPs named; with --older-than,
+    only those whose oldest ACTIVE key is older (a rotation left pending is finished whatever
+    the age; an application with no ACTIVE key is left alone). One failing application does not
+    stop the others, and running the same command again finishes what was left. A nightly job:
+    see docs/rotation.md.
+
     \b
     Exit codes: 0 rotated (or an interrupted rotation finished), 2 bad usage, 7 a key to retire
     has no successor where it was delivered, 10 a store could
     not be written (the old key stays ACTIVE; rerun to finish), 11 the new key failed
     verification (the old key stays ACTIVE), 12 another rotation of APP is running;
-    other failures as listed in 'provision --help'.
+    other failures as listed in 'provision --help'. With --all: 0 when every application was
+    rotated or was not due, else the exit code of the first failed application in the report
+    (sorted by name); 3 when this machine delivered no key on the server.
 
     \b
     Examples:
       provision keys rotate greetings-worker
       provision keys rotate greetings-worker --grace 0s --json
       provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 5s
+      provision keys rotate --all --older-than 30d --json
+      provision keys rotate --all --environment staging --parallelism 8
     """
+    if all_:
+        _rotate_all(apps, older_than=older_than, environment=environment, parallelism=parallelism, grace=grace,
+                    store_specs=store_specs, switch_wait=switch_wait, start_over=start_over,
+                    retire_undelivered=retire_undelivered)
+        return
+    for given, name in ((older_than, "--older-than"), (environment, "--environment"), (parallelism, "--parallelism")):
+        if given is not None:
+            raise UsageError(f"{name} chooses among many applications: it needs --all",
+                             "add --all, e.g. 'provision keys rotate --all --older-than 30d'")
+    if len(apps) != 1:
+        raise UsageError("missing argument 'APP'" if not apps else
+                         f"{len(apps)} applications named: rotating several needs --all",
+                         "name one application, or add --all ('provision keys rotate --all' rotates every "
+                         "application whose key this machine delivered)")
+    _rotate_one(apps[0], grace=grace, store_specs=store_specs, switch_wait=switch_wait, start_over=start_over,
+                retire_undelivered=retire_undelivered)
+
+
+def _rotate_one(app: str, *, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta,
+                start_over: bool, retire_undelivered: bool) -> None:
     from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
     from orkes_provision.credentials.delivery import Hints
     from orkes_provision.credentials.stores import open_store
@@ -78,6 +135,34 @@ def rotate(app: str, grace: timedelta, store_specs: tuple[str, ...], switch_wait
         info(render_rotation(report))
         return
     emit(report.to_dict(), lambda: render_rotation(report))
+
+
+def _rotate_all(apps: tuple[str, ...], *, older_than: timedelta | None, environment: str | None,
+                parallelism: int | None, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta,
+                start_over: bool, retire_undelivered: bool) -> None:
+    from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
+    from orkes_provision.rotation.fleet import rotate_fleet, select_applications
+
+    if store_specs:
+        raise UsageError("--store names the stores of one application; with --all each application's key goes "
+                         "where it was delivered", "leave out --store, or rotate that application alone")
+    if start_over:
+        raise UsageError("--start-over discards one application's interrupted rotation; with --all those are "
+                         "finished", "leave out --start-over, or use it on that application alone")
+    if apps and environment:
+        raise UsageError("name applications or give --environment, not both", "use one of the two")
+    credentials = resolve_server_credentials()
+    with make_client(credentials) as client:
+        selection = select_applications(client, credentials.server, names=apps, environment=environment)
+        report = rotate_fleet(client, server=credentials.server, selection=selection, older_than=older_than,
+                              parallelism=parallelism or DEFAULT_PARALLELISM, grace=grace,
+                              switch_wait=switch_wait.total_seconds(), actor=credentials.key_id,
+                              retire_undelivered=retire_undelivered,
+                              on_step=lambda app, line: info(f"{app}: {line}"), hint_options=hint_options())
+    emit(report.to_dict(), report.render)
+    failure = report.failure()
+    if failure is not None:
+        raise failure
 
 
 @click.command("prune")

@@ -119,6 +119,8 @@ PLAN: tuple[Step, ...] = (
     Step("keys rotate", ("keys", "rotate", "{app}", "--grace", "0s", "--switch-wait", "0s", "--store", W,
                          "--store", "env-file:{root}/w2.env"), says="Rotated the key"),
     Step("keys rotate", ("keys", "rotate", "{app}-none", "--switch-wait", "0s"), expect=6),
+    Step("keys rotate", ("keys", "rotate", "--all", "{app}", "--older-than", "0s", "--grace", "0s", "--switch-wait",
+                         "0s"), says="{app}: rotated ("),
     Step("keys prune", ("keys", "prune", "{app}", "--grace", "15m"), says="Pruned the keys"),
     Step("grant", ("grant", "{app}", TASK, "--access", "READ"), says="Granted READ on TASK_DEF"),
     Step("revoke", ("revoke", "{app}", TASK, "--access", "READ", "--yes"), says="Revoked READ on TASK_DEF"),
