@@ -5,8 +5,8 @@ column of a syntax error, the key path of a schema error (``workers[0].command``
 schema errors the one most likely to be the cause comes first (an unknown key, then a wrong
 value, then a missing key: ``command = "python3 main.py"`` is reported as "a list of strings",
 not as the missing key after it), an unknown key gets "did you mean", and a wrong value says
-what is expected in the file's terms, not pydantic's. ``access/environment.py`` holds the same
-rules for the environment file.
+what is expected in the file's terms, not pydantic's. The environment file (``access/environment.py``)
+is read with the same functions.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:
             message = _TOML_EOF.sub("", message)
             where = f"line {text.count(chr(10)) + 1} (end of file)"
         message = message.strip().rstrip(".") or "invalid TOML"
-        raise ConfigError(f"{shown}: {where}: TOML syntax: {_first_lower(message)}",
+        raise ConfigError(f"{shown}: {where}: TOML syntax: {first_lower(message)}",
                           "fix the TOML at that place (syntax: https://toml.io)") from None
     except (ValueError, RecursionError):
         # tomllib only promises TOMLDecodeError, but deeply nested input can exhaust the stack.
@@ -207,7 +207,7 @@ def _value_message(error: Any, annotation: Any) -> str:
         words = {"greater_than_equal": "at least", "less_than_equal": "at most",
                  "greater_than": "more than", "less_than": "less than"}[kind]
         return f"must be {words} {bound} (got {_short(value)})"
-    return _first_lower(str(error.get("msg", "invalid value")).removeprefix("Value error, "))
+    return first_lower(str(error.get("msg", "invalid value")).removeprefix("Value error, "))
 
 
 def _words(value: str) -> list[str]:
@@ -222,5 +222,5 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _first_lower(message: str) -> str:
+def first_lower(message: str) -> str:
     return message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message

@@ -33,11 +33,9 @@ DELETE, EXECUTE``; TOML syntax errors name the line and column. The file holds n
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -59,14 +57,14 @@ from orkes_provision.durations import parse_duration
 from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.names import describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
+from orkes_provision.tomlfiles import first_lower, parse_toml, validation_error
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 STORE_FORMS = "keyring, env-file:PATH"
 # The environment name becomes a tag value and part of file names in messages: keep it plain.
+_DOCS = "docs/environment.md documents every key ('provision schema' prints the JSON Schema)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENVIRONMENT_NAME = _NAME
-_TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)\s*$")
-_TOML_EOF = re.compile(r"\s*\(at end of document\)\s*$")
 # A workflow file larger than this is not a workflow definition someone wrote by hand.
 MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
 
@@ -437,117 +435,11 @@ def load_environment(path: Path | str) -> Environment:
 
 
 def validate_environment(data: Any, shown: str) -> Environment:
-    """Validate parsed data; ``ConfigError`` with the first problem, located, on one line."""
+    """Validate parsed data; ``ConfigError`` with the likeliest problem, located, on one line."""
     try:
         return Environment.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{shown}: {format_validation_error(err)}", _hint(err)) from None
-
-
-def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:
-    """TOML bytes to a dict; ``ConfigError`` naming the line and column of a syntax error."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{shown}: not UTF-8 text (byte {err.start})", "save the file as UTF-8") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        message = str(err)
-        position = _TOML_POSITION.search(message)
-        if position is not None:
-            message = message[:position.start()]
-            where = f"line {position['line']}, column {position['col']}"
-        else:
-            message = _TOML_EOF.sub("", message)
-            where = f"line {text.count(chr(10)) + 1} (end of file)"
-        message = message.strip().rstrip(".") or "invalid TOML"
-        raise ConfigError(f"{shown}: {where}: TOML syntax: {_first_lower(message)}",
-                          "fix the TOML at that place (syntax: https://toml.io)") from None
-    except (ValueError, RecursionError):
-        # tomllib only promises TOMLDecodeError, but deeply nested input can exhaust the stack.
-        raise ConfigError(f"{shown}: TOML syntax: the document is nested too deeply or malformed",
-                          "fix the TOML (syntax: https://toml.io)") from None
-
-
-def format_validation_error(err: ValidationError) -> str:
-    """The first problem as ``path: message``, plus how many others there are; always one line."""
-    errors = err.errors(include_url=False)
-    first = errors[0]
-    where = format_location(first.get("loc", ()))
-    message = _message(first)
-    more = len(errors) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    line = f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
-    return " ".join(line.split())
-
-
-def format_location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _message(error: Any) -> str:
-    kind = error.get("type", "")
-    ctx = error.get("ctx") or {}
-    value = error.get("input")
-    loc = error.get("loc", ())
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
-        hint = f"; did you mean {guess[0]!r}?" if guess else ""
-        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return f"{_short(value)} is not one of {expected}"
-    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{_first_lower(message)} (got {_short(value)})"
-    return _first_lower(message)
-
-
-_TABLES: dict[str, type[BaseModel]] = {"tasks": TaskEntry, "workflows": WorkflowEntry,
-                                       "applications": ApplicationEntry, "grants": GrantEntry,
-                                       "users": UserEntry, "groups": GroupEntry}
-
-
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the table at ``loc`` accepts, as they are spelled in the file."""
-    model: type[BaseModel] = Environment
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        inner = _TABLES.get(part)
-        if inner is None:
-            return []
-        model = inner
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _first_lower(message: str) -> str:
-    return message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message
-
-
-def _hint(err: ValidationError) -> str:
-    kind = err.errors(include_url=False)[0].get("type")
-    if kind == "extra_forbidden":
-        return "remove the key or fix its spelling; 'provision schema' prints every allowed key"
-    return "fix the value; docs/environment.md documents every key ('provision schema' prints the JSON Schema)"
+        raise validation_error(shown, err, Environment, _DOCS) from None
 
 
 def _load_workflow(env: Environment, index: int, entry: WorkflowEntry, shown: str) -> dict[str, Any]:
@@ -573,7 +465,7 @@ def _load_workflow(env: Environment, index: int, entry: WorkflowEntry, shown: st
         raise ConfigError(f"{where}: {entry.file} is not UTF-8 text", "save it as UTF-8 JSON") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{where}: {entry.file}: line {err.lineno}, column {err.colno}: JSON syntax: "
-                          f"{_first_lower(err.msg)}", "fix the JSON at that place") from None
+                          f"{first_lower(err.msg)}", "fix the JSON at that place") from None
     except RecursionError:
         raise ConfigError(f"{where}: {entry.file}: JSON nested too deeply", "fix the JSON") from None
     if not isinstance(data, dict):

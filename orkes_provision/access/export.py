@@ -32,7 +32,6 @@ from orkes_provision.access.environment import (
     GroupEntry,
     TaskEntry,
     UserEntry,
-    parse_toml,
     validate_environment,
 )
 from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
@@ -41,6 +40,7 @@ from orkes_provision.access.tomltext import NotRepresentable, dumps
 from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import atomic_write
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
+from orkes_provision.tomlfiles import parse_toml
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient

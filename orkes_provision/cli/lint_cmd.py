@@ -69,8 +69,9 @@ def lint(paths: tuple[str, ...]) -> None:
 
 
 def _load_all(paths: tuple[str, ...]) -> tuple[list[Environment], list[ProjectDecl]]:
-    from orkes_provision.access.environment import load_environment, parse_toml
+    from orkes_provision.access.environment import load_environment
     from orkes_provision.errors import ConfigError
+    from orkes_provision.tomlfiles import parse_toml
     from orkes_provision.workers.project import PROJECT_FILE, load_project, project_decl
 
     environments: list[Environment] = []

@@ -29,9 +29,10 @@ from conductor.client.http.models.workflow_def import WorkflowDef
 from conductor.client.http.models.workflow_task import WorkflowTask
 from conductor.client.orkes.models.access_type import AccessType
 
-from orkes_provision.access.environment import load_environment, parse_toml
+from orkes_provision.access.environment import load_environment
 from orkes_provision.access.export import HEADER
 from orkes_provision.sandbox.harness import SandboxProcess
+from orkes_provision.tomlfiles import parse_toml
 from orkes_provision.workers.project import load_project
 from tests.access.adopt.test_export import sdk
 
