@@ -214,7 +214,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     before = client.request_count
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # Independent reads go out together: workflows and key checks alongside the state.
-        workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
+        workflows = {workflow_key(d): pool.submit(get_workflow, client, d) for d in env.workflow_defs}
         key_checks = {name: pool.submit(key_authenticates, client, key) for name, key in stored.items()
                       if key is not None and name not in trusted}
         state = _read_state(client, env, specs, parallelism)
@@ -244,7 +244,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         _plan_people(env, state, plan, prune=prune)
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
                            task_payloads=payloads,
-                           workflow_payloads={_workflow_key(d): d for d in env.workflow_defs},
+                           workflow_payloads={workflow_key(d): d for d in env.workflow_defs},
                            read_requests=client.request_count - before,
                            findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
 
@@ -376,11 +376,11 @@ def _task_updates(env: Environment, state: ServerState) -> list[Change]:
     return changes
 
 
-def _workflow_key(definition: Mapping[str, Any]) -> str:
+def workflow_key(definition: Mapping[str, Any]) -> str:
     return f"{definition['name']} v{definition.get('version', 1)}"
 
 
-def _get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str, Any] | None:
+def get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
         return client.get_workflow_def(str(definition["name"]), int(definition.get("version", 1)))
     except NotFound:
@@ -390,7 +390,7 @@ def _get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[st
 def _workflow_changes(env: Environment, server: Mapping[str, dict[str, Any] | None]) -> list[Change]:
     changes: list[Change] = []
     for definition in env.workflow_defs:
-        key = _workflow_key(definition)
+        key = workflow_key(definition)
         current = server.get(key)
         if current is None:
             changes.append(Change("register_workflow", None, key))

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.access.apply import covers, owned_by, ownership_tags
+from orkes_provision.access.apply import covers, get_workflow, owned_by, ownership_tags, workflow_key
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.keyage import format_age, oldest_active, policy_text
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import AppState, PeopleState, grants_by_target, read_people
 from orkes_provision.access.tomltext import line_index
-from orkes_provision.errors import NotFound
 from orkes_provision.orkes.models import Application, app_subject
 
 if TYPE_CHECKING:
@@ -124,7 +123,7 @@ def drift_environment(client: OrkesClient, env: Environment, *, server: str, par
 def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         tasks = pool.submit(client.list_task_defs)
-        workflows = {_workflow_key(d): pool.submit(_get_workflow, client, d) for d in env.workflow_defs}
+        workflows = {workflow_key(d): pool.submit(get_workflow, client, d) for d in env.workflow_defs}
         # Users and groups only when the file declares some: files without them read what they always did.
         users = pool.submit(client.list_users) if env.declares_people else None
         groups = pool.submit(client.list_groups) if env.declares_people else None
@@ -145,17 +144,6 @@ def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
             people = read_people(client, pool, users.result(), groups.result(), [g.id for g in env.groups])
         return _Server(by_name=by_name, apps=apps, task_defs=task_defs, people=people,
                        workflows={k: f.result() for k, f in workflows.items()})
-
-
-def _workflow_key(definition: Mapping[str, Any]) -> str:
-    return f"{definition['name']} v{definition.get('version', 1)}"
-
-
-def _get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str, Any] | None:
-    try:
-        return client.get_workflow_def(str(definition["name"]), int(definition.get("version", 1)))
-    except NotFound:
-        return None
 
 
 @dataclass
@@ -210,7 +198,7 @@ def _tasks(ctx: _Context, state: _Server) -> list[Difference]:
 def _workflows(ctx: _Context, state: _Server) -> list[Difference]:
     out: list[Difference] = []
     for index, (entry, definition) in enumerate(zip(ctx.env.workflows, ctx.env.workflow_defs, strict=True)):
-        key = _workflow_key(definition)
+        key = workflow_key(definition)
         current = state.workflows.get(key)
         where = ctx.where(f"workflows[{index}].file", f"workflows[{index}]")
         subject = f"workflow definition {key}"

@@ -28,13 +28,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from pydantic import SecretStr
+from typing import Any
 
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, app_subject
 from orkes_provision.orkes.urls import normalize_server_url
+from orkes_provision.workers.launch import WorkerKey
 
 PAGE_SIZE = 100
 MAX_CANDIDATES = 1000  # bounds the reads of one pass; the next pass takes the rest
@@ -42,17 +41,8 @@ MAX_CANDIDATES = 1000  # bounds the reads of one pass; the next pass takes the r
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
-class RequeueKey(Protocol):
-    """The key to requeue with (a ``StoredKey``): the worker's own, which may execute its tasks."""
-
-    @property
-    def server(self) -> str: ...
-
-    @property
-    def key_id(self) -> str: ...
-
-    @property
-    def secret(self) -> SecretStr: ...
+# The key to requeue with is the worker's own (a ``StoredKey``), which may execute its tasks.
+RequeueKey = WorkerKey
 
 
 @dataclass
