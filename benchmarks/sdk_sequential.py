@@ -1,9 +1,11 @@
 """The baseline of benchmark (a): what a user writes by hand with conductor-python's authorization client.
 
 Sequential, one call at a time: for each application, create it, add the WORKER role, create a key
-and write it to an env file (0600), then grant EXECUTE on each of its tasks. It reads the layout
-(application and task names, env-file paths) from a JSON file written by ``apply_vs_sdk.py``, and
-the admin credentials from CONDUCTOR_SERVER_URL / CONDUCTOR_AUTH_KEY / CONDUCTOR_AUTH_SECRET.
+and write it to an env file (0600), then grant EXECUTE on each of its tasks; then upsert each user,
+and for each group upsert it, add its members in one call and grant READ on each of its tasks. It
+reads the layout (application, task, user and group names, env-file paths) from a JSON file
+written by ``apply_vs_sdk.py``, and the admin credentials from CONDUCTOR_SERVER_URL /
+CONDUCTOR_AUTH_KEY / CONDUCTOR_AUTH_SECRET.
 
     .venv/bin/python benchmarks/sdk_sequential.py LAYOUT.json
 
@@ -22,6 +24,8 @@ from conductor.client.configuration.settings.authentication_settings import Auth
 from conductor.client.http.models.create_or_update_application_request import CreateOrUpdateApplicationRequest
 from conductor.client.http.models.subject_ref import SubjectRef
 from conductor.client.http.models.target_ref import TargetRef
+from conductor.client.http.models.upsert_group_request import UpsertGroupRequest
+from conductor.client.http.models.upsert_user_request import UpsertUserRequest
 from conductor.client.orkes.models.access_type import AccessType
 from conductor.client.orkes.orkes_authorization_client import OrkesAuthorizationClient
 
@@ -50,6 +54,18 @@ def main() -> None:
         subject = SubjectRef("USER", f"app:{created.id}")
         for task in app["tasks"]:
             client.grant_permissions(subject, TargetRef("TASK_DEF", task), [AccessType.EXECUTE])
+            calls += 1
+    for user in layout.get("users", []):
+        client.upsert_user(UpsertUserRequest(name=user["name"], roles=user["roles"]), user["id"])
+        calls += 1
+    for group in layout.get("groups", []):
+        client.upsert_group(UpsertGroupRequest(description=group["description"], roles=group["roles"]), group["id"])
+        calls += 1
+        if group["members"]:
+            client.add_users_to_group(group["id"], group["members"])
+            calls += 1
+        for task in group["tasks"]:
+            client.grant_permissions(SubjectRef("GROUP", group["id"]), TargetRef("TASK_DEF", task), [AccessType.READ])
             calls += 1
     print(json.dumps({"seconds": time.monotonic() - started, "calls": calls}))
 

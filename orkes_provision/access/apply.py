@@ -29,8 +29,8 @@ from orkes_provision.access.lint import Finding, lint_environment
 from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_people, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
-from orkes_provision.credentials.delivery import Hints, where_delivered
-from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
+from orkes_provision.credentials.delivery import Hints, deliveries
+from orkes_provision.credentials.stores import CredentialStore, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError
 from orkes_provision.orkes.models import MANAGED_TAG, Application, Tag, TaskDef
@@ -209,8 +209,9 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     specs = env.app_specs()
     stores = open_stores(env, specs)
     stored = {name: store.load(server, name) for name, store in stores.items()}
+    delivered = {(d.app, d.key_id, d.store) for d in deliveries(server)} if not verify_keys else set()
     trusted = {name for name, key in stored.items()
-               if key is not None and not verify_keys and _delivered_here(server, name, stores[name], key)}
+               if key is not None and (name, key.key_id, stores[name].spec) in delivered}
     before = client.request_count
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # Independent reads go out together: workflows and key checks alongside the state.
@@ -309,10 +310,6 @@ def _read_state(client: OrkesClient, env: Environment, specs: list[AppSpec], par
     except Conflict as err:
         raise Conflict(err.message, f"application names must be unique for {_file(env)}: delete or rename the "
                                     "extras ('provision apps delete ID'), then plan again") from None
-
-
-def _delivered_here(server: str, app: str, store: CredentialStore, key: StoredKey) -> bool:
-    return any(d.store == store.spec for d in where_delivered(server, app, key.key_id))
 
 
 def _refuse_foreign(env: Environment, state: ServerState, specs: list[AppSpec], stores: Mapping[str, CredentialStore],

@@ -12,6 +12,7 @@ the server.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from orkes_provision.access.apply import covers, get_workflow, owned_by, ownersh
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.keyage import format_age, oldest_active, policy_text
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
-from orkes_provision.access.state import AppState, PeopleState, grants_by_target, read_people
+from orkes_provision.access.state import AppState, PeopleState, app_roles, grants_by_target, read_people
 from orkes_provision.access.tomltext import line_index
 from orkes_provision.orkes.models import Application, app_subject
 
@@ -104,8 +105,7 @@ def drift_environment(client: OrkesClient, env: Environment, *, server: str, par
     ``now`` is the clock keys' ages (``keyMaxAge``) are measured with."""
     before = client.request_count
     state = _read(client, env, parallelism)
-    ctx = _Context(env=env, lines=line_index(env.text), global_args=tuple(global_args),
-                   now=(now or (lambda: datetime.now(UTC)))())
+    ctx = _Context(env=env, global_args=tuple(global_args), now=(now or (lambda: datetime.now(UTC)))())
     differences: list[Difference] = []
     differences += _tasks(ctx, state)
     differences += _workflows(ctx, state)
@@ -125,19 +125,22 @@ def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
         tasks = pool.submit(client.list_task_defs)
         workflows = {workflow_key(d): pool.submit(get_workflow, client, d) for d in env.workflow_defs}
         # Users and groups only when the file declares some: files without them read what they always did.
-        users = pool.submit(client.list_users) if env.declares_people else None
+        # The applications' users (their roles) come with them (``apps=true``).
+        users = pool.submit(client.list_users, True) if env.declares_people else None
         groups = pool.submit(client.list_groups) if env.declares_people else None
         by_name: dict[str, list[Application]] = {}
         for app in client.list_applications():
             by_name.setdefault(app.name, []).append(app)
         # Only the declared names that match exactly one application: a duplicate is reported, not read.
         wanted = [by_name[a.name][0] for a in env.applications if len(by_name.get(a.name, [])) == 1]
-        reads: list[tuple[Application, Future[Any], Future[Any], Future[Any]]] = [
-            (app, pool.submit(client.get_app_user, app.id),
-             pool.submit(client.get_user_permissions, app_subject(app.id).id),
+        reads: list[tuple[Application, Future[Any], Future[Any]]] = [
+            (app, pool.submit(client.get_user_permissions, app_subject(app.id).id),
              pool.submit(client.list_keys, app.id)) for app in wanted]
-        apps = {app.id: AppState(app=app, roles=user.result().role_names, grants=grants_by_target(perms.result()),
-                                 keys=keys.result()) for app, user, perms, keys in reads}
+        if users is None and len(wanted) > parallelism:
+            users = pool.submit(client.list_users, True)
+        roles = app_roles(client, pool, wanted, users.result() if users is not None else None)
+        apps = {app.id: AppState(app=app, roles=roles[app.id], grants=grants_by_target(perms.result()),
+                                 keys=keys.result()) for app, perms, keys in reads}
         task_defs = {t.name: t.model_dump(mode="json", by_alias=True) for t in tasks.result()}
         people = PeopleState()
         if users is not None and groups is not None:
@@ -149,9 +152,13 @@ def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
 @dataclass
 class _Context:
     env: Environment
-    lines: dict[str, int]
     global_args: tuple[str, ...]
     now: datetime
+
+    @functools.cached_property
+    def lines(self) -> dict[str, int]:
+        # Indexed only when a difference needs a line: in sync, a large file is never indexed.
+        return line_index(self.env.text)
 
     def where(self, *paths: str) -> str:
         """FILE:LINE of the first of ``paths`` found in the file."""

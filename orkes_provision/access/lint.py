@@ -25,9 +25,10 @@ application when project files are given, else its EXECUTE grants on task defini
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from orkes_provision.access.environment import ApplicationEntry, Environment
@@ -104,7 +105,12 @@ class ProjectDecl:
 @dataclass
 class _Located:
     file: str
-    lines: dict[str, int] = field(default_factory=dict)
+    text: str = ""
+
+    @functools.cached_property
+    def lines(self) -> dict[str, int]:
+        # Indexing a large file costs more than linting it: only done once a finding needs a line.
+        return line_index(self.text)
 
     def finding(self, rule: str, path: str, message: str, alternative: str, *fallbacks: str) -> Finding:
         line = next((self.lines[p] for p in (path, *fallbacks) if p in self.lines), None)
@@ -135,7 +141,7 @@ def lint(environments: Sequence[Environment] = (), projects: Sequence[ProjectDec
 def lint_environment(env: Environment, *, worker_tasks: Mapping[str, set[str]] | None = None,
                      tagged_tasks: Mapping[str, set[str]] | None = None) -> list[Finding]:
     """The findings of one environment file (``plan`` and ``apply`` print them as warnings)."""
-    where = _Located(env.shown, line_index(env.text))
+    where = _Located(env.shown, env.text)
     findings: list[Finding] = []
     for index, app in enumerate(env.applications):
         at = f"applications[{index}]"
@@ -223,7 +229,7 @@ def _wide_grants(where: _Located, at: str, app: ApplicationEntry, declared: list
 
 
 def _lint_project(project: ProjectDecl) -> list[Finding]:
-    where = _Located(project.file, line_index(project.text))
+    where = _Located(project.file, project.text)
     out: list[Finding] = []
     if project.app_name is None:
         return out
@@ -279,7 +285,7 @@ def _shared_across(projects: Sequence[ProjectDecl]) -> list[Finding]:
             extra = sorted(others - mine)
             if not extra or not mine:
                 continue
-            where = _Located(project.file, line_index(project.text))
+            where = _Located(project.file, project.text)
             files = ", ".join(p.file for p in group)
             out.append(where.finding(
                 "shared-application", "application.name",

@@ -101,7 +101,8 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # The task list does not depend on the applications: fetch both at once.
         tasks = pool.submit(client.list_task_defs) if with_tasks else None
-        users = pool.submit(client.list_users) if groups is not None else None
+        # Every user, the applications' own users with their roles included (``apps=true``).
+        users = pool.submit(client.list_users, True) if groups is not None else None
         all_groups = pool.submit(client.list_groups) if groups is not None else None
         applications = client.list_applications()
         by_name: dict[str, list[Application]] = {}
@@ -113,22 +114,39 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
             found = state.resolve(name, (app_ids or {}).get(name))
             if found is not None:
                 wanted.append(found)
-        # Each application's three reads are independent: submit them all, so that N applications
-        # take ceil(3N / parallelism) round trips rather than 3 * ceil(N / parallelism).
-        app_users = [pool.submit(client.get_app_user, a.id) for a in wanted]
+        # Each application's reads are independent: submit them all, so that N applications take
+        # ceil(2N / parallelism) round trips rather than 2 * ceil(N / parallelism).
         perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in wanted]
         keys = [pool.submit(client.list_keys, a.id) for a in wanted]
+        if users is None and len(wanted) > parallelism:
+            users = pool.submit(client.list_users, True)
+        roles = app_roles(client, pool, wanted, users.result() if users is not None else None)
         if users is not None and all_groups is not None:
             state.people = read_people(client, pool, users.result(), all_groups.result(), groups or ())
-        for app, user, granted, app_keys in zip(wanted, app_users, perms, keys, strict=True):
-            state.apps[app.id] = AppState(app=app, roles=user.result().role_names,
-                                          grants=grants_by_target(granted.result()), keys=app_keys.result())
+        for app, granted, app_keys in zip(wanted, perms, keys, strict=True):
+            state.apps[app.id] = AppState(app=app, roles=roles[app.id], grants=grants_by_target(granted.result()),
+                                          keys=app_keys.result())
         if tasks is not None:
             task_defs = tasks.result()
             state.task_names = {t.name for t in task_defs}
             state.task_defs = {t.name: t for t in task_defs}
     return state
 
+
+
+def app_roles(client: OrkesClient, pool: ThreadPoolExecutor, apps: list[Application],
+              users: list[User] | None) -> dict[str, set[str]]:
+    """Each application's roles (by id): from ``users`` (a list with the applications' users) where
+    it has them, else from one read of each application's user.
+
+    A list replaces one read per application when there are more applications than reads in flight;
+    with fewer, the reads take one round trip anyway and the list, which holds every person too,
+    is not worth reading.
+    """
+    listed = {u.id: u.role_names for u in users or [] if u.application_user}
+    missing = [a for a in apps if app_subject(a.id).id not in listed]
+    read = dict(zip([a.id for a in missing], pool.map(client.get_app_user, [a.id for a in missing]), strict=True))
+    return {a.id: read[a.id].role_names if a.id in read else listed[app_subject(a.id).id] for a in apps}
 
 
 def read_people(client: OrkesClient, pool: ThreadPoolExecutor, users: list[User], all_groups: list[Group],
