@@ -251,7 +251,8 @@ def _preflight(app: str, tasks: list[str], home: _KeyHome) -> None:
     try:
         credentials = resolve_server_credentials()
     except (ConfigError, StoreError) as err:
-        _key_only_preflight(app, home, f"no provisioning credentials: {err.message}")
+        # The settings error already starts "no credentials: "; say it once.
+        _key_only_preflight(app, home, f"no provisioning credentials: {err.message.removeprefix('no credentials: ')}")
         return
     if credentials.server != home.server:
         _key_only_preflight(app, home, f"the provisioning credentials are for {credentials.server}")

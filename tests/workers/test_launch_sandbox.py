@@ -112,6 +112,7 @@ def test_preflight_without_provisioning_credentials_checks_what_the_key_itself_c
     allowed = lab.provision("run", "--app", "no-role-app", "--store", lab.store, "--", "true", env=worker_only)
     assert allowed.returncode == 0, allowed.stderr
     assert "authenticates and has WORKER; EXECUTE grants not checked" in allowed.stderr
+    assert "EXECUTE grants not checked (no provisioning credentials: CONDUCTOR_AUTH_KEY" in allowed.stderr
 
 
 def run_greetings_workflow(lab: Lab, *worker_args: str) -> tuple[dict[str, Any], str, int]:
