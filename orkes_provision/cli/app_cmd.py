@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -103,6 +104,10 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
                                force=force, on_outcome=_progress)
     hints = Hints(app=result.name, store=choice.value, options=hint_options(), server=result.server,
                   tasks=tuple(spec.task_names))
+    if declared is not None and project is not None and project.workers:
+        # The project runs its workers itself: its first worker is the next step, not a bare 'run'.
+        store_flag = ("--store", choice.value) if choice.source == "--store" else ()
+        hints = replace(hints, next_run=hints.command("worker", "run", project.workers[0].name, *store_flag))
     if choice.value == "json":
         # stdout carries the credentials document alone, so it can be piped into a secret manager.
         info(render(result, hints))
@@ -141,7 +146,7 @@ def render(result: AppResult, hints: Hints) -> str:
     if result.store_spec == "json":
         return "\n".join(lines)
     if result.is_worker:
-        lines.append(f"Next: {hints.run()}")
+        lines.append(f"Next: {hints.next_run or hints.run()}")
     else:
         lines.append(f"Next: to run a worker as {result.name}, give it the WORKER role: {hints.create_app('--worker')}")
     return "\n".join(lines)

@@ -422,6 +422,7 @@ class Hints:
     options: tuple[str, ...] = ()
     server: str | None = None
     tasks: tuple[str, ...] = field(default=())
+    next_run: str | None = None  # what runs the workers, when a project says it better than 'run'
 
     def command(self, *words: str) -> str:
         return shlex.join(["provision", *self.options, *words])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,11 @@ def test_the_steps_init_prints_run_as_printed_without_a_keyring(sandbox: Sandbox
     ran = subprocess.run(["bash", "-c", f"{steps[0]} && {app_step}"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    # Its own "Next:" is the project's worker, with the store given on its command line.
+    [next_line] = [line for line in ran.stdout.splitlines() if line.startswith("Next: ")]
+    words = shlex.split(next_line.removeprefix("Next: "))
+    store = f"env-file:{project / 'worker.env'}"
+    assert words[words.index("worker"):] == ["worker", "run", "greetings", "--store", store]
     # The project file's application got what the file declares: WORKER and EXECUTE on greetings.
     with admin(sandbox) as client:
         [app] = [a for a in client.list_applications() if a.name == "init steps"]
