@@ -9,7 +9,7 @@ answers are capped in size and the proxy is chosen per server (``transport``). E
 logs carry methods, paths, statuses and key ids, never secrets, tokens, headers or the bodies of
 ``/token`` and key creation; what a server says in an error is redacted of secrets and tokens.
 
-The client is safe to share between threads: httpx.Client is, and token refresh is locked.
+The client is safe to share between threads: its transport's connection pool is, and token refresh is locked.
 """
 
 from __future__ import annotations
