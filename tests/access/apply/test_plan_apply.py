@@ -176,7 +176,7 @@ def test_malformed_file_is_one_error_line_and_one_hint_line_with_exit_code_3(tmp
         assert result.returncode == 3
         error, hint = result.stderr.splitlines()
         assert error == ("error: env.toml: applications[0].grants[0].access[0]: 'EXECUT' is not one of "
-                         "CREATE, READ, UPDATE, DELETE, EXECUTE")
+                         "CREATE, READ, UPDATE, DELETE, EXECUTE; did you mean 'EXECUTE'?")
         assert hint.startswith("hint: ")
     detailed = provision(["plan", "-f", "env.toml", "--detailed-exitcode"], cwd=tmp_path)
     assert detailed.returncode == 1
