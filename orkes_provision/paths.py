@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -17,9 +18,15 @@ def config_dir() -> Path:
 
 def state_dir() -> Path:
     """Deliveries, rotation progress, audit log, locks: no secrets live here."""
-    override = os.environ.get("ORKES_PROVISION_STATE_DIR", "").strip()
-    if override:
-        return Path(override)
+    env = os.environ
+    return _state_dir(env.get("ORKES_PROVISION_STATE_DIR", ""), env.get("XDG_STATE_HOME", ""), env.get("HOME", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _state_dir(override: str, xdg_state_home: str, home: str) -> Path:
+    # Every audit line and lock asks (thousands in an apply); the answer changes only with these variables.
+    if override.strip():
+        return Path(override.strip())
     return _xdg("XDG_STATE_HOME", ".local/state") / "orkes-provision"
 
 
