@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.apply import owning_environment
 from orkes_provision.access.keyage import OldestKey, age_seconds, oldest_active, policy_text
-from orkes_provision.credentials.delivery import Hints, deliveries, forget_deliveries
+from orkes_provision.credentials.delivery import Hints, deliveries, deliveries_path, forget_deliveries
 from orkes_provision.errors import ConfigError, Conflict, Interrupted, NotFound, ProvisionError, UsageError
 from orkes_provision.orkes.models import Application
 from orkes_provision.orkes.urls import normalize_server_url
@@ -137,11 +137,9 @@ def _delivered(client: OrkesClient, server: str, apps: list[Application],
             newest.setdefault(delivery.app, delivery.app_id)
     others = sorted({d.server for d in every} - {here})
     if not newest:
-        from orkes_provision.paths import state_dir
-
         elsewhere = f" (it lists keys delivered on {', '.join(others)})" if others else ""
         raise ConfigError(f"this machine delivered no application key on {server}: the deliveries record "
-                          f"{state_dir() / 'deliveries.json'} lists none{elsewhere}",
+                          f"{deliveries_path()} lists none{elsewhere}",
                           "run the job as the user (or with the ORKES_PROVISION_STATE_DIR) that provisioned the "
                           "keys, or name the applications, or give --environment NAME")
     targets: list[Target] = []
