@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
@@ -22,3 +24,28 @@ def provision(args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd:
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
+
+
+def stop_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """Stop the process group ``proc`` leads: SIGTERM, then SIGKILL if it is not gone within ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def process_group(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path, append: bool = True,
+                  stop_timeout: float = 20.0) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` in its own process group, output to ``log``; the whole group is stopped at the end."""
+    with log.open("ab" if append else "wb") as out:
+        proc = subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            stop_group(proc, stop_timeout)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import TaskDef
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.cli import process_group
 from tests.rotation.helpers import PROVISION, WorkerApp, cli_env
 
 pytestmark = pytest.mark.slow
@@ -78,25 +78,6 @@ def workflow(admin: OrkesClient) -> str:
     return WORKFLOW
 
 
-@contextlib.contextmanager
-def group(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A provision supervisor in its own process group, the whole group killed at the end."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-
-
 def until(probe: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,7 +113,7 @@ def test_rotation_hands_the_task_the_old_worker_held_to_the_new_worker_within_se
     log = tmp_path / "supervisor.log"
     cmd = [PROVISION, "--json", "run", "--app", app.name, "--store", store.spec, "--task", TASK, "--no-preflight",
            "--supervise", "--", sys.executable, "worker.py"]
-    with group(cmd, env, tmp_path, log):
+    with process_group(cmd, env=env, cwd=tmp_path, log=log):
         workflow_id = admin.start_workflow(workflow, {})
         [holding] = until(lambda: held(env), 60, "the old worker to hold the task")
         Path(env["HOLD_FILE"]).unlink()  # workers started from now on complete at once
@@ -176,7 +157,7 @@ def test_worker_run_stopped_by_sigterm_hands_its_task_to_the_next_worker(
     Path(env["HOLD_FILE"]).touch()
     cmd = [PROVISION, "--json", "worker", "run", "slow", "--no-preflight"]
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    with group(cmd, env, project, first_log) as first:
+    with process_group(cmd, env=env, cwd=project, log=first_log) as first:
         workflow_id = admin.start_workflow(workflow, {})
         [holding] = until(lambda: held(env), 60, "the first worker to hold the task")
         Path(env["HOLD_FILE"]).unlink()
@@ -188,7 +169,7 @@ def test_worker_run_stopped_by_sigterm_hands_its_task_to_the_next_worker(
     assert admin.get_workflow(workflow_id)["tasks"][0]["status"] == "SCHEDULED"
 
     started = time.monotonic()
-    with group(cmd, env, project, second_log):
+    with process_group(cmd, env=env, cwd=project, log=second_log):
         done = until(lambda: (w := admin.get_workflow(workflow_id))["status"] != "RUNNING" and w, 60,
                      "the second worker to complete the task")
         took = time.monotonic() - started

@@ -8,8 +8,6 @@ killed at the end of each test.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +20,7 @@ from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.rotation.record import load_progress
 from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.workers.status import supervised_workers
+from tests.cli import process_group
 from tests.rotation.helpers import PROVISION, REPO, WorkerApp, cli_env, json_out, key_statuses, provision
 
 pytestmark = pytest.mark.slow
@@ -40,20 +39,9 @@ def supervised(app: WorkerApp, store: EnvFileStore, env: dict[str, str], log: Pa
                first_key: str = "") -> Iterator[subprocess.Popen[bytes]]:
     cmd = [PROVISION, "run", "--app", app.name, "--store", store.spec, "--no-preflight", "--supervise", "--",
            "sh", "-c", PICKY_WORKER]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env={**env, "FIRST_KEY": first_key}, cwd=REPO, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+    with process_group(cmd, env={**env, "FIRST_KEY": first_key}, cwd=REPO, log=log, append=False,
+                       stop_timeout=15) as proc:
+        yield proc
 
 
 def wait_for_supervisor(server: str, app: WorkerApp, key_id: str) -> None:

@@ -4,7 +4,6 @@ application the roles and grants the project file declares."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from orkes_provision.credentials.stores.envfile import parse_env
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.cli import PROVISION
+from tests.cli import PROVISION, stop_group
 
 NO_KEYRING = "keyring.backends.fail.Keyring"
 
@@ -72,8 +71,7 @@ def test_the_steps_init_prints_run_as_printed_without_a_keyring(sandbox: Sandbox
                 break
         assert "preflight: ok" in seen and "started pid" in seen, seen
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=30)
+        stop_group(worker, 30)
 
 
 def test_app_in_a_project_adds_the_declared_roles_and_grants_to_the_flags(sandbox: SandboxProcess,
