@@ -238,7 +238,7 @@ def processes_with_marker(name: str, value: str) -> list[tuple[int, str]]:
             if needle in (entry / "environ").read_bytes().split(b"\0"):
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
                 found.append((int(entry.name), cmd))
-        except OSError:
+        except (OSError, IndexError):  # gone meanwhile, or a stat line cut short
             continue
     return found
 

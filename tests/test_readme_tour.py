@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.demo import processes_with_marker
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 VENV_BIN = REPO / ".venv" / "bin"
@@ -149,19 +151,7 @@ def fresh_env(tmp: Path, marker: str) -> dict[str, str]:
 
 def marked_processes(marker: str) -> list[tuple[int, str]]:
     """Live processes (not zombies) whose environment carries this run's marker."""
-    needle = f"{MARKER_VAR}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-        except (OSError, IndexError):
-            continue
-    return found
+    return processes_with_marker(MARKER_VAR, marker)
 
 
 def leftovers(marker: str, within: float) -> list[tuple[int, str]]:
