@@ -34,16 +34,21 @@ _RANK = {"extra_forbidden": 0, "missing": 2}
 def read_toml(path: Path, what: str, *, missing_hint: str) -> dict[str, Any]:
     """The TOML document at ``path``; ``what`` names the kind of file in messages ("project file")."""
     shown = display(path)
+    return parse_toml(read_file(path, shown, what, missing_hint=missing_hint), shown)
+
+
+def read_file(path: Path, shown: str, what: str, *, missing_hint: str, directory_hint: str | None = None) -> bytes:
+    """The bytes of the file the user named; a ``ConfigError`` saying why it cannot be read, shown as ``shown``."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{shown}: no such {what}", missing_hint) from None
     except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not a {what}",
-                          f"remove or rename the directory, or point at the {what} itself") from None
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise ConfigError(f"{shown}: is a directory, not {article} {what}",
+                          directory_hint or f"remove or rename the directory, or point at the {what} itself") from None
     except OSError as err:
         raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
-    return parse_toml(raw, shown)
 
 
 def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:

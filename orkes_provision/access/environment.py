@@ -57,7 +57,7 @@ from orkes_provision.durations import parse_duration
 from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.names import describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
-from orkes_provision.tomlfiles import first_lower, parse_toml, validation_error
+from orkes_provision.tomlfiles import first_lower, parse_toml, read_file, validation_error
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 STORE_FORMS = "keyring, env-file:PATH"
@@ -418,14 +418,8 @@ def load_environment(path: Path | str) -> Environment:
     """
     path = Path(path)
     shown = _display(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: no such environment file", "check the path given to -f") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not an environment file", "give the .toml file to -f") from None
-    except OSError as err:
-        raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
+    raw = read_file(path, shown, "environment file", missing_hint="check the path given to -f",
+                    directory_hint="give the .toml file to -f")
     env = validate_environment(parse_toml(raw, shown), shown)
     env._path = path.resolve()
     env._text = raw.decode("utf-8")

@@ -70,22 +70,15 @@ def lint(paths: tuple[str, ...]) -> None:
 
 def _load_all(paths: tuple[str, ...]) -> tuple[list[Environment], list[ProjectDecl]]:
     from orkes_provision.access.environment import load_environment
-    from orkes_provision.errors import ConfigError
-    from orkes_provision.tomlfiles import parse_toml
+    from orkes_provision.tomlfiles import parse_toml, read_file
     from orkes_provision.workers.project import PROJECT_FILE, load_project, project_decl
 
     environments: list[Environment] = []
     projects: list[ProjectDecl] = []
     for raw_path in paths:
         path = Path(raw_path)
-        try:
-            data = parse_toml(path.read_bytes(), raw_path)
-        except FileNotFoundError:
-            raise ConfigError(f"{raw_path}: no such file", "check the path given to -f") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{raw_path}: is a directory", "give an environment or project file (.toml)") from None
-        except OSError as err:
-            raise ConfigError(f"{raw_path}: cannot read: {err.strerror}", "check the file's permissions") from None
+        data = parse_toml(read_file(path, raw_path, "file", missing_hint="check the path given to -f",
+                                    directory_hint="give an environment or project file (.toml)"), raw_path)
         is_project = path.name == PROJECT_FILE or ("name" not in data and ("application" in data or "workers" in data))
         if is_project:
             project = load_project(path)
