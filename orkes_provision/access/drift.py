@@ -16,7 +16,7 @@ import functools
 import json
 import shlex
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,9 +25,9 @@ from orkes_provision.access.apply import covers, get_workflow, owned_by, ownersh
 from orkes_provision.access.environment import Environment
 from orkes_provision.access.keyage import format_age, oldest_active, policy_text
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
-from orkes_provision.access.state import AppState, PeopleState, app_roles, grants_by_target, read_people
+from orkes_provision.access.state import AppState, PeopleState, read_state
 from orkes_provision.access.tomltext import line_index
-from orkes_provision.orkes.models import Application, app_subject
+from orkes_provision.orkes.models import Application
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
@@ -121,31 +121,15 @@ def drift_environment(client: OrkesClient, env: Environment, *, server: str, par
 
 
 def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
+    # Users and groups only when the file declares some: files without them read what they always did.
+    groups = [g.id for g in env.groups] if env.declares_people else None
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        tasks = pool.submit(client.list_task_defs)
         workflows = {workflow_key(d): pool.submit(get_workflow, client, d) for d in env.workflow_defs}
-        # Users and groups only when the file declares some: files without them read what they always did.
-        # The applications' users (their roles) come with them (``apps=true``).
-        users = pool.submit(client.list_users, True) if env.declares_people else None
-        groups = pool.submit(client.list_groups) if env.declares_people else None
-        by_name: dict[str, list[Application]] = {}
-        for app in client.list_applications():
-            by_name.setdefault(app.name, []).append(app)
-        # Only the declared names that match exactly one application: a duplicate is reported, not read.
-        wanted = [by_name[a.name][0] for a in env.applications if len(by_name.get(a.name, [])) == 1]
-        reads: list[tuple[Application, Future[Any], Future[Any]]] = [
-            (app, pool.submit(client.get_user_permissions, app_subject(app.id).id),
-             pool.submit(client.list_keys, app.id)) for app in wanted]
-        if users is None and len(wanted) > parallelism:
-            users = pool.submit(client.list_users, True)
-        roles = app_roles(client, pool, wanted, users.result() if users is not None else None)
-        apps = {app.id: AppState(app=app, roles=roles[app.id], grants=grants_by_target(perms.result()),
-                                 keys=keys.result()) for app, perms, keys in reads}
-        task_defs = {t.name: t.model_dump(mode="json", by_alias=True) for t in tasks.result()}
-        people = PeopleState()
-        if users is not None and groups is not None:
-            people = read_people(client, pool, users.result(), groups.result(), [g.id for g in env.groups])
-        return _Server(by_name=by_name, apps=apps, task_defs=task_defs, people=people,
+        # A name several applications share is reported as a duplicate, not read.
+        state = read_state(client, [a.name for a in env.applications], parallelism=parallelism, groups=groups,
+                           skip_ambiguous=True)
+        task_defs = {name: t.model_dump(mode="json", by_alias=True) for name, t in state.task_defs.items()}
+        return _Server(by_name=state.by_name, apps=state.apps, task_defs=task_defs, people=state.people,
                        workflows={k: f.result() for k, f in workflows.items()})
 
 

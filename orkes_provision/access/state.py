@@ -95,9 +95,13 @@ def grants_by_target(granted: Iterable[GrantedAccess]) -> dict[tuple[str, str], 
 
 
 def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, str | None] | None = None,
-               parallelism: int = 16, with_tasks: bool = True, groups: Iterable[str] | None = None) -> ServerState:
+               parallelism: int = 16, with_tasks: bool = True, groups: Iterable[str] | None = None,
+               skip_ambiguous: bool = False) -> ServerState:
     """Read the applications called ``names`` with their roles, grants and keys; with ``groups``
-    (ids, possibly none) also every user and group, and the members and grants of those groups."""
+    (ids, possibly none) also every user and group, and the members and grants of those groups.
+
+    A name several applications share raises ``Conflict``, or with ``skip_ambiguous`` is not read
+    (``by_name`` still lists them, for a report that names them)."""
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # The task list does not depend on the applications: fetch both at once.
         tasks = pool.submit(client.list_task_defs) if with_tasks else None
@@ -111,6 +115,8 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
         state = ServerState(by_name=by_name)
         wanted: list[Application] = []
         for name in dict.fromkeys(names):
+            if skip_ambiguous and len(by_name.get(name, [])) > 1:
+                continue
             found = state.resolve(name, (app_ids or {}).get(name))
             if found is not None:
                 wanted.append(found)
