@@ -20,12 +20,14 @@ SHARED = "shared"
 ALLOWED: dict[str, set[str]] = {
     "orkes": set(),
     "kube": set(),
+    "toml": set(),
     "sandbox": {"orkes"},
-    "credentials": {"orkes", "kube", "sandbox"},
+    "credentials": {"orkes", "kube", "sandbox", "toml"},
     "access": {"orkes", "credentials"},
-    "workers": {"orkes", "access", "credentials", "kube"},
-    "rotation": {"orkes", "access", "credentials", "workers"},
-    "cli": {"orkes", "kube", "sandbox", "credentials", "access", "workers", "rotation"},
+    "environments": {"orkes", "credentials", "access", "toml"},
+    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml"},
+    "rotation": {"orkes", "access", "environments", "credentials", "workers"},
+    "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml"},
     SHARED: set(),
 }
 

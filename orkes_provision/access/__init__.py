@@ -1,4 +1,4 @@
-"""Access control as data: application specs, the server's state, the pure plan, the
-dependency-graph executor, ``provision app``, environment files (plan/apply), key life cycle and doctor.
-Imports ``orkes``, ``credentials`` and the shared basics; never click.
+"""One application's access: application specs, the server's state, the pure plan and the
+dependency-graph executor that carry out ``provision app``, the key life cycle, key ages and doctor.
+Imports ``orkes``, ``credentials``, ``toml`` and the shared basics; never click.
 """

@@ -95,7 +95,7 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
 def _key_policy(app: str, max_key_age: timedelta | None, env_file: str | None) -> KeyPolicy | None:
     """--max-key-age, else the keyMaxAge the environment file gives APP (``None``: no policy)."""
     from orkes_provision.access.doctor import KeyPolicy
-    from orkes_provision.access.environment import load_environment
+    from orkes_provision.environments.environment import load_environment
     from orkes_provision.errors import UsageError
 
     if max_key_age is not None:

@@ -48,8 +48,8 @@ def drift(path: str, parallelism: int) -> None:
       provision drift -f staging.toml
       provision drift -f staging.toml --json || notify-team   # from cron or CI
     """
-    from orkes_provision.access.drift import drift_environment
     from orkes_provision.cli.env_cmd import _client, _credentials, _load
+    from orkes_provision.environments.drift import drift_environment
 
     options = opts()
     global_args = [*(["--profile", options.profile] if options.profile else []),

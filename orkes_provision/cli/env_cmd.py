@@ -1,7 +1,7 @@
 """``provision plan``, ``provision apply`` and ``provision schema``: declarative environments.
 
-The work is in ``orkes_provision.access.apply`` (reading, planning, executing) and
-``orkes_provision.access.environment`` (the file); these commands parse flags, ask, and render.
+The work is in ``orkes_provision.environments.apply`` (reading, planning, executing) and
+``orkes_provision.environments.environment`` (the file); these commands parse flags, ask, and render.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from orkes_provision.errors import ProvisionError, UsageError
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from orkes_provision.access.apply import EnvironmentPlan
-    from orkes_provision.access.environment import Environment
     from orkes_provision.access.execute import Outcome
+    from orkes_provision.environments.apply import EnvironmentPlan
+    from orkes_provision.environments.environment import Environment
     from orkes_provision.orkes.client import OrkesClient
     from orkes_provision.orkes.models import Credentials
     from orkes_provision.orkes.ratelimit import AdaptiveLimiter
@@ -124,9 +124,9 @@ def apply(path: str, auto_approve: bool, prune: bool, switch_wait: timedelta, pa
       provision apply -f staging.toml
       provision apply -f staging.toml --auto-approve --prune
     """
-    from orkes_provision.access.apply import apply_environment
     from orkes_provision.access.execute import PartialFailure
     from orkes_provision.cli.context import hint_options
+    from orkes_provision.environments.apply import apply_environment
     from orkes_provision.locks import app_lock, file_lock
     from orkes_provision.orkes.ratelimit import AdaptiveLimiter
     from orkes_provision.rotation.fleet import environment_rotator
@@ -170,13 +170,13 @@ def schema() -> None:
       provision schema > environment.schema.json
       provision schema | jq '.properties | keys'
     """
-    from orkes_provision.access.environment import environment_schema
+    from orkes_provision.environments.environment import environment_schema
 
     click.echo(json.dumps(environment_schema(), indent=2, sort_keys=False))
 
 
 def _load(path: str) -> Environment:
-    from orkes_provision.access.environment import load_environment
+    from orkes_provision.environments.environment import load_environment
 
     return load_environment(path)
 
@@ -215,7 +215,7 @@ def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesC
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,
           parallelism: int, verify_keys: bool) -> EnvironmentPlan:
-    from orkes_provision.access.apply import plan_environment
+    from orkes_provision.environments.apply import plan_environment
 
     return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
                             verify_keys=verify_keys)

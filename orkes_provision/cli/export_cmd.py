@@ -1,6 +1,6 @@
 """``provision export``: write the server's current environment as an environment file.
 
-The work is in ``orkes_provision.access.export``; this command parses flags, writes and reports.
+The work is in ``orkes_provision.environments.export``; this command parses flags, writes and reports.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import click
 from orkes_provision.cli.common import common_options, emit, opts
 
 if TYPE_CHECKING:
-    from orkes_provision.access.environment import Environment
+    from orkes_provision.environments.environment import Environment
 
 DEFAULT_PARALLELISM = 16
 MAX_PARALLELISM = 64
@@ -52,8 +52,8 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
       provision export --application greetings-worker > greetings.toml
       provision export --tag environment:staging -o staging.toml --json
     """
-    from orkes_provision.access.export import export_environment
     from orkes_provision.cli.context import make_client, resolve_server_credentials
+    from orkes_provision.environments.export import export_environment
     from orkes_provision.errors import UsageError
 
     target = Path(output) if output else None
@@ -106,7 +106,7 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
 
 
 def _previous(path: Path) -> Environment | None:
-    from orkes_provision.access.environment import load_environment
+    from orkes_provision.environments.environment import load_environment
     from orkes_provision.errors import ConfigError
 
     try:

@@ -15,8 +15,8 @@ from orkes_provision.cli.drift_cmd import ExitOneOnUsageError
 from orkes_provision.errors import ProvisionError
 
 if TYPE_CHECKING:
-    from orkes_provision.access.environment import Environment
-    from orkes_provision.access.lint import ProjectDecl
+    from orkes_provision.environments.environment import Environment
+    from orkes_provision.environments.lint import ProjectDecl
 
 
 @click.command("lint", cls=ExitOneOnUsageError)
@@ -44,8 +44,8 @@ def lint(paths: tuple[str, ...]) -> None:
       provision lint -f staging.toml
       provision lint -f staging.toml -f greetings/orkes-provision.toml --json
     """
-    from orkes_provision.access.lint import RULES
-    from orkes_provision.access.lint import lint as run_lint
+    from orkes_provision.environments.lint import RULES
+    from orkes_provision.environments.lint import lint as run_lint
 
     try:
         environments, projects = _load_all(paths)
@@ -69,8 +69,8 @@ def lint(paths: tuple[str, ...]) -> None:
 
 
 def _load_all(paths: tuple[str, ...]) -> tuple[list[Environment], list[ProjectDecl]]:
-    from orkes_provision.access.environment import load_environment
-    from orkes_provision.tomlfiles import parse_toml, read_file
+    from orkes_provision.environments.environment import load_environment
+    from orkes_provision.toml.read import parse_toml, read_file
     from orkes_provision.workers.project import PROJECT_FILE, load_project, project_decl
 
     environments: list[Environment] = []

@@ -46,7 +46,7 @@ from orkes_provision.errors import ConfigError, NotFound, ProvisionError, StoreE
 from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.orkes.urls import normalize_server_url
-from orkes_provision.tomlfiles import parse_toml, validation_error
+from orkes_provision.toml.read import parse_toml, validation_error
 
 __all__ = [
     "DEFAULT_PROFILE", "PROFILE_KEYRING_SERVICE", "Config", "Profile", "Settings", "config_path",

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.access.apply import owning_environment
 from orkes_provision.access.keyage import OldestKey, age_seconds, oldest_active, policy_text
 from orkes_provision.credentials.delivery import Hints, deliveries, deliveries_path, forget_deliveries
+from orkes_provision.environments.apply import owning_environment
 from orkes_provision.errors import ConfigError, Conflict, Interrupted, NotFound, ProvisionError, UsageError
 from orkes_provision.orkes.models import Application
 from orkes_provision.orkes.urls import normalize_server_url

@@ -24,7 +24,7 @@ secrets: the key lives in the credential store named by ``application.store``. E
 
 Errors name the file and the key path, e.g.
 ``orkes-provision.toml: workers[0].runtime: 'pyhton' is not one of python, java, ...; did you mean 'python'?``
-(see ``orkes_provision.tomlfiles``).
+(see ``orkes_provision.toml.read``).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from orkes_provision.access.lint import ProjectDecl, WorkerDecl
 from orkes_provision.access.spec import Name, not_blank
 from orkes_provision.credentials.delivery import ProjectDefaults
+from orkes_provision.environments.lint import ProjectDecl, WorkerDecl
 from orkes_provision.errors import ConfigError
-from orkes_provision.tomlfiles import read_toml, validation_error
+from orkes_provision.toml.read import read_toml, validation_error
 
 PROJECT_FILE = "orkes-provision.toml"
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.access.apply import apply_environment, plan_environment
-from orkes_provision.access.environment import load_environment
 from orkes_provision.access.execute import PartialFailure
 from orkes_provision.access.provisioning import provision_app
 from orkes_provision.access.spec import app_spec_from_flags
 from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.environments.apply import apply_environment, plan_environment
+from orkes_provision.environments.environment import load_environment
 from orkes_provision.errors import NotFound, ProvisionError
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import app_subject

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from orkes_provision.access.environment import load_environment
 from orkes_provision.credentials.settings import Config, Profile, load_config, render_config
 from orkes_provision.credentials.stores.base import StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.environments.environment import load_environment
 from orkes_provision.errors import ConfigError, StoreError
 from orkes_provision.workers.project import load_project
 from tests.cli import provision

@@ -57,7 +57,7 @@ from orkes_provision.durations import parse_duration
 from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.names import describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
-from orkes_provision.tomlfiles import first_lower, parse_toml, read_file, validation_error
+from orkes_provision.toml.read import first_lower, parse_toml, read_file, validation_error
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 STORE_FORMS = "keyring, env-file:PATH"

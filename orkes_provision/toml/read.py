@@ -5,7 +5,7 @@ column of a syntax error, the key path of a schema error (``workers[0].command``
 schema errors the one most likely to be the cause comes first (an unknown key, then a wrong
 value, then a missing key: ``command = "python3 main.py"`` is reported as "a list of strings",
 not as the missing key after it), an unknown key gets "did you mean", and a wrong value says
-what is expected in the file's terms, not pydantic's. The environment file (``access/environment.py``)
+what is expected in the file's terms, not pydantic's. The environment file (``environments/environment.py``)
 is read with the same functions.
 """
 

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from orkes_provision.credentials.stores.envfile import parse_env
 from orkes_provision.orkes.models import Tag, Target, TaskDef, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import App, admin_client, apps_named, env_text, grants_of, run, run_ok
 from tests.cli import output, provision
+from tests.environments.apply.helpers import App, admin_client, apps_named, env_text, grants_of, run, run_ok
 
 WORKFLOW = {"name": "greet_flow", "version": 1, "timeoutSeconds": 60,
             "tasks": [{"name": "greetings", "taskReferenceName": "greet", "type": "SIMPLE"}]}
@@ -195,7 +195,6 @@ def test_schema_command_prints_the_json_schema(tmp_path: Path) -> None:
 def test_apply_on_a_terminal_asks_shows_progress_and_a_no_changes_nothing(sandbox: SandboxProcess, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from orkes_provision.cli import cli, common, env_cmd
-    from orkes_provision.cli.common import GlobalOptions
     from orkes_provision.errors import Cancelled
 
     write_staging(tmp_path)
@@ -205,7 +204,6 @@ def test_apply_on_a_terminal_asks_shows_progress_and_a_no_changes_nothing(sandbo
     monkeypatch.setattr(env_cmd, "_stderr_is_tty", lambda: True)
     mark = sandbox.mark()
     for answer, expected in (("n\n", ""), ("y\n", "Apply complete")):
-        monkeypatch.setattr(GlobalOptions, "_current", None)
         result = CliRunner().invoke(cli, ["apply", "-f", "env.toml"], input=answer, env=dict(sandbox.admin_env))
         assert "+ create application greetings-worker" in result.output
         assert "Apply these 8 changes to " in result.output

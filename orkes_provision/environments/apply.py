@@ -21,17 +21,17 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.access.environment import Environment
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keyage import plan_key_rotations
 from orkes_provision.access.keys import check_stores_free, key_authenticates
-from orkes_provision.access.lint import Finding, lint_environment
 from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_people, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
 from orkes_provision.credentials.delivery import Hints, deliveries
 from orkes_provision.credentials.stores import CredentialStore, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.environments.environment import Environment
+from orkes_provision.environments.lint import Finding, lint_environment
 from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError
 from orkes_provision.orkes.models import MANAGED_TAG, Application, Tag, TaskDef
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter, LimiterStats

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.access.environment import ApplicationEntry, Environment, GroupEntry, UserEntry, load_environment
+from orkes_provision.environments.environment import (
+    ApplicationEntry,
+    Environment,
+    GroupEntry,
+    UserEntry,
+    load_environment,
+)
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import run_ok
+from tests.environments.apply.helpers import run_ok
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "environment.md").read_text()
 TOML_BLOCKS = re.findall(r"```toml\n(.*?)```", DOC, flags=re.DOTALL)

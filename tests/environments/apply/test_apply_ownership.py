@@ -7,8 +7,8 @@ from pathlib import Path
 
 from orkes_provision.orkes.models import Tag
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import App, admin_client, env_text, run, run_ok
 from tests.cli import output, provision
+from tests.environments.apply.helpers import App, admin_client, env_text, run, run_ok
 
 NO_KEYRING = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 

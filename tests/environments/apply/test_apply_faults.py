@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orkes_provision.access.apply import apply_environment, plan_environment
-from orkes_provision.access.environment import load_environment
 from orkes_provision.credentials.stores import StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.environments.apply import apply_environment, plan_environment
+from orkes_provision.environments.environment import load_environment
 from orkes_provision.errors import StoreError
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import (
+from tests.cli import output
+from tests.environments.apply.helpers import (
     App,
     admin_client,
     apps_named,
@@ -22,7 +23,6 @@ from tests.access.apply.helpers import (
     started,
     timestamp,
 )
-from tests.cli import output
 
 APPS = [App(f"app-{i}", tasks=[f"t{i}a", f"t{i}b"], store=f"env-file:keys/app-{i}.env") for i in range(3)]
 TASKS = {t: {} for app in APPS for t in app.tasks}

@@ -18,8 +18,8 @@ from conductor.client.orkes.models.access_type import AccessType
 from conductor.client.orkes.orkes_authorization_client import OrkesAuthorizationClient
 
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import run, run_ok
 from tests.cli import output
+from tests.environments.apply.helpers import run, run_ok
 from tests.sandbox.conformance.sdk_support import sdk_clients
 
 ADA, BOB = "ada@example.com", "bob@example.com"

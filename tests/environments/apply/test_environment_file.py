@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orkes_provision.access.environment import (
+from orkes_provision.access.spec import GrantSpec
+from orkes_provision.environments.environment import (
     environment_schema,
     load_environment,
     parse_toml,
     validate_environment,
 )
-from orkes_provision.access.spec import GrantSpec
 from orkes_provision.errors import ConfigError
 
 EXAMPLE = """\

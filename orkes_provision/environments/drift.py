@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.access.apply import covers, get_workflow, owned_by, ownership_tags, workflow_key
-from orkes_provision.access.environment import Environment
 from orkes_provision.access.keyage import format_age, oldest_active, policy_text
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import AppState, PeopleState, read_state
-from orkes_provision.access.tomltext import line_index
+from orkes_provision.environments.apply import covers, get_workflow, owned_by, ownership_tags, workflow_key
+from orkes_provision.environments.environment import Environment
 from orkes_provision.orkes.models import Application
+from orkes_provision.toml.write import line_index
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.access.environment import load_environment
-from orkes_provision.access.lint import RULES, Finding, lint
+from orkes_provision.environments.environment import load_environment
+from orkes_provision.environments.lint import RULES, Finding, lint
 from orkes_provision.orkes.models import TaskDef
 from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.workers.project import load_project, project_decl
-from tests.access.apply.helpers import admin_client, run
 from tests.cli import output, provision
+from tests.environments.apply.helpers import admin_client, run
 
 CLEAN = """\
 name = "staging"

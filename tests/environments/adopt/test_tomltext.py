@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orkes_provision.access.tomltext import NotRepresentable, dumps, line_index
+from orkes_provision.toml.write import NotRepresentable, dumps, line_index
 
 _scalars = st.one_of(st.text(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.booleans(),
                      st.floats(allow_nan=False))

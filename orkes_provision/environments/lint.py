@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orkes_provision.access.environment import ApplicationEntry, Environment
-from orkes_provision.access.tomltext import line_index
+from orkes_provision.environments.environment import ApplicationEntry, Environment
+from orkes_provision.toml.write import line_index
 
 RULES: dict[str, str] = {
     "admin-role": "an application holds an admin-level role, or a group gives one to every member",

@@ -25,10 +25,10 @@ from conductor.client.orkes.models.access_type import AccessType
 from conductor.client.orkes.models.metadata_tag import MetadataTag
 from conductor.client.orkes_clients import OrkesClients
 
-from orkes_provision.access.environment import load_environment
+from orkes_provision.environments.environment import load_environment
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import run, run_ok
 from tests.cli import output
+from tests.environments.apply.helpers import run, run_ok
 from tests.sandbox.conformance.sdk_support import sdk_clients
 from tests.sandbox_fixtures import SandboxFactory
 

@@ -29,12 +29,12 @@ from conductor.client.http.models.workflow_def import WorkflowDef
 from conductor.client.http.models.workflow_task import WorkflowTask
 from conductor.client.orkes.models.access_type import AccessType
 
-from orkes_provision.access.environment import load_environment
-from orkes_provision.access.export import HEADER
+from orkes_provision.environments.environment import load_environment
+from orkes_provision.environments.export import HEADER
 from orkes_provision.sandbox.harness import SandboxProcess
-from orkes_provision.tomlfiles import parse_toml
+from orkes_provision.toml.read import parse_toml
 from orkes_provision.workers.project import load_project
-from tests.access.adopt.test_export import sdk
+from tests.environments.adopt.test_export import sdk
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "environment.md"
 DOC_SERVER = "https://staging.example.com/api"
@@ -92,7 +92,7 @@ def test_every_toml_example_is_a_valid_environment_or_project_file(tmp_path: Pat
 
 
 def test_every_new_key_and_command_is_documented() -> None:
-    from orkes_provision.access.environment import ApplicationEntry, Environment, GroupEntry, UserEntry
+    from orkes_provision.environments.environment import ApplicationEntry, Environment, GroupEntry, UserEntry
 
     text = DOC.read_text()
     for model in (Environment, ApplicationEntry, UserEntry, GroupEntry):

@@ -16,20 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from orkes_provision.access.apply import apply_environment, plan_environment
-from orkes_provision.access.drift import drift_environment
-from orkes_provision.access.environment import load_environment
 from orkes_provision.access.keys import key_authenticates
 from orkes_provision.credentials.delivery import deliveries
 from orkes_provision.credentials.stores import StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore
+from orkes_provision.environments.apply import apply_environment, plan_environment
+from orkes_provision.environments.drift import drift_environment
+from orkes_provision.environments.environment import load_environment
 from orkes_provision.errors import ConfigError
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.urls import normalize_server_url
 from orkes_provision.rotation.fleet import environment_rotator
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import admin_client, run, run_ok
 from tests.cli import output
+from tests.environments.apply.helpers import admin_client, run, run_ok
 
 APP = "aging-worker"
 ENV = """\

@@ -25,7 +25,9 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
-from orkes_provision.access.environment import (
+from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
+from orkes_provision.access.state import PeopleState, grants_by_target, read_people
+from orkes_provision.environments.environment import (
     APP_USER_PREFIX,
     ENVIRONMENT_NAME,
     READ_ONLY_ROLE,
@@ -34,13 +36,11 @@ from orkes_provision.access.environment import (
     UserEntry,
     validate_environment,
 )
-from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
-from orkes_provision.access.state import PeopleState, grants_by_target, read_people
-from orkes_provision.access.tomltext import NotRepresentable, dumps
 from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import atomic_write
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
-from orkes_provision.tomlfiles import parse_toml
+from orkes_provision.toml.read import parse_toml
+from orkes_provision.toml.write import NotRepresentable, dumps
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient

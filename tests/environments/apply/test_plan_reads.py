@@ -16,8 +16,8 @@ from typing import Any
 from orkes_provision.access.state import app_roles
 from orkes_provision.orkes.models import Application, Role, User
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.apply.helpers import App, admin_client, apps_named, env_text, run, run_ok
 from tests.cli import output
+from tests.environments.apply.helpers import App, admin_client, apps_named, env_text, run, run_ok
 
 APPS = [App("reads-a", roles=["WORKER"]), App("reads-b", roles=["WORKER", "METADATA_API"]), App("reads-c", roles=[])]
 

@@ -14,9 +14,9 @@ from conductor.client.http.models.task_def import TaskDef
 from conductor.client.orkes.models.access_type import AccessType
 
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.access.adopt.test_export import sdk
-from tests.access.apply.helpers import run, run_ok
 from tests.cli import output
+from tests.environments.adopt.test_export import sdk
+from tests.environments.apply.helpers import run, run_ok
 
 WORKFLOW = {"name": "greet_flow", "version": 1, "timeoutSeconds": 60,
             "tasks": [{"name": "greetings", "taskReferenceName": "greet", "type": "SIMPLE"}]}
