@@ -103,19 +103,22 @@ def main(argv: list[str] | None = None) -> None:
     one JSON object on stdout under --json; its exit code is the one the README's table lists.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    # The options live on the root context; this invocation keeps a hold of them to report a
+    # failure after click has closed its contexts.
+    options = GlobalOptions()
     try:
-        rv = cli.main(args=args, prog_name="provision", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="provision", standalone_mode=False, obj=options)
     except ProvisionError as err:
-        _fail(err, args)
+        _fail(err, args, options)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _fail(Interrupted("interrupted"), args)
+        _fail(Interrupted("interrupted"), args, options)
     except click.UsageError as err:
-        if _is_help(err) and not _json_requested(args) and not GlobalOptions.current().json:
+        if _is_help(err) and not _json_requested(args) and not options.json:
             err.show()  # a group run without a command: its help, as click shows it
             sys.exit(err.exit_code)
-        _fail(_from_click(err), args, exit_code=err.exit_code)
+        _fail(_from_click(err), args, options, exit_code=err.exit_code)
     except click.ClickException as err:
-        _fail(UsageError(_sentence(err.format_message())), args, exit_code=err.exit_code)
+        _fail(UsageError(_sentence(err.format_message())), args, options, exit_code=err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except BrokenPipeError:
@@ -124,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(rv)
 
 
-def _fail(err: ProvisionError, args: list[str], exit_code: int | None = None) -> None:
-    options = GlobalOptions.current()
+def _fail(err: ProvisionError, args: list[str], options: GlobalOptions, exit_code: int | None = None) -> None:
     if not options.json and _json_requested(args):
         # The parser failed before it read --json; the user still asked for JSON.
         options.json = True

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import click
 
@@ -34,7 +34,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class GlobalOptions:
-    """Options accepted by every command; a value given on a subcommand wins."""
+    """Options accepted by every command; a value given on a subcommand wins.
+
+    One instance per invocation, kept as the object of click's root context (``opts``), so that two
+    invocations in one process (tests with ``CliRunner``) share nothing.
+    """
 
     server: str | None = None
     profile: str | None = None
@@ -46,18 +50,15 @@ class GlobalOptions:
     result_printed: bool = False
     timeout: float | None = None
 
-    _current: ClassVar[GlobalOptions | None] = None
-
-    @classmethod
-    def current(cls) -> GlobalOptions:
-        if cls._current is None:
-            cls._current = GlobalOptions()
-        return cls._current
+    @staticmethod
+    def of(ctx: click.Context) -> GlobalOptions:
+        """The options of the invocation ``ctx`` belongs to (made on first use)."""
+        return ctx.find_root().ensure_object(GlobalOptions)
 
 
 def _store(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        opts = GlobalOptions.current()
+        opts = GlobalOptions.of(ctx)
         if value not in (None, False, 0):
             # Durations are kept as seconds (the library's unit); the option itself takes units.
             setattr(opts, field, value.total_seconds() if hasattr(value, "total_seconds") else value)
@@ -131,7 +132,8 @@ def common_options(func: F) -> F:
 
 
 def opts() -> GlobalOptions:
-    return GlobalOptions.current()
+    """The global options of the running command."""
+    return GlobalOptions.of(click.get_current_context())
 
 
 class StderrWaits:

@@ -17,7 +17,6 @@ import keyring
 from click.testing import CliRunner
 
 from orkes_provision.cli import main
-from orkes_provision.cli.common import GlobalOptions
 from orkes_provision.credentials.stores.memory import MemoryKeyring
 
 
@@ -52,7 +51,6 @@ def run_cli(args: list[str], *, env: Mapping[str, str], cwd: Path, stdin: str = 
     """``provision ARGS`` through the console-script entry point, as a user would run it."""
     package_logger = logging.getLogger("orkes_provision")
     saved = (package_logger.handlers[:], package_logger.level)
-    GlobalOptions._current = None
     crashed = None
     try:
         with mock.patch.dict(os.environ, dict(env), clear=True), contextlib.chdir(cwd), _memory_keyring(), \
@@ -66,7 +64,6 @@ def run_cli(args: list[str], *, env: Mapping[str, str], cwd: Path, stdin: str = 
                 crashed, code = traceback.format_exc(), -1
             out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
     finally:
-        GlobalOptions._current = None
         package_logger.handlers[:] = saved[0]
         package_logger.setLevel(saved[1])
     return Result(list(args), code, out, err, crashed)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pytest
 
 from orkes_provision.cli import main
-from orkes_provision.cli.common import GlobalOptions
 
 
 @dataclass
@@ -18,15 +17,12 @@ class Result:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
-    """``provision ARGS`` with fresh global options; the exit code, stdout and stderr."""
-    GlobalOptions._current = None
+    """``provision ARGS`` in this process; the exit code, stdout and stderr."""
     capsys.readouterr()
     try:
         main(list(args))
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
-    finally:
-        GlobalOptions._current = None
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from orkes_provision.cli import main
-from orkes_provision.cli.common import GlobalOptions
 from orkes_provision.credentials.settings import PROFILE_KEYRING_SERVICE, list_profiles, resolve_credentials
 from orkes_provision.credentials.stores.memory import MemoryKeyring
 from orkes_provision.sandbox.harness import SandboxProcess
@@ -25,8 +24,7 @@ class Result:
 
 
 def run(*args: str, stdin: str = "") -> Result:
-    """``provision ARGS`` in-process with fresh global options, stdin given, output captured."""
-    GlobalOptions._current = None
+    """``provision ARGS`` in-process, stdin given, output captured."""
     runner = CliRunner()
     with runner.isolation(input=stdin) as streams:
         try:
@@ -34,8 +32,6 @@ def run(*args: str, stdin: str = "") -> Result:
             code = 0
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else 1
-        finally:
-            GlobalOptions._current = None
         out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
     return Result(code, out, err)
 

@@ -38,7 +38,6 @@ from keyring.backend import KeyringBackend
 
 from orkes_provision.cli import cli as root_command
 from orkes_provision.cli import main
-from orkes_provision.cli.common import GlobalOptions
 from orkes_provision.credentials.stores.memory import MemoryKeyring
 from orkes_provision.errors import ProvisionError
 from orkes_provision.orkes.client import OrkesClient
@@ -234,7 +233,6 @@ class LeakSession:
         self._errors = []
         before = set(self.key_secrets)
         crashed: str | None = None
-        GlobalOptions._current = None
         try:
             with mock.patch.dict(os.environ, self.env(variant), clear=True), \
                     contextlib.chdir(cwd or self.root / "work"), CliRunner().isolation(input=stdin) as streams:
@@ -247,7 +245,6 @@ class LeakSession:
                     crashed, code = traceback.format_exc(), -1
                 out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
         finally:
-            GlobalOptions._current = None
             root_logger.removeHandler(records)
             root_logger.setLevel(saved[0])
             package_logger.handlers[:] = saved[1]
