@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import APP_ID, APP_NAME, STORE_KINDS_WRITE, TASK_NAME, common_options, emit, info, opts
+from orkes_provision.cli.common import (
+    APP_ID,
+    APP_NAME,
+    STORE_KINDS_WRITE,
+    TASK_NAME,
+    common_options,
+    emit,
+    in_command,
+    info,
+    opts,
+)
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
@@ -101,7 +111,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     with make_client(credentials) as client:
         result = provision_app(client, server=credentials.server, spec=spec, store=store, store_spec=choice.value,
                                register_tasks=register_tasks, dry_run=dry_run, actor=credentials.key_id,
-                               force=force, on_outcome=_progress)
+                               force=force, on_outcome=in_command(_progress))
     hints = Hints(app=result.name, store=choice.value, options=hint_options(), server=result.server,
                   tasks=tuple(spec.task_names))
     if declared is not None and project is not None and project.workers:

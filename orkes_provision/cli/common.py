@@ -15,6 +15,7 @@ JWT-shaped tokens are redacted. JSON output is escaped by ``json.dumps`` itself 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -22,9 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import click
+from click.globals import pop_context, push_context
 
 from orkes_provision.errors import Cancelled, ProvisionError, UsageError, redact_tokens
 from orkes_provision.progress import Wait
@@ -134,6 +136,27 @@ def common_options(func: F) -> F:
 def opts() -> GlobalOptions:
     """The global options of the running command."""
     return GlobalOptions.of(click.get_current_context())
+
+
+def in_command(func: F) -> F:
+    """``func`` made callable from the library's worker threads (progress and event callbacks).
+
+    click keeps its context, and so the options, per thread: the callback runs with the context of
+    the command that made it.
+    """
+    ctx = click.get_current_context()
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if click.get_current_context(silent=True) is ctx:
+            return func(*args, **kwargs)
+        push_context(ctx)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            pop_context()
+
+    return cast(F, call)
 
 
 class StderrWaits:

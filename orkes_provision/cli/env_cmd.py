@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orkes_provision.cli.common import DURATION, common_options, confirm, emit, info, opts, report_error, terminal_safe
+from orkes_provision.cli.common import (
+    DURATION,
+    common_options,
+    confirm,
+    emit,
+    in_command,
+    info,
+    opts,
+    report_error,
+    terminal_safe,
+)
 from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
@@ -150,9 +160,11 @@ def apply(path: str, auto_approve: bool, prune: bool, switch_wait: timedelta, pa
             progress = _Progress() if _stderr_is_tty() and not opts().json else None
         rotate = environment_rotator(client, server=credentials.server, stores=env_plan.stores,
                                      actor=credentials.key_id, switch_wait=switch_wait.total_seconds(),
-                                     on_step=lambda app, line: info(f"{app}: {line}"), hint_options=hint_options())
+                                     on_step=in_command(lambda app, line: info(f"{app}: {line}")),
+                                     hint_options=hint_options())
         result = apply_environment(client, env_plan, actor=credentials.key_id, parallelism=parallelism,
-                                   limiter=limiter, on_outcome=progress, rotate=rotate)
+                                   limiter=limiter, on_outcome=in_command(progress) if progress else None,
+                                   rotate=rotate)
         if progress is not None:
             progress.close()
     result.hint_options = hint_options()

@@ -14,6 +14,7 @@ from orkes_provision.cli.common import (
     NameType,
     common_options,
     emit,
+    in_command,
     info,
     opts,
 )
@@ -127,7 +128,7 @@ def _rotate_one(app: str, *, grace: timedelta, store_specs: tuple[str, ...], swi
     with make_client(credentials) as client:
         report = rotate_key(client, server=credentials.server, app=app, store_specs=store_specs or None,
                             grace=grace, switch_wait=switch_wait.total_seconds(), actor=credentials.key_id,
-                            opener=open_store, on_step=lambda line: info(line), start_over=start_over,
+                            opener=open_store, on_step=in_command(info), start_over=start_over,
                             retire_undelivered=retire_undelivered,
                             hints=Hints(app=app, options=hint_options()))
     if any(d["store"] == "json" for d in report.delivered):
@@ -158,7 +159,8 @@ def _rotate_all(apps: tuple[str, ...], *, older_than: timedelta | None, environm
                               parallelism=parallelism or DEFAULT_PARALLELISM, grace=grace,
                               switch_wait=switch_wait.total_seconds(), actor=credentials.key_id,
                               retire_undelivered=retire_undelivered,
-                              on_step=lambda app, line: info(f"{app}: {line}"), hint_options=hint_options())
+                              on_step=in_command(lambda app, line: info(f"{app}: {line}")),
+                              hint_options=hint_options())
     emit(report.to_dict(), report.render)
     failure = report.failure()
     if failure is not None:

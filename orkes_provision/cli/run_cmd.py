@@ -28,6 +28,7 @@ from orkes_provision.cli.common import (
     command_options,
     common_options,
     emit,
+    in_command,
     info,
     opts,
     terminal_safe,
@@ -331,7 +332,7 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
 
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=on_event, requeue=requeue)
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue)
     try:
         return supervisor.run()
     finally:
