@@ -2,7 +2,7 @@
 
 Every error the library raises for a user is a ``ProvisionError``; the CLI turns it into one
 line of error, one line of hint and the exit code below. Messages never carry secrets.
-The exit-code table in the README is generated from ``EXIT_CODES``.
+The exit-code table of docs/exit-codes.md is generated from ``EXIT_CODES``.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ EXIT_CODES: dict[int, str] = {
 
 
 def exit_code_table() -> str:
-    """The README's exit-code table, rendered from ``EXIT_CODES`` (``python -m orkes_provision.errors``)."""
+    """The exit-code table of docs/exit-codes.md, from ``EXIT_CODES`` (``python -m orkes_provision.errors``)."""
     rows = ["| code | meaning |", "| --- | --- |"]
     rows += [f"| {code} | {meaning} |" for code, meaning in sorted(EXIT_CODES.items())]
     return "\n".join(rows)

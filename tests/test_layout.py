@@ -1,4 +1,4 @@
-"""The layout's rules (README "Code map"), checked on the imports themselves so a change cannot drift.
+"""The layout's rules (CONTRIBUTING.md "Code map"), checked on the imports themselves so a change cannot drift.
 
 Each domain subpackage may import the shared top-level modules and the domains listed for it here;
 the shared modules import no domain; only ``cli`` imports click.
@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orkes_provision"
 SHARED = "shared"
 
 # What each domain may import besides the shared modules: an edge missing here is a layering change
-# to make on purpose (and to say in the README's code map), not by accident.
+# to make on purpose (and to say in CONTRIBUTING.md's code map), not by accident.
 ALLOWED: dict[str, set[str]] = {
     "orkes": set(),
     "kube": set(),
@@ -81,8 +81,8 @@ def test_only_the_cli_imports_click() -> None:
 
 
 @pytest.mark.parametrize("domain", sorted(set(ALLOWED) - {SHARED}))
-def test_the_readme_code_map_names_each_subpackage(domain: str) -> None:
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    code_map = readme[readme.index("### Code map"):]
+def test_the_code_map_names_each_subpackage(domain: str) -> None:
+    guide = (PACKAGE.parent / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    code_map = guide[guide.index("## Code map"):]
     code_map = code_map[: code_map.find("\n#", 1)]
     assert f"| `orkes_provision/{domain}/` |" in code_map

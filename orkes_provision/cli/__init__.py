@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map every outcome to its exit code.
 
     Every failure, the parser's included, is one ``error:`` and one ``hint:`` line on stderr, or
-    one JSON object on stdout under --json; its exit code is the one the README's table lists.
+    one JSON object on stdout under --json; its exit code is the one docs/exit-codes.md lists.
     """
     args = sys.argv[1:] if argv is None else list(argv)
     # The options live on the root context; this invocation keeps a hold of them to report a

@@ -80,7 +80,7 @@ def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:
 def validation_error(shown: str, err: ValidationError, model: type[BaseModel], docs: str) -> ConfigError:
     """One ``ConfigError`` for a failed ``model.model_validate``: the likeliest cause first, located.
 
-    ``docs`` ends each hint: where the user finds every key (``see the README's project file section``).
+    ``docs`` ends each hint: where the user finds every key (``see docs/workers.md for the project file``).
     """
     errors = sorted(err.errors(include_url=False), key=lambda e: _RANK.get(str(e.get("type")), 1))
     first = errors[0]

@@ -1,6 +1,6 @@
 """The keyring store: one keyring entry per server and application.
 
-Naming (documented in the README, stable across versions):
+Naming (documented in docs/credentials.md, stable across versions):
 
 - service  ``orkes-provision:<server URL ending in /api>``
 - username ``<application name>``
