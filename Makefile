@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The tests wait on servers and processes more than they compute: more workers than cores pays.
+# Each file stays on one worker, in order (some files build on what their earlier tests made).
+PYTEST_WORKERS ?= -n 4 --dist loadfile
 
 .PHONY: demo test lint typecheck unit clean
 
@@ -10,7 +13,7 @@ $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing orkes-provision and its dependencies with pip (a minute or two, once)..." >&2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	scripts/with-keyring $(BIN)/pytest -q -rs $(PYTEST_ARGS)
+	scripts/with-keyring $(BIN)/pytest -q -rs $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -10,8 +10,12 @@ Every test gets its own XDG directories, so none reads or writes the user's conf
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +23,14 @@ pytest_plugins = ["tests.sandbox_fixtures", "tests.hostile"]
 
 HAVE_SECRET_SERVICE = os.environ.get("ORKES_PROVISION_SECRET_SERVICE") == "1"
 REQUIRE_SECRET_SERVICE = os.environ.get("REQUIRE_SECRET_SERVICE") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # keyring picks its default backend once per process, from the environment of its first use: make
+    # that this session's environment, not the cleared one of whichever test happens to come first.
+    import keyring
+
+    keyring.get_keyring()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,3 +70,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if hint_log.RUN:
         terminalreporter.write_sep("=", "hint test: every printed command, run verbatim in a fresh shell")
         terminalreporter.write_line(hint_log.render())
+
+
+# The tables printed at the end of the run are filled in by the tests of each process; under
+# pytest-xdist each worker hands its rows to the controller, which prints them as one run would.
+_TABLES = {"tests.kill_cells": ("CELLS", "KillCell"), "tests.hint_log": ("RUN", "HintRun"),
+           "tests.reliability.matrix": ("RESULTS", "Cell")}
+_COUNTERS = {"tests.reliability.tally": "COUNTS"}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is None:
+        return
+    rows: dict[str, Any] = {}
+    for module, (name, _) in _TABLES.items():
+        rows[module] = [dataclasses.asdict(row) for row in getattr(importlib.import_module(module), name)]
+    for module, name in _COUNTERS.items():
+        rows[module] = dict(getattr(importlib.import_module(module), name))
+    output["summary_rows"] = json.dumps(rows)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    rows = json.loads(getattr(node, "workeroutput", {}).get("summary_rows", "{}"))
+    for module, (name, cls) in _TABLES.items():
+        loaded = importlib.import_module(module)
+        getattr(loaded, name).extend(getattr(loaded, cls)(**row) for row in rows.get(module, []))
+    for module, name in _COUNTERS.items():
+        getattr(importlib.import_module(module), name).update(rows.get(module, {}))

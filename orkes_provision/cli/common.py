@@ -134,8 +134,9 @@ def common_options(func: F) -> F:
 
 
 def opts() -> GlobalOptions:
-    """The global options of the running command."""
-    return GlobalOptions.of(click.get_current_context())
+    """The global options of the running command; the defaults outside one."""
+    ctx = click.get_current_context(silent=True)
+    return GlobalOptions() if ctx is None else GlobalOptions.of(ctx)
 
 
 def in_command(func: F) -> F:

@@ -139,19 +139,24 @@ def test_one_failing_application_does_not_stop_the_others_and_a_rerun_finishes_i
 
 def test_applications_run_in_parallel_within_the_limit(admin: OrkesClient, server: str, tmp_path: Path) -> None:
     import threading
-    import time
 
     tag = uuid.uuid4().hex[:6]
     for i in range(5):
         make_worker_app(admin, server, f"fleet-par-{i}-{tag}", [EnvFileStore(tmp_path / f"{i}.env")])
-    lock, running, peak = threading.Lock(), [0], [0]
+    lock, calls, running, peak, threads = threading.Lock(), [0], [0], [0], set()
+    # The first two rotations wait for each other: they run at the same time, or the wait times out.
+    first_two = threading.Barrier(2, timeout=30)
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         with lock:
+            calls[0] += 1
+            mine = calls[0]
             running[0] += 1
             peak[0] = max(peak[0], running[0])
+            threads.add(threading.current_thread().name)
         try:
-            time.sleep(0.3)  # long enough for the pool to start every rotation it may
+            if mine <= 2:
+                first_two.wait()
             return rotate_key(*args, **kwargs)
         finally:
             with lock:
@@ -160,7 +165,8 @@ def test_applications_run_in_parallel_within_the_limit(admin: OrkesClient, serve
     report = fleet(admin, server, parallelism=2, rotate=counting)
 
     assert set(by_app(report).values()) == {"rotated"} and len(report.outcomes) == 5
-    assert peak[0] == 2
+    # Two at once (the barrier), never more: the pool ran every rotation on two threads.
+    assert peak[0] == 2 and len(threads) == 2, (peak, threads)
 
 
 def test_an_application_without_an_active_key_is_left_alone(admin: OrkesClient, server: str, tmp_path: Path) -> None:
