@@ -35,68 +35,19 @@ def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-             domains: tuple[str, ...], access: tuple[str, ...]) -> list[Any]:
-    from pydantic import ValidationError
-
-    from orkes_provision.access.spec import GrantSpec, parse_tag_target
-    from orkes_provision.errors import UsageError
-
-    wanted = ([("TASK_DEF", t) for t in tasks] + [("WORKFLOW_DEF", w) for w in workflows]
-              + [("TAG", parse_tag_target(t)) for t in tags] + [("DOMAIN", d) for d in domains])
-    if not wanted:
-        raise UsageError("no target given", "name tasks, or use --workflow, --tag key:value or --domain")
-    try:
-        return [GrantSpec(type=kind, id=ident, access=access or ("EXECUTE",)) for kind, ident in wanted]
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UsageError(f"invalid {first['loc'][0]}: {str(first['msg']).removeprefix('Value error, ')}",
-                         "task names must not be empty; access is CREATE, READ, UPDATE, DELETE or EXECUTE") from None
-
-
-def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
-    from orkes_provision import audit
-    from orkes_provision.access.state import find_application, read_app_state
+def _change(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
+            domains: tuple[str, ...], access: tuple[str, ...], *, revoke: bool, yes: bool = True) -> None:
+    from orkes_provision.access.grants import grant_targets, plan_access_change
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.errors import ConfigError
-    from orkes_provision.orkes.models import Target, app_subject
 
+    specs = grant_targets(tasks=tasks, workflows=workflows, tags=tags, domains=domains, access=access)
     credentials = resolve_server_credentials()
-    done: list[dict[str, Any]] = []
     with make_client(credentials) as client:
-        target_app = find_application(client, app)
-        tasks = [spec.id for spec in specs if spec.type == "TASK_DEF"]
-        if tasks and not revoke:
-            # As 'provision app --grant' does: a grant on a task that does not exist protects nothing
-            # and hides a typo; revoking one stays possible, to clean up.
-            known = {t.name for t in client.list_task_defs()}
-            missing = [t for t in tasks if t not in known]
-            if missing:
-                raise ConfigError(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
-                                  f"{', '.join(missing)}; nothing was granted",
-                                  "check the name, or register the definition first "
-                                  "('provision app APP --grant TASK --register-tasks' registers a minimal one)")
-        current = read_app_state(client, target_app).grants
-        subject = app_subject(target_app.id)
-        todo = [(spec, needed) for spec in specs
-                if (needed := [a for a in spec.access if (a in current.get(spec.key, set())) == revoke])]
-        if revoke and todo:
-            what = "; ".join(f"{'+'.join(needed)} on {spec.type} {spec.id}" for spec, needed in todo)
-            confirm(f"Revoke {what} from {target_app.name}? Its workers lose that access at once.", yes=yes,
-                    action=f"revoke access from {target_app.name}")
-        for spec, needed in todo:
-            call = client.revoke if revoke else client.grant
-            with audit.recorded(action="revoke" if revoke else "grant", target=f"{spec.type} {spec.id}",
-                                server=credentials.server, actor=credentials.key_id, app=target_app.name):
-                call(subject, Target(type=spec.type, id=spec.id), needed)
-            done.append({"type": spec.type, "id": spec.id, "access": needed})
-    verb = "Revoked" if revoke else "Granted"
-    direction = "from" if revoke else "to"
-    lines = [f"{verb} {'+'.join(row['access'])} on {row['type']} {row['id']} {direction} {target_app.name}"
-             for row in done]
-    if not done:
-        lines.append(f"No changes: {target_app.name} already {'lacks' if revoke else 'holds'} that access.")
-    emit({"app": target_app.name, "appId": target_app.id, "changed": done}, "\n".join(lines))
+        change = plan_access_change(client, app, specs, revoke=revoke)
+        if revoke and change.todo:
+            confirm(change.question, yes=yes, action=f"revoke access from {change.app.name}")
+        change.apply(client, server=credentials.server, actor=credentials.key_id)
+    emit(change.to_dict(), change.render())
 
 
 @click.command("grant")
@@ -116,7 +67,7 @@ def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tu
       provision grant greetings-worker --workflow greetings --access READ --access EXECUTE
       provision grant greetings-worker --tag team:payments
     """
-    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=False)
+    _change(app, tasks, workflows, tags, domains, access, revoke=False)
 
 
 @click.command("revoke")
@@ -137,4 +88,4 @@ def revoke(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: t
       provision revoke greetings-worker greetings --yes
       provision revoke greetings-worker --domain staging
     """
-    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=True, yes=yes)
+    _change(app, tasks, workflows, tags, domains, access, revoke=True, yes=yes)

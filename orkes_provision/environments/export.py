@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,14 +102,63 @@ class Export:
             written.append(target)
         return written
 
+    def summary(self, *, narrowed: bool) -> str:
+        """One line for the user; ``narrowed`` to some applications, the export read no users or groups."""
+        counts = self.counts()
+        parts = [_count(counts["tasks"], "task definition"), _count(counts["workflows"], "workflow"),
+                 _count(counts["applications"], "application")]
+        if not narrowed:
+            parts += [_count(counts["users"], "user"), _count(counts["groups"], "group")]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return f"Exported environment {self.name} from {self.server}: {', '.join(parts)}."
+
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.name, "server": self.server, "counts": self.counts(),
                 "workflowFiles": sorted(self.workflow_files), "skipped": [s.to_dict() for s in self.skipped]}
 
 
+@dataclass(frozen=True)
+class Previous:
+    """What exporting over an existing environment file keeps of it: the server knows nothing of
+    stores and keyMaxAge (policies of the file), and the file's name is the environment's."""
+
+    name: str | None = None
+    stores: dict[str, str] = field(default_factory=dict)
+    key_max_ages: dict[str, str] = field(default_factory=dict)
+
+
+def export_target(output: str | None) -> Path | None:
+    """Where ``-o`` writes (``None``: to stdout); a directory is refused."""
+    target = Path(output) if output else None
+    if target is not None and target.is_dir():
+        raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
+    return target
+
+
+def previous_export(target: Path | None, *, on_replaced: Callable[[ConfigError], None]) -> Previous:
+    """What ``target``, when it is an environment file already, keeps; one that does not load is replaced
+    whole (``on_replaced`` is told why)."""
+    if target is None or not target.is_file():
+        return Previous()
+    from orkes_provision.environments.environment import load_environment
+
+    try:
+        previous = load_environment(target)
+    except ConfigError as err:
+        on_replaced(err)
+        return Previous()
+    return Previous(name=previous.name, stores={a.name: a.store for a in previous.applications if a.store},
+                    key_max_ages={a.name: a.key_max_age for a in previous.applications if a.key_max_age})
+
+
 def workflow_json(definition: Mapping[str, Any]) -> str:
     # Sorted keys: two servers list a definition's fields in different orders, the file must not care.
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _write(path: Path, text: str) -> None:
