@@ -91,11 +91,6 @@ def _looks_local(host: str) -> bool:
     return host in _LOOPBACK_NAMES or host.endswith(".localhost")
 
 
-def server_root(api_url: str) -> str:
-    """The URL without its trailing ``/api`` (where ``/health`` and the UI live)."""
-    return api_url[: -len("/api")] if api_url.endswith("/api") else api_url.rstrip("/")
-
-
 def _shown(raw: str) -> str:
     # Quote what the user typed, but never echo anything that looks like embedded credentials.
     parts = urllib.parse.urlsplit(raw) if "://" in raw else None
