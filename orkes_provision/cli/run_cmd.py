@@ -80,11 +80,11 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
     from orkes_provision.workers.project import load_project
 
     project = load_project()
-    _apply_project_profile(project)
+    apply_project_profile(project)
     grants = tuple(tasks) or tuple(project.application.grants if project and project.application else ())
     defaults = project.defaults() if project is not None else None
     app = choose_app_name(app_name, project=defaults, tasks=grants).value
-    home = _key_home(app, store_spec, project, list(grants))
+    home = key_home(app, store_spec, project, list(grants))
     if not no_preflight:
         _preflight(app, list(grants), home)
     return _launch(list(command), app, home.key, home.watch, runtime=None, extra={}, cwd=None, supervise=supervise,
@@ -136,7 +136,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     project = require_project(project_file)
     spec_worker = project.worker(name)
-    _apply_project_profile(project)
+    apply_project_profile(project)
     app = app_name or project.app_name
     if not app:
         raise ConfigError(f"{project.path}: no [application] name, so no key to run worker {name!r} with",
@@ -146,7 +146,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     if not cwd.is_dir():
         raise ConfigError(f"{project.path}: worker {name!r}: cwd {cwd} is not a directory",
                           "fix 'cwd' in the project file")
-    home = _key_home(app, store_spec, project, tasks)
+    home = key_home(app, store_spec, project, tasks)
     if not no_preflight:
         _preflight(app, tasks, home)
     policy = cast(RestartPolicy, restart_policy or spec_worker.restart)
@@ -188,7 +188,7 @@ def worker_list(project_file: Path | None) -> None:
 # ----- shared steps ------------------------------------------------------------------------------
 
 
-def _apply_project_profile(project: Project | None) -> None:
+def apply_project_profile(project: Project | None) -> None:
     # A project's profile chooses among the user's own credentials, each bound to its server; its
     # 'server' never becomes --server: it names the server of the project's application key only
     # (credentials.delivery.choose_key_server), so a planted file cannot redirect a credential.
@@ -205,7 +205,7 @@ class _KeyHome:
     hints: Hints
 
 
-def _key_home(app: str, flag: str | None, project: Project | None, tasks: list[str]) -> _KeyHome:
+def key_home(app: str, flag: str | None, project: Project | None, tasks: list[str]) -> _KeyHome:
     """Where ``app``'s key is, which server it belongs to, and the key (see ``credentials.delivery``)."""
     from orkes_provision.cli.context import credentials_server, hint_options
     from orkes_provision.credentials.delivery import Hints, choose_key_server, choose_store, find_stored_key
