@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("orkes_provision.cli.run_cmd:run", "Run a worker command with credentials injected."),
     "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run, stop or check the local Orkes-compatible server."),
     "schema": ("orkes_provision.cli.env_cmd:schema", "Print the JSON Schema of the environment file."),
+    "token": ("orkes_provision.cli.token_cmd:token", "Print a short-lived token for an application's key."),
     "worker": ("orkes_provision.cli.run_cmd:worker", "Run workers declared in the project file."),
 }
 

@@ -36,7 +36,8 @@ def agent(app_name: str | None, store_spec: str | None, listen: str, env_file: P
       set -a; . /run/greetings/worker.env; set +a; python3 main.py
     """
     from orkes_provision.agent.agent import Agent
-    from orkes_provision.cli.run_cmd import apply_project_profile, key_home
+    from orkes_provision.cli.context import key_home
+    from orkes_provision.cli.run_cmd import apply_project_profile
     from orkes_provision.credentials.delivery import choose_app_name
     from orkes_provision.fileio import write_private_file
     from orkes_provision.paths import data_dir

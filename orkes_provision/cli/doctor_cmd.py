@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import APP_NAME, DURATION, STORE_KINDS, TASK_NAME, common_options, emit, info
+from orkes_provision.cli.common import AGE, APP_NAME, STORE_KINDS, TASK_NAME, common_options, emit, info
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the worker's key is (default: the project file's, else where this machine delivered "
                    f"it, else the keyring): {STORE_KINDS}.")
-@click.option("--max-key-age", type=DURATION, default=None, metavar="DURATION",
+@click.option("--max-key-age", type=AGE, default=None, metavar="DURATION",
               help="Warn when an ACTIVE key of APP is older than this (the server's createdAt), e.g. 90d.")
 @click.option("-f", "--file", "env_file", metavar="FILE",
               help="An environment file: its keyMaxAge for APP is the key-age policy (--max-key-age wins).")

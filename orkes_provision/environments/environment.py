@@ -208,8 +208,10 @@ class ApplicationEntry(BaseModel):
         if value is None:
             return None
         try:
-            limit = parse_duration(value)
-        except UsageError:
+            limit = parse_duration(value, unit_for_bare="d")
+        except UsageError as err:
+            if err.hint.startswith("did you mean"):
+                raise ValueError(f"{value!r} has no unit: {err.hint}") from None
             raise ValueError(f"{value!r} is not a duration: write it like 90d, 30d or 12h") from None
         if limit <= timedelta(0):
             raise ValueError("must be longer than 0s (every apply would rotate the key)")

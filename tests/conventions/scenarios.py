@@ -135,6 +135,7 @@ PLAN: tuple[Step, ...] = (
     Step("worker list", ("worker", "list", "--project", "{root}/proj/orkes-provision.toml"), says="greetings"),
     Step("deploy kubernetes", ("deploy", "kubernetes", "greetings", "--image", "example.org/greetings:1",
                                "--project", "{root}/proj/orkes-provision.toml", "--store", W), says="kind: Deployment"),
+    Step("token", ("token", "{app}", "--ttl", "5m", "--store", W), says="eyJ"),
     Step("audit", ("audit", "--since", "1h"), says="create_app"),
     Step("login", ("login", "--profile", "conv", "--server", "{server}", "--key-id", "{admin_key}"),
          stdin="{admin_secret}\n", says="Saved profile 'conv'"),
