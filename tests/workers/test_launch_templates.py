@@ -157,8 +157,9 @@ def test_csharp_template_structure(tmp_path: Path) -> None:
     assert "conductor-csharp" in references
     assert project.findtext("PropertyGroup/OutputType") == "Exe"
     source = (directory / "Program.cs").read_text()
-    assert 'taskType: "greetings"' in source
-    assert "WorkflowTaskHost.CreateWorkerHost(" in source  # configuration from CONDUCTOR_* in the environment
+    assert 'TaskType => "greetings"' in source
+    assert 'GetEnvironmentVariable("ORKES_PROVISION_WORKER_ID")' in source  # polls under the supervisor's worker id
+    assert "WorkflowTaskHost.CreateWorkerHost(LogLevel.Information, new GreetingsWorker())" in source  # CONDUCTOR_*
     assert "static void Main(" in source
     assert balanced(source)
 
