@@ -19,6 +19,7 @@ from orkes_provision.errors import Interrupted, ProvisionError, UsageError
 
 # name -> "module:attribute"; kept sorted as it reads in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("orkes_provision.cli.agent_cmd:agent", "Serve workers on loopback, holding the application's key."),
     "app": ("orkes_provision.cli.app_cmd:app", "Create or update an application so a worker can run."),
     "apps": ("orkes_provision.cli.apps_cmd:apps", "List, show and delete applications."),
     "apply": ("orkes_provision.cli.env_cmd:apply", "Apply an environment file to the server."),

@@ -80,7 +80,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
     from orkes_provision.workers.project import load_project
 
     project = load_project()
-    _apply_project_profile(project)
+    apply_project_profile(project)
     grants = tuple(tasks) or tuple(project.application.grants if project and project.application else ())
     defaults = project.defaults() if project is not None else None
     app = choose_app_name(app_name, project=defaults, tasks=grants).value
@@ -137,7 +137,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     project = require_project(project_file)
     spec_worker = project.worker(name)
-    _apply_project_profile(project)
+    apply_project_profile(project)
     app = app_name or project.app_name
     if not app:
         raise ConfigError(f"{project.path}: no [application] name, so no key to run worker {name!r} with",
@@ -189,7 +189,7 @@ def worker_list(project_file: Path | None) -> None:
 # ----- shared steps ------------------------------------------------------------------------------
 
 
-def _apply_project_profile(project: Project | None) -> None:
+def apply_project_profile(project: Project | None) -> None:
     # A project's profile chooses among the user's own credentials, each bound to its server; its
     # 'server' never becomes --server: it names the server of the project's application key only
     # (credentials.delivery.choose_key_server), so a planted file cannot redirect a credential.

@@ -158,6 +158,8 @@ PLAN: tuple[Step, ...] = (
                  "print('worker', 'ran')"), says="worker ran", json=False, mode="subprocess"),
     Step("run", ("run", "--app", "{app}-nokey", "--store", "env-file:{root}/none.env", "--", "true"), expect=3,
          mode="subprocess"),
+    Step("agent", ("agent", "--app", "{app}", "--store", W, "--listen", "0.0.0.0:0"), expect=2,
+         mode="subprocess"),
     Step("worker run", ("worker", "run", "sleeper", "--project", "{root}/wproj/orkes-provision.toml"),
          says="worker up", json=False, mode="worker", before=write_worker_project),
 )
