@@ -168,14 +168,15 @@ EXIT_CODES: dict[int, str] = {
     1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error)",
     2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending; 'drift': the server "
        "differs; 'lint': findings)",
-    3: "configuration: no credentials, bad config, project or environment file",
+    3: "configuration: no credentials, bad config, project or environment file; a local file or directory "
+       "another user could have written (see docs/security.md, shared hosts)",
     4: "authentication: the server rejected the key (401)",
     5: "permission: the key lacks a role or permission (403)",
     6: "not found: application, key or definition missing (404)",
     7: "conflict: ambiguous name or clashing state",
     8: "server unreachable, timed out or failing (5xx)",
     9: "rate limited (429) after retries",
-    10: "credential store unreadable or unwritable",
+    10: "credential store unreadable, unwritable, or an env file another user could have written",
     11: "verification failed (doctor, preflight, new key)",
     12: "lock held by another run",
     13: "unexpected server answer",

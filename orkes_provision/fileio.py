@@ -18,19 +18,24 @@ from typing import Any
 PRIVATE_MODE = 0o600
 
 
-def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None) -> None:
+def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None,
+                       dir_fd: int | None = None) -> None:
     """Atomically replace ``path`` with ``data``, mode 0600 (or ``mode``). Raises ``OSError`` on failure.
 
     ``group`` is the group id the file gets before any byte is written (to keep a shared file's
     group, e.g. root:svc 0640); when it cannot be set (the caller is not a member), the group
     bits are dropped from ``mode`` rather than given to the caller's own group.
     The rename replaces a symlink at ``path`` rather than following it; callers that must
-    refuse symlinks check before calling.
+    refuse symlinks check before calling. With ``dir_fd`` (``path``'s directory, already open and
+    checked) every step is relative to it: no path is looked up again.
     """
     directory = path.parent
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    if dir_fd is None:
+        tmp, target = str(directory / f".{path.name}.{secrets.token_hex(6)}.tmp"), str(path)
+    else:
+        tmp, target = f".{path.name}.{secrets.token_hex(6)}.tmp", path.name
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, mode & PRIVATE_MODE)
+    fd = os.open(tmp, flags, mode & PRIVATE_MODE, dir_fd=dir_fd)
     try:
         try:
             if group is not None and group != os.fstat(fd).st_gid:
@@ -47,12 +52,16 @@ def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, gro
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
-    _fsync_directory(directory)
+    if dir_fd is None:
+        _fsync_directory(directory)
+    else:
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
 
 
 def _fsync_directory(directory: Path) -> None:

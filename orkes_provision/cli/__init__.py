@@ -19,6 +19,7 @@ from orkes_provision.errors import Interrupted, ProvisionError, UsageError
 
 # name -> "module:attribute"; kept sorted as it reads in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("orkes_provision.cli.agent_cmd:agent", "Serve workers on loopback, holding the application's key."),
     "app": ("orkes_provision.cli.app_cmd:app", "Create or update an application so a worker can run."),
     "apps": ("orkes_provision.cli.apps_cmd:apps", "List, show and delete applications."),
     "apply": ("orkes_provision.cli.env_cmd:apply", "Apply an environment file to the server."),
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("orkes_provision.cli.run_cmd:run", "Run a worker command with credentials injected."),
     "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run, stop or check the local Orkes-compatible server."),
     "schema": ("orkes_provision.cli.env_cmd:schema", "Print the JSON Schema of the environment file."),
+    "token": ("orkes_provision.cli.token_cmd:token", "Print a short-lived token for an application's key."),
     "worker": ("orkes_provision.cli.run_cmd:worker", "Run workers declared in the project file."),
 }
 

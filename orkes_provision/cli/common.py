@@ -257,6 +257,13 @@ def stdin_is_tty() -> bool:
         return False
 
 
+def stdout_is_tty() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except ValueError:  # stdout closed
+        return False
+
+
 def confirm(question: str, *, yes: bool, action: str, warning: str | None = None) -> None:
     """Ask ``question`` on the terminal (on stderr); without a terminal, ``--yes`` is required.
 

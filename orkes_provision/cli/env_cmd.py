@@ -267,7 +267,7 @@ class _Progress:
         if outcome.status != "done":
             self.failed += 1
         failed = f", {self.failed} not done" if self.failed else ""
-        text = terminal_safe(f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}", one_line=True)
+        text = terminal_safe(f"[{done}/{total}{failed}] {outcome.change.describe(symbol=False)}", one_line=True)
         # Padded to the width rather than cleared with an escape code: click strips those when unsure.
         self._width = max(20, _terminal_width() - 1)
         click.echo("\r" + text[:self._width].ljust(self._width), nl=False, err=True)

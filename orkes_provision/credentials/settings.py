@@ -149,6 +149,8 @@ class Config(BaseModel):
 
     default_profile: str | None = None
     default_store: str | None = None
+    # The longest lifetime 'provision token' mints (a duration: 1h, 15m); unset: one hour.
+    max_token_ttl: str | None = None
     profiles: dict[str, Profile] = Field(default_factory=dict)
 
 
@@ -191,7 +193,7 @@ def write_config(config: Config, path: Path | None = None) -> None:
 
 def render_config(config: Config) -> str:
     lines = ["# orkes-provision configuration; secrets are in the keyring, not here."]
-    for field in ("default_profile", "default_store"):
+    for field in ("default_profile", "default_store", "max_token_ttl"):
         value = getattr(config, field)
         if value is not None:
             lines.append(f"{field} = {_toml_string(value)}")
