@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orkes_provision import trust
 from orkes_provision.errors import ProvisionError
 from orkes_provision.fileio import append_json_line
 from orkes_provision.paths import state_dir
@@ -50,9 +51,12 @@ def recorded(*, action: str, target: str, server: str, actor: str | None, app: s
 
 def read(since: datetime | None = None) -> Iterator[dict[str, Any]]:
     try:
-        lines = audit_path().read_text(errors="replace").splitlines()
+        raw = trust.read_trusted(audit_path())
     except FileNotFoundError:
         return
+    if raw is None:
+        return
+    lines = raw.decode("utf-8", errors="replace").splitlines()
     for line in lines:
         try:
             entry = json.loads(line)

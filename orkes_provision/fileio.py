@@ -15,7 +15,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from orkes_provision import trust
+
 PRIVATE_MODE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None,
@@ -85,21 +89,38 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; O_APPEND keeps concurrent writers' lines whole."""
+    """Append one JSON line; O_APPEND keeps concurrent writers' lines whole.
+
+    The file is opened without following a link and checked on its fd (owner, mode: ``trust``); its
+    directory, the state directory, was checked when it was made.
+    """
     line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW | _CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, flags, 0o600)
     except FileNotFoundError:  # the directory is made once, not checked at every line (an apply writes thousands)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, flags, 0o600)
     try:
+        info = os.fstat(fd)
+        problem = trust.file_problem(info, None)
+        if problem is not None:
+            raise trust.refusal(path, info, problem)
         os.write(fd, line)
     finally:
         os.close(fd)
 
 
 def read_json(path: Path, default: Any) -> Any:
+    """The JSON document of a state file, read only when it passes the trust rule (``trust.read_trusted``)."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        raw = trust.read_trusted(path)
+    except FileNotFoundError:  # its directory is not there yet
         return default
+    return default if raw is None else json.loads(raw)
+
+
+def write_state(path: Path, data: bytes) -> None:
+    """Replace a state file (deliveries, intents, rotation records): its directory made 0700 and checked."""
+    trust.private_directory(path.parent)
+    write_private_file(path, data)
