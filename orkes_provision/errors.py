@@ -152,6 +152,14 @@ class Interrupted(Cancelled):
     default_hint = "what was done before the interrupt stays done; run the command again to finish"
 
 
+class AuditTampered(ProvisionError):
+    """The audit log's hash chain is broken: a record was edited, deleted, inserted or moved."""
+
+    exit_code = 1
+    kind = "audit"
+    default_hint = "compare the audit log with a backup"
+
+
 class ServerError(ProvisionError):
     """The server answered with an error this tool does not know how to handle."""
 
@@ -162,7 +170,8 @@ class ServerError(ProvisionError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success (for 'plan --detailed-exitcode': no changes)",
-    1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error)",
+    1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error; for 'audit verify': the "
+       "chain is broken)",
     2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending; 'drift': the server "
        "differs; 'lint': findings)",
     3: "configuration: no credentials, bad config, project or environment file; a local file or directory "

@@ -3,7 +3,8 @@
 A reader sees either the old file or the new one, never half of it, and no other user can ever
 open the content: the temporary file is created 0600 with O_EXCL, fsynced, then renamed over
 the target, and the directory is fsynced so the rename survives a crash. Local state (deliveries, rotation
-records, the audit log) and env files holding secrets all go through here.
+records) and env files holding secrets all go through here; the audit log, which is only appended
+to, writes its own lines (``audit``).
 """
 
 from __future__ import annotations
@@ -86,29 +87,6 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``, creating its directory: ``mode`` from the first byte, never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private_file(path, data, mode=mode)
-
-
-def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; O_APPEND keeps concurrent writers' lines whole.
-
-    The file is opened without following a link and checked on its fd (owner, mode: ``trust``); its
-    directory, the state directory, was checked when it was made.
-    """
-    line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW | _CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileNotFoundError:  # the directory is made once, not checked at every line (an apply writes thousands)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, flags, 0o600)
-    try:
-        info = os.fstat(fd)
-        problem = trust.file_problem(info, None)
-        if problem is not None:
-            raise trust.refusal(path, info, problem)
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 def read_json(path: Path, default: Any) -> Any:

@@ -154,7 +154,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
                    extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name, tasks=tasks)
+                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds)
 
 
 @worker.command("list")
@@ -255,7 +255,7 @@ def _key_only_preflight(app: str, home: KeyHome, reason: str) -> None:
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str, tasks: list[str]) -> int:
+            name: str, tasks: list[str], stop_grace: float | None = None) -> int:
     from orkes_provision.workers.launch import describe_environment, exec_command, require_program, worker_environment
 
     base = dict(os.environ)
@@ -268,7 +268,7 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
     if not supervise:
         info(f"provision: starting {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}")
         exec_command(command, env, cwd)
-    from orkes_provision.workers.supervise import Supervisor
+    from orkes_provision.workers.supervise import Supervisor, Timing
 
     def env_factory(current: StoredKey) -> dict[str, str]:
         return worker_environment(base, current, runtime, extra)
@@ -292,7 +292,8 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
 
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue)
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue,
+        timing=Timing(grace=stop_grace) if stop_grace is not None else None)
     try:
         return supervisor.run()
     finally:

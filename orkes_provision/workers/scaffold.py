@@ -58,9 +58,9 @@ def setup_commands(language: str) -> list[str]:
     """What a language needs before its worker can run (fetching the SDK)."""
     return {
         "python": ["python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"],
-        "java": ["mvn -q compile"],
-        "javascript": ["npm install"],
-        "go": ["go mod tidy"],
+        "java": ["mvn -q package"],
+        "javascript": ["npm ci"],
+        "go": ["go build -o greetings ."],
         "csharp": ["dotnet build"],
     }[language]
 

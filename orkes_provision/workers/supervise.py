@@ -2,7 +2,8 @@
 
 Each replica runs in its own session, hence its own process group: the Python SDK forks one
 process per task plus a logger, and stopping only the process we started would orphan them.
-Stopping a replica signals its whole group, waits a grace period, then kills the group.
+Stopping a replica signals its whole group, waits a grace period (``stop_grace`` of the project
+file: long enough for the SDK to finish the task at hand), then kills the group.
 
 SDK workers read their key once at start, so a rotated key means a new process. When the key in
 the store changes, the supervisor starts the replacement first, lets it settle, and only then
@@ -64,7 +65,7 @@ Requeue = Callable[[K, list[str]], Sequence[str]]
 class Timing:
     """How patient the supervisor is; tests shorten these."""
 
-    grace: float = 5.0  # after SIGTERM, before SIGKILL
+    grace: float = 15.0  # after SIGTERM, before SIGKILL: lets the Java SDK drain (project.DEFAULT_STOP_GRACE)
     settle: float = 2.0  # a rotated-in worker must stay up this long before the old one stops
     key_poll: float = 2.0  # how often the credential store is re-read
     backoff_initial: float = 1.0  # first restart delay; doubles per consecutive crash

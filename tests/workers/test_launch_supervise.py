@@ -204,3 +204,17 @@ def test_exit_status_maps_signals_like_a_shell() -> None:
     assert exit_status(0) == 0
     assert exit_status(3) == 3
     assert exit_status(-signal.SIGTERM) == 143
+
+
+@pytest.mark.parametrize(("grace", "drained"), [(4.0, True), (0.3, False)])
+def test_a_worker_finishing_its_task_after_sigterm_is_killed_only_once_the_stop_grace_is_over(
+        harness: Harness, grace: float, drained: bool) -> None:
+    timing = Timing(grace=grace, settle=0.5, key_poll=60, tick=0.05)
+    harness.start(timing=timing, FAKE_WORKER_DRAIN="1.0")
+    started = wait_for(lambda: events(harness.log, "start"), what="the worker to start")
+    pid = int(started[0][2])
+    assert harness.stop() == 0
+    assert bool(events(harness.log, "stop")) is drained
+    killed = [e for e in harness.events if e.kind == "warning" and "killing it" in e.message]
+    assert bool(killed) is not drained
+    assert group_members(pid) == []
