@@ -57,8 +57,8 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
 def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
     from orkes_provision import audit
     from orkes_provision.access.state import find_application, read_app_state
+    from orkes_provision.access.tasknames import check_tasks_exist
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.errors import ConfigError
     from orkes_provision.orkes.models import Target, app_subject
 
     credentials = resolve_server_credentials()
@@ -69,13 +69,10 @@ def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
         if tasks and not revoke:
             # As 'provision app --grant' does: a grant on a task that does not exist protects nothing
             # and hides a typo; revoking one stays possible, to clean up.
-            known = {t.name for t in client.list_task_defs()}
-            missing = [t for t in tasks if t not in known]
-            if missing:
-                raise ConfigError(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
-                                  f"{', '.join(missing)}; nothing was granted",
-                                  "check the name, or register the definition first "
-                                  "('provision app APP --grant TASK --register-tasks' registers a minimal one)")
+            check_tasks_exist(tasks, {t.name for t in client.list_task_defs()}, outcome="nothing was granted",
+                              register_hint="check the name, or register the definition first "
+                                            "('provision app APP --grant TASK --register-tasks' registers a "
+                                            "minimal one)")
         current = read_app_state(client, target_app).grants
         subject = app_subject(target_app.id)
         todo = [(spec, needed) for spec in specs
