@@ -38,6 +38,9 @@ class ProvisionError(Exception):
         # Where a command gives a kind of failure another code (drift and lint: 2 means "found
         # something", so their usage errors exit 1), the process and the JSON must say the same.
         self.exit_override: int | None = None
+        # Words of the command line that were typos, with what was meant (``greetngs`` -> ``greetings``):
+        # the CLI then offers the corrected command as the hint.
+        self.corrections: dict[str, str] = {}
 
     @property
     def code(self) -> int:
