@@ -37,7 +37,7 @@ def _blocks() -> list[Block]:
             found.extend(Block(path, f.fullname, f.lineno, f.complexity) for f in functions if isinstance(f, Function))
             if isinstance(block, Function):
                 found.extend(Block(path, f"{block.name}.{c.name}", c.lineno, c.complexity) for c in block.closures)
-    return found
+    return sorted(set(found), key=lambda b: (str(b.path), b.line))  # radon lists some methods twice
 
 
 def _explained(block: Block) -> bool:

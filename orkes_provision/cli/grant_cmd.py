@@ -36,14 +36,18 @@ def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _change(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-            domains: tuple[str, ...], access: tuple[str, ...], *, revoke: bool, yes: bool = True) -> None:
+            domains: tuple[str, ...], access: tuple[str, ...], *, revoke: bool, yes: bool = True,
+            workflow_tasks: tuple[str, ...] = ()) -> None:
     from orkes_provision.access.grants import grant_targets, plan_access_change
+    from orkes_provision.cli.common import info
     from orkes_provision.cli.context import make_client, resolve_server_credentials
 
-    specs = grant_targets(tasks=tasks, workflows=workflows, tags=tags, domains=domains, access=access)
+    specs = grant_targets(tasks=tasks, workflows=workflows, tags=tags, domains=domains, access=access,
+                          derived=bool(workflow_tasks))
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
-        change = plan_access_change(client, app, specs, revoke=revoke)
+        change = plan_access_change(client, app, specs, revoke=revoke, workflows=workflow_tasks, access=access,
+                                    note=info)
         if revoke and change.todo:
             confirm(change.question, yes=yes, action=f"revoke access from {change.app.name}")
         change.apply(client, server=credentials.server, actor=credentials.key_id)
@@ -54,20 +58,27 @@ def _change(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: 
 @click.argument("app", type=APP_NAME)
 @click.argument("tasks", nargs=-1, type=TASK_NAME)
 @_target_options
+@click.option("--workflow-tasks", "workflow_tasks", multiple=True, metavar="WORKFLOW", type=WORKFLOW_NAME,
+              help="Every worker (SIMPLE) task the workflow uses, through forks, switches, loops and "
+                   "sub-workflows (repeatable).")
 @common_options
 def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-          domains: tuple[str, ...], access: tuple[str, ...]) -> None:
+          domains: tuple[str, ...], access: tuple[str, ...], workflow_tasks: tuple[str, ...]) -> None:
     """Grant APP access (default EXECUTE) on task definitions TASKS and other targets.
 
-    Only missing access is granted, so running it again changes nothing.
+    Only missing access is granted, so running it again changes nothing. --workflow-tasks W
+    reads W's definition from the server and grants on each worker task it uses, however deeply
+    nested (sub-workflow definitions are fetched; a cycle is walked once); dynamic tasks and
+    dynamic forks are named on stderr, since only the run decides them.
 
     \b
     Examples:
       provision grant greetings-worker greetings
       provision grant greetings-worker --workflow greetings --access READ --access EXECUTE
       provision grant greetings-worker --tag team:payments
+      provision grant order-worker --workflow-tasks order_fulfilment
     """
-    _change(app, tasks, workflows, tags, domains, access, revoke=False)
+    _change(app, tasks, workflows, tags, domains, access, revoke=False, workflow_tasks=workflow_tasks)
 
 
 @click.command("revoke")

@@ -80,7 +80,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
     from orkes_provision.workers.project import load_project
 
     project = load_project()
-    _apply_project_profile(project)
+    apply_project_profile(project)
     grants = tuple(tasks) or tuple(project.application.grants if project and project.application else ())
     defaults = project.defaults() if project is not None else None
     app = choose_app_name(app_name, project=defaults, tasks=grants).value
@@ -123,8 +123,9 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     The command, directory, environment, replicas and restart policy come from the
     [[workers]] entry NAME; the preflight checks EXECUTE on the worker's tasks. The worker is
-    restarted with back-off when it crashes and restarted with the new key when the key in the
-    store changes (the new process starts before the old one stops). Ctrl-C or SIGTERM stops
+    restarted with back-off when it crashes (after 5 failures in a row within 2 minutes it is
+    given up, and the exit status is the worker's), and restarted with the new key when the key in
+    the store changes (the old process stops once the new one has polled). Ctrl-C or SIGTERM stops
     every process of the worker.
 
     \b
@@ -137,7 +138,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     project = require_project(project_file)
     spec_worker = project.worker(name)
-    _apply_project_profile(project)
+    apply_project_profile(project)
     app = app_name or project.app_name
     if not app:
         raise ConfigError(f"{project.path}: no [application] name, so no key to run worker {name!r} with",
@@ -154,7 +155,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
                    extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name, tasks=tasks)
+                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds)
 
 
 @worker.command("list")
@@ -189,7 +190,7 @@ def worker_list(project_file: Path | None) -> None:
 # ----- shared steps ------------------------------------------------------------------------------
 
 
-def _apply_project_profile(project: Project | None) -> None:
+def apply_project_profile(project: Project | None) -> None:
     # A project's profile chooses among the user's own credentials, each bound to its server; its
     # 'server' never becomes --server: it names the server of the project's application key only
     # (credentials.delivery.choose_key_server), so a planted file cannot redirect a credential.
@@ -255,7 +256,7 @@ def _key_only_preflight(app: str, home: KeyHome, reason: str) -> None:
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str, tasks: list[str]) -> int:
+            name: str, tasks: list[str], stop_grace: float | None = None) -> int:
     from orkes_provision.workers.launch import describe_environment, exec_command, require_program, worker_environment
 
     base = dict(os.environ)
@@ -268,7 +269,7 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
     if not supervise:
         info(f"provision: starting {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}")
         exec_command(command, env, cwd)
-    from orkes_provision.workers.supervise import Supervisor
+    from orkes_provision.workers.supervise import Supervisor, Timing
 
     def env_factory(current: StoredKey) -> dict[str, str]:
         return worker_environment(base, current, runtime, extra)
@@ -290,9 +291,16 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
         # As the application itself: it may read and update the tasks it executes.
         return requeue_with_key(current, worker_ids, tasks).requeued
 
+    from orkes_provision.workers.polls import has_polled
+
+    def polled(current: StoredKey, worker_id: str) -> bool:
+        # With the new key: a poll under the new process's id proves it authenticates.
+        return has_polled(current, worker_id, tasks)
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue)
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue,
+        timing=Timing(grace=stop_grace) if stop_grace is not None else None, has_polled=polled if tasks else None)
     try:
         return supervisor.run()
     finally:

@@ -37,6 +37,11 @@ def is_loopback_host(host: str) -> bool:
     return bool(addresses) and all(_is_loopback_address(address) for address in addresses)
 
 
+def is_loopback_address(address: str) -> bool:
+    """True for a loopback IP address (a peer's address, never a name)."""
+    return _is_loopback_address(address)
+
+
 def _is_loopback_address(address: str) -> bool:
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
@@ -89,6 +94,11 @@ def normalize_server_url(url: str, *, insecure_http: bool = False) -> str:
 def _looks_local(host: str) -> bool:
     host = host.lower().rstrip(".")
     return host in _LOOPBACK_NAMES or host.endswith(".localhost")
+
+
+def server_root(api_url: str) -> str:
+    """The URL without its trailing ``/api`` (where ``/health`` and the UI live)."""
+    return api_url[: -len("/api")] if api_url.endswith("/api") else api_url.rstrip("/")
 
 
 def _shown(raw: str) -> str:
