@@ -8,7 +8,7 @@ import pytest
 
 from orkes_provision.access.grants import AccessChange, grant_targets, plan_access_change
 from orkes_provision.access.spec import GrantSpec
-from orkes_provision.errors import ConfigError, UsageError
+from orkes_provision.errors import NotFound, UsageError
 from orkes_provision.orkes.models import AccessKey, Application, GrantedAccess, Subject, Target, TaskDef, User
 
 APP = Application(id="id-1", name="billing")
@@ -83,6 +83,6 @@ def test_a_revoke_keeps_only_held_access_and_asks_about_it() -> None:
 
 def test_a_grant_on_a_task_definition_the_server_lacks_stops_before_any_write() -> None:
     client = _client()
-    with pytest.raises(ConfigError, match="not found on the server: ghost; nothing was granted"):
+    with pytest.raises(NotFound, match="not found on the server: ghost; nothing was granted"):
         plan_access_change(client, "billing", [GrantSpec(id="ghost")], revoke=False)
     assert client.calls == []
