@@ -25,9 +25,11 @@ ALLOWED: dict[str, set[str]] = {
     "credentials": {"orkes", "kube", "sandbox", "toml"},
     "access": {"orkes", "credentials"},
     "environments": {"orkes", "credentials", "access", "toml"},
-    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml"},
-    "rotation": {"orkes", "access", "environments", "credentials", "workers"},
-    "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml"},
+    "agent": {"orkes", "credentials"},
+    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml", "agent"},
+    "rotation": {"orkes", "access", "environments", "credentials", "workers", "agent"},
+    "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml",
+            "agent"},
     SHARED: set(),
 }
 

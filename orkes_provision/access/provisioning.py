@@ -17,6 +17,7 @@ from orkes_provision.access.keys import DisplacedKey, check_stores_free, key_aut
 from orkes_provision.access.plan import KeyStatus, Plan, key_status, plan_apps
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, grants_by_target, read_state
+from orkes_provision.access.tasknames import check_tasks_exist
 from orkes_provision.credentials.delivery import deliveries, find_stored_key
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.errors import VerificationFailed
@@ -103,6 +104,8 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
             stored = None
             status = recorded_key_status(state, spec, server, store_spec)
             store_name = store_spec
+        if not register_tasks:  # before the plan's own check: that one knows no near misses
+            check_tasks_exist(spec.task_names, state.task_names)
         plan = plan_apps(state, [spec], server=server, key_status={spec.name: status},
                          store_names={spec.name: store_name},
                          tasks_to_register=spec.task_names if register_tasks else (),

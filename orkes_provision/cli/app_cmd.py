@@ -127,7 +127,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
 
 def _progress(outcome: Outcome, done: int, total: int) -> None:
     mark = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome.status]
-    info(f"[{done}/{total}] {outcome.change.describe()[2:]}: {mark}")
+    info(f"[{done}/{total}] {outcome.change.describe(symbol=False)}: {mark}")
 
 
 def render(result: AppResult, hints: Hints) -> str:

@@ -257,6 +257,13 @@ def stdin_is_tty() -> bool:
         return False
 
 
+def stdout_is_tty() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except ValueError:  # stdout closed
+        return False
+
+
 def confirm(question: str, *, yes: bool, action: str, warning: str | None = None) -> None:
     """Ask ``question`` on the terminal (on stderr); without a terminal, ``--yes`` is required.
 
@@ -283,12 +290,14 @@ else:  # click before 8.2 has no type parameters
 
 
 class Duration(_ParamType):
-    """A duration option: 90s, 15m, 2h, 1h30m, 500ms; a bare number is seconds."""
+    """A duration option: 90s, 15m, 2h, 1h30m, 500ms; a bare number is seconds, unless ``unit_for_bare``
+    names the unit a bare number is refused with (ages and lifetimes: ``--older-than 30`` -> "30d?")."""
 
     name = "duration"
 
-    def __init__(self, minimum_seconds: float = 0) -> None:
+    def __init__(self, minimum_seconds: float = 0, unit_for_bare: str | None = None) -> None:
         self.minimum_seconds = minimum_seconds
+        self.unit_for_bare = unit_for_bare
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         # Imported here: datetime is not needed to show --help.
@@ -299,7 +308,7 @@ class Duration(_ParamType):
         if isinstance(value, timedelta):
             return value
         try:
-            parsed = parse_duration(str(value))
+            parsed = parse_duration(str(value), unit_for_bare=self.unit_for_bare)
         except UsageError as err:
             self.fail(f"{err.message}: {err.hint}", param, ctx)
         if parsed.total_seconds() < self.minimum_seconds:
@@ -309,6 +318,8 @@ class Duration(_ParamType):
 
 
 DURATION = Duration()
+# An age (of a key, of an INACTIVE key): a bare number is refused with "did you mean 30d?".
+AGE = Duration(unit_for_bare="d")
 
 
 class ProvisionGroup(click.Group):

@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.errors import ConfigError, UsageError
-from orkes_provision.fileio import atomic_write, read_json
+from orkes_provision.errors import ConfigError, NotFound, UsageError
+from orkes_provision.fileio import read_json, write_state
 from orkes_provision.locks import file_lock
 from orkes_provision.orkes.urls import normalize_server_url
 from orkes_provision.paths import state_dir
@@ -126,7 +126,7 @@ def _load(path: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    write_state(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def deliveries(server: str | None = None, app: str | None = None) -> list[Delivery]:
@@ -321,7 +321,34 @@ def choose_store(flag: str | None, *, app: str, server: str | None = None,
     default = load_config(settings.config_file).default_store
     if default:
         return Choice(normalize_store_spec(default), f"default_store in {settings.config_file}")
-    return Choice("keyring", "the default")
+    return Choice("keyring", DEFAULT_STORE_SOURCE)
+
+
+DEFAULT_STORE_SOURCE = "the default"
+
+
+def unknown_application(app: str, choice: Choice) -> NotFound | None:
+    """The error for an application nothing on this machine knows, when its store was only a guess.
+
+    ``choice`` is where the key was looked for. When that is the bare default (no ``--store``, no
+    project file, no delivery, no ``default_store``) and no key of ``app`` was ever delivered here,
+    a failure of that store (no keyring backend, no key in it) would hide the point: the name is
+    unknown here. ``None`` when the store was chosen by something that names ``app``.
+    """
+    if choice.source != DEFAULT_STORE_SOURCE or deliveries(None, app):
+        return None
+    import difflib
+
+    known = sorted({d.app for d in deliveries()})
+    close = difflib.get_close_matches(app, known, n=1, cutoff=0.75)
+    err = NotFound(f"unknown application {app!r}: this machine delivered no key of it, and no project file here "
+                   "names it",
+                   f"did you mean {close[0]!r}?" if close else
+                   f"create it with its key: {shlex.join(['provision', 'app', app, '--worker'])}, or give "
+                   "--store SPEC where its key is")
+    if close:
+        err.corrections = {app: close[0]}
+    return err
 
 
 def stored_home(store: CredentialStore) -> StoredKey | None:
