@@ -36,7 +36,8 @@ from orkes_provision.environments.environment import (
     UserEntry,
     validate_environment,
 )
-from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
+from orkes_provision.environments.written import not_ours, remember
+from orkes_provision.errors import ConfigError, Conflict, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import atomic_write
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
 from orkes_provision.toml.read import parse_toml
@@ -87,20 +88,36 @@ class Export:
         return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
                                                                     "groups")}
 
-    def write(self, path: Path) -> list[Path]:
-        """Write the workflow files, then the environment file (so it never names a missing file)."""
-        written = self.write_workflows(path.parent)
-        _write(path, self.toml())
+    def write(self, path: Path, *, force: bool = False) -> list[Path]:
+        """Write the workflow files, then the environment file (so it never names a missing file).
+
+        The environment file was named by the user (``-o``) and is replaced; a workflow file export
+        did not write is not, unless ``force`` (``Conflict`` names them, before anything is written).
+        """
+        written = self.write_workflows(path.parent, force=force)
+        data = self.toml().encode("utf-8")
+        _write(path, data)
+        remember([(path, data)])
         return [*written, path]
 
-    def write_workflows(self, directory: Path) -> list[Path]:
-        """The workflow files, relative to ``directory`` (where the environment file is or will be)."""
-        written: list[Path] = []
-        for relative, definition in sorted(self.workflow_files.items()):
-            target = directory / relative
-            _write(target, workflow_json(definition))
-            written.append(target)
-        return written
+    def workflow_targets(self, directory: Path) -> dict[Path, bytes]:
+        """The workflow files and their contents, relative to ``directory`` (where the environment file is
+        or will be)."""
+        return {directory / relative: workflow_json(definition).encode("utf-8")
+                for relative, definition in sorted(self.workflow_files.items())}
+
+    def write_workflows(self, directory: Path, *, force: bool = False) -> list[Path]:
+        targets = self.workflow_targets(directory)
+        foreign = [] if force else not_ours(targets)
+        if foreign:
+            shown = ", ".join(str(p) for p in foreign)
+            raise Conflict(f"export would replace {len(foreign)} file{'s' if len(foreign) > 1 else ''} it did not "
+                           f"write: {shown}; nothing was written",
+                           "move them away, or add --force to replace them")
+        for target, data in targets.items():
+            _write(target, data)
+        remember(targets.items())
+        return list(targets)
 
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.name, "server": self.server, "counts": self.counts(),
@@ -112,9 +129,9 @@ def workflow_json(definition: Mapping[str, Any]) -> str:
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, data: bytes) -> None:
     try:
-        atomic_write(path, text.encode("utf-8"), mode=0o644)
+        atomic_write(path, data, mode=0o644)
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror}", "check the directory exists and is writable") \
             from None
