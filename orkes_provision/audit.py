@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orkes_provision import trust
 from orkes_provision.errors import ProvisionError
 from orkes_provision.paths import state_dir
 
@@ -99,6 +100,10 @@ def _append(path: Path, entry: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, flags, 0o600)
     try:
+        info = os.fstat(fd)  # the file opened is the file checked (trust.py): not another user's, not writable
+        problem = trust.file_problem(info, None)
+        if problem is not None:
+            raise trust.refusal(path, info, problem)
         with _append_lock:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -137,9 +142,12 @@ def recorded(*, action: str, target: str, server: str, actor: str | None, app: s
 
 def read(since: datetime | None = None) -> Iterator[dict[str, Any]]:
     try:
-        lines = audit_path().read_text(errors="replace").splitlines()
+        raw = trust.read_trusted(audit_path())
     except FileNotFoundError:
         return
+    if raw is None:
+        return
+    lines = raw.decode("utf-8", errors="replace").splitlines()
     for line in lines:
         try:
             entry = json.loads(line)
@@ -189,11 +197,15 @@ class Verification:
 
 def verify(path: Path | None = None) -> Verification:
     """Walk the chain of the audit log at ``path`` (default: this user's) and stop at the first bad line."""
+    own = path is None
     path = path or audit_path()
     try:
-        lines = path.read_bytes().split(b"\n")
+        raw = trust.read_trusted(path) if own else path.read_bytes()  # a log named to check is only read
     except FileNotFoundError:
+        raw = None
+    if raw is None:
         return Verification(str(path), 0, None, None)
+    lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     entries: list[dict[str, Any] | None] = []

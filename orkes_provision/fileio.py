@@ -16,7 +16,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from orkes_provision import trust
+
 PRIVATE_MODE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None,
@@ -86,7 +90,15 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
 
 
 def read_json(path: Path, default: Any) -> Any:
+    """The JSON document of a state file, read only when it passes the trust rule (``trust.read_trusted``)."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        raw = trust.read_trusted(path)
+    except FileNotFoundError:  # its directory is not there yet
         return default
+    return default if raw is None else json.loads(raw)
+
+
+def write_state(path: Path, data: bytes) -> None:
+    """Replace a state file (deliveries, intents, rotation records): its directory made 0700 and checked."""
+    trust.private_directory(path.parent)
+    write_private_file(path, data)

@@ -290,10 +290,16 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
         # As the application itself: it may read and update the tasks it executes.
         return requeue_with_key(current, worker_ids, tasks).requeued
 
+    from orkes_provision.workers.polls import has_polled
+
+    def polled(current: StoredKey, worker_id: str) -> bool:
+        # With the new key: a poll under the new process's id proves it authenticates.
+        return has_polled(current, worker_id, tasks)
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
         key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue,
-        timing=Timing(grace=stop_grace) if stop_grace is not None else None)
+        timing=Timing(grace=stop_grace) if stop_grace is not None else None, has_polled=polled if tasks else None)
     try:
         return supervisor.run()
     finally:

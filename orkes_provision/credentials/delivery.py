@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.errors import ConfigError, NotFound, UsageError
-from orkes_provision.fileio import atomic_write, read_json
+from orkes_provision.fileio import read_json, write_state
 from orkes_provision.locks import file_lock
 from orkes_provision.orkes.urls import normalize_server_url
 from orkes_provision.paths import state_dir
@@ -126,7 +126,7 @@ def _load(path: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    write_state(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def deliveries(server: str | None = None, app: str | None = None) -> list[Delivery]:

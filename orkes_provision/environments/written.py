@@ -51,12 +51,12 @@ def written_by_export(path: Path) -> bool:
     return current is not None and _load().get(str(path.resolve())) == _digest(current)
 
 
-def not_ours(targets: Mapping[Path, bytes]) -> list[Path]:
-    """The existing files of ``targets`` that writing would change and that export did not write."""
+def not_ours(targets: Mapping[Path, tuple[bytes | None, bytes]]) -> list[Path]:
+    """The files of ``targets`` (path: (what it holds now or ``None``, what export would write)) that
+    exist, would change, and were not written by export."""
     record = _load()
     foreign = []
-    for path, data in targets.items():
-        current = _current(path)
+    for path, (current, data) in targets.items():
         if current is None or current == data:
             continue
         if record.get(str(path.resolve())) != _digest(current):
