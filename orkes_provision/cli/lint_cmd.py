@@ -37,6 +37,8 @@ def lint(more_paths: tuple[str, ...], paths: tuple[str, ...]) -> None:
       wide-grant              a TAG or DOMAIN grant reaches more than the tasks its workers declare
       shared-application      one application serves workers that poll different tasks
       key-without-access      an application gets a key but has neither a role nor a grant
+      execute-unused          a WORKER application has EXECUTE on a task no declared workflow uses
+      workflow-unexecutable   a declared workflow uses a worker task no application may execute
 
     Each finding names the rule, FILE:LINE and the narrower alternative. 'plan' and 'apply' print
     the findings of their file as warnings. Exit codes: 0 clean, 2 findings, 1 any error.
