@@ -123,8 +123,9 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     The command, directory, environment, replicas and restart policy come from the
     [[workers]] entry NAME; the preflight checks EXECUTE on the worker's tasks. The worker is
-    restarted with back-off when it crashes and restarted with the new key when the key in the
-    store changes (the new process starts before the old one stops). Ctrl-C or SIGTERM stops
+    restarted with back-off when it crashes (after 5 failures in a row within 2 minutes it is
+    given up, and the exit status is the worker's), and restarted with the new key when the key in
+    the store changes (the old process stops once the new one has polled). Ctrl-C or SIGTERM stops
     every process of the worker.
 
     \b

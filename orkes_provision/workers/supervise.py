@@ -78,6 +78,8 @@ class Timing:
     backoff_initial: float = 1.0  # first restart delay; doubles per consecutive crash
     backoff_max: float = 30.0
     backoff_reset_after: float = 60.0  # up this long: the crash counter starts again from zero
+    give_up_after: int = 5  # failures in a row (each within give_up_window of the first) before giving up
+    give_up_window: float = 120.0
     tick: float = 0.1  # main-loop period: bounds how late a signal or a crash is noticed
     requeue_recheck: float = 5.0  # second search for a stopped worker's tasks (a search index may lag)
 
@@ -111,6 +113,7 @@ class _Replica:
     crashes: int = 0
     next_start: float | None = 0.0  # None: finished for good
     last_code: int = 0
+    failures: list[float] = field(default_factory=list)  # when each failure of the current run of them happened
 
 
 @dataclass
@@ -249,9 +252,28 @@ class Supervisor(Generic[K]):
             replica.crashes += 1
         else:
             replica.crashes = 1
+            replica.failures.clear()
+        if code != 0 and self._gives_up(replica, now, how):
+            return
         delay = self._backoff(replica.crashes)
         replica.next_start = now + delay
         self._emit("restarting", replica, None, f"restarting {self._label(replica)} in {delay:.1f}s")
+
+    def _gives_up(self, replica: _Replica, now: float, how: str) -> bool:
+        """Count a failure; after ``give_up_after`` in a row inside the window, the replica is finished.
+
+        A worker that cannot start (a missing toolchain, a build error, a bad configuration) fails
+        the same way every time: restarting it for ever only hides that behind a log of restarts.
+        """
+        replica.failures = [t for t in replica.failures if now - t <= self.timing.give_up_window] + [now]
+        if self.timing.give_up_after <= 0 or len(replica.failures) < self.timing.give_up_after:
+            return False
+        replica.next_start = None
+        self._emit("error", replica, None,
+                   f"{self._label(replica)} failed {len(replica.failures)} times in a row within "
+                   f"{self.timing.give_up_window:g}s (last: {how}); not restarting it: fix what its output "
+                   "says, then start it again", exit_code=replica.last_code)
+        return True
 
     def _should_restart(self, code: int) -> bool:
         if self.restart_policy == "always":
@@ -274,6 +296,9 @@ class Supervisor(Generic[K]):
                 raise
             # A restart that cannot even exec (the program was removed?) backs off like a crash.
             replica.crashes += 1
+            replica.last_code = err.exit_code
+            if self._gives_up(replica, time.monotonic(), err.message):
+                return
             delay = self._backoff(replica.crashes)
             replica.next_start = time.monotonic() + delay
             self._emit("error", replica, None, f"{err.message}; retrying in {delay:.1f}s")

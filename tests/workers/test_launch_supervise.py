@@ -265,3 +265,28 @@ def test_a_rotated_in_worker_that_never_polls_is_stopped_and_the_old_one_keeps_i
     time.sleep(POLL_FAST.key_poll * 3)  # the store still holds key-2: not tried again, nothing else started
     assert len([e for e in harness.events if e.kind == "started"]) == 2
     assert harness.stop() == 0
+
+
+def test_a_worker_failing_again_and_again_is_given_up_with_one_line_and_its_exit_status(harness: Harness) -> None:
+    timing = Timing(grace=2.0, key_poll=60, backoff_initial=0.05, backoff_max=0.2, give_up_after=3,
+                    give_up_window=30.0, tick=0.05)
+    harness.start(timing=timing, FAKE_WORKER_EXIT="7")
+    assert harness.thread is not None
+    harness.thread.join(timeout=20)
+    assert harness.result == [7]  # the supervisor ends by itself, with the worker's status
+    assert len(events(harness.log, "start")) == 3
+    given_up = [e for e in harness.events if e.kind == "error"]
+    assert len(given_up) == 1
+    assert given_up[0].message == ("worker fake[0] failed 3 times in a row within 30s (last: exited with code 7); "
+                                   "not restarting it: fix what its output says, then start it again")
+    assert [e.kind for e in harness.events].count("restarting") == 2
+
+
+def test_failures_spread_wider_than_the_window_never_add_up_to_giving_up(harness: Harness) -> None:
+    # Each run lasts 0.3 s; only failures within 0.5 s of one another count as 'in a row'.
+    timing = Timing(grace=2.0, key_poll=60, backoff_initial=0.3, backoff_max=0.3, give_up_after=3,
+                    give_up_window=0.5, tick=0.05)
+    harness.start(timing=timing, FAKE_WORKER_EXIT="7", FAKE_WORKER_EXIT_AFTER="0.3")
+    wait_for(lambda: len(events(harness.log, "start")) >= 5, timeout=30, what="five starts")
+    assert not [e for e in harness.events if e.kind == "error"]
+    assert harness.stop() == 0
