@@ -123,8 +123,9 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     The command, directory, environment, replicas and restart policy come from the
     [[workers]] entry NAME; the preflight checks EXECUTE on the worker's tasks. The worker is
-    restarted with back-off when it crashes and restarted with the new key when the key in the
-    store changes (the new process starts before the old one stops). Ctrl-C or SIGTERM stops
+    restarted with back-off when it crashes (after 5 failures in a row within 2 minutes it is
+    given up, and the exit status is the worker's), and restarted with the new key when the key in
+    the store changes (the old process stops once the new one has polled). Ctrl-C or SIGTERM stops
     every process of the worker.
 
     \b
@@ -290,10 +291,16 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
         # As the application itself: it may read and update the tasks it executes.
         return requeue_with_key(current, worker_ids, tasks).requeued
 
+    from orkes_provision.workers.polls import has_polled
+
+    def polled(current: StoredKey, worker_id: str) -> bool:
+        # With the new key: a poll under the new process's id proves it authenticates.
+        return has_polled(current, worker_id, tasks)
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
         key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue,
-        timing=Timing(grace=stop_grace) if stop_grace is not None else None)
+        timing=Timing(grace=stop_grace) if stop_grace is not None else None, has_polled=polled if tasks else None)
     try:
         return supervisor.run()
     finally:

@@ -243,7 +243,8 @@ def build_run_rotate_stop(lab: Lab) -> None:
     assert first_worker["workerId"]
     assert [t["workerId"] for t in first["tasks"]] == [first_worker["workerId"]]
 
-    rotated = lab.provision("keys", "rotate", APP, "--grace", "0s", timeout=180)
+    # A JVM on a busy 2-core host may take most of a minute to start and poll: the wait ends when it has.
+    rotated = lab.provision("keys", "rotate", APP, "--grace", "0s", "--switch-wait", "120s", timeout=240)
     assert rotated.returncode == 0, rotated.stderr + run.output()[-4000:]
     new_key = stored_key_id(lab)
     assert new_key != first_key
