@@ -12,5 +12,6 @@ pytestmark = pytest.mark.slow
 __all__ = ["lab"]
 
 
-def test_the_java_template_builds_runs_a_workflow_follows_a_rotation_and_stops_cleanly(lab: Lab) -> None:
+def test_the_java_template_builds_runs_follows_a_rotation_hands_back_a_dead_workers_task_and_stops(
+        lab: Lab) -> None:
     build_run_rotate_stop(lab)
