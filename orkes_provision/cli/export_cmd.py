@@ -30,9 +30,11 @@ MAX_PARALLELISM = 64
                    "their grants name.")
 @click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=DEFAULT_PARALLELISM,
               show_default=True, help="Requests in flight at most.")
+@click.option("--force", is_flag=True,
+              help="Replace workflow files export did not write (hand-written, or edited since it wrote them).")
 @common_options
 def export(output: str | None, name: str | None, applications: tuple[str, ...], tags: tuple[str, ...],
-           parallelism: int) -> None:
+           parallelism: int, force: bool) -> None:
     """Write the server's task and workflow definitions, applications (roles, grants), users and
     groups (roles, members, grants) as an environment file that 'provision plan -f FILE' finds
     nothing to do for.
@@ -40,7 +42,9 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     Keys and secrets are never read or written. Applications this environment's tags do not mark
     as its own are written 'owned = false' (apply then leaves their tags alone and --prune never
     touches them). What the file cannot hold is listed as skipped, with the reason. Exporting over
-    an existing FILE keeps its name and its applications' stores and keyMaxAge.
+    an existing FILE keeps its name and its applications' stores and keyMaxAge, and says what it
+    replaces. A workflow file export did not write (a hand-written workflows/order.json) is never
+    replaced without --force: export stops before writing anything and names it (exit 7).
 
     \b
     Examples:
@@ -62,7 +66,10 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
                                     stores=previous.stores, key_max_ages=previous.key_max_ages,
                                     parallelism=parallelism)
     # Without -o the file goes to stdout, as if saved in the current directory: its workflows go to ./workflows/.
-    written = result.write(target) if target is not None else result.write_workflows(Path.cwd())
+    written = result.write(target, force=force) if target is not None else \
+        result.write_workflows(Path.cwd(), force=force)
+    if previous.replaces is not None:
+        _warn(previous.replaces, {"warning": "replaced", "file": str(target), "reason": previous.replaces})
     if target is None and not opts().json:
         for path in written:
             click.echo(f"wrote {path}", err=True)

@@ -34,7 +34,7 @@ import shlex
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,10 +203,17 @@ class KeyIntent:
     known_key_ids: tuple[str, ...]
     stores: tuple[str, ...]
     time: str
+    # When the create request gives up (its --timeout with retries): a key the server made later was
+    # not made by it. None in intents recorded before the deadline was.
+    deadline: str | None = None
 
     @property
     def started(self) -> datetime:
         return datetime.fromisoformat(self.time)
+
+    @property
+    def ends(self) -> datetime | None:
+        return datetime.fromisoformat(self.deadline) if self.deadline else None
 
 
 def intents_path() -> Path:
@@ -214,11 +221,14 @@ def intents_path() -> Path:
 
 
 def begin_key_creation(server: str, app: str, app_id: str, known_key_ids: Iterable[str],
-                       stores: Iterable[str]) -> KeyIntent:
-    """Record, before the create request is sent, that a key of ``app`` is about to be created."""
+                       stores: Iterable[str], *, deadline_seconds: float | None = None) -> KeyIntent:
+    """Record, before the create request is sent, that a key of ``app`` is about to be created,
+    and by when the request ends (``deadline_seconds`` from now)."""
+    now = datetime.now(UTC)
+    deadline = (now + timedelta(seconds=deadline_seconds)).isoformat() if deadline_seconds is not None else None
     intent = KeyIntent(id=uuid.uuid4().hex, server=_server(server), app=app, app_id=app_id,
                        known_key_ids=tuple(sorted(known_key_ids)),
-                       stores=tuple(_recorded_spec(s) for s in stores), time=_now())
+                       stores=tuple(_recorded_spec(s) for s in stores), time=now.isoformat(), deadline=deadline)
     with file_lock("key-intents.json", what="the key-intents record"):
         data = _load(intents_path())
         row = asdict(intent)
@@ -252,9 +262,10 @@ def pending_key_creations(server: str, app: str) -> list[KeyIntent]:
     out: list[KeyIntent] = []
     for row in rows if isinstance(rows, list) else []:
         try:
+            deadline = row.get("deadline")
             out.append(KeyIntent(id=str(row["id"]), server=server, app=app, app_id=str(row["app_id"]),
                                  known_key_ids=tuple(row["known_key_ids"]), stores=tuple(row["stores"]),
-                                 time=str(row["time"])))
+                                 time=str(row["time"]), deadline=str(deadline) if deadline else None))
         except (KeyError, TypeError):
             continue
     return out

@@ -40,13 +40,15 @@ from orkes_provision.environments.environment import (
     UserEntry,
     validate_environment,
 )
-from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
+from orkes_provision.environments.written import not_ours, remember
+from orkes_provision.errors import ConfigError, Conflict, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
 from orkes_provision.toml.read import parse_toml
 from orkes_provision.toml.write import NotRepresentable, dumps
 
 if TYPE_CHECKING:
+    from orkes_provision.environments.environment import Environment
     from orkes_provision.orkes.client import OrkesClient
 
 HEADER = ("# Written by 'provision export': the server's task and workflow definitions, applications (roles,\n"
@@ -91,28 +93,41 @@ class Export:
         return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
                                                                     "groups")}
 
-    def write(self, path: Path) -> list[Path]:
-        """Write the workflow files, then the environment file (so it never names a missing file)."""
+    def write(self, path: Path, *, force: bool = False) -> list[Path]:
+        """Write the workflow files, then the environment file (so it never names a missing file).
+
+        The environment file was named by the user (``-o``) and is replaced; a workflow file export
+        did not write is not, unless ``force`` (``Conflict`` names them, before anything is written).
+        """
         with _output_directory(path.parent) as dir_fd:
-            written = self._write_workflows_in(dir_fd, path.parent)
-            _write(path, self.toml(), dir_fd)
+            written = self._write_workflows_in(dir_fd, path.parent, force)
+            text = self.toml()
+            _write(path, text, dir_fd)
+        remember([(path, text.encode("utf-8"))])
         return [*written, path]
 
-    def write_workflows(self, directory: Path) -> list[Path]:
+    def write_workflows(self, directory: Path, *, force: bool = False) -> list[Path]:
         """The workflow files, relative to ``directory`` (where the environment file is or will be)."""
         with _output_directory(directory) as dir_fd:
-            return self._write_workflows_in(dir_fd, directory)
+            return self._write_workflows_in(dir_fd, directory, force)
 
-    def _write_workflows_in(self, dir_fd: int, directory: Path) -> list[Path]:
+    def _write_workflows_in(self, dir_fd: int, directory: Path, force: bool) -> list[Path]:
         if not self.workflow_files:
             return []
-        written: list[Path] = []
+        targets = {directory / relative: workflow_json(definition)
+                   for relative, definition in sorted(self.workflow_files.items())}
         with _workflow_directory(dir_fd, directory / WORKFLOW_DIR) as workflows_fd:
-            for relative, definition in sorted(self.workflow_files.items()):
-                target = directory / relative
-                _write(target, workflow_json(definition), workflows_fd)
-                written.append(target)
-        return written
+            if not force:
+                foreign = not_ours({t: (_read_at(workflows_fd, t.name), text.encode("utf-8"))
+                                    for t, text in targets.items()})
+                if foreign:
+                    raise Conflict(f"export would replace {len(foreign)} file{'s' if len(foreign) > 1 else ''} it "
+                                   f"did not write: {', '.join(str(p) for p in foreign)}; nothing was written",
+                                   "move them away, or add --force to replace them")
+            for target, text in targets.items():
+                _write(target, text, workflows_fd)
+        remember((t, text.encode("utf-8")) for t, text in targets.items())
+        return list(targets)
 
     def summary(self, *, narrowed: bool) -> str:
         """One line for the user; ``narrowed`` to some applications, the export read no users or groups."""
@@ -138,6 +153,8 @@ class Previous:
     name: str | None = None
     stores: dict[str, str] = field(default_factory=dict)
     key_max_ages: dict[str, str] = field(default_factory=dict)
+    # What exporting over the file replaces, said before it is gone (None: no file, or one that did not load).
+    replaces: str | None = None
 
 
 def export_target(output: str | None) -> Path | None:
@@ -161,7 +178,20 @@ def previous_export(target: Path | None, *, on_replaced: Callable[[ConfigError],
         on_replaced(err)
         return Previous()
     return Previous(name=previous.name, stores={a.name: a.store for a in previous.applications if a.store},
-                    key_max_ages={a.name: a.key_max_age for a in previous.applications if a.key_max_age})
+                    key_max_ages={a.name: a.key_max_age for a in previous.applications if a.key_max_age},
+                    replaces=_replaces(target, previous))
+
+
+def _replaces(path: Path, previous: Environment) -> str:
+    """What exporting over ``path`` replaces."""
+    from orkes_provision.environments.written import written_by_export
+
+    counts = {"applications": len(previous.applications), "tasks": len(previous.tasks),
+              "workflows": len(previous.workflows)}
+    held = ", ".join(f"{n} {what if n != 1 else what[:-1]}" for what, n in counts.items())
+    origin = "as export last wrote it" if written_by_export(path) else \
+        "which export did not write (or it was edited since): its comments and layout are not kept"
+    return f"replaced {path}, environment {previous.name} with {held}, {origin}; its stores and keyMaxAge are kept"
 
 
 def workflow_json(definition: Mapping[str, Any]) -> str:
@@ -171,6 +201,18 @@ def workflow_json(definition: Mapping[str, Any]) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _read_at(dir_fd: int, name: str) -> bytes | None:
+    """What file ``name`` in ``dir_fd`` holds (``None``: no such file), read without following a link."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""  # a link or something unreadable: not what export wrote
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def _write(path: Path, text: str, dir_fd: int) -> None:
