@@ -16,6 +16,7 @@ from orkes_provision.cli.common import (
     common_options,
     confirm,
     emit,
+    self_lockout_option,
     yes_option,
 )
 
@@ -37,7 +38,7 @@ def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _change(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
             domains: tuple[str, ...], access: tuple[str, ...], *, revoke: bool, yes: bool = True,
-            workflow_tasks: tuple[str, ...] = ()) -> None:
+            workflow_tasks: tuple[str, ...] = (), allow_self_lockout: bool = False) -> None:
     from orkes_provision.access.grants import grant_targets, plan_access_change
     from orkes_provision.cli.common import info
     from orkes_provision.cli.context import make_client, resolve_server_credentials
@@ -49,6 +50,11 @@ def _change(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: 
         change = plan_access_change(client, app, specs, revoke=revoke, workflows=workflow_tasks, access=access,
                                     note=info)
         if revoke and change.todo:
+            from orkes_provision.access.selflock import refuse_own_application
+
+            refuse_own_application(client, change.app, "revoke access of application",
+                                   "revoking it would take that access from this command's own key",
+                                   allow=allow_self_lockout)
             confirm(change.question, yes=yes, action=f"revoke access from {change.app.name}")
         change.apply(client, server=credentials.server, actor=credentials.key_id)
     emit(change.to_dict(), change.render())
@@ -86,17 +92,20 @@ def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tu
 @click.argument("tasks", nargs=-1, type=TASK_NAME)
 @_target_options
 @yes_option
+@self_lockout_option
 @common_options
 def revoke(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-           domains: tuple[str, ...], access: tuple[str, ...], yes: bool) -> None:
+           domains: tuple[str, ...], access: tuple[str, ...], yes: bool, allow_self_lockout: bool) -> None:
     """Revoke APP's access (default EXECUTE) on task definitions TASKS and other targets.
 
     Only access APP holds is revoked. Asks first on a terminal (--yes without one): workers of
-    APP lose that access at once.
+    APP lose that access at once. Access of the application whose key runs this command is
+    refused (exit 7) unless --allow-self-lockout.
 
     \b
     Examples:
       provision revoke greetings-worker greetings --yes
       provision revoke greetings-worker --domain staging
     """
-    _change(app, tasks, workflows, tags, domains, access, revoke=True, yes=yes)
+    _change(app, tasks, workflows, tags, domains, access, revoke=True, yes=yes,
+            allow_self_lockout=allow_self_lockout)
