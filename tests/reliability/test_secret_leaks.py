@@ -223,6 +223,11 @@ PLAN: tuple[Step, ...] = (
          mode="subprocess", expect=4),
     Step("audit", ("audit", "--since", "1h", "--json")),
     Step("audit", ("audit",)),
+    Step("audit verify", ("audit", "verify", "--json")),
+    # A minted token is meant for stdout, and the suite counts every minted token as a secret: the runs
+    # here are the refusals (a TTL over the maximum, a store whose secret the server refuses).
+    Step("token", ("token", APP, "--store", W, "--ttl", "2h", "-v"), expect=2),
+    Step("token", ("token", "leak-stale", "--store", "env-file:{root}/wrong.env", "--json"), expect=4),
 )
 
 
@@ -310,7 +315,7 @@ def test_audit_records_carry_key_ids_never_secrets(leak_session: LeakSession) ->
     assert len(entries) >= 15
     for entry in entries:
         assert {"time", "actor", "server", "action", "target", "result"} <= set(entry)
-        assert set(entry) <= {"time", "actor", "server", "action", "target", "result", "app", "keyId"}
+        assert set(entry) <= {"time", "actor", "server", "action", "target", "result", "app", "keyId", "prev", "hash"}
     assert leak_session.leaks_in(audit.read_bytes()) == []
 
 

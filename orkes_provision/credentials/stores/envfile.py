@@ -254,6 +254,8 @@ class EnvFileStore:
             raise StoreError(f"cannot read {self.path}: it is not UTF-8 text", "choose another file") from None
 
     def _read(self) -> str | None:
+        if not os.path.lexists(self.path.parent):
+            return None  # no directory, no file: apply creates the directory before its first write
         with self._directory() as (dir_fd, directory):
             return self._snapshot(dir_fd, directory)[0]
 
