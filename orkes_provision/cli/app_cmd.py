@@ -106,7 +106,8 @@ def render(result: AppResult, hints: Hints) -> str:
         lines.append(f"{lost.action.capitalize()} key {lost.key_id}: {lost.reason}.")
     if not result.changed:
         lines.append(f"No changes: application {result.name} is already set up.")
-    alias = f" (stored for {result.key_server_alias}, the same server)" if result.key_server_alias else ""
+    alias = f" (its server updated from {result.key_server_alias}: the same key works here)" \
+        if result.key_server_alias else ""
     lines += [
         f"Application: {result.name} ({result.app_id}) on {result.server}",
         f"Roles:       {', '.join(result.roles) or 'none'}",
