@@ -20,6 +20,7 @@ A refused file is one ``ProvisionError`` line naming the file, its owner and mod
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
 import stat
@@ -97,33 +98,41 @@ def refusal(path: Path | str, info: os.stat_result, problem: str, *, error: type
 
 
 @contextlib.contextmanager
-def _directory_fd(directory: Path) -> Iterator[int]:
+def opened_directory(directory: Path) -> Iterator[tuple[int, os.stat_result]]:
+    """An fd on ``directory`` and its ``fstat``: files are then opened, checked and replaced relative to it."""
     fd = os.open(directory, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     try:
-        yield fd
+        yield fd, os.fstat(fd)
     finally:
         os.close(fd)
 
 
-def open_trusted(path: Path, *, flags: int = os.O_RDONLY, mode: int = 0o600, error: type[ProvisionError] = ConfigError,
-                 way_out: str | None = None) -> int | None:
-    """An fd on ``path`` once it passes the rule; ``None`` when it does not exist (and ``flags`` has no O_CREAT).
+def new_file_problem(directory: os.stat_result) -> str | None:
+    """Why a file created in ``directory`` could not be trusted afterwards, or ``None``."""
+    problem = directory_problem(directory)
+    if problem is None or (directory.st_mode & stat.S_ISVTX and _trusted_owner(directory.st_uid)):
+        return None
+    return f"its directory is {problem}, who could replace it"
+
+
+def open_in(dir_fd: int, directory: os.stat_result, path: Path, *, error: type[ProvisionError] = ConfigError,
+            way_out: str | None = None) -> tuple[int, os.stat_result] | None:
+    """An fd on ``path`` (in the directory open as ``dir_fd``) and its ``fstat`` once it passes the rule;
+    ``None`` when it does not exist.
 
     A symbolic link at ``path`` is refused, never followed; so is anything but a regular file.
     ``OSError`` other than a missing file propagates for the caller to word.
     """
-    with _directory_fd(path.parent) as dir_fd:
-        directory = os.fstat(dir_fd)
-        try:
-            # O_NONBLOCK: a planted FIFO must not hang the open; it is refused below as not a regular file.
-            fd = os.open(path.name, flags | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            if os.path.islink(path):
-                raise error(f"refusing to use {path}: it is a symbolic link",
-                            "give the real path of the file (links are not followed)") from None
-            raise err
+    try:
+        # O_NONBLOCK: a planted FIFO must not hang the open; it is refused below as not a regular file.
+        fd = os.open(path.name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise error(f"refusing to use {path}: it is a symbolic link",
+                        "give the real path of the file (links are not followed)") from None
+        raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -135,7 +144,14 @@ def open_trusted(path: Path, *, flags: int = os.O_RDONLY, mode: int = 0o600, err
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, info
+
+
+def open_trusted(path: Path, *, error: type[ProvisionError] = ConfigError, way_out: str | None = None) -> int | None:
+    """An fd on ``path`` for reading once it passes the rule; ``None`` when it does not exist."""
+    with opened_directory(path.parent) as (dir_fd, directory):
+        opened = open_in(dir_fd, directory, path, error=error, way_out=way_out)
+    return None if opened is None else opened[0]
 
 
 def read_trusted(path: Path, *, error: type[ProvisionError] = ConfigError, way_out: str | None = None) -> bytes | None:

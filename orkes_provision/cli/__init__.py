@@ -135,8 +135,29 @@ def _fail(err: ProvisionError, args: list[str], options: GlobalOptions, exit_cod
         options.json = True
     if exit_code is not None:
         err.exit_override = exit_code
+    corrected = _corrected_command(args, err.corrections)
+    if corrected is not None:
+        err.hint = f"did you mean: {corrected}"
     report_error(err, options)
     sys.exit(err.code)
+
+
+def _corrected_command(args: list[str], corrections: dict[str, str]) -> str | None:
+    """The command line with each typo the library found replaced by what was meant (the worker command
+    after ``--`` left alone); ``None`` when a typo is not on the command line (it came from a file)."""
+    import shlex
+
+    if not corrections:
+        return None
+    end = args.index("--") if "--" in args else len(args)
+    fixed, seen = [], set()
+    for i, word in enumerate(args):
+        option, eq, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        if i < end and value in corrections:
+            seen.add(value)
+            word = f"{option}{eq}{corrections[value]}"
+        fixed.append(word)
+    return shlex.join(["provision", *fixed]) if seen == set(corrections) else None
 
 
 def _json_requested(args: list[str]) -> bool:

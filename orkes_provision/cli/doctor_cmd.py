@@ -57,9 +57,10 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
         choose_app_name,
         choose_store,
         find_stored_key,
+        unknown_application,
     )
     from orkes_provision.credentials.stores import open_store
-    from orkes_provision.errors import ProvisionError, VerificationFailed
+    from orkes_provision.errors import ProvisionError, StoreError, VerificationFailed
     from orkes_provision.workers.project import load_project
 
     project = load_project()
@@ -71,7 +72,12 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
     choice = choose_store(store_spec, app=name, server=credentials.server, project=defaults)
     if choice.source != "--store":
         info(f"Key store: {choice.value} (from {choice.source})")
-    key = find_stored_key(open_store(choice.value), credentials.server, name)
+    try:
+        key = find_stored_key(open_store(choice.value), credentials.server, name)
+    except StoreError:
+        if unknown_application(name, choice) is None:
+            raise
+        key = None  # a name nothing here knows: the server says whether it exists, not the keyring
     with make_client(credentials) as client:
         task_list = list(tasks) or (list(project.application.grants) if project and project.application
                                     and project.application.name == name else [])
@@ -86,11 +92,17 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
         report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, hints=hints,
                           require_tasks=True, polls=True, key_policy=policy)
     _agents(report, credentials.server, name, key.key_id if key is not None else None)
-    emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}, report.render)
+    failure = None
     if not report.ok:
         first = report.problems[0]
-        raise VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
-                                 first.fix or "see the report above")
+        failure = VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
+                                     first.fix or "see the report above")
+    # A failed check is an error like any other command's: its object is on stdout too (in the report,
+    # which stays one document), not only on stderr.
+    emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}
+         | (failure.to_dict() if failure else {}), report.render)
+    if failure is not None:
+        raise failure
 
 
 def _agents(report: DoctorReport, server: str, app: str, stored_key_id: str | None) -> None:

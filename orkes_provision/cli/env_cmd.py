@@ -227,8 +227,10 @@ def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesC
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,
           parallelism: int, verify_keys: bool) -> EnvironmentPlan:
+    from orkes_provision.access.workflow_tasks import server_fetch
     from orkes_provision.environments.apply import plan_environment
 
+    env.derive_workflow_tasks(server_fetch(client.get_workflow_def))
     return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
                             verify_keys=verify_keys)
 

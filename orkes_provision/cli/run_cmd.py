@@ -130,8 +130,9 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     The command, directory, environment, replicas and restart policy come from the
     [[workers]] entry NAME; the preflight checks EXECUTE on the worker's tasks. The worker is
-    restarted with back-off when it crashes and restarted with the new key when the key in the
-    store changes (the new process starts before the old one stops). Ctrl-C or SIGTERM stops
+    restarted with back-off when it crashes (after 5 failures in a row within 2 minutes it is
+    given up, and the exit status is the worker's), and restarted with the new key when the key in
+    the store changes (the old process stops once the new one has polled). Ctrl-C or SIGTERM stops
     every process of the worker.
 
     \b
@@ -161,7 +162,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
                    extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name, tasks=tasks, use_agent=not no_agent)
+                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds, use_agent=not no_agent)
 
 
 @worker.command("list")
@@ -262,7 +263,7 @@ def _key_only_preflight(app: str, home: KeyHome, reason: str) -> None:
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str, tasks: list[str], use_agent: bool = True) -> int:
+            name: str, tasks: list[str], stop_grace: float | None = None, use_agent: bool = True) -> int:
     from orkes_provision.workers.launch import require_program, worker_environment
 
     base = dict(os.environ)
@@ -272,7 +273,7 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
     try:
         return _run_workers(command, app, key, watch, base, env, agent, runtime=runtime, extra=extra, cwd=cwd,
                             supervise=supervise, replicas=replicas, restart_policy=restart_policy, name=name,
-                            tasks=tasks)
+                            tasks=tasks, stop_grace=stop_grace)
     finally:
         if agent is not None:
             agent.close()
@@ -294,7 +295,7 @@ def _start_agent(app: str, key: StoredKey, watch: Callable[[], StoredKey | None]
 def _run_workers(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None],
                  base: dict[str, str], env: dict[str, str], agent: Agent | None, *, runtime: str | None,
                  extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int,
-                 restart_policy: RestartPolicy, name: str, tasks: list[str]) -> int:
+                 restart_policy: RestartPolicy, name: str, tasks: list[str], stop_grace: float | None) -> int:
     from orkes_provision.workers.launch import (
         agent_environment,
         describe_environment,
@@ -320,7 +321,7 @@ def _run_workers(command: list[str], app: str, key: StoredKey, watch: Callable[[
         code = run_attached(command, env, cwd)
         agent.release("run")
         return code
-    from orkes_provision.workers.supervise import Supervisor
+    from orkes_provision.workers.supervise import Supervisor, Timing
 
     def env_factory(current: StoredKey) -> dict[str, str]:
         return worker_environment(base, current, runtime, extra)
@@ -346,10 +347,17 @@ def _run_workers(command: list[str], app: str, key: StoredKey, watch: Callable[[
         # As the application itself: it may read and update the tasks it executes.
         return requeue_with_key(current, worker_ids, tasks).requeued
 
+    from orkes_provision.workers.polls import has_polled
+
+    def polled(current: StoredKey, worker_id: str) -> bool:
+        # With the new key: a poll under the new process's id proves it authenticates.
+        return has_polled(current, worker_id, tasks)
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
         key_watch=watch if agent is None else None, initial_key=key, name=name, cwd=cwd,
-        on_event=in_command(on_event), requeue=requeue, instance_env=local_env if agent is not None else None)
+        on_event=in_command(on_event), requeue=requeue, instance_env=local_env if agent is not None else None,
+        timing=Timing(grace=stop_grace) if stop_grace is not None else None, has_polled=polled if tasks else None)
     try:
         return supervisor.run()
     finally:

@@ -14,9 +14,12 @@ not know, a field TOML cannot carry), never dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
+from orkes_provision import trust
 from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
 from orkes_provision.access.state import PeopleState, grants_by_target, read_people
 from orkes_provision.environments.environment import (
@@ -37,7 +41,7 @@ from orkes_provision.environments.environment import (
     validate_environment,
 )
 from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
-from orkes_provision.fileio import atomic_write
+from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
 from orkes_provision.toml.read import parse_toml
 from orkes_provision.toml.write import NotRepresentable, dumps
@@ -89,17 +93,25 @@ class Export:
 
     def write(self, path: Path) -> list[Path]:
         """Write the workflow files, then the environment file (so it never names a missing file)."""
-        written = self.write_workflows(path.parent)
-        _write(path, self.toml())
+        with _output_directory(path.parent) as dir_fd:
+            written = self._write_workflows_in(dir_fd, path.parent)
+            _write(path, self.toml(), dir_fd)
         return [*written, path]
 
     def write_workflows(self, directory: Path) -> list[Path]:
         """The workflow files, relative to ``directory`` (where the environment file is or will be)."""
+        with _output_directory(directory) as dir_fd:
+            return self._write_workflows_in(dir_fd, directory)
+
+    def _write_workflows_in(self, dir_fd: int, directory: Path) -> list[Path]:
+        if not self.workflow_files:
+            return []
         written: list[Path] = []
-        for relative, definition in sorted(self.workflow_files.items()):
-            target = directory / relative
-            _write(target, workflow_json(definition))
-            written.append(target)
+        with _workflow_directory(dir_fd, directory / WORKFLOW_DIR) as workflows_fd:
+            for relative, definition in sorted(self.workflow_files.items()):
+                target = directory / relative
+                _write(target, workflow_json(definition), workflows_fd)
+                written.append(target)
         return written
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,12 +124,57 @@ def workflow_json(definition: Mapping[str, Any]) -> str:
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, dir_fd: int) -> None:
     try:
-        atomic_write(path, text.encode("utf-8"), mode=0o644)
+        write_private_file(path, text.encode("utf-8"), mode=0o644, dir_fd=dir_fd)
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror}", "check the directory exists and is writable") \
             from None
+
+
+@contextlib.contextmanager
+def _output_directory(directory: Path) -> Iterator[int]:
+    """The directory the export writes into, open, once no other user could redirect or swap what it writes."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with trust.opened_directory(directory) as (dir_fd, info):
+            problem = trust.new_file_problem(info)
+            if problem is not None:
+                raise ConfigError(f"refusing to write into {directory}: {problem.replace('its directory', 'it')} "
+                                  f"(owner {trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o})",
+                                  "write the export into a directory only you can write")
+            yield dir_fd
+    except OSError as err:
+        raise ConfigError(f"cannot write into {directory}: {err.strerror}",
+                          "check the directory exists and is writable") from None
+
+
+@contextlib.contextmanager
+def _workflow_directory(dir_fd: int, shown: Path) -> Iterator[int]:
+    """``workflows/`` beside the file: made if missing; a link, or a directory another user owns or can
+    write, is refused (what 'plan' reads from it must be what export wrote)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(WORKFLOW_DIR, 0o777, dir_fd=dir_fd)
+    try:
+        fd = os.open(WORKFLOW_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        try:
+            link = stat.S_ISLNK(os.lstat(WORKFLOW_DIR, dir_fd=dir_fd).st_mode)
+        except OSError:
+            link = False
+        what = "a symbolic link" if link else "not a directory"
+        raise ConfigError(f"refusing to write into {shown}: it is {what}",
+                          f"remove or rename {shown}, then export again") from None
+    try:
+        info = os.fstat(fd)
+        problem = trust.directory_problem(info)
+        if problem is not None:
+            raise ConfigError(f"refusing to write into {shown}: the directory is {problem} (owner "
+                              f"{trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}), who "
+                              "could change the workflows it holds", f"remove or rename {shown}, then export again")
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def export_environment(client: OrkesClient, *, server: str, name: str | None = None,

@@ -20,6 +20,7 @@ secrets: the key lives in the credential store named by ``application.store``. E
     env = { LOG_LEVEL = "INFO" }             # extra environment; never CONDUCTOR_AUTH_*
     replicas = 1                             # processes to run, >= 1
     restart = "on-failure"                   # always | on-failure | never
+    stop_grace = "15s"                       # after SIGTERM, how long the worker may finish its task before SIGKILL
     tasks = ["greetings"]                    # tasks it polls (preflight); default: application grants
 
 Errors name the file and the key path, e.g.
@@ -38,8 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from orkes_provision import trust
 from orkes_provision.access.spec import Name, not_blank
 from orkes_provision.credentials.delivery import ProjectDefaults
+from orkes_provision.durations import parse_duration
 from orkes_provision.environments.lint import ProjectDecl, WorkerDecl
-from orkes_provision.errors import ConfigError
+from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.toml.read import parse_toml, read_file, validation_error
 
 PROJECT_FILE = "orkes-provision.toml"
@@ -48,6 +50,11 @@ Runtime = Literal["python", "java", "javascript", "go", "csharp"]
 RUNTIMES: tuple[str, ...] = ("python", "java", "javascript", "go", "csharp")
 RestartPolicy = Literal["always", "on-failure", "never"]
 RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
+# SIGTERM to SIGKILL. The Java SDK drains for 10 s (TaskRunnerConfigurer's shutdown grace, which the
+# template sets), the JavaScript template waits up to 10 s for its task's result to reach the server:
+# 15 s lets both finish. A worker whose tasks run longer sets its own.
+DEFAULT_STOP_GRACE = "15s"
+MAX_STOP_GRACE_SECONDS = 600.0
 
 # provision sets these from the store; a value in the project file would be a secret in a file
 # (or silently overridden), so the file may not carry them.
@@ -95,6 +102,7 @@ class WorkerSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     replicas: int = Field(default=1, ge=1, le=64)
     restart: RestartPolicy = "on-failure"
+    stop_grace: str = DEFAULT_STOP_GRACE
     tasks: list[str] | None = None
 
     @field_validator("command")
@@ -112,10 +120,30 @@ class WorkerSpec(BaseModel):
             raise ValueError(f"{', '.join(reserved)} is set by provision from the credential store; remove it here")
         return value
 
+    @field_validator("stop_grace")
+    @classmethod
+    def _grace_is_a_duration(cls, value: str) -> str:
+        seconds = _grace_seconds(value)
+        if not 0 < seconds <= MAX_STOP_GRACE_SECONDS:
+            raise ValueError(f"{value!r} is out of range: give more than 0s and at most 10m")
+        return value
+
+    @property
+    def stop_grace_seconds(self) -> float:
+        """After SIGTERM, how long the worker's processes may take to finish before they are killed."""
+        return _grace_seconds(self.stop_grace)
+
     @field_validator("tasks")
     @classmethod
     def _tasks_clean(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _clean_names(value)
+
+
+def _grace_seconds(value: str) -> float:
+    try:
+        return parse_duration(value, unit_for_bare="s").total_seconds()
+    except UsageError as err:
+        raise ValueError(f"{err.message}; {err.hint}") from None
 
 
 class Project(BaseModel):
