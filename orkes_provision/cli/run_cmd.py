@@ -282,14 +282,19 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
 def _start_agent(app: str, key: StoredKey, watch: Callable[[], StoredKey | None]) -> Agent:
     from orkes_provision.agent.agent import Agent
 
-    def said(message: str) -> None:
-        info(f"provision: agent: {message}")
-
-    agent = Agent(key, app=app, key_watch=watch, on_event=in_command(said), insecure_http=opts().insecure_http)
+    agent = Agent(key, app=app, key_watch=watch, on_event=in_command(agent_event), insecure_http=opts().insecure_http)
     agent.start()
-    info(f"provision: agent for {app} (key {key.key_id}) on {agent.url}; workers get a local key (--no-agent: the "
-         "real one)")
+    agent_event(f"serving {app} (key {key.key_id}) on {agent.url}; workers get a local key (--no-agent: the "
+                 "real one)")
     return agent
+
+
+def agent_event(message: str) -> None:
+    # Like the supervisor's lifecycle lines: stderr, as JSON lines under --json.
+    if opts().json:
+        click.echo(json.dumps({"event": "agent", "message": message}, sort_keys=True), err=True)
+    else:
+        click.echo(terminal_safe(f"provision: agent: {message}"), err=True)
 
 
 def _run_workers(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None],

@@ -42,7 +42,7 @@ def test_no_worker_process_nor_its_child_holds_the_key_id_or_secret_and_the_work
     assert len(local_keys) == expected  # one local key per worker process, shared with its children
     provision.send_signal(signal.SIGTERM)
     _, err = provision.communicate(timeout=30)
-    assert f"agent for {APP} (key {key.key_id})" in err
+    assert f"provision: agent: serving {APP} (key {key.key_id})" in err
     assert key.secret.get_secret_value() not in err
     assert not any(alive(pid) for pid in pids[:1])
 
@@ -53,7 +53,7 @@ def test_no_agent_gives_the_worker_the_real_key(lab: AgentLab) -> None:
                            "import os; print(os.environ['CONDUCTOR_AUTH_KEY'], os.environ['CONDUCTOR_SERVER_URL'])")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [key.key_id, lab.sandbox.url]
-    assert "provision: agent for" not in result.stderr
+    assert "provision: agent:" not in result.stderr
 
 
 def test_run_through_the_agent_exits_with_the_command_s_status(lab: AgentLab) -> None:
