@@ -292,7 +292,11 @@ def _start_agent(app: str, key: StoredKey, watch: Callable[[], StoredKey | None]
 def agent_event(message: str) -> None:
     # Like the supervisor's lifecycle lines: stderr, as JSON lines under --json.
     if opts().json:
-        click.echo(json.dumps({"event": "agent", "message": message}, sort_keys=True), err=True)
+        # The shape of the supervisor's events (docs/json.md), so that one reader takes both.
+        event: dict[str, object] = {"event": "agent", "worker": None, "replica": None, "pid": None,
+                                    "message": message, "keyId": None, "exitCode": None, "workerId": None,
+                                    "taskIds": []}
+        click.echo(json.dumps(event, sort_keys=True), err=True)
     else:
         click.echo(terminal_safe(f"provision: agent: {message}"), err=True)
 
