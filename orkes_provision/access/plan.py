@@ -126,10 +126,12 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"server": self.server, "changes": [c.to_dict() for c in self.changes], "summary": self.counts()}
 
-    def render(self) -> str:
+    def render(self, marks: Mapping[Change, str] | None = None) -> str:
+        """One line per change; a change in ``marks`` (e.g. a self-lockout) carries its mark after it."""
         if self.empty:
             return "No changes: the server already matches."
-        lines = [c.describe() for c in self.changes]
+        marks = marks or {}
+        lines = [c.describe() + (f"  [!] {marks[c]}" if c in marks else "") for c in self.changes]
         counts = self.counts()
         lines.append(f"Plan: {counts['create']} to add, {counts['change']} to change, {counts['delete']} to delete.")
         return "\n".join(lines)

@@ -184,14 +184,3 @@ def find_application(client: OrkesClient, ref: str) -> Application:
     except NotFound:
         raise NotFound(f"no application is named '{ref}' or has that id",
                        "'provision apps list' shows the applications") from None
-
-
-def refuse_own_application(client: OrkesClient, app: Application) -> None:
-    """``Conflict`` when the client's own key belongs to ``app``: deleting it would revoke that key
-    at once (with the sandbox's bootstrap admin, nothing could manage the sandbox any more)."""
-    if client.key_id is None or client.key_id not in {k.id for k in client.list_keys(app.id)}:
-        return
-    raise Conflict(f"refusing to delete application {app.name} ({app.id}): the key this command uses "
-                   f"({client.key_id}) belongs to it",
-                   "deleting it would revoke that key at once and lock this profile out; "
-                   "delete it with another ADMIN application's key")

@@ -151,8 +151,15 @@ def render(result: AppResult, hints: Hints) -> str:
     for displaced in result.displaced:
         lines.append(f"Replaced:    {displaced.note}")
     if result.other_active_keys:
+        from orkes_provision.credentials.delivery import where_delivered
+
         lines.append("Note: older ACTIVE keys remain; retire each once no worker uses it:")
-        lines += [f"  {hints.keys('deactivate', key_id)}" for key_id in result.other_active_keys]
+        for key_id in result.other_active_keys:
+            # Where the key went decides whether it is safe to retire: another project may run on it.
+            homes = [f"{d.store} (on {d.time})" for d in where_delivered(result.server, result.name, key_id)]
+            lines.append(f"  key {key_id}: delivered to {', '.join(homes)}" if homes else
+                         f"  key {key_id}: not delivered from this machine (another machine, or by hand)")
+            lines.append(f"  {hints.keys('deactivate', key_id)}")
     if result.store_spec == "json":
         return "\n".join(lines)
     if result.is_worker:

@@ -163,35 +163,42 @@ def in_command(func: F) -> F:
 class StderrWaits:
     """Prints the library's wait notices (``progress.waiting``) on stderr, also under --json.
 
-    A countdown (the same wait reported again with less time left) redraws one line on a
-    terminal; elsewhere, as in a CI log, it is printed again only when its message changes or
-    every ``every`` seconds, so a long wait is a few lines rather than one per second.
+    A countdown (a wait reported again with less time left) redraws one line on a terminal, also
+    when several run at once (``keys rotate --all --parallelism 4``: one line, not one per
+    application). Elsewhere, as in a CI log, a countdown is printed when its message is new, and
+    again only once every ``every`` seconds for all countdowns of its topic together: a long wait is
+    a few lines, however many applications wait in parallel.
     """
 
-    def __init__(self, every: float = 5.0) -> None:
+    def __init__(self, every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every = every
+        self._clock = clock
         self._lock = threading.Lock()
-        self._last: Wait | None = None
-        self._printed_at = 0.0
+        self._told: set[tuple[str, str]] = set()  # countdown messages already printed (off a terminal)
+        self._topic_at: dict[str, float] = {}  # when a countdown of each topic was last printed
         self._open = False  # a redrawn line is on the terminal without its newline
 
     def __call__(self, wait: Wait) -> None:
         tty = sys.stderr.isatty()
+        countdown = wait.remaining is not None
         with self._lock:
-            last, now = self._last, time.monotonic()
-            again = (wait.remaining is not None and last is not None and last.topic == wait.topic
-                     and last.message == wait.message)
-            if again and not tty and now - self._printed_at < self.every:
-                return
-            if self._open and not (again and tty):
+            if countdown and not tty:
+                now, key = self._clock(), (wait.topic, wait.message)
+                last = self._topic_at.get(wait.topic)
+                if key in self._told and last is not None and now - last < self.every:
+                    return
+                if len(self._told) > 10_000:  # a long-lived process: forget, at worst a line is repeated
+                    self._told.clear()
+                self._told.add(key)
+                self._topic_at[wait.topic] = now
+            if self._open and not (tty and countdown):
                 click.echo("", err=True)
-            if tty and wait.remaining is not None:
+            if tty and countdown:
                 click.echo("\r\x1b[K" + wait.render(), err=True, nl=False)
                 self._open = True
             else:
                 click.echo(wait.render(), err=True)
                 self._open = False
-            self._last, self._printed_at = wait, now
 
     def end_line(self) -> None:
         """Finish a redrawn countdown line, so that what is printed next starts on its own line."""
@@ -199,7 +206,6 @@ class StderrWaits:
             if self._open:
                 click.echo("", err=True)
                 self._open = False
-            self._last = None
 
 
 WAITS = StderrWaits()
@@ -248,6 +254,13 @@ def yes_option(func: F) -> F:
     """``--yes``: what a destructive command needs when no one can be asked."""
     return click.option("--yes", "-y", is_flag=True,
                         help="Do not ask for confirmation (needed when stdin is not a terminal).")(func)
+
+
+def self_lockout_option(func: F) -> F:
+    """``--allow-self-lockout``: let a command take access from the credentials running it."""
+    return click.option("--allow-self-lockout", is_flag=True,
+                        help="Allow taking access away from the key this command runs with (its application, "
+                             "the key itself, its roles or grants).")(func)
 
 
 def stdin_is_tty() -> bool:

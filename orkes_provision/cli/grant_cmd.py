@@ -16,6 +16,7 @@ from orkes_provision.cli.common import (
     common_options,
     confirm,
     emit,
+    self_lockout_option,
     yes_option,
 )
 
@@ -55,7 +56,7 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
 
 
 def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True, workflow_tasks: tuple[str, ...] = (),
-            access: tuple[str, ...] = ()) -> None:
+            access: tuple[str, ...] = (), allow_self_lockout: bool = False) -> None:
     from orkes_provision import audit
     from orkes_provision.access.state import find_application, read_app_state
     from orkes_provision.access.tasknames import check_tasks_exist
@@ -85,6 +86,11 @@ def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True, workflow
         todo = [(spec, needed) for spec in specs
                 if (needed := [a for a in spec.access if (a in current.get(spec.key, set())) == revoke])]
         if revoke and todo:
+            from orkes_provision.access.selflock import refuse_own_application
+
+            refuse_own_application(client, target_app, "revoke access of application",
+                                   "revoking it would take that access from this command's own key",
+                                   allow=allow_self_lockout)
             what = "; ".join(f"{'+'.join(needed)} on {spec.type} {spec.id}" for spec, needed in todo)
             confirm(f"Revoke {what} from {target_app.name}? Its workers lose that access at once.", yes=yes,
                     action=f"revoke access from {target_app.name}")
@@ -167,17 +173,20 @@ def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tu
 @click.argument("tasks", nargs=-1, type=TASK_NAME)
 @_target_options
 @yes_option
+@self_lockout_option
 @common_options
 def revoke(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-           domains: tuple[str, ...], access: tuple[str, ...], yes: bool) -> None:
+           domains: tuple[str, ...], access: tuple[str, ...], yes: bool, allow_self_lockout: bool) -> None:
     """Revoke APP's access (default EXECUTE) on task definitions TASKS and other targets.
 
     Only access APP holds is revoked. Asks first on a terminal (--yes without one): workers of
-    APP lose that access at once.
+    APP lose that access at once. Access of the application whose key runs this command is
+    refused (exit 7) unless --allow-self-lockout.
 
     \b
     Examples:
       provision revoke greetings-worker greetings --yes
       provision revoke greetings-worker --domain staging
     """
-    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=True, yes=yes)
+    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=True, yes=yes,
+            allow_self_lockout=allow_self_lockout)

@@ -80,6 +80,8 @@ class EnvironmentPlan:
     read_requests: int = 0
     # Least-privilege findings in the file (``provision lint``), with what the server says about tags.
     findings: list[Finding] = field(default_factory=list)
+    # Changes that take access from the credentials running the plan (``access.selflock``), and why.
+    lockouts: dict[Change, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -87,12 +89,15 @@ class EnvironmentPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.environment.name, "file": str(self.environment.path or ""),
-                "server": self.server, "prune": self.prune, "changes": [c.to_dict() for c in self.plan.changes],
+                "server": self.server, "prune": self.prune,
+                "changes": [c.to_dict() | ({"selfLockout": self.lockouts[c]} if c in self.lockouts else {})
+                            for c in self.plan.changes],
                 "summary": self.plan.counts()}
 
     def render(self) -> str:
         head = f"Environment {self.environment.name} on {self.server}" + (" (with --prune)" if self.prune else "")
-        return f"{head}\n{self.plan.render()}"
+        marks = {c: f"self-lockout: {why}" for c, why in self.lockouts.items()}
+        return f"{head}\n{self.plan.render(marks)}"
 
 
 @dataclass

@@ -40,7 +40,8 @@ from orkes_provision.environments.environment import (
     UserEntry,
     validate_environment,
 )
-from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
+from orkes_provision.environments.written import not_ours, remember
+from orkes_provision.errors import ConfigError, Conflict, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
 from orkes_provision.toml.read import parse_toml
@@ -91,28 +92,41 @@ class Export:
         return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
                                                                     "groups")}
 
-    def write(self, path: Path) -> list[Path]:
-        """Write the workflow files, then the environment file (so it never names a missing file)."""
+    def write(self, path: Path, *, force: bool = False) -> list[Path]:
+        """Write the workflow files, then the environment file (so it never names a missing file).
+
+        The environment file was named by the user (``-o``) and is replaced; a workflow file export
+        did not write is not, unless ``force`` (``Conflict`` names them, before anything is written).
+        """
         with _output_directory(path.parent) as dir_fd:
-            written = self._write_workflows_in(dir_fd, path.parent)
-            _write(path, self.toml(), dir_fd)
+            written = self._write_workflows_in(dir_fd, path.parent, force)
+            text = self.toml()
+            _write(path, text, dir_fd)
+        remember([(path, text.encode("utf-8"))])
         return [*written, path]
 
-    def write_workflows(self, directory: Path) -> list[Path]:
+    def write_workflows(self, directory: Path, *, force: bool = False) -> list[Path]:
         """The workflow files, relative to ``directory`` (where the environment file is or will be)."""
         with _output_directory(directory) as dir_fd:
-            return self._write_workflows_in(dir_fd, directory)
+            return self._write_workflows_in(dir_fd, directory, force)
 
-    def _write_workflows_in(self, dir_fd: int, directory: Path) -> list[Path]:
+    def _write_workflows_in(self, dir_fd: int, directory: Path, force: bool) -> list[Path]:
         if not self.workflow_files:
             return []
-        written: list[Path] = []
+        targets = {directory / relative: workflow_json(definition)
+                   for relative, definition in sorted(self.workflow_files.items())}
         with _workflow_directory(dir_fd, directory / WORKFLOW_DIR) as workflows_fd:
-            for relative, definition in sorted(self.workflow_files.items()):
-                target = directory / relative
-                _write(target, workflow_json(definition), workflows_fd)
-                written.append(target)
-        return written
+            if not force:
+                foreign = not_ours({t: (_read_at(workflows_fd, t.name), text.encode("utf-8"))
+                                    for t, text in targets.items()})
+                if foreign:
+                    raise Conflict(f"export would replace {len(foreign)} file{'s' if len(foreign) > 1 else ''} it "
+                                   f"did not write: {', '.join(str(p) for p in foreign)}; nothing was written",
+                                   "move them away, or add --force to replace them")
+            for target, text in targets.items():
+                _write(target, text, workflows_fd)
+        remember((t, text.encode("utf-8")) for t, text in targets.items())
+        return list(targets)
 
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.name, "server": self.server, "counts": self.counts(),
@@ -122,6 +136,18 @@ class Export:
 def workflow_json(definition: Mapping[str, Any]) -> str:
     # Sorted keys: two servers list a definition's fields in different orders, the file must not care.
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _read_at(dir_fd: int, name: str) -> bytes | None:
+    """What file ``name`` in ``dir_fd`` holds (``None``: no such file), read without following a link."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""  # a link or something unreadable: not what export wrote
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def _write(path: Path, text: str, dir_fd: int) -> None:

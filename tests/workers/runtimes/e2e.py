@@ -4,9 +4,10 @@
 caches of ``caches``); ``provision app --worker --grant greetings --register-tasks --store
 env-file:worker.env``; ``provision worker run greetings`` in its own process group; a ``greetings``
 workflow COMPLETED with the worker's output; ``provision keys rotate`` under the running worker, which
-its credential agent follows; a second workflow COMPLETED by the same process, not restarted; a stop
-that leaves no process. Each
-task is polled under the worker id the supervisor gave the process that ran it.
+its credential agent follows; a second workflow COMPLETED by the same process, not restarted; the
+worker killed while it holds a task, and that task's workflow COMPLETED by its restarted successor (not
+after the 600 s response timeout); a stop that leaves no process. Each task is polled under the worker
+id the supervisor gave the process that ran it.
 
 A toolchain that is missing, or a build that fails because a package registry cannot be reached,
 skips the test with the reason, or fails it when ``REQUIRE_RUNTIMES=1`` (CI): CI must prove every
@@ -256,6 +257,7 @@ def build_run_rotate_stop(lab: Lab) -> None:
     assert second["output"] == {"greeting": "Hello, Ada"}
     assert run.events("rotated") == [] and len(run.events("started")) == 1, run.events()
     assert [t["workerId"] for t in second["tasks"]] == [first_worker["workerId"]]
+    crash_while_holding_a_task(lab, run, first_worker)
 
     pids = [e["pid"] for e in run.events("started")]
     assert stop(run) == 0, run.output()[-4000:]
@@ -267,6 +269,58 @@ def build_run_rotate_stop(lab: Lab) -> None:
     assert keys.get(new_key) == "ACTIVE"
     assert keys.get(first_key) in (None, "INACTIVE")
     report_times(lab.language, times)
+
+
+def crash_while_holding_a_task(lab: Lab, run: Run, worker: dict[str, Any]) -> None:
+    """The running worker dies holding a task: its workflow goes on at once, not after the response timeout.
+
+    The worker is frozen (SIGSTOP on its group) so that it polls no more; a task of a new workflow
+    is then polled under its worker id, with its own local key through its credential agent, as if
+    it had polled it just before; and the group is
+    killed (SIGKILL: no drain, no answer). The task is IN_PROGRESS under a dead worker's id, which
+    would hold the workflow for the task's responseTimeoutSeconds (600 s by default). The
+    supervisor restarts the worker, the agent hands the task back to the queue (no task search), and
+    the new process runs it.
+    """
+    from tests.sandbox.conformance.sdk_support import sdk_clients
+
+    pgid = worker["pid"]
+    # The worker's own credentials: the URL of its credential agent and its local key, so that the
+    # agent sees this poll as the worker's own.
+    env = dict(v.split("=", 1) for v in Path(f"/proc/{pgid}/environ").read_text().split("\0") if "=" in v)
+    os.killpg(pgid, signal.SIGSTOP)
+    try:
+        with lab.admin() as admin:
+            workflow_id = admin.start_workflow("greetings", {"name": "Held"})
+            tasks = sdk_clients(env["CONDUCTOR_SERVER_URL"], env["CONDUCTOR_AUTH_KEY"],
+                                env["CONDUCTOR_AUTH_SECRET"]).get_task_client()
+
+            def held() -> str | None:
+                # A poll the worker had in flight when frozen may have taken the task already: held either way.
+                for task in admin.get_workflow(workflow_id).get("tasks", []):
+                    if task.get("status") == "IN_PROGRESS" and task.get("workerId") == worker["workerId"]:
+                        return str(task["taskId"])
+                polled = tasks.batch_poll_tasks("greetings", worker_id=worker["workerId"], count=1,
+                                                timeout_in_millisecond=100)
+                return str(polled[0].task_id) if polled else None
+
+            task_id = wait_for(held, 30, "the task to be held under the frozen worker's id")
+            assert admin.get_task(task_id)["workerId"] == worker["workerId"]
+    finally:
+        os.killpg(pgid, signal.SIGKILL)
+    requeued = wait_for(lambda: [e for e in run.events("requeued") if task_id in e["taskIds"]], 60,
+                        "the held task to be handed back")
+    assert requeued[0]["workerId"] == worker["workerId"]
+    with lab.admin() as admin:
+        deadline = time.monotonic() + 120  # well under the 600 s response timeout it would otherwise wait
+        workflow = admin.get_workflow(workflow_id)
+        while workflow.get("status") == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workflow = admin.get_workflow(workflow_id)
+    assert workflow["status"] == "COMPLETED", run.output()[-4000:]
+    assert workflow["output"] == {"greeting": "Hello, Held"}
+    restarted = [e for e in run.events("started") if e["pid"] != pgid and e["keyId"] == worker["keyId"]]
+    assert [t["workerId"] for t in workflow["tasks"]] == [restarted[-1]["workerId"]]
 
 
 def app_id(admin: OrkesClient) -> str:
