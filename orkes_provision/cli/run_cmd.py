@@ -267,6 +267,19 @@ def _preflight(app: str, tasks: list[str], home: KeyHome, does: frozenset[str] =
 
 
 def _key_only_preflight(app: str, home: KeyHome, reason: str, does: frozenset[str], ask_starter: bool) -> None:
+    from orkes_provision.errors import ServerUnavailable
+
+    try:
+        _key_only_checks(app, home, reason, does, ask_starter)
+    except ServerUnavailable as err:
+        # The URL came with the stored key: a server that moved (a sandbox restarted on another port)
+        # leaves it behind, and 'provision app' against the current server updates it.
+        err.hint = (f"the key of {app} is stored for {home.server}; if the server moved, update the stored URL "
+                    f"with credentials for the current server (it keeps the key): {home.hints.create_app()}")
+        raise
+
+
+def _key_only_checks(app: str, home: KeyHome, reason: str, does: frozenset[str], ask_starter: bool) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
