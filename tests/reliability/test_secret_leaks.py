@@ -211,14 +211,17 @@ PLAN: tuple[Step, ...] = (
     Step("deploy kubernetes", ("deploy", "kubernetes", "probe", "--server", REACHABLE, "--image",
                                "example.org/probe:1", "--store", "env-file:{root}/deploy.env", "--apply",
                                "-n", "workers", "--project", PROJECT, "--json")),
+    # --no-agent: the real key in the worker's environment, and nowhere else; the agent run after them.
+    Step("run", ("run", "--app", APP, "--store", W, "--task", TASK, "-v", "--no-agent", "--", sys.executable,
+                 str(PROBE), "{root}/run-probe.json"), mode="subprocess"),
     Step("run", ("run", "--app", APP, "--store", W, "--task", TASK, "-v", "--", sys.executable, str(PROBE),
-                 "{root}/run-probe.json"), mode="subprocess"),
+                 "{root}/agent-probe.json"), mode="subprocess"),
     Step("run", ("run", "--app", "sentinel-app", "--store", "env-file:{root}/sentinel-run.env", "--no-preflight",
-                 "--", sys.executable, str(PROBE), "{root}/sentinel-probe.json"), mode="subprocess",
+                 "--no-agent", "--", sys.executable, str(PROBE), "{root}/sentinel-probe.json"), mode="subprocess",
          before=seed_sentinel_worker_store),
     Step("run", ("run", "--app", "no-key-app", "--store", "env-file:{root}/none.env", "--", "true"),
          mode="subprocess", expect=3),
-    Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "-v"), mode="subprocess"),
+    Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "-v", "--no-agent"), mode="subprocess"),
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "--json"), variant="sentinel",
          mode="subprocess", expect=4),
     Step("audit", ("audit", "--since", "1h", "--json")),
@@ -336,6 +339,15 @@ def test_workers_get_the_secret_in_their_environment_and_on_no_command_line(leak
             assert leak_session.leaks_in(" ".join(line)) == []
     worker = probe(leak_session, "worker-probe.json")
     assert "worker" in worker["parentCmdline"] and "run" in worker["parentCmdline"], "the supervisor is its parent"
+
+
+def test_behind_the_agent_a_worker_gets_neither_the_real_key_id_nor_the_secret(leak_session: LeakSession) -> None:
+    stored = {line.partition("=")[0]: line.partition("=")[2]
+              for line in (leak_session.root / "w.env").read_text().splitlines() if "=" in line}
+    report = probe(leak_session, "agent-probe.json")
+    assert report["secretSha256"] != hashlib.sha256(stored["CONDUCTOR_AUTH_SECRET"].encode()).hexdigest()
+    assert report["keyId"] and report["keyId"] != stored["CONDUCTOR_AUTH_KEY"]
+    assert report["cmdlineHits"] == []
 
 
 def test_kubectl_never_gets_a_secret_on_its_command_line(leak_session: LeakSession) -> None:
