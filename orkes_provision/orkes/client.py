@@ -43,7 +43,7 @@ from orkes_provision.errors import (
     UsageError,
     redact_tokens,
 )
-from orkes_provision.orkes.auth import OrkesTokenAuth, is_token_error
+from orkes_provision.orkes.auth import OrkesTokenAuth
 from orkes_provision.orkes.models import (
     AccessKey,
     Application,
@@ -176,9 +176,11 @@ class OrkesClient:
         body = {"keyId": key_id.strip(), "keySecret": secret.get_secret_value().strip()}
         response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id, check=False)
         status = response.status_code
-        # /token never asks for a token itself: an auth-filter answer (INVALID_TOKEN) or a 404/405
-        # means this path is not the token endpoint, usually because the URL lacks /api.
-        if status in (404, 405) or (status in (401, 403) and is_token_error(response)):
+        # 404/405: this path is not the token endpoint, usually because the URL lacks /api (the SDKs
+        # read a 404 the same way). What Orkes answers a wrong key id or secret with is not documented
+        # (docs/reliability.md, UNCONFIRMED): any 401/403, whatever its body (an auth-filter
+        # INVALID_TOKEN included), is the server refusing the key.
+        if status in (404, 405):
             raise self._not_orkes()
         if status in (401, 403):
             raise AuthenticationError(
