@@ -124,16 +124,17 @@ def _grants_of(st: SandboxState, subject_type: str, subject_id: str,
 
     The tag shape is the Orkes docs' (get-group-permissions.mdx and users/get-user-permissions.mdx
     show ``{"target": {"type": "WORKFLOW_DEF", ...}, "access": [...], "tag": "dev:automation"}``).
-    UNCONFIRMED, the stricter choice: a tag no resource carries yet lists nothing.
+    UNCONFIRMED: a tag no resource carries yet is listed as its raw ``TAG`` target (the docs show no
+    such case; listing nothing would hide a grant that exists).
     """
     params: list[str] = [subject_type, subject_id]
     grouped: dict[tuple[str, str, str], list[str]] = {}
-    tagged = _tagged_resources(st) if resource_type in (None, "TASK_DEF", "WORKFLOW_DEF") else {}
+    tagged = _tagged_resources(st)
     for r in st.db.all("SELECT target_type, target_id, access FROM grants WHERE subject_type = ? "
                        "AND subject_id = ? ORDER BY target_type, target_id, access", params):
         target_type, target_id, access = str(r["target_type"]), str(r["target_id"]), str(r["access"])
-        if target_type == "TAG":
-            for resource in tagged.get(target_id, []):
+        if target_type == "TAG" and tagged.get(target_id):
+            for resource in tagged[target_id]:
                 if resource_type in (None, resource[0]):
                     grouped.setdefault((*resource, target_id), []).append(access)
         elif resource_type in (None, target_type):

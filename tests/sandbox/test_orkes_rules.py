@@ -50,9 +50,10 @@ def test_a_tag_grant_is_listed_per_resource_carrying_the_tag_with_its_tag(api: A
     assert api.client.post("/api/metadata/taskdefs", json=defs, headers=api.admin).status_code == 200
     app_id, _ = api.new_app("tagged")
     api.grant(app_id, "TAG", "team:billing", "EXECUTE", "READ")
-    api.grant(app_id, "TAG", "team:nobody", "EXECUTE")  # no resource carries it: listed nowhere
+    api.grant(app_id, "TAG", "team:nobody", "EXECUTE")  # no resource carries it: its raw TAG target
     api.grant(app_id, "TASK_DEF", "billed", "UPDATE")
     assert _perms(api, app_id, api.admin).json()["grantedAccess"] == [
+        {"target": {"type": "TAG", "id": "team:nobody"}, "access": ["EXECUTE"]},
         {"target": {"type": "TASK_DEF", "id": "billed"}, "access": ["UPDATE"]},
         {"target": {"type": "TASK_DEF", "id": "billed"}, "access": ["READ", "EXECUTE"], "tag": "team:billing"}]
 
