@@ -27,7 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "environments": {"orkes", "credentials", "access", "toml"},
     "workers": {"orkes", "access", "environments", "credentials", "kube", "toml"},
     "rotation": {"orkes", "access", "environments", "credentials", "workers"},
-    "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml"},
+    "probe": {"orkes", "sandbox"},
+    "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml",
+            "probe"},
     SHARED: set(),
 }
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.orkes.wire.recording import CASSETTES
+from tests.orkes.wire import CASSETTES
 from tests.reliability.leaks import PROBE, SENTINEL, LeakSession, Run, command_path, leaf_commands
 
 APP, TASK = "leak-app", "leak-task"

@@ -34,7 +34,7 @@ OPERATIONS = [
     ("post", "/api/metadata/taskdefs"), ("put", "/api/metadata/taskdefs"), ("get", "/api/metadata/taskdefs"),
     ("get", "/api/metadata/taskdefs/{tasktype}"), ("delete", "/api/metadata/taskdefs/{tasktype}"),
     ("post", "/api/metadata/workflow"), ("put", "/api/metadata/workflow"), ("get", "/api/metadata/workflow"),
-    ("get", "/api/metadata/workflow/{name}"),
+    ("get", "/api/metadata/workflow/{name}"), ("delete", "/api/metadata/workflow/{name}/{version}"),
     ("post", "/api/workflow"), ("post", "/api/workflow/{name}"), ("get", "/api/workflow/{workflowId}"),
     ("get", "/api/tasks/poll/batch/{tasktype}"), ("get", "/api/tasks/poll/{tasktype}"),
     ("post", "/api/tasks"), ("post", "/api/tasks/update-v2"),
