@@ -1,7 +1,9 @@
 """Durations as people write them: 90s, 15m, 2h, 7d, 500ms, or combined (1h30m).
 
 The one parser behind every duration option of the CLI (``--grace``, ``--switch-wait``,
-``--timeout``, ``--token-ttl``, ``--since``). A bare number counts as seconds, as ``sleep 15`` does.
+``--timeout``, ``--token-ttl``, ``--since``). A bare number counts as seconds, as ``sleep 15`` does, for a
+wait; an age or a lifetime (``--older-than``, ``--max-key-age``, ``keyMaxAge``, ``--grace``, ``--token-ttl``)
+needs its unit: ``--older-than 30`` meant 30 days to the person who wrote it, and rotated every key.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d
 EXAMPLES = "0s, 90s, 15m, 2h or 1h30m"
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, *, unit_for_bare: str | None = None) -> timedelta:
+    """``text`` as a duration; with ``unit_for_bare`` a bare number is refused, suggesting that unit."""
     value = text.strip().lower().replace(" ", "")
     if _BARE.fullmatch(value):
+        if unit_for_bare is not None and float(value) != 0:  # nothing is ambiguous about 0
+            raise UsageError(f"'{text.strip()}' has no unit", f"did you mean {value}{unit_for_bare}?")
         return timedelta(seconds=float(value))
     parts = _PART.findall(value)
     if not value or "".join(n + u for n, u in parts) != value:

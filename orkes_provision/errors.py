@@ -38,6 +38,9 @@ class ProvisionError(Exception):
         # Where a command gives a kind of failure another code (drift and lint: 2 means "found
         # something", so their usage errors exit 1), the process and the JSON must say the same.
         self.exit_override: int | None = None
+        # Words of the command line that were typos, with what was meant (``greetngs`` -> ``greetings``):
+        # the CLI then offers the corrected command as the hint.
+        self.corrections: dict[str, str] = {}
 
     @property
     def code(self) -> int:
@@ -152,6 +155,14 @@ class Interrupted(Cancelled):
     default_hint = "what was done before the interrupt stays done; run the command again to finish"
 
 
+class AuditTampered(ProvisionError):
+    """The audit log's hash chain is broken: a record was edited, deleted, inserted or moved."""
+
+    exit_code = 1
+    kind = "audit"
+    default_hint = "compare the audit log with a backup"
+
+
 class ServerError(ProvisionError):
     """The server answered with an error this tool does not know how to handle."""
 
@@ -162,17 +173,19 @@ class ServerError(ProvisionError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success (for 'plan --detailed-exitcode': no changes)",
-    1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error)",
+    1: "unexpected error (for 'plan --detailed-exitcode', 'drift' and 'lint': any error; for 'audit verify': the "
+       "chain is broken)",
     2: "bad usage: flag, argument or value (for 'plan --detailed-exitcode': changes pending; 'drift': the server "
        "differs; 'lint': findings)",
-    3: "configuration: no credentials, bad config, project or environment file",
+    3: "configuration: no credentials, bad config, project or environment file; a local file or directory "
+       "another user could have written (see docs/security.md, shared hosts)",
     4: "authentication: the server rejected the key (401)",
     5: "permission: the key lacks a role or permission (403)",
     6: "not found: application, key or definition missing (404)",
     7: "conflict: ambiguous name or clashing state",
     8: "server unreachable, timed out or failing (5xx)",
     9: "rate limited (429) after retries",
-    10: "credential store unreadable or unwritable",
+    10: "credential store unreadable, unwritable, or an env file another user could have written",
     11: "verification failed (doctor, preflight, new key)",
     12: "lock held by another run",
     13: "unexpected server answer",

@@ -3,7 +3,8 @@
 A reader sees either the old file or the new one, never half of it, and no other user can ever
 open the content: the temporary file is created 0600 with O_EXCL, fsynced, then renamed over
 the target, and the directory is fsynced so the rename survives a crash. Local state (deliveries, rotation
-records, the audit log) and env files holding secrets all go through here.
+records) and env files holding secrets all go through here; the audit log, which is only appended
+to, writes its own lines (``audit``).
 """
 
 from __future__ import annotations
@@ -15,22 +16,31 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from orkes_provision import trust
+
 PRIVATE_MODE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None) -> None:
+def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, group: int | None = None,
+                       dir_fd: int | None = None) -> None:
     """Atomically replace ``path`` with ``data``, mode 0600 (or ``mode``). Raises ``OSError`` on failure.
 
     ``group`` is the group id the file gets before any byte is written (to keep a shared file's
     group, e.g. root:svc 0640); when it cannot be set (the caller is not a member), the group
     bits are dropped from ``mode`` rather than given to the caller's own group.
     The rename replaces a symlink at ``path`` rather than following it; callers that must
-    refuse symlinks check before calling.
+    refuse symlinks check before calling. With ``dir_fd`` (``path``'s directory, already open and
+    checked) every step is relative to it: no path is looked up again.
     """
     directory = path.parent
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    if dir_fd is None:
+        tmp, target = str(directory / f".{path.name}.{secrets.token_hex(6)}.tmp"), str(path)
+    else:
+        tmp, target = f".{path.name}.{secrets.token_hex(6)}.tmp", path.name
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, mode & PRIVATE_MODE)
+    fd = os.open(tmp, flags, mode & PRIVATE_MODE, dir_fd=dir_fd)
     try:
         try:
             if group is not None and group != os.fstat(fd).st_gid:
@@ -47,12 +57,16 @@ def write_private_file(path: Path, data: bytes, *, mode: int = PRIVATE_MODE, gro
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
-    _fsync_directory(directory)
+    if dir_fd is None:
+        _fsync_directory(directory)
+    else:
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -75,22 +89,16 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     write_private_file(path, data, mode=mode)
 
 
-def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; O_APPEND keeps concurrent writers' lines whole."""
-    line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    except FileNotFoundError:  # the directory is made once, not checked at every line (an apply writes thousands)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-
-
 def read_json(path: Path, default: Any) -> Any:
+    """The JSON document of a state file, read only when it passes the trust rule (``trust.read_trusted``)."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        raw = trust.read_trusted(path)
+    except FileNotFoundError:  # its directory is not there yet
         return default
+    return default if raw is None else json.loads(raw)
+
+
+def write_state(path: Path, data: bytes) -> None:
+    """Replace a state file (deliveries, intents, rotation records): its directory made 0700 and checked."""
+    trust.private_directory(path.parent)
+    write_private_file(path, data)

@@ -19,17 +19,27 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from orkes_provision.errors import LockHeld
+from orkes_provision import trust
+from orkes_provision.errors import ConfigError, LockHeld
 from orkes_provision.paths import state_dir
 
 
 @contextlib.contextmanager
 def file_lock(name: str, *, wait_seconds: float = 30.0, what: str | None = None) -> Iterator[None]:
     """Hold an exclusive lock named ``name``; wait up to ``wait_seconds`` for it, then LockHeld."""
-    lock_dir = state_dir() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = trust.private_directory(state_dir() / "locks")
     digest = hashlib.sha256(name.encode()).hexdigest()[:24]
-    fd = os.open(lock_dir / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    path = lock_dir / f"{digest}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise ConfigError(f"cannot use the lock file {path}: {err.strerror or err}",
+                          f"remove it (no provision run is using it if none is running): rm {path}") from None
+    info = os.fstat(fd)
+    problem = trust.file_problem(info, None)
+    if problem is not None:  # another user's lock file could be held by them forever, or be a link elsewhere
+        os.close(fd)
+        raise trust.refusal(path, info, problem)
     deadline = time.monotonic() + wait_seconds
     try:
         while True:

@@ -6,6 +6,8 @@ import functools
 import os
 from pathlib import Path
 
+from orkes_provision import trust
+
 
 def _xdg(var: str, fallback: str) -> Path:
     value = os.environ.get(var, "").strip()
@@ -25,9 +27,10 @@ def state_dir() -> Path:
 @functools.lru_cache(maxsize=8)
 def _state_dir(override: str, xdg_state_home: str, home: str) -> Path:
     # Every audit line and lock asks (thousands in an apply); the answer changes only with these variables.
-    if override.strip():
-        return Path(override.strip())
-    return _xdg("XDG_STATE_HOME", ".local/state") / "orkes-provision"
+    # Made 0700 on first use and refused when another user owns it or can write to it (trust.py): the
+    # deliveries, intents, rotation records, locks and audit log in it are trusted for what they say.
+    path = Path(override.strip()) if override.strip() else _xdg("XDG_STATE_HOME", ".local/state") / "orkes-provision"
+    return trust.private_directory(path)
 
 
 def data_dir() -> Path:

@@ -25,11 +25,12 @@ ALLOWED: dict[str, set[str]] = {
     "credentials": {"orkes", "kube", "sandbox", "toml"},
     "access": {"orkes", "credentials"},
     "environments": {"orkes", "credentials", "access", "toml"},
-    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml"},
-    "rotation": {"orkes", "access", "environments", "credentials", "workers"},
+    "agent": {"orkes", "credentials"},
+    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml", "agent"},
+    "rotation": {"orkes", "access", "environments", "credentials", "workers", "agent"},
     "probe": {"orkes", "sandbox"},
     "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml",
-            "probe"},
+            "agent", "probe"},
     SHARED: set(),
 }
 

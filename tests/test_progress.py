@@ -50,3 +50,37 @@ def test_without_a_reporter_the_notice_goes_to_the_log(caplog: pytest.LogCapture
     with progress.reporting_to(None), caplog.at_level("INFO", logger="orkes_provision.progress"):
         progress.waiting("waiting for the sandbox", remaining=2.4)
     assert caplog.messages == ["waiting for the sandbox (2s left)"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_off_a_terminal_parallel_countdowns_share_one_line_per_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    # keys rotate --all --parallelism 5: five switch waits count down at once (issue 25, item 8).
+    clock = Clock()
+    apps = [f"app-{i}" for i in range(5)]
+    with progress.reporting_to(StderrWaits(every=5.0, clock=clock)):
+        for left in range(15, 0, -1):
+            for app in apps:
+                progress.waiting(f"waiting for workers of {app} to switch", topic="switch-wait", remaining=left)
+            clock.now += 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:5] == [f"waiting for workers of {app} to switch (15s left)" for app in apps]  # each new wait once
+    assert lines[5:] == ["waiting for workers of app-0 to switch (10s left)",  # then one line per 5 s in all
+                         "waiting for workers of app-0 to switch (5s left)"]
+
+
+def test_on_a_terminal_parallel_countdowns_redraw_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    with progress.reporting_to(StderrWaits()):
+        for left in (2, 1):
+            for app in ("a", "b"):
+                progress.waiting(f"waiting for {app}", topic="switch-wait", remaining=left)
+    assert "\n" not in screen.getvalue()
+    assert screen.getvalue().count("\r\x1b[K") == 4

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.keyage import oldest_active, policy_text
+from orkes_provision.access.tasknames import UnknownTasks
 from orkes_provision.credentials.delivery import Hints
 from orkes_provision.errors import AuthenticationError, NotFound, ProvisionError, ServerUnavailable
 from orkes_provision.orkes.models import AccessKey, Application, PollData, app_subject
@@ -153,8 +154,7 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
                    or bool(roles & UNRESTRICTED))
         (report.add("execute", True, f"EXECUTE on task {task}") if covered else missing_grants.append(task))
     if missing_defs:
-        report.add("task", False, f"task definition missing: {', '.join(missing_defs)}",
-                   hints.create_app("--register-tasks", tasks=missing_defs))
+        _report_missing_defs(client, report, missing_defs, tasks, hints)
     if missing_grants:
         report.add("execute", False, f"{name} lacks EXECUTE on task {', '.join(missing_grants)}",
                    hints.grant(missing_grants))
@@ -164,6 +164,21 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
             if task not in missing_defs:
                 _check_polls(client, report, name, task, now, hints)
     return report
+
+
+def _report_missing_defs(client: OrkesClient, report: DoctorReport, missing: list[str], tasks: list[str],
+                         hints: Hints) -> None:
+    """A typo of a registered task gets "did you mean" and the check with the name meant; only names
+    close to nothing get the command that registers them."""
+    near = UnknownTasks(missing, {t.name for t in client.list_task_defs()}).near
+    typos, unknown = [t for t in missing if t in near], [t for t in missing if t not in near]
+    if typos:
+        meant = [near.get(t, t) for t in tasks]
+        report.add("task", False, "task definition missing: " + ", ".join(
+            f"{t} (did you mean {near[t]}?)" for t in typos), replace(hints, tasks=tuple(meant)).doctor())
+    if unknown:
+        report.add("task", False, f"task definition missing: {', '.join(unknown)}",
+                   hints.create_app("--register-tasks", tasks=unknown))
 
 
 def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str, now: int, hints: Hints) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from orkes_provision.access.plan import Change, Plan
+from orkes_provision.access.changes import RotateKey
+from orkes_provision.access.plan import Plan
 from orkes_provision.access.state import ServerState
 from orkes_provision.durations import format_duration
 from orkes_provision.orkes.models import AccessKey
@@ -92,5 +93,5 @@ def plan_key_rotations(plan: Plan, state: ServerState, now: datetime) -> None:
             continue
         oldest = oldest_active(current.keys, now)
         if oldest is not None and oldest.older_than(limit):
-            app_plan.changes.append(Change("rotate_key", spec.name, oldest.key_id, app_id=app_plan.app_id,
+            app_plan.changes.append(RotateKey(app=spec.name, key_id=oldest.key_id, app_id=app_plan.app_id,
                                            reason=f"{oldest.describe()}, keyMaxAge {policy_text(limit)}"))

@@ -3,8 +3,12 @@ on the server whose secret was lost.
 
 The intent to create a key is recorded (``credentials.delivery.begin_key_creation``) before the
 create request, and cleared once the key is in every store. A run killed in between leaves the
-intent behind; the next run for that application (``retire_lost_keys``) deletes the keys created
-since then that no store holds, and records the deliveries of those a store does hold.
+intent behind; the next run for that application (``retire_lost_keys``) records the deliveries of
+keys a store does hold, and retires a key no store holds only when the lost request could have made
+it: created inside the request's own window (the intent's start to its deadline). The one key in
+the window is deleted; where it is not certain (more than one key there, no creation time, an intent
+without a deadline, a key just outside the window that clock skew could put in it) the key is
+deactivated, never deleted, and reported, so that an operator's key made meanwhile survives.
 """
 
 from __future__ import annotations
@@ -42,13 +46,33 @@ from orkes_provision.orkes.urls import normalize_server_url
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
+    from orkes_provision.orkes.models import AccessKey
 
 log = logging.getLogger(__name__)
 # Stores are local and quick; one writer at a time keeps keyring and file writes simple.
 _STORE_LOCK = threading.Lock()
-# A key created by the killed request appears within its timeout and retries; a key that appeared
-# much later was made by someone else and is not this tool's to delete.
-_INTENT_WINDOW = timedelta(minutes=5)
+# The server's clock and ours may differ a little: a key this close outside the window is uncertain.
+_CLOCK_SKEW = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class LostKey:
+    """A key a killed key creation left behind, and what was done about it (``deleted`` or ``deactivated``)."""
+
+    key_id: str
+    action: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"keyId": self.key_id, "action": self.action, "reason": self.reason}
+
+
+def request_bound(client: OrkesClient) -> float:
+    """Seconds after which a request of ``client`` has given up (its deadline, else its attempts' timeouts)."""
+    if client.deadline is not None:
+        return float(client.deadline)
+    policy = client.retry_policy
+    return client.timeout * 2 * (policy.max_retries + 1) + policy.cap * policy.max_retries
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,8 @@ def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app
     retire_lost_keys(client, server=server, app_name=app_name, actor=actor)
     to_displace = check_stores_free(client, server=server, app_name=app_name, app_id=app_id, stores=stores,
                                     force=force)
-    intent = begin_key_creation(server, app_name, app_id, known_key_ids, [s.spec for s in stores])
+    intent = begin_key_creation(server, app_name, app_id, known_key_ids, [s.spec for s in stores],
+                                deadline_seconds=request_bound(client))
     try:
         created = client.create_key(app_id)
     except ServerUnavailable as err:
@@ -178,6 +203,19 @@ def _belongs_to(client: OrkesClient, key_id: str, app_id: str | None) -> bool:
 
 def _retire_displaced(client: OrkesClient, *, server: str, store: CredentialStore, held: StoredKey,
                       actor: str | None) -> DisplacedKey:
+    """Retire the key ``held`` only when the file proves it holds it: its secret authenticates that key
+    id on the file's own server, and the key belongs to the application the file names. Key ids are
+    not secret: a file naming another application's key id (the admin's) with a made-up secret must
+    not make ``--force`` deactivate that key."""
+    by_hand = shlex.join(["provision", "--server", held.server, "keys", "deactivate", held.app, held.key_id, "--yes"])
+    if normalize_server_url(held.server, insecure_http=True) != normalize_server_url(server, insecure_http=True):
+        return DisplacedKey(store.spec, held, False,
+                            f"key {held.key_id} of {held.app} belongs to {held.server}, not {server}; retire it on "
+                            f"its own server if it is still in use: {by_hand}")
+    if not key_authenticates(client, held):
+        return DisplacedKey(store.spec, held, False,
+                            f"did not retire key {held.key_id}: the secret {store.describe()} held does not "
+                            f"authenticate it on {server}, so the file does not prove it holds that key")
     try:
         owner = client.get_application_by_key(held.key_id)
     except NotFound:
@@ -185,8 +223,11 @@ def _retire_displaced(client: OrkesClient, *, server: str, store: CredentialStor
     if owner is None:
         return DisplacedKey(store.spec, held, False,
                             f"key {held.key_id} of {held.app} is not a key of {server}; retire it on its own "
-                            "server: " + shlex.join(["provision", "--server", held.server, "keys", "deactivate",
-                                                     held.app, held.key_id, "--yes"]))
+                            f"server: {by_hand}")
+    if owner.name != held.app:
+        return DisplacedKey(store.spec, held, False,
+                            f"did not retire key {held.key_id}: it belongs to {owner.name}, not to {held.app} as "
+                            f"{store.describe()} said")
     set_key_status(client, app_id=owner.id, app_name=owner.name, key_id=held.key_id, wanted="INACTIVE")
     audit.record(action="deactivate_key", target=owner.name, result="ok", server=server, actor=actor,
                  app=owner.name, key_id=held.key_id)
@@ -196,14 +237,15 @@ def _retire_displaced(client: OrkesClient, *, server: str, store: CredentialStor
 
 
 def retire_lost_keys(client: OrkesClient, *, server: str, app_name: str, actor: str | None,
-                     opener: Callable[[str], CredentialStore] | None = None) -> list[str]:
-    """Finish what a killed run left: delete the keys its create request made that no store holds.
+                     opener: Callable[[str], CredentialStore] | None = None) -> list[LostKey]:
+    """Finish what a killed run left: retire the key its create request made if no store holds it.
 
     A key made since the intent that a store of the intent does hold is kept and its delivery
-    recorded. An intent whose stores cannot be read now is kept for a later run.
+    recorded. An intent whose stores cannot be read now is kept for a later run. What is retired,
+    and why, is returned (and audited).
     """
     opener = opener or _open_for_reading
-    retired: list[str] = []
+    retired: list[LostKey] = []
     for intent in pending_key_creations(server, app_name):
         try:
             current = client.list_keys(intent.app_id)
@@ -214,21 +256,51 @@ def retire_lost_keys(client: OrkesClient, *, server: str, app_name: str, actor: 
         if held is None:
             continue
         delivered = {d.key_id for d in deliveries(server, app_name)}
+        unknown = []
         for key in current:
             if key.id in intent.known_key_ids or key.id in delivered:
                 continue
             if key.id in held:
                 record_delivery(server, app_name, intent.app_id, held[key.id], key.id)
                 continue
-            if not _created_during(key.created_at, intent):
-                continue
-            with contextlib.suppress(NotFound):
-                client.delete_key(intent.app_id, key.id)
-            audit.record(action="delete_lost_key", target=app_name, result="ok", server=server, actor=actor,
-                         app=app_name, key_id=key.id)
-            retired.append(key.id)
+            unknown.append(key)
+        for key, action, reason in _judge(unknown, intent):
+            if action == "deleted":
+                with contextlib.suppress(NotFound):
+                    client.delete_key(intent.app_id, key.id)
+            else:
+                with contextlib.suppress(NotFound):
+                    set_key_status(client, app_id=intent.app_id, app_name=app_name, key_id=key.id, wanted="INACTIVE",
+                                   known=key.status)
+            audit.record(action="delete_lost_key" if action == "deleted" else "deactivate_lost_key", target=app_name,
+                         result="ok", server=server, actor=actor, app=app_name, key_id=key.id)
+            retired.append(LostKey(key.id, action, reason))
         end_key_creation(intent)
     return retired
+
+
+def _judge(keys: Sequence[AccessKey], intent: KeyIntent) -> list[tuple[AccessKey, str, str]]:
+    """Which of the unclaimed ``keys`` the lost request may have made, and whether that is certain."""
+    started, ends = intent.started, intent.ends
+    if ends is None:  # an intent of an older version: no window to judge by
+        return [(k, "deactivated", "an interrupted run may have created it (its record has no deadline); "
+                 "reactivate it if it is yours") for k in keys]
+    inside, near = [], []
+    for key in keys:
+        if key.created_at is None:
+            near.append(key)
+            continue
+        created = datetime.fromtimestamp(key.created_at / 1000, UTC)
+        if started <= created <= ends:
+            inside.append(key)
+        elif started - _CLOCK_SKEW <= created <= ends + _CLOCK_SKEW:
+            near.append(key)
+    window = f"{started.isoformat(timespec='seconds')} to {ends.isoformat(timespec='seconds')}"
+    if len(inside) == 1 and not near:
+        return [(inside[0], "deleted", f"created inside the window of an interrupted key creation ({window}) "
+                 "and held by no store: its secret was lost")]
+    return [(k, "deactivated", f"created at the time of an interrupted key creation ({window}), but it is not "
+             "certain that run made it; reactivate it if it is yours") for k in (*inside, *near)]
 
 
 def _held_by(intent: KeyIntent, opener: Callable[[str], CredentialStore]) -> dict[str, str] | None:
@@ -242,13 +314,6 @@ def _held_by(intent: KeyIntent, opener: Callable[[str], CredentialStore]) -> dic
         if found is not None:
             held[found.key_id] = spec
     return held
-
-
-def _created_during(created_at: int | None, intent: KeyIntent) -> bool:
-    if created_at is None:
-        return True
-    created = datetime.fromtimestamp(created_at / 1000, UTC)
-    return created <= intent.started + _INTENT_WINDOW
 
 
 def _open_for_reading(spec: str) -> CredentialStore:

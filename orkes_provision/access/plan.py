@@ -7,98 +7,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from orkes_provision.access.changes import (
+    AddGroupRole,
+    AddMember,
+    AddRole,
+    AddUserRole,
+    Change,
+    CreateApp,
+    CreateGroup,
+    CreateKey,
+    CreateUser,
+    DeleteApp,
+    Grant,
+    GrantTarget,
+    GroupGrant,
+    GroupRevoke,
+    RegisterTask,
+    RemoveGroupRole,
+    RemoveMember,
+    RemoveRole,
+    RemoveUserRole,
+    Revoke,
+    TagApp,
+    UpdateGroup,
+    UpdateUser,
+)
 from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import PeopleState, ServerState
 from orkes_provision.credentials.stores import StoredKey
 from orkes_provision.errors import NotFound
-
-ChangeKind = Literal[
-    "register_task", "create_app", "tag_app", "add_role", "create_key", "grant",
-    "revoke", "remove_role", "delete_app", "update_task", "register_workflow", "update_workflow",
-    "create_user", "update_user", "add_user_role", "remove_user_role",
-    "create_group", "update_group", "add_group_role", "remove_group_role", "add_member", "remove_member",
-    "rotate_key",
-]
-
-_SYMBOL = {"register_task": "+", "create_app": "+", "tag_app": "~", "add_role": "+", "create_key": "+",
-           "grant": "+", "revoke": "-", "remove_role": "-", "delete_app": "-", "update_task": "~",
-           "register_workflow": "+", "update_workflow": "~",
-           "create_user": "+", "update_user": "~", "add_user_role": "+", "remove_user_role": "-",
-           "create_group": "+", "update_group": "~", "add_group_role": "+", "remove_group_role": "-",
-           "add_member": "+", "remove_member": "-", "rotate_key": "~"}
-# Execution stages: everything in a stage may run in parallel; stages run in this order.
-# Task definitions (new and changed) go to the server in one batched call, before workflows use them.
-STAGE = {"register_task": 0, "update_task": 0, "create_app": 1, "register_workflow": 1, "update_workflow": 1,
-         "tag_app": 2, "add_role": 2, "create_key": 2, "grant": 2, "revoke": 3, "remove_role": 3, "delete_app": 4,
-         "create_user": 1, "update_user": 1, "add_user_role": 1, "remove_user_role": 1,
-         "create_group": 1, "update_group": 1, "add_group_role": 1, "remove_group_role": 1,
-         "add_member": 2, "remove_member": 3, "rotate_key": 3}
-# A key rotation (``keyMaxAge``) comes after its application's other changes: it verifies the new key
-# against the roles and grants they settle (``Executor`` makes it wait for them).
-# A user's or a group's changes are carried out together, in one upsert of the whole record
-# (``Plan.user_upserts``/``group_upserts``): the plan still shows each of them.
-USER_CHANGES = frozenset({"create_user", "update_user", "add_user_role", "remove_user_role"})
-GROUP_CHANGES = frozenset({"create_group", "update_group", "add_group_role", "remove_group_role"})
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change to the server. Applications' changes name the ``app``; users' and groups' changes
-    name the ``user`` or ``group`` they are about instead (a grant with ``group`` is given to ``GROUP <id>``)."""
-
-    kind: ChangeKind
-    app: str | None
-    what: str
-    access: tuple[str, ...] = ()
-    app_id: str | None = None
-    reason: str = ""
-    user: str | None = None
-    group: str | None = None
-
-    def describe(self) -> str:
-        to = f"group {self.group}" if self.group is not None else self.app
-        text = {
-            "register_task": f"register task definition {self.what}",
-            "update_task": f"update task definition {self.what}",
-            "register_workflow": f"register workflow definition {self.what}",
-            "update_workflow": f"update workflow definition {self.what}",
-            "create_app": f"create application {self.what}",
-            "tag_app": f"tag application {self.app} as {self.what}",
-            "add_role": f"add role {self.what} to {self.app}",
-            "create_key": f"create a key for {self.app} into {self.what}",
-            "grant": f"grant {'+'.join(self.access)} on {self.what} to {to}",
-            "revoke": f"revoke {'+'.join(self.access)} on {self.what} from {to}",
-            "remove_role": f"remove role {self.what} from {self.app}",
-            "delete_app": f"delete application {self.app} ({self.app_id})",
-            "create_user": f"create user {self.user}",
-            "update_user": f"update user {self.user}",
-            "add_user_role": f"add role {self.what} to user {self.user}",
-            "remove_user_role": f"remove role {self.what} from user {self.user}",
-            "create_group": f"create group {self.group}",
-            "update_group": f"update group {self.group}",
-            "add_group_role": f"add role {self.what} to group {self.group}",
-            "remove_group_role": f"remove role {self.what} from group {self.group}",
-            "add_member": f"add member {self.what} to group {self.group}",
-            "remove_member": f"remove member {self.what} from group {self.group}",
-            "rotate_key": f"rotate key of {self.app}",
-        }[self.kind]
-        return f"{_SYMBOL[self.kind]} {text}" + (f" ({self.reason})" if self.reason else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"action": self.kind, "app": self.app, "target": self.what}
-        if self.access:
-            data["access"] = list(self.access)
-        if self.app_id:
-            data["appId"] = self.app_id
-        if self.reason:
-            data["reason"] = self.reason
-        if self.user is not None:
-            data["user"] = self.user
-        if self.group is not None:
-            data["group"] = self.group
-        return data
 
 
 @dataclass
@@ -180,9 +119,9 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         changes = self.changes
-        return {"create": sum(1 for c in changes if _SYMBOL[c.kind] == "+"),
-                "change": sum(1 for c in changes if _SYMBOL[c.kind] == "~"),
-                "delete": sum(1 for c in changes if _SYMBOL[c.kind] == "-")}
+        return {"create": sum(1 for c in changes if c.symbol == "+"),
+                "change": sum(1 for c in changes if c.symbol == "~"),
+                "delete": sum(1 for c in changes if c.symbol == "-")}
 
     def to_dict(self) -> dict[str, Any]:
         return {"server": self.server, "changes": [c.to_dict() for c in self.changes], "summary": self.counts()}
@@ -208,7 +147,7 @@ def plan_apps(state: ServerState, specs: Sequence[AppSpec], *, server: str,
             f"task definition{'s' if len(missing) > 1 else ''} not found on the server: {', '.join(missing)}",
             "register them first, or add --register-tasks to register a minimal definition")
     plan = Plan(server=server, apps=[],
-                task_changes=[Change("register_task", None, name) for name in registering])
+                task_changes=[RegisterTask(name=name) for name in registering])
     for spec in specs:
         plan.apps.append(_plan_app(state, spec, key_status.get(spec.name), store_names.get(spec.name),
                                    managed_tag))
@@ -222,29 +161,29 @@ def _plan_app(state: ServerState, spec: AppSpec, key: KeyStatus | None, store_na
     app_id = existing.id if existing else None
     changes: list[Change] = []
     if existing is None:
-        changes.append(Change("create_app", spec.name, spec.name))
+        changes.append(CreateApp(app=spec.name))
     elif managed_tag and spec.owned and not any((t.key, t.value) == managed_tag for t in existing.tags):
-        changes.append(Change("tag_app", spec.name, f"{managed_tag[0]}={managed_tag[1]}", app_id=app_id))
+        changes.append(TagApp(app=spec.name, app_id=app_id, tag=managed_tag))
     have_roles = current.roles if current else set()
-    changes.extend(Change("add_role", spec.name, role, app_id=app_id)
+    changes.extend(AddRole(app=spec.name, app_id=app_id, role=role)
                    for role in spec.roles if role not in have_roles)
     reused: str | None = None
     if spec.store is not None:
         if spec.new_key:
-            changes.append(Change("create_key", spec.name, store_name or spec.store, app_id=app_id,
-                                  reason="--new-key"))
+            changes.append(CreateKey(app=spec.name, app_id=app_id, store=store_name or spec.store, reason="--new-key"))
         elif key is not None and key.usable and current is not None and key.key_id in current.active_key_ids:
             reused = key.key_id
         else:
             reason = key.reason if key is not None and key.reason else "no key stored"
             if key is not None and key.key_id and current is not None and key.key_id not in current.active_key_ids:
                 reason = f"stored key {key.key_id} is not an ACTIVE key of this application"
-            changes.append(Change("create_key", spec.name, store_name or spec.store, app_id=app_id, reason=reason))
+            changes.append(CreateKey(app=spec.name, app_id=app_id, store=store_name or spec.store, reason=reason))
     have_grants = current.grants if current else {}
     for grant in spec.grants:
         missing_access = tuple(a for a in grant.access if a not in have_grants.get(grant.key, set()))
         if missing_access:
-            changes.append(Change("grant", spec.name, f"{grant.type} {grant.id}", missing_access, app_id=app_id))
+            changes.append(Grant(app=spec.name, app_id=app_id, on=GrantTarget(grant.type, grant.id),
+                                 access=missing_access))
     return AppPlan(spec=spec, app_id=app_id, known_key_ids={k.id for k in current.keys} if current else set(),
                    reused_key_id=reused, changes=changes)
 
@@ -258,19 +197,19 @@ def plan_prune(state: ServerState, specs: Sequence[AppSpec], managed: Iterable[A
     changes: list[Change] = []
     for app in managed:
         if app.name not in wanted:
-            changes.append(Change("delete_app", app.name, app.name, app_id=app.id))
+            changes.append(DeleteApp(app=app.name, app_id=app.id))
     by_name = {s.name: s for s in specs}
     for app_state in sorted(state.apps.values(), key=lambda a: a.app.name):
         spec = by_name.get(app_state.app.name)
         if spec is None or not spec.owned or app_state.app not in list(managed):
             continue
         for role in sorted(app_state.roles - set(spec.roles)):
-            changes.append(Change("remove_role", spec.name, role, app_id=app_state.app.id))
+            changes.append(RemoveRole(app=spec.name, app_id=app_state.app.id, role=role))
         desired = {g.key: set(g.access) for g in spec.grants}
         for (ttype, tid), access in sorted(app_state.grants.items()):
             extra = tuple(sorted(access - desired.get((ttype, tid), set())))
             if extra:
-                changes.append(Change("revoke", spec.name, f"{ttype} {tid}", extra, app_id=app_state.app.id))
+                changes.append(Revoke(app=spec.name, app_id=app_state.app.id, on=GrantTarget(ttype, tid), access=extra))
     return changes
 
 
@@ -314,14 +253,12 @@ def _plan_user(people: PeopleState, spec: UserSpec, prune: bool, out: PeoplePlan
     have = current.role_names if current else set()
     changes: list[Change] = []
     if current is None:
-        changes.append(Change("create_user", None, spec.id, user=spec.id,
-                              reason=f"name {spec.name!r}" if spec.name else ""))
+        changes.append(CreateUser(user=spec.id, reason=f"name {spec.name!r}" if spec.name else ""))
     elif spec.name is not None and spec.name != current.name:
-        changes.append(Change("update_user", None, spec.id, user=spec.id,
-                              reason=f"name: {current.name!r} -> {spec.name!r}"))
-    changes.extend(Change("add_user_role", None, role, user=spec.id) for role in spec.roles if role not in have)
+        changes.append(UpdateUser(user=spec.id, reason=f"name: {current.name!r} -> {spec.name!r}"))
+    changes.extend(AddUserRole(user=spec.id, role=role) for role in spec.roles if role not in have)
     extra = sorted(have - set(spec.roles)) if prune else []
-    removals = [Change("remove_user_role", None, role, user=spec.id) for role in extra]
+    removals: list[Change] = [RemoveUserRole(user=spec.id, role=role) for role in extra]
     if changes or removals:
         name = spec.name or (current.name if current and current.name else spec.id)
         out.user_upserts[spec.id] = UserUpsert(name=name, roles=tuple(sorted((have - set(extra)) | set(spec.roles))),
@@ -337,13 +274,13 @@ def _plan_group(people: PeopleState, spec: GroupSpec, prune: bool, out: PeoplePl
     changes: list[Change] = []
     removals: list[Change] = []
     if current is None:
-        changes.append(Change("create_group", None, spec.id, group=spec.id))
+        changes.append(CreateGroup(group=spec.id))
     elif spec.description is not None and spec.description != (current.description or ""):
-        changes.append(Change("update_group", None, spec.id, group=spec.id,
-                              reason=f"description: {current.description!r} -> {spec.description!r}"))
-    changes.extend(Change("add_group_role", None, role, group=spec.id) for role in spec.roles if role not in have)
+        changes.append(UpdateGroup(group=spec.id,
+                                   reason=f"description: {current.description!r} -> {spec.description!r}"))
+    changes.extend(AddGroupRole(group=spec.id, role=role) for role in spec.roles if role not in have)
     extra = sorted(have - set(spec.roles)) if prune else []
-    removals.extend(Change("remove_group_role", None, role, group=spec.id) for role in extra)
+    removals.extend(RemoveGroupRole(group=spec.id, role=role) for role in extra)
     if changes or removals:
         kept = (current.description or "") if current is not None else ""
         out.group_upserts[spec.id] = GroupUpsert(
@@ -351,18 +288,18 @@ def _plan_group(people: PeopleState, spec: GroupSpec, prune: bool, out: PeoplePl
             roles=tuple(sorted((have - set(extra)) | set(spec.roles))),
             default_access=current.default_access if current is not None else None)
     members = state.members if state else set()
-    changes.extend(Change("add_member", None, m, group=spec.id) for m in spec.members if m not in members)
+    changes.extend(AddMember(group=spec.id, member=m) for m in spec.members if m not in members)
     have_grants = state.grants if state else {}
     for grant in spec.grants:
         missing = tuple(a for a in grant.access if a not in have_grants.get(grant.key, set()))
         if missing:
-            changes.append(Change("grant", None, f"{grant.type} {grant.id}", missing, group=spec.id))
+            changes.append(GroupGrant(group=spec.id, on=GrantTarget(grant.type, grant.id), access=missing))
     if prune:
-        removals.extend(Change("remove_member", None, m, group=spec.id) for m in sorted(members - set(spec.members)))
+        removals.extend(RemoveMember(group=spec.id, member=m) for m in sorted(members - set(spec.members)))
         desired = {g.key: set(g.access) for g in spec.grants}
         for (ttype, tid), access in sorted(have_grants.items()):
             extra_access = tuple(sorted(access - desired.get((ttype, tid), set())))
             if extra_access:
-                removals.append(Change("revoke", None, f"{ttype} {tid}", extra_access, group=spec.id))
+                removals.append(GroupRevoke(group=spec.id, on=GrantTarget(ttype, tid), access=extra_access))
     out.changes.extend(changes)
     out.removals.extend(removals)

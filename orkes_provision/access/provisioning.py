@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.doctor import WORKER_ROLES, DoctorReport, diagnose
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome, PartialFailure
-from orkes_provision.access.keys import DisplacedKey, check_stores_free, key_authenticates, retire_lost_keys
+from orkes_provision.access.keys import DisplacedKey, LostKey, check_stores_free, key_authenticates, retire_lost_keys
 from orkes_provision.access.plan import KeyStatus, Plan, key_status, plan_apps
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, grants_by_target, read_state
+from orkes_provision.access.tasknames import check_tasks_exist
 from orkes_provision.credentials.delivery import deliveries, find_stored_key
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.errors import VerificationFailed
@@ -44,7 +45,7 @@ class AppResult:
     verification: DoctorReport | None = None
     other_active_keys: list[str] = field(default_factory=list)
     # Keys a killed earlier run created and never stored, deleted before planning.
-    lost_keys_retired: list[str] = field(default_factory=list)
+    lost_keys_retired: list[LostKey] = field(default_factory=list)
     displaced: list[DisplacedKey] = field(default_factory=list)
     # The server URL the reused key was stored under, when it is another spelling of ``server``.
     key_server_alias: str | None = None
@@ -63,7 +64,7 @@ class AppResult:
             "dryRun": self.dry_run, "roles": self.roles, "keyId": self.key_id, "store": self.store_spec,
             "grants": self.grants, "changes": [c.to_dict() for c in self.plan.changes],
             "verified": self.verification.ok if self.verification else None,
-            "otherActiveKeys": self.other_active_keys, "lostKeysRetired": self.lost_keys_retired,
+            "otherActiveKeys": self.other_active_keys, "lostKeysRetired": [k.to_dict() for k in self.lost_keys_retired],
             "displacedKeys": [{"store": d.store, "app": d.key.app, "keyId": d.key.key_id, "retired": d.retired}
                               for d in self.displaced],
         }
@@ -103,6 +104,8 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
             stored = None
             status = recorded_key_status(state, spec, server, store_spec)
             store_name = store_spec
+        if not register_tasks:  # before the plan's own check: that one knows no near misses
+            check_tasks_exist(spec.task_names, state.task_names)
         plan = plan_apps(state, [spec], server=server, key_status={spec.name: status},
                          store_names={spec.name: store_name},
                          tasks_to_register=spec.task_names if register_tasks else (),

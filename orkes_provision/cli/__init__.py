@@ -19,6 +19,7 @@ from orkes_provision.errors import Interrupted, ProvisionError, UsageError
 
 # name -> "module:attribute"; kept sorted as it reads in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("orkes_provision.cli.agent_cmd:agent", "Serve workers on loopback, holding the application's key."),
     "app": ("orkes_provision.cli.app_cmd:app", "Create or update an application so a worker can run."),
     "apps": ("orkes_provision.cli.apps_cmd:apps", "List, show and delete applications."),
     "apply": ("orkes_provision.cli.env_cmd:apply", "Apply an environment file to the server."),
@@ -39,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("orkes_provision.cli.run_cmd:run", "Run a worker command with credentials injected."),
     "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run, stop or check the local Orkes-compatible server."),
     "schema": ("orkes_provision.cli.env_cmd:schema", "Print the JSON Schema of the environment file."),
+    "token": ("orkes_provision.cli.token_cmd:token", "Print a short-lived token for an application's key."),
     "worker": ("orkes_provision.cli.run_cmd:worker", "Run workers declared in the project file."),
 }
 
@@ -134,8 +136,29 @@ def _fail(err: ProvisionError, args: list[str], options: GlobalOptions, exit_cod
         options.json = True
     if exit_code is not None:
         err.exit_override = exit_code
+    corrected = _corrected_command(args, err.corrections)
+    if corrected is not None:
+        err.hint = f"did you mean: {corrected}"
     report_error(err, options)
     sys.exit(err.code)
+
+
+def _corrected_command(args: list[str], corrections: dict[str, str]) -> str | None:
+    """The command line with each typo the library found replaced by what was meant (the worker command
+    after ``--`` left alone); ``None`` when a typo is not on the command line (it came from a file)."""
+    import shlex
+
+    if not corrections:
+        return None
+    end = args.index("--") if "--" in args else len(args)
+    fixed, seen = [], set()
+    for i, word in enumerate(args):
+        option, eq, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        if i < end and value in corrections:
+            seen.add(value)
+            word = f"{option}{eq}{corrections[value]}"
+        fixed.append(word)
+    return shlex.join(["provision", *fixed]) if seen == set(corrections) else None
 
 
 def _json_requested(args: list[str]) -> bool:

@@ -127,7 +127,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
 
 def _progress(outcome: Outcome, done: int, total: int) -> None:
     mark = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome.status]
-    info(f"[{done}/{total}] {outcome.change.describe()[2:]}: {mark}")
+    info(f"[{done}/{total}] {outcome.change.describe(symbol=False)}: {mark}")
 
 
 def render(result: AppResult, hints: Hints) -> str:
@@ -136,8 +136,8 @@ def render(result: AppResult, hints: Hints) -> str:
         lines.append(f"Dry run for application {result.name} on {result.server}; nothing was written.")
         lines.append(result.plan.render())
         return "\n".join(lines)
-    for key_id in result.lost_keys_retired:
-        lines.append(f"Deleted key {key_id}: an interrupted run created it and never stored its secret.")
+    for lost in result.lost_keys_retired:
+        lines.append(f"{lost.action.capitalize()} key {lost.key_id}: {lost.reason}.")
     if not result.changed:
         lines.append(f"No changes: application {result.name} is already set up.")
     alias = f" (stored for {result.key_server_alias}, the same server)" if result.key_server_alias else ""

@@ -163,35 +163,42 @@ def in_command(func: F) -> F:
 class StderrWaits:
     """Prints the library's wait notices (``progress.waiting``) on stderr, also under --json.
 
-    A countdown (the same wait reported again with less time left) redraws one line on a
-    terminal; elsewhere, as in a CI log, it is printed again only when its message changes or
-    every ``every`` seconds, so a long wait is a few lines rather than one per second.
+    A countdown (a wait reported again with less time left) redraws one line on a terminal, also
+    when several run at once (``keys rotate --all --parallelism 4``: one line, not one per
+    application). Elsewhere, as in a CI log, a countdown is printed when its message is new, and
+    again only once every ``every`` seconds for all countdowns of its topic together: a long wait is
+    a few lines, however many applications wait in parallel.
     """
 
-    def __init__(self, every: float = 5.0) -> None:
+    def __init__(self, every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every = every
+        self._clock = clock
         self._lock = threading.Lock()
-        self._last: Wait | None = None
-        self._printed_at = 0.0
+        self._told: set[tuple[str, str]] = set()  # countdown messages already printed (off a terminal)
+        self._topic_at: dict[str, float] = {}  # when a countdown of each topic was last printed
         self._open = False  # a redrawn line is on the terminal without its newline
 
     def __call__(self, wait: Wait) -> None:
         tty = sys.stderr.isatty()
+        countdown = wait.remaining is not None
         with self._lock:
-            last, now = self._last, time.monotonic()
-            again = (wait.remaining is not None and last is not None and last.topic == wait.topic
-                     and last.message == wait.message)
-            if again and not tty and now - self._printed_at < self.every:
-                return
-            if self._open and not (again and tty):
+            if countdown and not tty:
+                now, key = self._clock(), (wait.topic, wait.message)
+                last = self._topic_at.get(wait.topic)
+                if key in self._told and last is not None and now - last < self.every:
+                    return
+                if len(self._told) > 10_000:  # a long-lived process: forget, at worst a line is repeated
+                    self._told.clear()
+                self._told.add(key)
+                self._topic_at[wait.topic] = now
+            if self._open and not (tty and countdown):
                 click.echo("", err=True)
-            if tty and wait.remaining is not None:
+            if tty and countdown:
                 click.echo("\r\x1b[K" + wait.render(), err=True, nl=False)
                 self._open = True
             else:
                 click.echo(wait.render(), err=True)
                 self._open = False
-            self._last, self._printed_at = wait, now
 
     def end_line(self) -> None:
         """Finish a redrawn countdown line, so that what is printed next starts on its own line."""
@@ -199,7 +206,6 @@ class StderrWaits:
             if self._open:
                 click.echo("", err=True)
                 self._open = False
-            self._last = None
 
 
 WAITS = StderrWaits()
@@ -257,6 +263,13 @@ def stdin_is_tty() -> bool:
         return False
 
 
+def stdout_is_tty() -> bool:
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except ValueError:  # stdout closed
+        return False
+
+
 def confirm(question: str, *, yes: bool, action: str, warning: str | None = None) -> None:
     """Ask ``question`` on the terminal (on stderr); without a terminal, ``--yes`` is required.
 
@@ -283,12 +296,14 @@ else:  # click before 8.2 has no type parameters
 
 
 class Duration(_ParamType):
-    """A duration option: 90s, 15m, 2h, 1h30m, 500ms; a bare number is seconds."""
+    """A duration option: 90s, 15m, 2h, 1h30m, 500ms; a bare number is seconds, unless ``unit_for_bare``
+    names the unit a bare number is refused with (ages and lifetimes: ``--older-than 30`` -> "30d?")."""
 
     name = "duration"
 
-    def __init__(self, minimum_seconds: float = 0) -> None:
+    def __init__(self, minimum_seconds: float = 0, unit_for_bare: str | None = None) -> None:
         self.minimum_seconds = minimum_seconds
+        self.unit_for_bare = unit_for_bare
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         # Imported here: datetime is not needed to show --help.
@@ -299,7 +314,7 @@ class Duration(_ParamType):
         if isinstance(value, timedelta):
             return value
         try:
-            parsed = parse_duration(str(value))
+            parsed = parse_duration(str(value), unit_for_bare=self.unit_for_bare)
         except UsageError as err:
             self.fail(f"{err.message}: {err.hint}", param, ctx)
         if parsed.total_seconds() < self.minimum_seconds:
@@ -309,6 +324,8 @@ class Duration(_ParamType):
 
 
 DURATION = Duration()
+# An age (of a key, of an INACTIVE key): a bare number is refused with "did you mean 30d?".
+AGE = Duration(unit_for_bare="d")
 
 
 class ProvisionGroup(click.Group):

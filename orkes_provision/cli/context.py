@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orkes_provision.cli.common import opts
-from orkes_provision.credentials.delivery import Choice, ProjectDefaults
+from orkes_provision.cli.common import info, opts
+from orkes_provision.credentials.delivery import Choice, Hints, ProjectDefaults
 from orkes_provision.credentials.settings import Settings, resolve_credentials
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
 
 if TYPE_CHECKING:
+    from orkes_provision.credentials.stores import StoredKey
     from orkes_provision.workers.project import Project
 
 
@@ -59,3 +62,59 @@ def credentials_server() -> Choice | None:
 
 def project_defaults(project: Project | None) -> ProjectDefaults | None:
     return project.defaults() if project is not None else None
+
+
+@dataclass
+class KeyHome:
+    """An application's key with the server it belongs to (``run``, ``worker run``, ``token``)."""
+
+    server: str
+    key: StoredKey
+    watch: Callable[[], StoredKey | None]
+    hints: Hints
+
+
+def key_home(app: str, flag: str | None, project: Project | None, tasks: list[str]) -> KeyHome:
+    """Where ``app``'s key is, which server it belongs to, and the key (see ``credentials.delivery``)."""
+    from orkes_provision.credentials.delivery import (
+        choose_key_server,
+        choose_store,
+        find_stored_key,
+        unknown_application,
+    )
+    from orkes_provision.credentials.stores import open_store
+    from orkes_provision.errors import ConfigError, StoreError
+    from orkes_provision.orkes.urls import normalize_server_url
+
+    options = opts()
+    defaults = project.defaults() if project is not None else None
+    near = options.server or (defaults.server if defaults is not None and defaults.for_app(app) else None) \
+        or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None
+    choice = choose_store(flag, app=app, project=defaults,
+                          server=normalize_server_url(near, insecure_http=options.insecure_http) if near else None)
+    # A name nothing here knows is "unknown", not the failure of the store it was guessed to be in.
+    unknown = unknown_application(app, choice)
+    try:
+        store = open_store(choice.value)
+        server = choose_key_server(app=app, store=store, flag=options.server, project=defaults,
+                                   credentials_server=credentials_server, insecure_http=options.insecure_http)
+        hints = Hints(app=app, store=choice.value, options=hint_options(), server=server.value, tasks=tuple(tasks))
+        if choice.source != "--store" or server.source != "--server":
+            info(f"provision: key of {app} in {choice.value} (from {choice.source}), for {server.value} "
+                 f"(from {server.source})")
+        key = find_stored_key(store, server.value, app)
+    except StoreError:
+        if unknown is not None:
+            raise unknown from None
+        raise
+    if key is None and unknown is not None:
+        raise unknown
+    if key is None:
+        raise ConfigError(f"no key for application {app!r} on {server.value} in {store.describe(server.value, app)}",
+                          f"create one: {hints.create_app('--worker')}")
+    stored_under = key.server
+
+    def watch() -> StoredKey | None:
+        return store.load(stored_under, app)
+
+    return KeyHome(server=server.value, key=key, watch=watch, hints=hints)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orkes_provision.cli.common import APP_NAME, DURATION, STORE_KINDS, TASK_NAME, common_options, emit, info
+from orkes_provision.cli.common import AGE, APP_NAME, STORE_KINDS, TASK_NAME, common_options, emit, info
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the worker's key is (default: the project file's, else where this machine delivered "
                    f"it, else the keyring): {STORE_KINDS}.")
-@click.option("--max-key-age", type=DURATION, default=None, metavar="DURATION",
+@click.option("--max-key-age", type=AGE, default=None, metavar="DURATION",
               help="Warn when an ACTIVE key of APP is older than this (the server's createdAt), e.g. 90d.")
 @click.option("-f", "--file", "env_file", metavar="FILE",
               help="An environment file: its keyMaxAge for APP is the key-age policy (--max-key-age wins).")
@@ -57,9 +57,10 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
         choose_app_name,
         choose_store,
         find_stored_key,
+        unknown_application,
     )
     from orkes_provision.credentials.stores import open_store
-    from orkes_provision.errors import ProvisionError, VerificationFailed
+    from orkes_provision.errors import ProvisionError, StoreError, VerificationFailed
     from orkes_provision.workers.project import load_project
 
     project = load_project()
@@ -71,7 +72,12 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
     choice = choose_store(store_spec, app=name, server=credentials.server, project=defaults)
     if choice.source != "--store":
         info(f"Key store: {choice.value} (from {choice.source})")
-    key = find_stored_key(open_store(choice.value), credentials.server, name)
+    try:
+        key = find_stored_key(open_store(choice.value), credentials.server, name)
+    except StoreError:
+        if unknown_application(name, choice) is None:
+            raise
+        key = None  # a name nothing here knows: the server says whether it exists, not the keyring
     with make_client(credentials) as client:
         task_list = list(tasks) or (list(project.application.grants) if project and project.application
                                     and project.application.name == name else [])
@@ -85,11 +91,17 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
                       tasks=tuple(task_list))
         report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, hints=hints,
                           require_tasks=True, polls=True, key_policy=policy)
-    emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}, report.render)
+    failure = None
     if not report.ok:
         first = report.problems[0]
-        raise VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
-                                 first.fix or "see the report above")
+        failure = VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
+                                     first.fix or "see the report above")
+    # A failed check is an error like any other command's: its object is on stdout too (in the report,
+    # which stays one document), not only on stderr.
+    emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}
+         | (failure.to_dict() if failure else {}), report.render)
+    if failure is not None:
+        raise failure
 
 
 def _key_policy(app: str, max_key_age: timedelta | None, env_file: str | None) -> KeyPolicy | None:

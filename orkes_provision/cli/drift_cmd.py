@@ -48,6 +48,7 @@ def drift(path: str, parallelism: int) -> None:
       provision drift -f staging.toml
       provision drift -f staging.toml --json || notify-team   # from cron or CI
     """
+    from orkes_provision.access.workflow_tasks import server_fetch
     from orkes_provision.cli.env_cmd import _client, _credentials, _load
     from orkes_provision.environments.drift import drift_environment
 
@@ -58,6 +59,7 @@ def drift(path: str, parallelism: int) -> None:
         env = _load(path)
         credentials = _credentials(env)
         with _client(credentials, None) as client:
+            env.derive_workflow_tasks(server_fetch(client.get_workflow_def))
             report = drift_environment(client, env, server=credentials.server, parallelism=parallelism,
                                        global_args=global_args)
     except ProvisionError as err:

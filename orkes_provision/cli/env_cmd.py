@@ -227,8 +227,10 @@ def _client(credentials: Credentials, limiter: AdaptiveLimiter | None) -> OrkesC
 
 def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, prune: bool,
           parallelism: int, verify_keys: bool) -> EnvironmentPlan:
+    from orkes_provision.access.workflow_tasks import server_fetch
     from orkes_provision.environments.apply import plan_environment
 
+    env.derive_workflow_tasks(server_fetch(client.get_workflow_def))
     return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
                             verify_keys=verify_keys)
 
@@ -267,7 +269,7 @@ class _Progress:
         if outcome.status != "done":
             self.failed += 1
         failed = f", {self.failed} not done" if self.failed else ""
-        text = terminal_safe(f"[{done}/{total}{failed}] {outcome.change.describe()[2:]}", one_line=True)
+        text = terminal_safe(f"[{done}/{total}{failed}] {outcome.change.describe(symbol=False)}", one_line=True)
         # Padded to the width rather than cleared with an escape code: click strips those when unsure.
         self._width = max(20, _terminal_width() - 1)
         click.echo("\r" + text[:self._width].ljust(self._width), nl=False, err=True)

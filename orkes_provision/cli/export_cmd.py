@@ -34,9 +34,11 @@ MAX_PARALLELISM = 64
                    "their grants name.")
 @click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=DEFAULT_PARALLELISM,
               show_default=True, help="Requests in flight at most.")
+@click.option("--force", is_flag=True,
+              help="Replace workflow files export did not write (hand-written, or edited since it wrote them).")
 @common_options
 def export(output: str | None, name: str | None, applications: tuple[str, ...], tags: tuple[str, ...],
-           parallelism: int) -> None:
+           parallelism: int, force: bool) -> None:
     """Write the server's task and workflow definitions, applications (roles, grants), users and
     groups (roles, members, grants) as an environment file that 'provision plan -f FILE' finds
     nothing to do for.
@@ -44,7 +46,9 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
     Keys and secrets are never read or written. Applications this environment's tags do not mark
     as its own are written 'owned = false' (apply then leaves their tags alone and --prune never
     touches them). What the file cannot hold is listed as skipped, with the reason. Exporting over
-    an existing FILE keeps its name and its applications' stores and keyMaxAge.
+    an existing FILE keeps its name and its applications' stores and keyMaxAge, and says what it
+    replaces. A workflow file export did not write (a hand-written workflows/order.json) is never
+    replaced without --force: export stops before writing anything and names it (exit 7).
 
     \b
     Examples:
@@ -61,8 +65,10 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
         raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
     stores: dict[str, str] = {}
     key_max_ages: dict[str, str] = {}
+    replaces = None
     if target is not None and target.is_file():
         previous = _previous(target)
+        replaces = _replaces(target, previous)
         if previous is not None:
             # The server knows nothing of stores: re-exporting over the file keeps them, and its name.
             stores = {a.name: a.store for a in previous.applications if a.store}
@@ -75,7 +81,10 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
                                     key_max_ages=key_max_ages,
                                     parallelism=parallelism)
     # Without -o the file goes to stdout, as if saved in the current directory: its workflows go to ./workflows/.
-    written = result.write(target) if target is not None else result.write_workflows(Path.cwd())
+    written = result.write(target, force=force) if target is not None else \
+        result.write_workflows(Path.cwd(), force=force)
+    if replaces is not None:
+        _warn(replaces, {"warning": "replaced", "file": str(target), "reason": replaces})
     if target is None and not opts().json:
         for path in written:
             click.echo(f"wrote {path}", err=True)
@@ -115,6 +124,21 @@ def _previous(path: Path) -> Environment | None:
         _warn(f"{err.message}; it is replaced, and nothing in it is kept",
               {"warning": "replaced", "file": str(path), "reason": err.message})
         return None
+
+
+def _replaces(path: Path, previous: Environment | None) -> str | None:
+    """What exporting over ``path`` replaces, said before it is gone; ``None`` for an unreadable file
+    (``_previous`` said so already)."""
+    from orkes_provision.environments.written import written_by_export
+
+    if previous is None:
+        return None
+    counts = {"applications": len(previous.applications), "tasks": len(previous.tasks),
+              "workflows": len(previous.workflows)}
+    held = ", ".join(f"{n} {what if n != 1 else what[:-1]}" for what, n in counts.items())
+    origin = "as export last wrote it" if written_by_export(path) else \
+        "which export did not write (or it was edited since): its comments and layout are not kept"
+    return f"replaced {path}, environment {previous.name} with {held}, {origin}; its stores and keyMaxAge are kept"
 
 
 def _count(number: int, noun: str) -> str:

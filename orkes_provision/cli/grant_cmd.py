@@ -36,7 +36,7 @@ def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-             domains: tuple[str, ...], access: tuple[str, ...]) -> list[Any]:
+             domains: tuple[str, ...], access: tuple[str, ...], *, derived: bool = False) -> list[Any]:
     from pydantic import ValidationError
 
     from orkes_provision.access.spec import GrantSpec, parse_tag_target
@@ -44,7 +44,7 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
 
     wanted = ([("TASK_DEF", t) for t in tasks] + [("WORKFLOW_DEF", w) for w in workflows]
               + [("TAG", parse_tag_target(t)) for t in tags] + [("DOMAIN", d) for d in domains])
-    if not wanted:
+    if not wanted and not derived:
         raise UsageError("no target given", "name tasks, or use --workflow, --tag key:value or --domain")
     try:
         return [GrantSpec(type=kind, id=ident, access=access or ("EXECUTE",)) for kind, ident in wanted]
@@ -54,28 +54,32 @@ def _targets(tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str
                          "task names must not be empty; access is CREATE, READ, UPDATE, DELETE or EXECUTE") from None
 
 
-def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
+def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True, workflow_tasks: tuple[str, ...] = (),
+            access: tuple[str, ...] = ()) -> None:
     from orkes_provision import audit
     from orkes_provision.access.state import find_application, read_app_state
+    from orkes_provision.access.tasknames import check_tasks_exist
     from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.errors import ConfigError
     from orkes_provision.orkes.models import Target, app_subject
 
     credentials = resolve_server_credentials()
     done: list[dict[str, Any]] = []
+    derived: list[dict[str, Any]] = []
     with make_client(credentials) as client:
         target_app = find_application(client, app)
+        if workflow_tasks:
+            found = _derive(client, workflow_tasks)
+            derived = [f.to_dict() for f in found]
+            names = tuple(sorted({t for f in found for t in f.tasks}))
+            specs = specs + (_targets(names, (), (), (), access) if names else [])
         tasks = [spec.id for spec in specs if spec.type == "TASK_DEF"]
         if tasks and not revoke:
             # As 'provision app --grant' does: a grant on a task that does not exist protects nothing
             # and hides a typo; revoking one stays possible, to clean up.
-            known = {t.name for t in client.list_task_defs()}
-            missing = [t for t in tasks if t not in known]
-            if missing:
-                raise ConfigError(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
-                                  f"{', '.join(missing)}; nothing was granted",
-                                  "check the name, or register the definition first "
-                                  "('provision app APP --grant TASK --register-tasks' registers a minimal one)")
+            check_tasks_exist(tasks, {t.name for t in client.list_task_defs()}, outcome="nothing was granted",
+                              register_hint="check the name, or register the definition first "
+                                            "('provision app APP --grant TASK --register-tasks' registers a "
+                                            "minimal one)")
         current = read_app_state(client, target_app).grants
         subject = app_subject(target_app.id)
         todo = [(spec, needed) for spec in specs
@@ -96,27 +100,66 @@ def _change(app: str, specs: list[Any], revoke: bool, yes: bool = True) -> None:
              for row in done]
     if not done:
         lines.append(f"No changes: {target_app.name} already {'lacks' if revoke else 'holds'} that access.")
-    emit({"app": target_app.name, "appId": target_app.id, "changed": done}, "\n".join(lines))
+    data: dict[str, Any] = {"app": target_app.name, "appId": target_app.id, "changed": done}
+    if workflow_tasks:
+        data["workflowTasks"] = derived
+    emit(data, "\n".join(lines))
+
+
+def _derive(client: Any, workflows: tuple[str, ...]) -> list[Any]:
+    """The worker tasks of each workflow, walked on the server; what the walk cannot see is said on stderr."""
+    from orkes_provision.access.workflow_tasks import server_fetch, workflow_tasks
+    from orkes_provision.cli.common import info
+    from orkes_provision.errors import NotFound
+
+    fetch = server_fetch(client.get_workflow_def)
+    found = []
+    for name in workflows:
+        walked = workflow_tasks(name, fetch)
+        if walked is None:
+            raise NotFound(f"workflow definition {name!r} not found on the server; nothing was granted",
+                           "check the name ('provision export' lists the definitions), or register it first")
+        if not walked.tasks:
+            info(f"workflow {name} uses no worker (SIMPLE) task")
+        else:
+            through = f" (through {', '.join(sorted(walked.sub_workflows))})" if walked.sub_workflows else ""
+            info(f"workflow {name} uses worker tasks {', '.join(sorted(walked.tasks))}{through}")
+        for note in walked.dynamic:
+            info(f"note: {note}; grant those tasks by name")
+        for sub in walked.missing:
+            info(f"warning: sub-workflow {sub} of {name} is not on the server: its tasks are not granted")
+        for cycle in walked.cycles:
+            info(f"note: sub-workflow cycle {cycle}: walked once")
+        found.append(walked)
+    return found
 
 
 @click.command("grant")
 @click.argument("app", type=APP_NAME)
 @click.argument("tasks", nargs=-1, type=TASK_NAME)
 @_target_options
+@click.option("--workflow-tasks", "workflow_tasks", multiple=True, metavar="WORKFLOW", type=WORKFLOW_NAME,
+              help="Every worker (SIMPLE) task the workflow uses, through forks, switches, loops and "
+                   "sub-workflows (repeatable).")
 @common_options
 def grant(app: str, tasks: tuple[str, ...], workflows: tuple[str, ...], tags: tuple[str, ...],
-          domains: tuple[str, ...], access: tuple[str, ...]) -> None:
+          domains: tuple[str, ...], access: tuple[str, ...], workflow_tasks: tuple[str, ...]) -> None:
     """Grant APP access (default EXECUTE) on task definitions TASKS and other targets.
 
-    Only missing access is granted, so running it again changes nothing.
+    Only missing access is granted, so running it again changes nothing. --workflow-tasks W
+    reads W's definition from the server and grants on each worker task it uses, however deeply
+    nested (sub-workflow definitions are fetched; a cycle is walked once); dynamic tasks and
+    dynamic forks are named on stderr, since only the run decides them.
 
     \b
     Examples:
       provision grant greetings-worker greetings
       provision grant greetings-worker --workflow greetings --access READ --access EXECUTE
       provision grant greetings-worker --tag team:payments
+      provision grant order-worker --workflow-tasks order_fulfilment
     """
-    _change(app, _targets(tasks, workflows, tags, domains, access), revoke=False)
+    _change(app, _targets(tasks, workflows, tags, domains, access, derived=bool(workflow_tasks)), revoke=False,
+            workflow_tasks=workflow_tasks, access=access)
 
 
 @click.command("revoke")

@@ -12,7 +12,7 @@ import click
 
 from orkes_provision.cli.common import command_options, emit, opts, report_error
 from orkes_provision.cli.drift_cmd import ExitOneOnUsageError
-from orkes_provision.errors import ProvisionError
+from orkes_provision.errors import ProvisionError, UsageError
 
 if TYPE_CHECKING:
     from orkes_provision.environments.environment import Environment
@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 
 @click.command("lint", cls=ExitOneOnUsageError)
-@click.option("-f", "--file", "paths", required=True, multiple=True, metavar="FILE",
-              help="An environment file, or a project file (orkes-provision.toml); repeatable. Project files "
-                   "tell which tasks each application's workers poll.")
+@click.argument("more_paths", nargs=-1, metavar="[FILE]...")
+@click.option("-f", "--file", "paths", multiple=True, metavar="FILE",
+              help="An environment file, or a project file (orkes-provision.toml); repeatable, and the files "
+                   "after it count too (-f a.toml b.toml). Project files tell which tasks each application's "
+                   "workers poll.")
 @command_options(server=False, verbose=False)
-def lint(paths: tuple[str, ...]) -> None:
+def lint(more_paths: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Least-privilege findings in environment and project files; reads no server.
 
     \b
@@ -35,6 +37,8 @@ def lint(paths: tuple[str, ...]) -> None:
       wide-grant              a TAG or DOMAIN grant reaches more than the tasks its workers declare
       shared-application      one application serves workers that poll different tasks
       key-without-access      an application gets a key but has neither a role nor a grant
+      execute-unused          a WORKER application has EXECUTE on a task no declared workflow uses
+      workflow-unexecutable   a declared workflow uses a worker task no application may execute
 
     Each finding names the rule, FILE:LINE and the narrower alternative. 'plan' and 'apply' print
     the findings of their file as warnings. Exit codes: 0 clean, 2 findings, 1 any error.
@@ -42,12 +46,16 @@ def lint(paths: tuple[str, ...]) -> None:
     \b
     Examples:
       provision lint -f staging.toml
-      provision lint -f staging.toml -f greetings/orkes-provision.toml --json
+      provision lint -f staging.toml greetings/orkes-provision.toml --json
     """
     from orkes_provision.environments.lint import RULES
     from orkes_provision.environments.lint import lint as run_lint
 
+    # 'lint -f a b' reads as two files (the README's synopsis: -f FILE...), so the files after -f count.
+    paths = paths + more_paths
     try:
+        if not paths:
+            raise UsageError("no file to lint", "name them: provision lint -f FILE [FILE]...")
         environments, projects = _load_all(paths)
         findings = run_lint(environments, projects)
     except ProvisionError as err:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from orkes_provision.cli.common import (
+    AGE,
     APP_NAME,
     DURATION,
     STORE_KINDS_WRITE,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 @click.option("--all", "all_", is_flag=True,
               help="Rotate many applications: every one whose key this machine delivered, those of "
                    "--environment, or the APPs named; one summary line each.")
-@click.option("--older-than", type=DURATION, default=None, metavar="DURATION",
+@click.option("--older-than", type=AGE, default=None, metavar="DURATION",
               help="With --all: only applications whose oldest ACTIVE key is older than this (the server's "
                    "createdAt), e.g. 30d.")
 @click.option("--environment", metavar="NAME", type=ENVIRONMENT,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
                    "environment made).")
 @click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=None,
               help=f"With --all: applications rotated at once (default {DEFAULT_PARALLELISM}).")
-@click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
+@click.option("--grace", type=AGE, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: at once).")
 @click.option("--store", "store_specs", multiple=True, metavar="SPEC",
               help=f"Write the new key here instead of where the current key was delivered (repeatable): "
@@ -169,7 +170,7 @@ def _rotate_all(apps: tuple[str, ...], *, older_than: timedelta | None, environm
 
 @click.command("prune")
 @click.argument("app", type=APP_NAME)
-@click.option("--grace", type=DURATION, default="15m", show_default=True, metavar="DURATION",
+@click.option("--grace", type=AGE, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: every INACTIVE key).")
 @common_options
 def prune(app: str, grace: timedelta) -> None:

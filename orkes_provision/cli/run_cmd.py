@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -36,7 +35,7 @@ from orkes_provision.cli.common import (
 from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
-    from orkes_provision.credentials.delivery import Hints
+    from orkes_provision.cli.context import KeyHome
     from orkes_provision.credentials.stores import StoredKey
     from orkes_provision.workers.supervise import SupervisorEvent
 
@@ -76,15 +75,16 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
         from orkes_provision.errors import UsageError
 
         raise UsageError("--replicas and --restart need --supervise", "add --supervise, or drop them")
+    from orkes_provision.cli.context import key_home
     from orkes_provision.credentials.delivery import choose_app_name
     from orkes_provision.workers.project import load_project
 
     project = load_project()
-    _apply_project_profile(project)
+    apply_project_profile(project)
     grants = tuple(tasks) or tuple(project.application.grants if project and project.application else ())
     defaults = project.defaults() if project is not None else None
     app = choose_app_name(app_name, project=defaults, tasks=grants).value
-    home = _key_home(app, store_spec, project, list(grants))
+    home = key_home(app, store_spec, project, list(grants))
     if not no_preflight:
         _preflight(app, list(grants), home)
     return _launch(list(command), app, home.key, home.watch, runtime=None, extra={}, cwd=None, supervise=supervise,
@@ -123,20 +123,22 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
 
     The command, directory, environment, replicas and restart policy come from the
     [[workers]] entry NAME; the preflight checks EXECUTE on the worker's tasks. The worker is
-    restarted with back-off when it crashes and restarted with the new key when the key in the
-    store changes (the new process starts before the old one stops). Ctrl-C or SIGTERM stops
+    restarted with back-off when it crashes (after 5 failures in a row within 2 minutes it is
+    given up, and the exit status is the worker's), and restarted with the new key when the key in
+    the store changes (the old process stops once the new one has polled). Ctrl-C or SIGTERM stops
     every process of the worker.
 
     \b
     Example:
       provision worker run greetings --replicas 2
     """
+    from orkes_provision.cli.context import key_home
     from orkes_provision.errors import ConfigError
     from orkes_provision.workers.project import require_project
 
     project = require_project(project_file)
     spec_worker = project.worker(name)
-    _apply_project_profile(project)
+    apply_project_profile(project)
     app = app_name or project.app_name
     if not app:
         raise ConfigError(f"{project.path}: no [application] name, so no key to run worker {name!r} with",
@@ -146,14 +148,14 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     if not cwd.is_dir():
         raise ConfigError(f"{project.path}: worker {name!r}: cwd {cwd} is not a directory",
                           "fix 'cwd' in the project file")
-    home = _key_home(app, store_spec, project, tasks)
+    home = key_home(app, store_spec, project, tasks)
     if not no_preflight:
         _preflight(app, tasks, home)
     policy = cast(RestartPolicy, restart_policy or spec_worker.restart)
     return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
                    extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name, tasks=tasks)
+                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds)
 
 
 @worker.command("list")
@@ -188,7 +190,7 @@ def worker_list(project_file: Path | None) -> None:
 # ----- shared steps ------------------------------------------------------------------------------
 
 
-def _apply_project_profile(project: Project | None) -> None:
+def apply_project_profile(project: Project | None) -> None:
     # A project's profile chooses among the user's own credentials, each bound to its server; its
     # 'server' never becomes --server: it names the server of the project's application key only
     # (credentials.delivery.choose_key_server), so a planted file cannot redirect a credential.
@@ -197,48 +199,7 @@ def _apply_project_profile(project: Project | None) -> None:
         options.profile = project.profile
 
 
-@dataclass
-class _KeyHome:
-    server: str
-    key: StoredKey
-    watch: Callable[[], StoredKey | None]
-    hints: Hints
-
-
-def _key_home(app: str, flag: str | None, project: Project | None, tasks: list[str]) -> _KeyHome:
-    """Where ``app``'s key is, which server it belongs to, and the key (see ``credentials.delivery``)."""
-    from orkes_provision.cli.context import credentials_server, hint_options
-    from orkes_provision.credentials.delivery import Hints, choose_key_server, choose_store, find_stored_key
-    from orkes_provision.credentials.stores import open_store
-    from orkes_provision.errors import ConfigError
-    from orkes_provision.orkes.urls import normalize_server_url
-
-    options = opts()
-    defaults = project.defaults() if project is not None else None
-    near = options.server or (defaults.server if defaults is not None and defaults.for_app(app) else None) \
-        or os.environ.get("CONDUCTOR_SERVER_URL", "").strip() or None
-    choice = choose_store(flag, app=app, project=defaults,
-                          server=normalize_server_url(near, insecure_http=options.insecure_http) if near else None)
-    store = open_store(choice.value)
-    server = choose_key_server(app=app, store=store, flag=options.server, project=defaults,
-                               credentials_server=credentials_server, insecure_http=options.insecure_http)
-    hints = Hints(app=app, store=choice.value, options=hint_options(), server=server.value, tasks=tuple(tasks))
-    if choice.source != "--store" or server.source != "--server":
-        info(f"provision: key of {app} in {choice.value} (from {choice.source}), for {server.value} "
-             f"(from {server.source})")
-    key = find_stored_key(store, server.value, app)
-    if key is None:
-        raise ConfigError(f"no key for application {app!r} on {server.value} in {store.describe(server.value, app)}",
-                          f"create one: {hints.create_app('--worker')}")
-    stored_under = key.server
-
-    def watch() -> StoredKey | None:
-        return store.load(stored_under, app)
-
-    return _KeyHome(server=server.value, key=key, watch=watch, hints=hints)
-
-
-def _preflight(app: str, tasks: list[str], home: _KeyHome) -> None:
+def _preflight(app: str, tasks: list[str], home: KeyHome) -> None:
     """The doctor's checks with the provisioning credentials; with none, what the key alone shows.
 
     The provisioning credentials are used only when they belong to the key's server: they are
@@ -265,7 +226,7 @@ def _preflight(app: str, tasks: list[str], home: _KeyHome) -> None:
     info(f"preflight: ok ({app}: key {home.key.key_id} ACTIVE, worker role, {what})")
 
 
-def _key_only_preflight(app: str, home: _KeyHome, reason: str) -> None:
+def _key_only_preflight(app: str, home: KeyHome, reason: str) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
@@ -295,7 +256,7 @@ def _key_only_preflight(app: str, home: _KeyHome, reason: str) -> None:
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str, tasks: list[str]) -> int:
+            name: str, tasks: list[str], stop_grace: float | None = None) -> int:
     from orkes_provision.workers.launch import describe_environment, exec_command, require_program, worker_environment
 
     base = dict(os.environ)
@@ -308,7 +269,7 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
     if not supervise:
         info(f"provision: starting {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}")
         exec_command(command, env, cwd)
-    from orkes_provision.workers.supervise import Supervisor
+    from orkes_provision.workers.supervise import Supervisor, Timing
 
     def env_factory(current: StoredKey) -> dict[str, str]:
         return worker_environment(base, current, runtime, extra)
@@ -330,9 +291,16 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
         # As the application itself: it may read and update the tasks it executes.
         return requeue_with_key(current, worker_ids, tasks).requeued
 
+    from orkes_provision.workers.polls import has_polled
+
+    def polled(current: StoredKey, worker_id: str) -> bool:
+        # With the new key: a poll under the new process's id proves it authenticates.
+        return has_polled(current, worker_id, tasks)
+
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue)
+        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue,
+        timing=Timing(grace=stop_grace) if stop_grace is not None else None, has_polled=polled if tasks else None)
     try:
         return supervisor.run()
     finally:

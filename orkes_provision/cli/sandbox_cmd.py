@@ -49,7 +49,7 @@ def _data_dir_option() -> click.Option:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=_DATA_DIR_HELP)
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, show_default=True,
               help="Delay every response by N ms (requests still overlap).")
-@click.option("--token-ttl", type=Duration(minimum_seconds=1),
+@click.option("--token-ttl", type=Duration(minimum_seconds=1, unit_for_bare="s"),
               default=format_duration(timedelta(seconds=DEFAULT_TOKEN_TTL_SECONDS)), show_default=True,
               metavar="DURATION", help="Lifetime of the JWTs the server issues (90s, 1h, ...).")
 @click.option("--max-keys", type=click.IntRange(min=1), default=DEFAULT_MAX_KEYS, show_default=True,

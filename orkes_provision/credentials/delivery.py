@@ -34,12 +34,12 @@ import shlex
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orkes_provision.errors import ConfigError, UsageError
-from orkes_provision.fileio import atomic_write, read_json
+from orkes_provision.errors import ConfigError, NotFound, UsageError
+from orkes_provision.fileio import read_json, write_state
 from orkes_provision.locks import file_lock
 from orkes_provision.orkes.urls import normalize_server_url
 from orkes_provision.paths import state_dir
@@ -126,7 +126,7 @@ def _load(path: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    write_state(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def deliveries(server: str | None = None, app: str | None = None) -> list[Delivery]:
@@ -203,10 +203,17 @@ class KeyIntent:
     known_key_ids: tuple[str, ...]
     stores: tuple[str, ...]
     time: str
+    # When the create request gives up (its --timeout with retries): a key the server made later was
+    # not made by it. None in intents recorded before the deadline was.
+    deadline: str | None = None
 
     @property
     def started(self) -> datetime:
         return datetime.fromisoformat(self.time)
+
+    @property
+    def ends(self) -> datetime | None:
+        return datetime.fromisoformat(self.deadline) if self.deadline else None
 
 
 def intents_path() -> Path:
@@ -214,11 +221,14 @@ def intents_path() -> Path:
 
 
 def begin_key_creation(server: str, app: str, app_id: str, known_key_ids: Iterable[str],
-                       stores: Iterable[str]) -> KeyIntent:
-    """Record, before the create request is sent, that a key of ``app`` is about to be created."""
+                       stores: Iterable[str], *, deadline_seconds: float | None = None) -> KeyIntent:
+    """Record, before the create request is sent, that a key of ``app`` is about to be created,
+    and by when the request ends (``deadline_seconds`` from now)."""
+    now = datetime.now(UTC)
+    deadline = (now + timedelta(seconds=deadline_seconds)).isoformat() if deadline_seconds is not None else None
     intent = KeyIntent(id=uuid.uuid4().hex, server=_server(server), app=app, app_id=app_id,
                        known_key_ids=tuple(sorted(known_key_ids)),
-                       stores=tuple(_recorded_spec(s) for s in stores), time=_now())
+                       stores=tuple(_recorded_spec(s) for s in stores), time=now.isoformat(), deadline=deadline)
     with file_lock("key-intents.json", what="the key-intents record"):
         data = _load(intents_path())
         row = asdict(intent)
@@ -252,9 +262,10 @@ def pending_key_creations(server: str, app: str) -> list[KeyIntent]:
     out: list[KeyIntent] = []
     for row in rows if isinstance(rows, list) else []:
         try:
+            deadline = row.get("deadline")
             out.append(KeyIntent(id=str(row["id"]), server=server, app=app, app_id=str(row["app_id"]),
                                  known_key_ids=tuple(row["known_key_ids"]), stores=tuple(row["stores"]),
-                                 time=str(row["time"])))
+                                 time=str(row["time"]), deadline=str(deadline) if deadline else None))
         except (KeyError, TypeError):
             continue
     return out
@@ -321,7 +332,34 @@ def choose_store(flag: str | None, *, app: str, server: str | None = None,
     default = load_config(settings.config_file).default_store
     if default:
         return Choice(normalize_store_spec(default), f"default_store in {settings.config_file}")
-    return Choice("keyring", "the default")
+    return Choice("keyring", DEFAULT_STORE_SOURCE)
+
+
+DEFAULT_STORE_SOURCE = "the default"
+
+
+def unknown_application(app: str, choice: Choice) -> NotFound | None:
+    """The error for an application nothing on this machine knows, when its store was only a guess.
+
+    ``choice`` is where the key was looked for. When that is the bare default (no ``--store``, no
+    project file, no delivery, no ``default_store``) and no key of ``app`` was ever delivered here,
+    a failure of that store (no keyring backend, no key in it) would hide the point: the name is
+    unknown here. ``None`` when the store was chosen by something that names ``app``.
+    """
+    if choice.source != DEFAULT_STORE_SOURCE or deliveries(None, app):
+        return None
+    import difflib
+
+    known = sorted({d.app for d in deliveries()})
+    close = difflib.get_close_matches(app, known, n=1, cutoff=0.75)
+    err = NotFound(f"unknown application {app!r}: this machine delivered no key of it, and no project file here "
+                   "names it",
+                   f"did you mean {close[0]!r}?" if close else
+                   f"create it with its key: {shlex.join(['provision', 'app', app, '--worker'])}, or give "
+                   "--store SPEC where its key is")
+    if close:
+        err.corrections = {app: close[0]}
+    return err
 
 
 def stored_home(store: CredentialStore) -> StoredKey | None:

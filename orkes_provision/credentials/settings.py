@@ -42,6 +42,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orkes_provision import trust
 from orkes_provision.errors import ConfigError, NotFound, ProvisionError, StoreError, UsageError
 from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import Credentials
@@ -149,6 +150,8 @@ class Config(BaseModel):
 
     default_profile: str | None = None
     default_store: str | None = None
+    # The longest lifetime 'provision token' mints (a duration: 1h, 15m); unset: one hour.
+    max_token_ttl: str | None = None
     profiles: dict[str, Profile] = Field(default_factory=dict)
 
 
@@ -160,7 +163,7 @@ def load_config(path: Path | None = None) -> Config:
     """Read the config file; a missing file is an empty config, a broken one a ``ConfigError``."""
     path = path or config_path()
     try:
-        raw = path.read_bytes()
+        raw = path.read_bytes() if path.is_dir() else trust.read_trusted(path)
     except FileNotFoundError:
         return Config()
     except IsADirectoryError:
@@ -168,6 +171,8 @@ def load_config(path: Path | None = None) -> Config:
                           "remove or rename the directory, or set ORKES_PROVISION_CONFIG to the file") from None
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror or err}", "check its permissions") from None
+    if raw is None:
+        return Config()
     data = parse_toml(raw, str(path))
     try:
         config = Config.model_validate(data)
@@ -182,7 +187,7 @@ def write_config(config: Config, path: Path | None = None) -> None:
     """Write the config file atomically (0600: it names key ids, which are not for everyone)."""
     path = path or config_path()
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        trust.private_directory(path.parent)
         write_private_file(path, render_config(config).encode("utf-8"))
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror or err}",
@@ -191,7 +196,7 @@ def write_config(config: Config, path: Path | None = None) -> None:
 
 def render_config(config: Config) -> str:
     lines = ["# orkes-provision configuration; secrets are in the keyring, not here."]
-    for field in ("default_profile", "default_store"):
+    for field in ("default_profile", "default_store", "max_token_ttl"):
         value = getattr(config, field)
         if value is not None:
             lines.append(f"{field} = {_toml_string(value)}")
@@ -403,7 +408,10 @@ def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_ht
 
     path = sandbox_data_dir(env) / "admin.env"
     try:
-        values = parse_env(path.read_text(encoding="utf-8"))
+        raw = trust.read_trusted(path)
+        if raw is None:
+            raise FileNotFoundError(path)
+        values = parse_env(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no sandbox credentials: {path} does not exist",
                           "start the sandbox first: 'provision sandbox --detach' (it writes admin.env on first start)"

@@ -21,10 +21,19 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orkes_provision.access.changes import (
+    Change,
+    CreateKey,
+    RegisterWorkflow,
+    RotateKey,
+    TagApp,
+    UpdateTask,
+    UpdateWorkflow,
+)
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keyage import plan_key_rotations
 from orkes_provision.access.keys import check_stores_free, key_authenticates
-from orkes_provision.access.plan import AppPlan, Change, Plan, key_status, plan_apps, plan_people, plan_prune
+from orkes_provision.access.plan import AppPlan, Plan, key_status, plan_apps, plan_people, plan_prune
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
 from orkes_provision.credentials.delivery import Hints, deliveries
@@ -67,7 +76,7 @@ class EnvironmentPlan:
     prune: bool
     stores: dict[str, CredentialStore] = field(default_factory=dict)
     task_payloads: dict[str, TaskDef] = field(default_factory=dict)
-    workflow_payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workflow_payloads: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     read_requests: int = 0
     # Least-privilege findings in the file (``provision lint``), with what the server says about tags.
     findings: list[Finding] = field(default_factory=list)
@@ -124,13 +133,13 @@ class EnvironmentApplyResult:
                               server=self.plan.server)
                 lines.append(f"Next: {hints.run()}")
         for outcome in _ordered(self.plan.plan, applied.done):
-            if outcome.change.kind == "rotate_key":
+            if isinstance(outcome.change, RotateKey):
                 lines.append(f"rotated the key of {outcome.change.app}: key {outcome.key_id} replaces "
-                             f"{outcome.change.what} wherever it was delivered")
+                             f"{outcome.change.key_id} wherever it was delivered")
         not_done = [o for o in _ordered(self.plan.plan, applied.outcomes) if o.status != "done"]
         for outcome in not_done:
             detail = f": {outcome.error.message}" if outcome.error is not None else ""
-            lines.append(f"{outcome.status.upper()}: {outcome.change.describe()[2:]}{detail}")
+            lines.append(f"{outcome.status.upper()}: {outcome.change.describe(symbol=False)}{detail}")
         verdict = "Apply complete" if self.ok else "Apply INCOMPLETE"
         lines.append(f"{verdict}: {len(applied.done)} done, {len(applied.failed)} failed, "
                      f"{len(applied.skipped)} skipped, in {self.seconds:.1f}s ({self.requests} requests, "
@@ -179,7 +188,9 @@ def _file_hint(env: Environment, app: str, err: ProvisionError) -> str:
 def prepare_stores(env_plan: EnvironmentPlan) -> None:
     """Create the missing directories of env-file stores that will receive a key, and check them."""
     for change in env_plan.plan.changes:
-        store = env_plan.stores.get(change.app or "") if change.kind == "create_key" else None
+        if not isinstance(change, CreateKey):
+            continue
+        store = env_plan.stores.get(change.app)
         if not isinstance(store, EnvFileStore):
             continue
         try:
@@ -191,7 +202,7 @@ def prepare_stores(env_plan: EnvironmentPlan) -> None:
             store.check_writable()
         except ProvisionError as err:
             raise type(err)(f"application {change.app}: {err.message}",
-                            _file_hint(env_plan.environment, change.app or "", err)) from None
+                            _file_hint(env_plan.environment, change.app, err)) from None
 
 
 def plan_environment(client: OrkesClient, env: Environment, *, server: str, prune: bool = False,
@@ -245,7 +256,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         _plan_people(env, state, plan, prune=prune)
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
                            task_payloads=payloads,
-                           workflow_payloads={workflow_key(d): d for d in env.workflow_defs},
+                           workflow_payloads={workflow_id(d): d for d in env.workflow_defs},
                            read_requests=client.request_count - before,
                            findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
 
@@ -253,7 +264,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
 def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,
                       parallelism: int = DEFAULT_PARALLELISM, limiter: AdaptiveLimiter | None = None,
                       on_outcome: Callable[[Outcome, int, int], None] | None = None,
-                      rotate: Callable[[Change], str] | None = None) -> EnvironmentApplyResult:
+                      rotate: Callable[[RotateKey], str] | None = None) -> EnvironmentApplyResult:
     """Carry out ``env_plan``. Failures on the server are reported per change in the result; only a
     store that cannot be prepared (before any write) raises. ``rotate`` carries out the key
     rotations ``keyMaxAge`` asks for (``rotation.fleet.environment_rotator``)."""
@@ -339,7 +350,7 @@ def _mark_adoption(app_plan: AppPlan, environment: str) -> AppPlan:
     """Tagging an existing application that has no environment tag adopts it: say so in the plan."""
     app_plan.changes = [dataclasses.replace(c, reason=f"adopt: {c.app} exists without an environment tag; "
                                                       f"apply makes it {environment}'s, --prune could then delete it")
-                        if c.kind == "tag_app" else c for c in app_plan.changes]
+                        if isinstance(c, TagApp) else c for c in app_plan.changes]
     return app_plan
 
 
@@ -369,12 +380,16 @@ def _task_updates(env: Environment, state: ServerState) -> list[Change]:
         differing = [(k, have.get(k), v) for k, v in entry.declared().items() if k != "name" and have.get(k) != v]
         if differing:
             reason = ", ".join(f"{k}: {_short(old)} -> {_short(new)}" for k, old, new in differing)
-            changes.append(Change("update_task", None, name, reason=reason))
+            changes.append(UpdateTask(name=name, reason=reason))
     return changes
 
 
 def workflow_key(definition: Mapping[str, Any]) -> str:
-    return f"{definition['name']} v{definition.get('version', 1)}"
+    return "{} v{}".format(*workflow_id(definition))
+
+
+def workflow_id(definition: Mapping[str, Any]) -> tuple[str, int]:
+    return str(definition["name"]), int(definition.get("version", 1))
 
 
 def get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -387,14 +402,14 @@ def get_workflow(client: OrkesClient, definition: Mapping[str, Any]) -> dict[str
 def _workflow_changes(env: Environment, server: Mapping[str, dict[str, Any] | None]) -> list[Change]:
     changes: list[Change] = []
     for definition in env.workflow_defs:
-        key = workflow_key(definition)
-        current = server.get(key)
+        name, version = workflow_id(definition)
+        current = server.get(workflow_key(definition))
         if current is None:
-            changes.append(Change("register_workflow", None, key))
+            changes.append(RegisterWorkflow(name=name, version=version))
             continue
         differing = sorted(k for k, v in definition.items() if not covers(current.get(k), v))
         if differing:
-            changes.append(Change("update_workflow", None, key, reason=f"differs in {', '.join(differing)}"))
+            changes.append(UpdateWorkflow(name=name, version=version, reason=f"differs in {', '.join(differing)}"))
     return changes
 
 

@@ -53,6 +53,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec, not_blank
+from orkes_provision.access.workflow_tasks import Fetch, WorkflowTasks, local_first, workflow_tasks
 from orkes_provision.durations import parse_duration
 from orkes_provision.errors import ConfigError, UsageError
 from orkes_provision.names import describe_character, forbidden_character
@@ -177,6 +178,10 @@ class ApplicationEntry(BaseModel):
     store: str | None = Field(default=None, description=f"Where the key goes ({STORE_FORMS}; env-file paths are "
                                                         "relative to this file). Omit it: no key is managed.")
     grants: list[GrantEntry] = Field(default_factory=list)
+    workflow_tasks: list[Name] = Field(default_factory=list, alias="workflowTasks",
+                                       description="Workflows whose worker (SIMPLE) tasks this application gets "
+                                                   "EXECUTE on, through forks, switches, loops and sub-workflows; "
+                                                   "definitions from [[workflows]], else the server.")
     owned: bool = Field(default=True, description="false: apply never tags it as this environment's and --prune "
                                                   "never touches it (what 'provision export' writes for "
                                                   "applications made by hand).")
@@ -208,8 +213,10 @@ class ApplicationEntry(BaseModel):
         if value is None:
             return None
         try:
-            limit = parse_duration(value)
-        except UsageError:
+            limit = parse_duration(value, unit_for_bare="d")
+        except UsageError as err:
+            if err.hint.startswith("did you mean"):
+                raise ValueError(f"{value!r} has no unit: {err.hint}") from None
             raise ValueError(f"{value!r} is not a duration: write it like 90d, 30d or 12h") from None
         if limit <= timedelta(0):
             raise ValueError("must be longer than 0s (every apply would rotate the key)")
@@ -302,6 +309,8 @@ class Environment(BaseModel):
     _path: Path | None = PrivateAttr(default=None)
     _text: str = PrivateAttr(default="")
     _workflow_defs: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    # Application -> the tasks its workflowTasks use, once derived (derive_workflow_tasks).
+    _derived: dict[str, tuple[str, ...]] | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -368,9 +377,40 @@ class Environment(BaseModel):
         path = Path(app.store.partition(":")[2].strip()).expanduser()
         return f"env-file:{path if path.is_absolute() else (self.root / path)}"
 
+    def derive_workflow_tasks(self, server: Fetch | None = None) -> list[WorkflowTasks]:
+        """Walk each application's ``workflowTasks`` (the file's ``[[workflows]]`` first, then ``server``);
+        ``app_specs`` then grants EXECUTE on what was found. ``ConfigError`` names a workflow found nowhere."""
+        fetch = local_first(self._workflow_defs, server)
+        derived: dict[str, tuple[str, ...]] = {}
+        walks: list[WorkflowTasks] = []
+        for index, app in enumerate(self.applications):
+            tasks: set[str] = set()
+            for name in app.workflow_tasks:
+                walked = workflow_tasks(name, fetch)
+                if walked is None:
+                    where = "[[workflows]]" + (" or on the server" if server is not None else "")
+                    raise ConfigError(f"{self.shown}: applications[{index}].workflowTasks: workflow {name!r} is not "
+                                      f"in {where}", "check the name, or declare its definition under [[workflows]]")
+                tasks |= walked.tasks
+                walks.append(walked)
+            if app.workflow_tasks:
+                derived[app.name] = tuple(sorted(tasks))
+        self._derived = derived
+        return walks
+
+    def derived_tasks(self, app: ApplicationEntry) -> tuple[str, ...]:
+        """The tasks ``app``'s ``workflowTasks`` use (derived from the file alone if no server was asked)."""
+        if not app.workflow_tasks:
+            return ()
+        if self._derived is None:
+            self.derive_workflow_tasks()
+        assert self._derived is not None
+        return self._derived.get(app.name, ())
+
     def app_specs(self) -> list[AppSpec]:
         """The applications as the engine's ``AppSpec``; grants on the same target are merged."""
-        return [AppSpec(name=app.name, roles=tuple(app.roles), grants=_merged_grants(app.grants),
+        return [AppSpec(name=app.name, roles=tuple(app.roles),
+                        grants=_merged_grants(app.grants, self.derived_tasks(app)),
                         store=self.store_spec(app), owned=app.owned, key_max_age=app.key_max_age_limit)
                 for app in self.applications]
 
@@ -391,11 +431,13 @@ class Environment(BaseModel):
         return bool(self.users or self.groups)
 
 
-def _merged_grants(grants: list[GrantEntry]) -> tuple[GrantSpec, ...]:
+def _merged_grants(grants: list[GrantEntry], executes: tuple[str, ...] = ()) -> tuple[GrantSpec, ...]:
     merged: dict[tuple[str, str], set[str]] = {}
     for grant in grants:
         for target in grant.targets():
             merged.setdefault(target, set()).update(grant.access)
+    for task in executes:
+        merged.setdefault(("TASK_DEF", task), set()).add("EXECUTE")
     return tuple(GrantSpec(type=t, id=i, access=tuple(sorted(a))) for (t, i), a in merged.items())
 
 

@@ -14,9 +14,12 @@ not know, a field TOML cannot carry), never dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
+from orkes_provision import trust
 from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
 from orkes_provision.access.state import PeopleState, grants_by_target, read_people
 from orkes_provision.environments.environment import (
@@ -36,8 +40,9 @@ from orkes_provision.environments.environment import (
     UserEntry,
     validate_environment,
 )
-from orkes_provision.errors import ConfigError, NotFound, PermissionDenied, ProvisionError, UsageError
-from orkes_provision.fileio import atomic_write
+from orkes_provision.environments.written import not_ours, remember
+from orkes_provision.errors import ConfigError, Conflict, NotFound, PermissionDenied, ProvisionError, UsageError
+from orkes_provision.fileio import write_private_file
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
 from orkes_provision.toml.read import parse_toml
 from orkes_provision.toml.write import NotRepresentable, dumps
@@ -87,20 +92,41 @@ class Export:
         return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
                                                                     "groups")}
 
-    def write(self, path: Path) -> list[Path]:
-        """Write the workflow files, then the environment file (so it never names a missing file)."""
-        written = self.write_workflows(path.parent)
-        _write(path, self.toml())
+    def write(self, path: Path, *, force: bool = False) -> list[Path]:
+        """Write the workflow files, then the environment file (so it never names a missing file).
+
+        The environment file was named by the user (``-o``) and is replaced; a workflow file export
+        did not write is not, unless ``force`` (``Conflict`` names them, before anything is written).
+        """
+        with _output_directory(path.parent) as dir_fd:
+            written = self._write_workflows_in(dir_fd, path.parent, force)
+            text = self.toml()
+            _write(path, text, dir_fd)
+        remember([(path, text.encode("utf-8"))])
         return [*written, path]
 
-    def write_workflows(self, directory: Path) -> list[Path]:
+    def write_workflows(self, directory: Path, *, force: bool = False) -> list[Path]:
         """The workflow files, relative to ``directory`` (where the environment file is or will be)."""
-        written: list[Path] = []
-        for relative, definition in sorted(self.workflow_files.items()):
-            target = directory / relative
-            _write(target, workflow_json(definition))
-            written.append(target)
-        return written
+        with _output_directory(directory) as dir_fd:
+            return self._write_workflows_in(dir_fd, directory, force)
+
+    def _write_workflows_in(self, dir_fd: int, directory: Path, force: bool) -> list[Path]:
+        if not self.workflow_files:
+            return []
+        targets = {directory / relative: workflow_json(definition)
+                   for relative, definition in sorted(self.workflow_files.items())}
+        with _workflow_directory(dir_fd, directory / WORKFLOW_DIR) as workflows_fd:
+            if not force:
+                foreign = not_ours({t: (_read_at(workflows_fd, t.name), text.encode("utf-8"))
+                                    for t, text in targets.items()})
+                if foreign:
+                    raise Conflict(f"export would replace {len(foreign)} file{'s' if len(foreign) > 1 else ''} it "
+                                   f"did not write: {', '.join(str(p) for p in foreign)}; nothing was written",
+                                   "move them away, or add --force to replace them")
+            for target, text in targets.items():
+                _write(target, text, workflows_fd)
+        remember((t, text.encode("utf-8")) for t, text in targets.items())
+        return list(targets)
 
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.name, "server": self.server, "counts": self.counts(),
@@ -112,12 +138,69 @@ def workflow_json(definition: Mapping[str, Any]) -> str:
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
+def _read_at(dir_fd: int, name: str) -> bytes | None:
+    """What file ``name`` in ``dir_fd`` holds (``None``: no such file), read without following a link."""
     try:
-        atomic_write(path, text.encode("utf-8"), mode=0o644)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""  # a link or something unreadable: not what export wrote
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _write(path: Path, text: str, dir_fd: int) -> None:
+    try:
+        write_private_file(path, text.encode("utf-8"), mode=0o644, dir_fd=dir_fd)
     except OSError as err:
         raise ConfigError(f"cannot write {path}: {err.strerror}", "check the directory exists and is writable") \
             from None
+
+
+@contextlib.contextmanager
+def _output_directory(directory: Path) -> Iterator[int]:
+    """The directory the export writes into, open, once no other user could redirect or swap what it writes."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with trust.opened_directory(directory) as (dir_fd, info):
+            problem = trust.new_file_problem(info)
+            if problem is not None:
+                raise ConfigError(f"refusing to write into {directory}: {problem.replace('its directory', 'it')} "
+                                  f"(owner {trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o})",
+                                  "write the export into a directory only you can write")
+            yield dir_fd
+    except OSError as err:
+        raise ConfigError(f"cannot write into {directory}: {err.strerror}",
+                          "check the directory exists and is writable") from None
+
+
+@contextlib.contextmanager
+def _workflow_directory(dir_fd: int, shown: Path) -> Iterator[int]:
+    """``workflows/`` beside the file: made if missing; a link, or a directory another user owns or can
+    write, is refused (what 'plan' reads from it must be what export wrote)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(WORKFLOW_DIR, 0o777, dir_fd=dir_fd)
+    try:
+        fd = os.open(WORKFLOW_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        try:
+            link = stat.S_ISLNK(os.lstat(WORKFLOW_DIR, dir_fd=dir_fd).st_mode)
+        except OSError:
+            link = False
+        what = "a symbolic link" if link else "not a directory"
+        raise ConfigError(f"refusing to write into {shown}: it is {what}",
+                          f"remove or rename {shown}, then export again") from None
+    try:
+        info = os.fstat(fd)
+        problem = trust.directory_problem(info)
+        if problem is not None:
+            raise ConfigError(f"refusing to write into {shown}: the directory is {problem} (owner "
+                              f"{trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}), who "
+                              "could change the workflows it holds", f"remove or rename {shown}, then export again")
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def export_environment(client: OrkesClient, *, server: str, name: str | None = None,

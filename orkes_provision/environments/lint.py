@@ -18,6 +18,13 @@ The rules:
   name the same application).
 - ``key-without-access``: an application has a key store but neither a role nor a grant: a live
   credential that does nothing.
+- ``execute-unused``: a ``WORKER`` application has EXECUTE on a task that no workflow the file
+  declares (``[[workflows]]``) uses, walked through forks, switches, loops and sub-workflows. Only
+  when the file declares workflows, and none of them has a dynamic task or an unknown sub-workflow
+  (which could use any task).
+- ``workflow-unexecutable``: a declared workflow uses a worker task that no application of the file
+  may execute (an EXECUTE grant on it, its workflowTasks, a TAG or DOMAIN grant that may reach it,
+  or UNRESTRICTED_WORKER): its workers would get 403 and the workflow would stay SCHEDULED.
 
 "The tasks its workers declare" are the ``tasks`` of the project files' workers for that
 application when project files are given, else its EXECUTE grants on task definitions.
@@ -31,7 +38,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orkes_provision.access.workflow_tasks import WorkflowTasks, local_first, workflow_tasks
 from orkes_provision.environments.environment import ApplicationEntry, Environment
+from orkes_provision.errors import ConfigError
 from orkes_provision.toml.write import line_index
 
 RULES: dict[str, str] = {
@@ -40,6 +49,8 @@ RULES: dict[str, str] = {
     "wide-grant": "a TAG or DOMAIN grant reaches more than the tasks its workers declare",
     "shared-application": "one application is shared by workers that poll different tasks",
     "key-without-access": "an application has a key store but neither a role nor a grant",
+    "execute-unused": "a WORKER application has EXECUTE on a task no declared workflow uses",
+    "workflow-unexecutable": "a declared workflow uses a worker task no application may execute",
 }
 ADMIN_ROLES = ("ADMIN", "UNRESTRICTED_WORKER")
 _NARROWER_ROLE = {
@@ -148,18 +159,19 @@ def lint_environment(env: Environment, *, worker_tasks: Mapping[str, set[str]] |
         declared = _declared_tasks(app, (worker_tasks or {}).get(app.name))
         findings += _role_findings(where, at, app.name, list(app.roles), declared)
         executes = [g for g in app.grants if "EXECUTE" in g.access]
-        if "WORKER" in app.roles and not executes:
+        if "WORKER" in app.roles and not executes and not app.workflow_tasks:
             findings.append(where.finding(
                 "worker-without-execute", f"{at}.roles",
                 f"application {app.name} has the WORKER role but no EXECUTE grant: it can poll no task",
                 _execute_on(declared) + ", or drop WORKER if it runs no worker", at))
         if "WORKER" in app.roles:
             findings += _wide_grants(where, at, app, declared, tagged_tasks)
-        if app.store is not None and not app.roles and not app.grants:
+        if app.store is not None and not app.roles and not app.grants and not app.workflow_tasks:
             findings.append(where.finding(
                 "key-without-access", f"{at}.store",
                 f"application {app.name} gets a key ({app.store}) but has neither a role nor a grant",
                 "remove store (no key is made), or give it the grants its caller needs", at))
+    findings += _workflow_findings(where, env, tagged_tasks)
     for index, group in enumerate(env.groups):
         at = f"groups[{index}]"
         for role in group.roles:
@@ -170,6 +182,71 @@ def lint_environment(env: Environment, *, worker_tasks: Mapping[str, set[str]] |
                     f"give {role} under [[users]] to the people who need it, and the group only what every member "
                     "needs", at))
     return findings
+
+
+def _workflow_findings(where: _Located, env: Environment,
+                       tagged_tasks: Mapping[str, set[str]] | None) -> list[Finding]:
+    """``execute-unused`` and ``workflow-unexecutable``, from the workflows the file itself declares."""
+    fetch = local_first(env.workflow_defs, None)
+    walks: list[tuple[int, WorkflowTasks]] = []
+    for index, definition in enumerate(env.workflow_defs):
+        walked = workflow_tasks(str(definition["name"]), fetch, definition.get("version"))
+        if walked is not None:
+            walks.append((index, walked))
+    if not walks:
+        return []
+    out: list[Finding] = []
+    used = {t for _, w in walks for t in w.tasks}
+    open_ended = any(w.dynamic or w.missing for _, w in walks)
+    names = ", ".join(w.workflow for _, w in walks)
+    executable: set[str] = set()
+    reaches_any = False
+    for index, app in enumerate(env.applications):
+        derived = _derived_or_none(env, app)
+        if derived is None or "UNRESTRICTED_WORKER" in app.roles:
+            reaches_any = True
+            continue
+        executable.update(derived)
+        for g_index, grant in enumerate(app.grants):
+            if "EXECUTE" not in grant.access:
+                continue
+            executable.update(grant.tasks)
+            if grant.domains:
+                reaches_any = True
+            for tag in grant.tags:
+                if tagged_tasks is None:
+                    reaches_any = True
+                else:
+                    executable.update(tagged_tasks.get(tag, set()))
+            if "WORKER" not in app.roles or open_ended:
+                continue
+            for task in grant.tasks:
+                if task not in used:
+                    out.append(where.finding(
+                        "execute-unused", f"applications[{index}].grants[{g_index}].tasks",
+                        f"application {app.name} has EXECUTE on {task}, which no workflow of this file uses "
+                        f"({names})", f"drop {task} from its grants, or declare the workflow that uses it",
+                        f"applications[{index}].grants[{g_index}]", f"applications[{index}]"))
+    if reaches_any:
+        return out
+    for index, walked in walks:
+        missing = sorted(walked.tasks - executable)
+        if missing:
+            out.append(where.finding(
+                "workflow-unexecutable", f"workflows[{index}].file",
+                f"workflow {walked.workflow} uses worker task{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                "which no application of this file may execute: its workers would get 403",
+                f'give its worker application workflowTasks = ["{walked.workflow}"] (EXECUTE on each task it uses)',
+                f"workflows[{index}]"))
+    return out
+
+
+def _derived_or_none(env: Environment, app: ApplicationEntry) -> tuple[str, ...] | None:
+    """The tasks of ``app``'s workflowTasks, or ``None`` when one is not in the file (lint reads no server)."""
+    try:
+        return env.derived_tasks(app)
+    except ConfigError:
+        return None
 
 
 def _declared_tasks(app: ApplicationEntry, from_workers: set[str] | None) -> list[str]:

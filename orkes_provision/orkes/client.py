@@ -165,17 +165,20 @@ class OrkesClient:
 
     # ----------------------------------------------------------------------------- tokens and identity
 
-    def exchange_token(self, key_id: str, secret: SecretStr) -> SecretStr:
+    def exchange_token(self, key_id: str, secret: SecretStr, *, expiration_ms: int | None = None) -> SecretStr:
         """Mint a token for any key (to verify it), independent of this client's own credentials.
 
-        Raises ``AuthenticationError`` when the server rejects the key, ``ConfigError`` when the
+        ``expiration_ms`` asks for that lifetime (Orkes's ``expiration``); ``None`` leaves the server's
+        default. Raises ``AuthenticationError`` when the server rejects the key, ``ConfigError`` when the
         URL has no ``/token`` (not an Orkes API: ``/api`` missing, or an OSS server).
         """
         self._remember_secret(secret)
-        return self._mint(key_id, secret)
+        return self._mint(key_id, secret, expiration_ms)
 
-    def _mint(self, key_id: str, secret: SecretStr) -> SecretStr:
-        body = {"keyId": key_id.strip(), "keySecret": secret.get_secret_value().strip()}
+    def _mint(self, key_id: str, secret: SecretStr, expiration_ms: int | None = None) -> SecretStr:
+        body: dict[str, object] = {"keyId": key_id.strip(), "keySecret": secret.get_secret_value().strip()}
+        if expiration_ms is not None:
+            body["expiration"] = expiration_ms
         response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id, check=False)
         status = response.status_code
         # 404/405: this path is not the token endpoint, usually because the URL lacks /api (the SDKs

@@ -37,6 +37,11 @@ def is_loopback_host(host: str) -> bool:
     return bool(addresses) and all(_is_loopback_address(address) for address in addresses)
 
 
+def is_loopback_address(address: str) -> bool:
+    """True for a loopback IP address (a peer's address, never a name)."""
+    return _is_loopback_address(address)
+
+
 def _is_loopback_address(address: str) -> bool:
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback

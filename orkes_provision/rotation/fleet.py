@@ -48,7 +48,7 @@ from orkes_provision.rotation.rotate import (
 )
 
 if TYPE_CHECKING:
-    from orkes_provision.access.plan import Change
+    from orkes_provision.access.changes import RotateKey
     from orkes_provision.credentials.stores import CredentialStore
     from orkes_provision.orkes.client import OrkesClient
 
@@ -379,14 +379,13 @@ def environment_rotator(client: OrkesClient, *, server: str, stores: Mapping[str
                         actor: str | None, switch_wait: float = DEFAULT_SWITCH_WAIT,
                         grace: timedelta = DEFAULT_GRACE, now: Clock = utcnow,
                         on_step: Callable[[str, str], None] | None = None,
-                        hint_options: tuple[str, ...] = ()) -> Callable[[Change], str]:
+                        hint_options: tuple[str, ...] = ()) -> Callable[[RotateKey], str]:
     """What ``apply`` calls for a ``rotate_key`` change: the rotation of ``keys rotate``, into the
     application's store in the environment file and everywhere else this machine delivered its key.
     Returns the new key id."""
     report_step = on_step or (lambda app, line: None)
 
-    def rotate(change: Change) -> str:
-        assert change.app is not None
+    def rotate(change: RotateKey) -> str:
         name = change.app
         specs: list[str] | None = None
         if load_progress(server, name) is None:  # a pending rotation keeps the stores it started with

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orkes_provision.fileio import atomic_write, read_json
+from orkes_provision.fileio import read_json, write_state
 from orkes_provision.locks import file_lock
 from orkes_provision.paths import state_dir
 
@@ -120,7 +120,7 @@ def load_progress(server: str, app: str) -> RotationProgress | None:
 
 def save_progress(progress: RotationProgress) -> None:
     """Persist ``progress`` atomically; then honour the test stop hook for its step."""
-    atomic_write(progress_path(progress.server, progress.app),
+    write_state(progress_path(progress.server, progress.app),
                  json.dumps(progress.to_json(), indent=2, sort_keys=True).encode())
     stop_if_requested(progress.step)
 
@@ -182,5 +182,5 @@ def update_inactive(server: str, app_id: str, *, seen: dict[str, datetime] | Non
             if not data[server]:
                 data.pop(server)
         if rows != before:
-            atomic_write(inactive_path(), json.dumps(data, indent=2, sort_keys=True).encode())
+            write_state(inactive_path(), json.dumps(data, indent=2, sort_keys=True).encode())
     return inactive_since(server, app_id)

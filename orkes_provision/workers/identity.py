@@ -11,11 +11,12 @@ How a process learns its id, per SDK:
 
 * conductor-python reads ``CONDUCTOR_WORKER_ALL_WORKER_ID`` (``worker/worker_config.py``; the
   environment wins over the code's ``worker_id=``): the supervisor sets it.
-* The Java, Go, JavaScript and C# SDKs read no variable for it. Their code can pass
-  ``ORKES_PROVISION_WORKER_ID`` on (``workerID`` option in JavaScript, ``WorkerId`` in C#,
-  ``getIdentity()`` in Java); Go's task runner cannot be told. A worker that keeps the host name
-  never polls under the supervisor's id, so none of its tasks is ever handed on: they wait for
-  their response timeout, as without a supervisor, and no task is handed out twice.
+* The Java, Go, JavaScript and C# SDKs read no variable for it. Each template's code passes
+  ``ORKES_PROVISION_WORKER_ID`` on (``getIdentity()`` in Java, the poll's ``Workerid`` in Go, whose
+  task runner cannot take one, ``workerID`` of a ``TaskManager`` in JavaScript, ``WorkerSettings.
+  WorkerId`` in C#); ``tests/fixtures/runtime_contract.toml`` cites each SDK. A worker that keeps the
+  host name never polls under the supervisor's id, so none of its tasks is ever handed on: they wait
+  for their response timeout, as without a supervisor, and no task is handed out twice.
 
 When the environment given to the worker already sets a worker id for the Python SDK (any
 ``conductor.worker.*worker_id`` / ``CONDUCTOR_WORKER_*WORKER_ID`` variable), that choice is kept

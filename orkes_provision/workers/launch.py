@@ -2,8 +2,9 @@
 
 ``worker_environment`` is pure: it builds the child's environment from the stored key. Every
 SDK of the Orkes quickstart reads ``CONDUCTOR_SERVER_URL``, ``CONDUCTOR_AUTH_KEY`` and
-``CONDUCTOR_AUTH_SECRET`` first (reference/orkes-api.md section 7), so those three are all a
-worker gets; the secret travels only in the environment, never on a command line.
+``CONDUCTOR_AUTH_SECRET`` first (reference/orkes-api.md section 7; each pinned SDK's reads are cited
+in tests/fixtures/runtime_contract.toml), so those three are all a worker gets; the secret travels
+only in the environment, never on a command line.
 
 Choices, per runtime (section 7 of the reference):
 

@@ -20,6 +20,7 @@ secrets: the key lives in the credential store named by ``application.store``. E
     env = { LOG_LEVEL = "INFO" }             # extra environment; never CONDUCTOR_AUTH_*
     replicas = 1                             # processes to run, >= 1
     restart = "on-failure"                   # always | on-failure | never
+    stop_grace = "15s"                       # after SIGTERM, how long the worker may finish its task before SIGKILL
     tasks = ["greetings"]                    # tasks it polls (preflight); default: application grants
 
 Errors name the file and the key path, e.g.
@@ -35,11 +36,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from orkes_provision import trust
 from orkes_provision.access.spec import Name, not_blank
 from orkes_provision.credentials.delivery import ProjectDefaults
+from orkes_provision.durations import parse_duration
 from orkes_provision.environments.lint import ProjectDecl, WorkerDecl
-from orkes_provision.errors import ConfigError
-from orkes_provision.toml.read import read_toml, validation_error
+from orkes_provision.errors import ConfigError, UsageError
+from orkes_provision.toml.read import parse_toml, read_file, validation_error
 
 PROJECT_FILE = "orkes-provision.toml"
 
@@ -47,6 +50,11 @@ Runtime = Literal["python", "java", "javascript", "go", "csharp"]
 RUNTIMES: tuple[str, ...] = ("python", "java", "javascript", "go", "csharp")
 RestartPolicy = Literal["always", "on-failure", "never"]
 RESTART_POLICIES: tuple[str, ...] = ("always", "on-failure", "never")
+# SIGTERM to SIGKILL. The Java SDK drains for 10 s (TaskRunnerConfigurer's shutdown grace, which the
+# template sets), the JavaScript template waits up to 10 s for its task's result to reach the server:
+# 15 s lets both finish. A worker whose tasks run longer sets its own.
+DEFAULT_STOP_GRACE = "15s"
+MAX_STOP_GRACE_SECONDS = 600.0
 
 # provision sets these from the store; a value in the project file would be a secret in a file
 # (or silently overridden), so the file may not carry them.
@@ -94,6 +102,7 @@ class WorkerSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     replicas: int = Field(default=1, ge=1, le=64)
     restart: RestartPolicy = "on-failure"
+    stop_grace: str = DEFAULT_STOP_GRACE
     tasks: list[str] | None = None
 
     @field_validator("command")
@@ -111,10 +120,30 @@ class WorkerSpec(BaseModel):
             raise ValueError(f"{', '.join(reserved)} is set by provision from the credential store; remove it here")
         return value
 
+    @field_validator("stop_grace")
+    @classmethod
+    def _grace_is_a_duration(cls, value: str) -> str:
+        seconds = _grace_seconds(value)
+        if not 0 < seconds <= MAX_STOP_GRACE_SECONDS:
+            raise ValueError(f"{value!r} is out of range: give more than 0s and at most 10m")
+        return value
+
+    @property
+    def stop_grace_seconds(self) -> float:
+        """After SIGTERM, how long the worker's processes may take to finish before they are killed."""
+        return _grace_seconds(self.stop_grace)
+
     @field_validator("tasks")
     @classmethod
     def _tasks_clean(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _clean_names(value)
+
+
+def _grace_seconds(value: str) -> float:
+    try:
+        return parse_duration(value, unit_for_bare="s").total_seconds()
+    except UsageError as err:
+        raise ValueError(f"{err.message}; {err.hint}") from None
 
 
 class Project(BaseModel):
@@ -128,6 +157,7 @@ class Project(BaseModel):
     workers: list[WorkerSpec] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
+    _text: str = PrivateAttr(default="")  # as read and checked: never read again by path
 
     @model_validator(mode="after")
     def _unique_worker_names(self) -> Project:
@@ -187,11 +217,15 @@ class Project(BaseModel):
 
 
 def find_project_file(start: Path | None = None) -> Path | None:
-    """The nearest ``orkes-provision.toml`` in ``start`` (default: the cwd) or one of its parents."""
+    """The nearest ``orkes-provision.toml`` in ``start`` (default: the cwd) or one of its parents.
+
+    The search stops at the first one found, whoever owns it: ``load_project`` then refuses it unless
+    it passes the trust rule (``orkes_provision.trust``), rather than the search skipping to one above.
+    """
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
         candidate = directory / PROJECT_FILE
-        if candidate.exists():  # a directory of that name is reported, not skipped
+        if os.path.lexists(candidate):  # a directory or a link of that name is reported, not skipped
             return candidate
     return None
 
@@ -207,20 +241,39 @@ def load_project(path: Path | None = None, *, start: Path | None = None) -> Proj
         path = find_project_file(start)
         if path is None:
             return None
-    data = read_toml(path, "project file",
-                     missing_hint="run 'provision init DIR' to create one, or give the right path")
+    else:
+        path = path.resolve()  # a link the user named is theirs to follow; a link found by the search is not
+    raw = _read_trusted(path)
+    data = parse_toml(raw, _display(path))
     try:
         project = Project.model_validate(data)
     except ValidationError as err:
         raise validation_error(_display(path), err, Project,
                                "'provision init' writes a complete example") from None
     project._path = path.resolve()
+    project._text = raw.decode("utf-8")
     return project
+
+
+def _read_trusted(path: Path) -> bytes:
+    """The project file's bytes, read only when another user could not have written or planted it."""
+    shown = _display(path)
+    if path.is_dir():
+        return read_file(path, shown, "project file", missing_hint="")  # its error names the directory
+    way_out = f"or give a file of your own with --project FILE (or work outside {path.parent})"
+    try:
+        raw = trust.read_trusted(Path(os.path.abspath(path)), way_out=way_out)
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot read: {err.strerror}", "check the file's permissions") from None
+    if raw is None:
+        raise ConfigError(f"{shown}: no such project file",
+                          "run 'provision init DIR' to create one, or give the right path")
+    return raw
 
 
 def project_decl(project: Project) -> ProjectDecl:
     """What ``provision lint`` checks in a project file: its application and the tasks each worker polls."""
-    text = project.path.read_text(encoding="utf-8") if project.path is not None else ""
+    text = project._text
     app = project.application
     return ProjectDecl(file=project._shown(), text=text, app_name=app.name if app else None,
                        roles=tuple(app.roles) if app else (), tasks=tuple(app.grants) if app else (),

@@ -10,12 +10,16 @@ prefix becomes ``.`` (``dot-gitignore`` becomes ``.gitignore``, which package-da
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from orkes_provision import trust
 from orkes_provision.errors import ConfigError, UsageError
 
 LANGUAGES: tuple[str, ...] = ("python", "java", "javascript", "go", "csharp")
@@ -54,9 +58,9 @@ def setup_commands(language: str) -> list[str]:
     """What a language needs before its worker can run (fetching the SDK)."""
     return {
         "python": ["python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"],
-        "java": ["mvn -q compile"],
-        "javascript": ["npm install"],
-        "go": ["go mod tidy"],
+        "java": ["mvn -q package"],
+        "javascript": ["npm ci"],
+        "go": ["go build -o greetings ."],
         "csharp": ["dotnet build"],
     }[language]
 
@@ -93,7 +97,10 @@ def scaffold(language: str, directory: Path, *, app: str = DEFAULT_APP, force: b
     """Write the ``language`` template into ``directory`` (created if missing).
 
     A directory that exists and is not empty is refused unless ``force``, in which case the
-    template's files overwrite files of the same name and nothing else is touched.
+    template's files replace files of the same name and nothing else is touched. So is a directory
+    another user owns or can write to (they could plant a link where a file is about to be written,
+    or change the files later). Every file is created relative to the checked directory's fd, with
+    O_EXCL and without following links (with ``force``, a new file renamed over the old one).
     """
     app = check_app_name(app)
     files = template_files(language)
@@ -104,19 +111,49 @@ def scaffold(language: str, directory: Path, *, app: str = DEFAULT_APP, force: b
     written: list[Path] = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for source, relative in files:
-            target = directory / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            text = source.read_text(encoding="utf-8").replace("{{app}}", app)
-            if target.is_symlink():
-                target.unlink()  # write a file of our own, never through a link into somewhere else
-            target.write_text(text, encoding="utf-8")
-            if os.access(source, os.X_OK):
-                target.chmod(0o755)
-            written.append(target)
+        with trust.opened_directory(directory) as (dir_fd, info):
+            problem = trust.directory_problem(info)
+            if problem is not None:
+                raise ConfigError(f"refusing to write the project into {directory}: the directory is {problem} "
+                                  f"(owner {trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}), "
+                                  "who could redirect or change its files", "give a directory only you can write")
+            for source, relative in files:
+                text = source.read_text(encoding="utf-8").replace("{{app}}", app)
+                mode = 0o777 if os.access(source, os.X_OK) else 0o666  # less the umask
+                _create(dir_fd, relative, text.encode("utf-8"), mode, replace=force)
+                written.append(directory / relative)
     except OSError as err:
         raise ConfigError(f"cannot write the project into {directory}: {err.strerror or err}",
                           "check the directory's permissions, or choose another one") from None
     from orkes_provision.credentials.stores.keyring_store import usable_keyring
 
     return Scaffolded(language, directory, written, app, keyring=usable_keyring() is not None)
+
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create(dir_fd: int, relative: Path, data: bytes, mode: int, *, replace: bool) -> None:
+    """``relative`` (below ``dir_fd``) created with ``data``: no link followed, no existing file written through."""
+    *parents, name = relative.parts
+    fds: list[int] = []
+    try:
+        parent = dir_fd
+        for part in parents:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=parent)
+            parent = os.open(part, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=parent)
+            fds.append(parent)
+        target = f".{name}.{secrets.token_hex(6)}.tmp" if replace else name
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=parent)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(target, name, src_dir_fd=parent, dst_dir_fd=parent)  # replaces a link, never follows it
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orkes_provision.credentials.stores.base import canonical_server
-from orkes_provision.fileio import atomic_write
+from orkes_provision.fileio import read_json, write_state
 from orkes_provision.paths import state_dir
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class SupervisorStatus:
     def _write(self) -> None:
         data = {"pid": self.pid, "server": self.server, "app": self.app,
                 "workers": [{"pid": pid, "keyId": key_id} for pid, key_id in sorted(self._workers.items())]}
-        atomic_write(self.path, json.dumps(data, sort_keys=True).encode())
+        write_state(self.path, json.dumps(data, sort_keys=True).encode())
 
 
 def supervised_workers(server: str, app: str) -> list[SupervisedWorkers]:
@@ -117,7 +117,7 @@ def supervised_workers(server: str, app: str) -> list[SupervisedWorkers]:
 
 def _read(path: Path) -> SupervisedWorkers | None:
     try:
-        data: Any = json.loads(path.read_text())
+        data: Any = read_json(path, None)
         workers = {int(w["pid"]): str(w["keyId"]) for w in data["workers"]}
         return SupervisedWorkers(supervisor_pid=int(data["pid"]), server=str(data["server"]), app=str(data["app"]),
                                  key_ids=workers)

@@ -2,11 +2,15 @@
 
 Each replica runs in its own session, hence its own process group: the Python SDK forks one
 process per task plus a logger, and stopping only the process we started would orphan them.
-Stopping a replica signals its whole group, waits a grace period, then kills the group.
+Stopping a replica signals its whole group, waits a grace period (``stop_grace`` of the project
+file: long enough for the SDK to finish the task at hand), then kills the group.
 
 SDK workers read their key once at start, so a rotated key means a new process. When the key in
-the store changes, the supervisor starts the replacement first, lets it settle, and only then
-stops the old one: there is always a worker polling, and the old key can be revoked after.
+the store changes, the supervisor starts the replacement first and stops the old one only once
+the new one has proved it works: the server's poll data shows a poll under the new process's
+worker id (``has_polled``). A new worker that cannot authenticate (no SDK exits on a bad key) never
+polls, so it is stopped and the old one keeps running on the old key; rotation sees that worker
+still on the old key and leaves the old key ACTIVE. There is always a worker polling.
 
 No task waits for a stopped worker. Each process gets a worker id of its own (``identity``); once
 a process has stopped, for a switch, a crash or a shutdown, the tasks still ``IN_PROGRESS`` under
@@ -59,18 +63,24 @@ class SupervisedKey(Protocol):
 K = TypeVar("K", bound=SupervisedKey)
 # Returns the ids of the tasks it handed back to the queue; raises ProvisionError when it cannot.
 Requeue = Callable[[K, list[str]], Sequence[str]]
+# Whether the server's poll data shows a poll under this worker id (made with this key).
+HasPolled = Callable[[K, str], bool]
 
 
 @dataclass(frozen=True)
 class Timing:
     """How patient the supervisor is; tests shorten these."""
 
-    grace: float = 5.0  # after SIGTERM, before SIGKILL
-    settle: float = 2.0  # a rotated-in worker must stay up this long before the old one stops
+    grace: float = 15.0  # after SIGTERM, before SIGKILL: lets the Java SDK drain (project.DEFAULT_STOP_GRACE)
+    settle: float = 2.0  # without has_polled: a rotated-in worker must stay up this long before the old one stops
+    poll_wait: float = 120.0  # with has_polled: longest wait for a rotated-in worker's first poll (a busy JVM)
+    poll_check: float = 0.5  # how often the poll data is read meanwhile
     key_poll: float = 2.0  # how often the credential store is re-read
     backoff_initial: float = 1.0  # first restart delay; doubles per consecutive crash
     backoff_max: float = 30.0
     backoff_reset_after: float = 60.0  # up this long: the crash counter starts again from zero
+    give_up_after: int = 5  # failures in a row (each within give_up_window of the first) before giving up
+    give_up_window: float = 120.0
     tick: float = 0.1  # main-loop period: bounds how late a signal or a crash is noticed
     requeue_recheck: float = 5.0  # second search for a stopped worker's tasks (a search index may lag)
 
@@ -104,6 +114,7 @@ class _Replica:
     crashes: int = 0
     next_start: float | None = 0.0  # None: finished for good
     last_code: int = 0
+    failures: list[float] = field(default_factory=list)  # when each failure of the current run of them happened
 
 
 @dataclass
@@ -126,7 +137,9 @@ class Supervisor(Generic[K]):
     (``identity``). ``key_watch()`` re-reads the key from the store (``None``: no longer there);
     without it, rotation is not followed. ``requeue(key, worker_ids)`` hands the tasks still held
     under the ids of stopped processes back to the queue (``requeue.requeue_with_key``); without
-    it they wait for their response timeout. ``run()`` returns the exit status: 130 after Ctrl-C
+    it they wait for their response timeout. ``has_polled(key, worker_id)`` tells whether the server
+    saw a poll under that id; with it a rotated-in worker replaces the old one only after its first
+    poll (else after ``Timing.settle`` alive). ``run()`` returns the exit status: 130 after Ctrl-C
     (SIGINT), as a shell reports an interrupt; 0 after a stop by SIGTERM or SIGHUP (a requested stop);
     else that of the last worker to finish (when the restart policy lets every replica finish).
     """
@@ -136,7 +149,7 @@ class Supervisor(Generic[K]):
                  key_watch: Callable[[], K | None] | None = None, *,
                  initial_key: K, name: str = "worker", cwd: Path | None = None,
                  timing: Timing | None = None, on_event: Callable[[SupervisorEvent], None] | None = None,
-                 requeue: Requeue[K] | None = None) -> None:
+                 requeue: Requeue[K] | None = None, has_polled: HasPolled[K] | None = None) -> None:
         if not command:
             raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
         if replicas < 1:
@@ -156,6 +169,7 @@ class Supervisor(Generic[K]):
         self._missing_key_reported = False
         self._failed_key_id: str | None = None
         self.requeue = requeue
+        self.has_polled = has_polled
         self._id_prefix = supervisor_prefix()
         self._spawned = 0
         self._worker_ids: dict[int, str | None] = {}  # pid -> its own worker id (None: the environment pins one)
@@ -240,9 +254,28 @@ class Supervisor(Generic[K]):
             replica.crashes += 1
         else:
             replica.crashes = 1
+            replica.failures.clear()
+        if code != 0 and self._gives_up(replica, now, how):
+            return
         delay = self._backoff(replica.crashes)
         replica.next_start = now + delay
         self._emit("restarting", replica, None, f"restarting {self._label(replica)} in {delay:.1f}s")
+
+    def _gives_up(self, replica: _Replica, now: float, how: str) -> bool:
+        """Count a failure; after ``give_up_after`` in a row inside the window, the replica is finished.
+
+        A worker that cannot start (a missing toolchain, a build error, a bad configuration) fails
+        the same way every time: restarting it for ever only hides that behind a log of restarts.
+        """
+        replica.failures = [t for t in replica.failures if now - t <= self.timing.give_up_window] + [now]
+        if self.timing.give_up_after <= 0 or len(replica.failures) < self.timing.give_up_after:
+            return False
+        replica.next_start = None
+        self._emit("error", replica, None,
+                   f"{self._label(replica)} failed {len(replica.failures)} times in a row within "
+                   f"{self.timing.give_up_window:g}s (last: {how}); not restarting it: fix what its output "
+                   "says, then start it again", exit_code=replica.last_code)
+        return True
 
     def _should_restart(self, code: int) -> bool:
         if self.restart_policy == "always":
@@ -265,6 +298,9 @@ class Supervisor(Generic[K]):
                 raise
             # A restart that cannot even exec (the program was removed?) backs off like a crash.
             replica.crashes += 1
+            replica.last_code = err.exit_code
+            if self._gives_up(replica, time.monotonic(), err.message):
+                return
             delay = self._backoff(replica.crashes)
             replica.next_start = time.monotonic() + delay
             self._emit("error", replica, None, f"{err.message}; retrying in {delay:.1f}s")
@@ -403,7 +439,7 @@ class Supervisor(Generic[K]):
         self._missing_key_reported = False
         if _same_key(key, self._key) or key.key_id == self._failed_key_id:
             return
-        old_id = self._key.key_id
+        old_id, previous = self._key.key_id, self._key
         self._key = key
         running = [r for r in self._replicas if r.proc is not None and r.proc.poll() is None]
         self._emit("key-changed", None, None,
@@ -419,40 +455,81 @@ class Supervisor(Generic[K]):
             fresh[replica.index] = proc
             self._emit("started", replica, proc.pid, f"{self._label(replica)} started pid {proc.pid} with the new key",
                        key_id=key.key_id, worker_id=self._worker_ids.get(proc.pid))
-        self._settle(list(fresh.values()))
+        proven = self._settle(list(fresh.values()))
         if self._flags.stop_signal is not None:
             # Stopping anyway: the fresh ones go now, the old ones with everything else.
             self._stop_groups(list(fresh.values()), signal.SIGTERM)
             self._release(list(fresh.values()), None)
             return
+        switched = 0
         for replica in running:
             new = fresh.get(replica.index)
             if new is None:
                 continue
             code = new.poll()
-            if code is not None:
+            if code is not None or new.pid not in proven:
                 self._stop_groups([new], signal.SIGTERM)
                 self._release([new], replica)
                 self._failed_key_id = key.key_id
-                self._emit("error", replica, new.pid,
-                           f"the new {self._label(replica)} exited with code {exit_status(code)} while starting; "
-                           "keeping the old one", exit_code=exit_status(code))
+                why = (f"exited with code {exit_status(code)} while starting" if code is not None else
+                       f"did not poll within {self.timing.poll_wait:g}s (does key {key.key_id} authenticate? "
+                       "see the worker's output)")
+                self._emit("error", replica, new.pid, f"the new {self._label(replica)} {why}; keeping the old one "
+                           f"on key {old_id}", exit_code=exit_status(code) if code is not None else None)
                 continue
             old = replica.proc
             replica.proc, replica.key_id, replica.started_at = new, key.key_id, time.monotonic()
             replica.crashes = 0
+            switched += 1
             if old is not None:
                 self._stop_groups([old], signal.SIGTERM)
                 self._emit("rotated", replica, old.pid,
                            f"stopped old {self._label(replica)} pid {old.pid} (key {old_id})", key_id=key.key_id)
                 self._release([old], replica)
+        if fresh and not switched:
+            self._key = previous  # restarts keep the key that works until the store holds another
 
-    def _settle(self, procs: Sequence[subprocess.Popen[bytes]]) -> None:
-        deadline = time.monotonic() + self.timing.settle
-        while time.monotonic() < deadline and self._flags.stop_signal is None:
-            if procs and all(p.poll() is not None for p in procs):
-                return
+    def _settle(self, procs: Sequence[subprocess.Popen[bytes]]) -> set[int]:
+        """Wait for the rotated-in ``procs``; the pids of those that proved to work.
+
+        With ``has_polled``: those whose worker id the server's poll data shows, waiting up to
+        ``poll_wait`` (the wait ends early once each has polled or exited). Without it: those still
+        alive after ``settle``.
+        """
+        if self.has_polled is None:
+            deadline = time.monotonic() + self.timing.settle
+            while time.monotonic() < deadline and self._flags.stop_signal is None:
+                if procs and all(p.poll() is not None for p in procs):
+                    break
+                time.sleep(self.timing.tick)
+            return {p.pid for p in procs if p.poll() is None}
+        proven: set[int] = set()
+        started = time.monotonic()
+        deadline = started + self.timing.poll_wait
+        next_check = 0.0
+        while self._flags.stop_signal is None:
+            waiting = [p for p in procs if p.pid not in proven and p.poll() is None]
+            now = time.monotonic()
+            if not waiting or now >= deadline:
+                break
+            if now >= next_check:
+                for proc in waiting:
+                    worker_id = self._worker_ids.get(proc.pid)
+                    # A worker id pinned by the environment is shared: its poll proves nothing, so
+                    # such a worker is judged as without poll data, alive after 'settle'.
+                    unnamed_and_settled = worker_id is None and now - started >= self.timing.settle
+                    if unnamed_and_settled or (worker_id is not None and self._polled(worker_id)):
+                        proven.add(proc.pid)
+                next_check = time.monotonic() + self.timing.poll_check
             time.sleep(self.timing.tick)
+        return proven
+
+    def _polled(self, worker_id: str) -> bool:
+        assert self.has_polled is not None
+        try:
+            return self.has_polled(self._key, worker_id)
+        except Exception:  # a failed read is no proof; the next check asks again
+            return False
 
     # ----- signals and events ----------------------------------------------------------------
 

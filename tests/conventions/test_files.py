@@ -54,7 +54,7 @@ def test_a_directory_named_like_the_project_file_is_named_as_such(tmp_path: Path
 @pytest.mark.parametrize(("text", "error"), [
     ('default_profle = "prod"\n',
      "default_profle: unknown key; did you mean 'default_profile'? (allowed: default_profile, default_store, "
-     "profiles)"),
+     "max_token_ttl, profiles)"),
     ('[profiles.prod]\nserver = "https://acme.orkesconductor.io/api"\nkey = "4f1c"\n',
      "profiles.prod.key: unknown key; did you mean 'key_id'? (allowed: server, key_id) (and 1 more problem)"),
     ('[profiles.prod]\nserver = "https://acme.orkesconductor.io/api"\n',

@@ -23,6 +23,7 @@ GLOBALS: dict[str, set[str]] = {
     "sandbox stop": {"--json"},
     "init": {"--json"},
     "audit": {"--json"},
+    "audit verify": {"--json"},
     "worker list": {"--json"},
     "lint": {"--json"},
     "schema": set(),

@@ -81,6 +81,15 @@ def test_a_report_followed_by_a_failure_keeps_stdout_one_document(json_runs: tup
     assert json.loads(doctor.result.err.strip().splitlines()[-1])["error"] == "verification"
 
 
+def test_doctors_failure_is_on_stdout_like_every_other_commands_error(json_runs: tuple[Context, list[Run]]) -> None:
+    _, runs = json_runs
+    (doctor,) = [r for r in runs if r.command == "doctor" and r.step.expect == 11]
+    document = doctor.result.json()
+    assert (document["ok"], document["error"], document["exitCode"]) == (False, "verification", doctor.result.code)
+    assert document["message"].startswith("1 problem(s) found; first: ")
+    assert document["hint"] == next(f["fix"] for f in document["findings"] if not f["ok"])
+
+
 def test_supervised_workers_report_lifecycle_events_as_json_lines_on_stderr(
         json_runs: tuple[Context, list[Run]]) -> None:
     _, runs = json_runs

@@ -39,7 +39,7 @@ def assert_well_formed(entries: list[dict[str, Any]], sandbox: SandboxProcess) -
     secret = sandbox.admin_secret.get_secret_value()
     now = datetime.now(UTC)
     for entry in entries:
-        assert REQUIRED <= set(entry) <= REQUIRED | {"app", "keyId"}, entry
+        assert REQUIRED | {"prev", "hash"} <= set(entry) <= REQUIRED | {"app", "keyId", "prev", "hash"}, entry
         assert entry["actor"] == sandbox.admin_key_id
         assert entry["server"] == sandbox.url
         assert now - timedelta(minutes=10) < datetime.fromisoformat(entry["time"]) <= now

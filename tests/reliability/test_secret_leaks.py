@@ -162,6 +162,7 @@ PLAN: tuple[Step, ...] = (
     Step("app", ("app", "leak-k8s", "--worker", "--grant", TASK, "--store", "k8s-secret:workers/leak-k8s", "-v")),
     Step("app", ("app", "leak-dry", "--worker", "--grant", TASK, "--dry-run", "--json")),
     Step("app", ("app", APP, "--worker", "--grant", TASK, "--store", W, "-v"), variant="sentinel", expect=4),
+    Step("agent", ("agent", "--app", APP, "--store", W, "--listen", "0.0.0.0:0", "--json"), expect=2),
     Step("apps list", ("apps", "list", "--json")),
     Step("apps show", ("apps", "show", APP, "-v")),
     Step("apps show", ("apps", "show", "no-such-application", "--json"), expect=6),

@@ -6,7 +6,8 @@ It appends one line per event to the file named by FAKE_WORKER_LOG:
 Behaviour by environment: FAKE_WORKER_CHILD=1 forks a child that sleeps (like the Python SDK's
 task processes); FAKE_WORKER_IGNORE_TERM=1 ignores SIGTERM; FAKE_WORKER_EXIT=N exits with N
 after FAKE_WORKER_EXIT_AFTER seconds (default 0); FAKE_WORKER_FAIL_KEY=ID exits 3 at once when
-started with that key id. It never runs longer than 120 s.
+started with that key id; FAKE_WORKER_DRAIN=S takes S seconds after SIGTERM before it stops (a task
+being finished), then logs ``stop``. It never runs longer than 120 s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def note(line: str) -> None:
 
 
 def on_term(signum: int, frame: object) -> None:
+    time.sleep(float(os.environ.get("FAKE_WORKER_DRAIN", "0")))
     note(f"stop {KEY} {os.getpid()}")
     sys.exit(0)
 

@@ -146,3 +146,22 @@ def test_an_unknown_worker_name_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         project.worker("nope")
     assert "(workers: greetings, farewells)" in caught.value.message
+
+
+def test_stop_grace_defaults_to_time_for_the_java_sdk_to_drain_and_takes_a_duration(tmp_path: Path) -> None:
+    write(tmp_path, GOOD.replace('restart = "always"', 'restart = "always"\nstop_grace = "1m30s"'))
+    project = load_project(tmp_path / PROJECT_FILE)
+    assert project is not None
+    assert project.worker("greetings").stop_grace_seconds == 90.0
+    assert project.worker("farewells").stop_grace_seconds == 15.0  # Java drains 10 s; this leaves room
+
+
+@pytest.mark.parametrize(("value", "said"), [('"30"', "has no unit"), ('"soon"', "is not a duration"),
+                                             ('"0s"', "out of range"), ('"2h"', "out of range")])
+def test_a_stop_grace_that_is_no_usable_duration_is_refused_naming_the_key(tmp_path: Path, value: str,
+                                                                           said: str) -> None:
+    write(tmp_path, GOOD.replace('restart = "always"', f'restart = "always"\nstop_grace = {value}'))
+    with pytest.raises(ConfigError) as raised:
+        load_project(tmp_path / PROJECT_FILE)
+    assert "workers[0].stop_grace" in raised.value.message
+    assert said in raised.value.message

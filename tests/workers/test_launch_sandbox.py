@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -222,22 +221,6 @@ def test_ctrl_c_while_start_py_waits_for_a_worker_exits_130_without_a_traceback(
     assert rest.strip().splitlines()[-1] == "interrupted"
     assert "Traceback" not in "".join(seen) + rest
     assert group_members(proc.pid) == []
-
-
-JS_NODE_MODULES = os.environ.get("ORKES_PROVISION_JS_NODE_MODULES", "")
-
-
-@pytest.mark.skipif(not (JS_NODE_MODULES and (Path(JS_NODE_MODULES) / "@io-orkes/conductor-javascript").is_dir()
-                         and shutil.which("node")),
-                    reason="opt-in: set ORKES_PROVISION_JS_NODE_MODULES to a node_modules with "
-                           "@io-orkes/conductor-javascript (npm install needs the registry)")
-def test_the_javascript_template_worker_completes_a_workflow(lab: Lab) -> None:
-    lab.init("javascript")
-    (lab.project / "node_modules").symlink_to(JS_NODE_MODULES)
-    workflow, output, returncode = run_greetings_workflow(lab)
-    assert workflow["status"] == "COMPLETED", output
-    assert workflow["output"] == {"greeting": "Hello, Orkes"}
-    assert returncode == 0
 
 
 def test_make_demo_prints_completed_and_hello_orkes_and_leaves_nothing_running() -> None:

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from orkes_provision.workers.launch import CommandNotFound, worker_environment
-from orkes_provision.workers.supervise import Requeue, Supervisor, SupervisorEvent, Timing, exit_status
+from orkes_provision.workers.supervise import HasPolled, Requeue, Supervisor, SupervisorEvent, Timing, exit_status
 from tests.workers.launch_helpers import (
     FAKE_WORKER,
     FakeKey,
@@ -45,7 +46,8 @@ class Harness:
         self.supervisor: Supervisor[FakeKey] | None = None
 
     def start(self, *, replicas: int = 1, restart: str = "on-failure", current: list[FakeKey] | None = None,
-              timing: Timing = FAST, requeue: Requeue[FakeKey] | None = None, **worker_env: str) -> Supervisor[FakeKey]:
+              timing: Timing = FAST, requeue: Requeue[FakeKey] | None = None,
+              has_polled: HasPolled[FakeKey] | None = None, **worker_env: str) -> Supervisor[FakeKey]:
         keys = current if current is not None else [key("key-1")]
         base = fake_worker_env(self.log, **worker_env)
         supervisor: Supervisor[FakeKey] = Supervisor(
@@ -53,7 +55,7 @@ class Harness:
             lambda k: worker_environment(base, k, "python"),
             replicas=replicas, restart_policy=restart,  # type: ignore[arg-type]
             key_watch=lambda: keys[-1], initial_key=keys[-1], name="fake",
-            timing=timing, on_event=self.events.append, requeue=requeue)
+            timing=timing, on_event=self.events.append, requeue=requeue, has_polled=has_polled)
         self.supervisor = supervisor
 
         def target() -> None:
@@ -204,3 +206,87 @@ def test_exit_status_maps_signals_like_a_shell() -> None:
     assert exit_status(0) == 0
     assert exit_status(3) == 3
     assert exit_status(-signal.SIGTERM) == 143
+
+
+@pytest.mark.parametrize(("grace", "drained"), [(4.0, True), (0.3, False)])
+def test_a_worker_finishing_its_task_after_sigterm_is_killed_only_once_the_stop_grace_is_over(
+        harness: Harness, grace: float, drained: bool) -> None:
+    timing = Timing(grace=grace, settle=0.5, key_poll=60, tick=0.05)
+    harness.start(timing=timing, FAKE_WORKER_DRAIN="1.0")
+    started = wait_for(lambda: events(harness.log, "start"), what="the worker to start")
+    pid = int(started[0][2])
+    assert harness.stop() == 0
+    assert bool(events(harness.log, "stop")) is drained
+    killed = [e for e in harness.events if e.kind == "warning" and "killing it" in e.message]
+    assert bool(killed) is not drained
+    assert group_members(pid) == []
+
+
+POLL_FAST = Timing(grace=2.0, settle=0.5, poll_wait=3.0, poll_check=0.1, key_poll=0.2, backoff_initial=0.2,
+                   backoff_max=1.0, backoff_reset_after=30.0, tick=0.05)
+
+
+def test_a_rotated_in_worker_replaces_the_old_one_only_once_the_server_saw_it_poll(harness: Harness) -> None:
+    polled: set[str] = set()
+    asked: list[str] = []
+
+    def has_polled(current: FakeKey, worker_id: str) -> bool:
+        asked.append(worker_id)
+        return worker_id in polled
+
+    keys = [key("key-1")]
+    harness.start(current=keys, timing=POLL_FAST, has_polled=has_polled)
+    old = int(wait_for(lambda: events(harness.log, "start"), what="first start")[0][2])
+    keys.append(key("key-2", "another-secret"))
+    new_id = wait_for(lambda: [e.worker_id for e in harness.events if e.kind == "started" and e.key_id == "key-2"],
+                      what="the new worker")[0]
+    wait_for(lambda: new_id in asked, what="the poll data to be read for the new worker")
+    assert alive(old)  # alive for well past 'settle' (0.5 s), not yet proven: the old one stays
+    assert not any(e.kind == "rotated" for e in harness.events)
+    polled.add(str(new_id))
+    wait_for(lambda: any(e.kind == "rotated" for e in harness.events), what="old worker stopped")
+    assert not alive(old)
+    assert harness.stop() == 0
+
+
+def test_a_rotated_in_worker_that_never_polls_is_stopped_and_the_old_one_keeps_its_key(harness: Harness) -> None:
+    keys = [key("key-1")]
+    harness.start(current=keys, timing=POLL_FAST, has_polled=lambda current, worker_id: False)
+    old = int(wait_for(lambda: events(harness.log, "start"), what="first start")[0][2])
+    keys.append(key("key-2", "another-secret"))
+    refused = wait_for(lambda: [e for e in harness.events if e.kind == "error" and "did not poll" in e.message],
+                       what="the new worker given up")
+    assert "keeping the old one on key key-1" in refused[0].message
+    assert alive(old)
+    new = [e for e in harness.events if e.kind == "started" and e.key_id == "key-2"]
+    assert len(new) == 1 and new[0].pid is not None
+    assert not alive(new[0].pid)
+    assert not any(e.kind == "rotated" for e in harness.events)
+    time.sleep(POLL_FAST.key_poll * 3)  # the store still holds key-2: not tried again, nothing else started
+    assert len([e for e in harness.events if e.kind == "started"]) == 2
+    assert harness.stop() == 0
+
+
+def test_a_worker_failing_again_and_again_is_given_up_with_one_line_and_its_exit_status(harness: Harness) -> None:
+    timing = Timing(grace=2.0, key_poll=60, backoff_initial=0.05, backoff_max=0.2, give_up_after=3,
+                    give_up_window=30.0, tick=0.05)
+    harness.start(timing=timing, FAKE_WORKER_EXIT="7")
+    assert harness.thread is not None
+    harness.thread.join(timeout=20)
+    assert harness.result == [7]  # the supervisor ends by itself, with the worker's status
+    assert len(events(harness.log, "start")) == 3
+    given_up = [e for e in harness.events if e.kind == "error"]
+    assert len(given_up) == 1
+    assert given_up[0].message == ("worker fake[0] failed 3 times in a row within 30s (last: exited with code 7); "
+                                   "not restarting it: fix what its output says, then start it again")
+    assert [e.kind for e in harness.events].count("restarting") == 2
+
+
+def test_failures_spread_wider_than_the_window_never_add_up_to_giving_up(harness: Harness) -> None:
+    # Each run lasts 0.3 s; only failures within 0.5 s of one another count as 'in a row'.
+    timing = Timing(grace=2.0, key_poll=60, backoff_initial=0.3, backoff_max=0.3, give_up_after=3,
+                    give_up_window=0.5, tick=0.05)
+    harness.start(timing=timing, FAKE_WORKER_EXIT="7", FAKE_WORKER_EXIT_AFTER="0.3")
+    wait_for(lambda: len(events(harness.log, "start")) >= 5, timeout=30, what="five starts")
+    assert not [e for e in harness.events if e.kind == "error"]
+    assert harness.stop() == 0

@@ -1,14 +1,15 @@
-"""Each scaffold checked with what this machine has, offline (the SDKs cannot be downloaded here).
+"""Each scaffold checked offline, in seconds: what a template must hold for its build and its run.
+
+The real builds and runs (Python, Java, Go, JavaScript against the sandbox, with a key rotation)
+are in ``runtimes/``; C#, which cannot be built here, is held to its SDK by the runtime contract
+(``test_runtime_contract.py``). Here:
 
 - python: main.py (the worker) and start.py (starts the workflow) compiled, and their imports
-  resolve against conductor-python 2.0.0 (the real runs against the sandbox are in
-  test_launch_sandbox.py);
-- java: compiled by javac against stub declarations of the SDK classes it uses (java_stubs/),
-  and its pom.xml validated by Maven offline;
-- javascript: ``node --check`` (syntax, as an ES module) and package.json parsed;
-- go: structure (the SDK dependency, the calls that read the credentials from the environment,
-  balanced brackets), and where a Go toolchain exists, gofmt and a build against stub
-  declarations of the SDK API it uses (go_stubs/);
+  resolve against conductor-python 2.0.0;
+- java: the pom pins every plugin it runs (Maven 3.8's default compiler plugin predates
+  ``release``) and an slf4j binding of the SDK's slf4j-api line;
+- javascript: ``node --check`` (syntax, as an ES module), the SDK pinned by package-lock.json;
+- go: structure, go.sum present, gofmt clean;
 - csharp: structure only (no .NET toolchain): the files, the SDK dependency, the host that reads
   the credentials from the environment, balanced brackets.
 """
@@ -16,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import os
 import py_compile
 import re
 import shutil
@@ -30,10 +30,7 @@ import pytest
 
 from orkes_provision.workers.project import load_project
 from orkes_provision.workers.scaffold import LANGUAGES, scaffold
-from tests.workers.launch_helpers import HERE
 
-JAVA_STUBS = HERE / "java_stubs"
-GO_STUBS = HERE / "go_stubs"
 CREDENTIAL = re.compile(r"(keyId|key_id|keySecret|key_secret|AUTH_SECRET|AUTH_KEY)\s*[:=]\s*[\"'][^\"']{8,}")
 
 
@@ -53,9 +50,9 @@ def test_the_project_file_of_every_template_is_valid_and_wired_to_the_greetings_
     worker = project.worker("greetings")
     assert worker.runtime == language
     assert project.worker_tasks(worker) == ["greetings"]
-    # The command's program file, where it names one, is part of the template.
+    # The command's program file, where it names a source file, is part of the template.
     for arg in worker.command[1:]:
-        if "." in arg and "/" not in arg and arg not in (".",) and not arg.startswith(("-", "exec:")):
+        if arg.endswith((".py", ".js")):
             assert (directory / arg).is_file(), arg
 
 
@@ -73,33 +70,25 @@ def test_python_template_compiles_and_its_sdk_imports_resolve(tmp_path: Path, pr
     assert {"main.py": 'task_definition_name="greetings"', "start.py": 'WORKFLOW = "greetings"'}[program] in source
 
 
-@pytest.mark.skipif(shutil.which("javac") is None, reason="no javac here")
-def test_java_template_compiles_against_the_sdk_signatures_it_uses(tmp_path: Path) -> None:
-    directory = render(tmp_path, "java")
-    main = directory / "src/main/java/greetings/Main.java"
-    result = subprocess.run(["javac", "-d", str(tmp_path / "classes"), "-sourcepath", str(JAVA_STUBS), str(main)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "classes/greetings/Main.class").is_file()
-    assert (tmp_path / "classes/greetings/Main$Greetings.class").is_file()
-
-
 def test_java_pom_declares_the_sdk_and_the_main_class(tmp_path: Path) -> None:
     directory = render(tmp_path, "java")
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     pom = ET.parse(directory / "pom.xml").getroot()
     artifacts = {(d.findtext("m:groupId", namespaces=ns), d.findtext("m:artifactId", namespaces=ns))
                  for d in pom.iterfind("m:dependencies/m:dependency", ns)}
+    versions = {d.findtext("m:artifactId", namespaces=ns): d.findtext("m:version", namespaces=ns)
+                for d in pom.iterfind("m:dependencies/m:dependency", ns)}
     assert ("org.conductoross", "conductor-client") in artifacts
-    assert pom.findtext("m:properties/m:exec.mainClass", namespaces=ns) == "greetings.Main"
-
-
-@pytest.mark.skipif(shutil.which("mvn") is None, reason="no maven here")
-def test_java_pom_is_a_valid_maven_project_offline(tmp_path: Path) -> None:
-    directory = render(tmp_path, "java")
-    result = subprocess.run(["mvn", "-o", "-q", "-B", "validate"], cwd=directory, capture_output=True, text=True,
-                            timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # conductor-client 6.0.0 depends on slf4j-api 1.7.36: a 2.x binding would find no provider and log nothing.
+    assert versions["slf4j-simple"] == "1.7.36"
+    plugins = {p.findtext("m:artifactId", namespaces=ns): p for p in pom.iterfind("m:build/m:plugins/m:plugin", ns)}
+    for name in ("maven-compiler-plugin", "maven-resources-plugin", "maven-surefire-plugin", "maven-jar-plugin",
+                 "maven-dependency-plugin"):
+        assert plugins[name].findtext("m:version", namespaces=ns), f"{name} is not pinned"
+    assert plugins["maven-compiler-plugin"].findtext("m:configuration/m:release", namespaces=ns)
+    command = load_project(directory / "orkes-provision.toml").worker("greetings").command  # type: ignore[union-attr]
+    assert command[-1] == "greetings.Main"
+    assert "package com.netflix" not in (directory / "src/main/java/greetings/Main.java").read_text()
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="no node here")
@@ -114,6 +103,10 @@ def test_javascript_template_is_valid_module_syntax(tmp_path: Path) -> None:
     source = (directory / "worker.js").read_text()
     assert 'taskDefName: "greetings"' in source
     assert "OrkesClients.from()" in source  # reads CONDUCTOR_* from the environment
+    assert "process.env.ORKES_PROVISION_WORKER_ID" in source  # polls under the supervisor's worker id
+    lock = json.loads((directory / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/@io-orkes/conductor-javascript"]["version"] == \
+        package["dependencies"]["@io-orkes/conductor-javascript"]
     # A plain 'npm install' of the SDK fails on its conflicting optional peers without this.
     assert "legacy-peer-deps=true" in (directory / ".npmrc").read_text().splitlines()
 
@@ -136,15 +129,15 @@ def test_go_template_structure(tmp_path: Path) -> None:
     source = (directory / "main.go").read_text()
     assert source.count("package main") == 1
     assert "client.NewAPIClientFromEnv()" in source
-    assert 'StartWorker("greetings", greetings' in source
-    assert "func greetings(task *model.Task) (interface{}, error)" in source
+    assert 'os.Getenv("ORKES_PROVISION_WORKER_ID")' in source  # polls under the supervisor's worker id
+    assert "Workerid: optional.NewString(id)" in source
     assert balanced(source)
     module = (directory / "go.mod").read_text()
-    assert re.search(r"^require github\.com/conductor-sdk/conductor-go v\d+\.\d+\.\d+$", module, flags=re.M)
-    imports = re.findall(r'"(github\.com/conductor-sdk/conductor-go/[^"]+)"', source)
-    assert sorted(imports) == ["github.com/conductor-sdk/conductor-go/sdk/client",
-                               "github.com/conductor-sdk/conductor-go/sdk/model",
-                               "github.com/conductor-sdk/conductor-go/sdk/worker"]
+    assert re.search(r"^\s*github\.com/conductor-sdk/conductor-go v\d+\.\d+\.\d+$", module, flags=re.M)
+    version = re.search(r"conductor-go (v[\d.]+)", module)
+    assert version is not None
+    # go.sum ships with the template: 'go build' needs no 'go mod tidy' and fetches exactly what it pins.
+    assert f"github.com/conductor-sdk/conductor-go {version.group(1)} h1:" in (directory / "go.sum").read_text()
 
 
 @pytest.mark.skipif(shutil.which("gofmt") is None, reason="no Go toolchain here")
@@ -155,18 +148,6 @@ def test_go_template_is_gofmt_clean(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="no Go toolchain here")
-def test_go_template_builds_against_the_sdk_signatures_it_uses(tmp_path: Path) -> None:
-    directory = render(tmp_path, "go")
-    with (directory / "go.mod").open("a") as handle:
-        handle.write(f"\nreplace github.com/conductor-sdk/conductor-go => {GO_STUBS}\n")
-    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOPATH": str(tmp_path / "gopath"),
-           "GOCACHE": str(tmp_path / "gocache"), "GOTOOLCHAIN": "local"}
-    result = subprocess.run(["go", "vet", "."], cwd=directory, env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr
-    result = subprocess.run(["go", "build", "-o", str(tmp_path / "greetings"), "."], cwd=directory, env=env,
-                            capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr
 
 
 def test_csharp_template_structure(tmp_path: Path) -> None:
@@ -176,8 +157,9 @@ def test_csharp_template_structure(tmp_path: Path) -> None:
     assert "conductor-csharp" in references
     assert project.findtext("PropertyGroup/OutputType") == "Exe"
     source = (directory / "Program.cs").read_text()
-    assert 'taskType: "greetings"' in source
-    assert "WorkflowTaskHost.CreateWorkerHost(" in source  # configuration from CONDUCTOR_* in the environment
+    assert 'TaskType => "greetings"' in source
+    assert 'GetEnvironmentVariable("ORKES_PROVISION_WORKER_ID")' in source  # polls under the supervisor's worker id
+    assert "WorkflowTaskHost.CreateWorkerHost(LogLevel.Information, new GreetingsWorker())" in source  # CONDUCTOR_*
     assert "static void Main(" in source
     assert balanced(source)
 

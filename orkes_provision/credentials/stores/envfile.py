@@ -24,14 +24,16 @@ carriage returns (CRLF line endings, which bash reads into the values) is not re
 
 from __future__ import annotations
 
+import contextlib
 import os
-import pwd
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from orkes_provision import trust
 from orkes_provision.credentials.stores.base import StoredKey, canonical_server
 from orkes_provision.errors import StoreError, UsageError
 from orkes_provision.fileio import PRIVATE_MODE, write_private_file
@@ -116,21 +118,17 @@ class EnvFileStore:
 
     def check_writable(self) -> None:
         """Fail early, before a key exists, when ``save`` could not write the file."""
-        self._refuse_special()
-        directory = self.path.parent
-        if not directory.is_dir():
-            raise StoreError(f"cannot write {self.path}: directory {directory} does not exist",
-                             "create the directory first, or choose another --store env-file:PATH")
-        _refuse_carriage_returns(self.path, self._read())
-        target = self.path if self.path.exists() else directory
-        if not os.access(directory, os.W_OK | os.X_OK) or not os.access(target, os.W_OK):
+        with self._directory() as (dir_fd, directory):
+            existing, _ = self._snapshot(dir_fd, directory)
+        _refuse_carriage_returns(self.path, existing)
+        target = self.path if existing is not None else self.path.parent
+        if not os.access(self.path.parent, os.W_OK | os.X_OK) or not os.access(target, os.W_OK):
             raise StoreError(f"cannot write {self.path}: permission denied",
                              "choose a path in a directory you can write, e.g. --store env-file:./worker.env")
 
     def read(self) -> StoredKey | None:
         """The key in the file with the server and application it names (``app`` is "" without the
         header line), whatever they are; ``None`` when it holds no complete key."""
-        self._refuse_special()
         text = self._read()
         if text is None:
             return None
@@ -145,7 +143,6 @@ class EnvFileStore:
         return StoredKey(server=server, app=_marker(text) or "", key_id=key_id, secret=SecretStr(secret))
 
     def load(self, server: str, app: str) -> StoredKey | None:
-        self._refuse_special()
         text = self._read()
         if text is None:
             return None
@@ -167,113 +164,110 @@ class EnvFileStore:
         bad = forbidden_character(key.app)
         if bad is not None:  # it goes into the marker comment: it must not start a line of its own
             raise StoreError(f"the application name contains {describe_character(bad)}", "rename the application")
-        self.check_writable()
         wanted = {
             SERVER_VAR: quote_value(canonical_server(key.server), name=SERVER_VAR),
             KEY_VAR: quote_value(key.key_id, name=KEY_VAR),
             SECRET_VAR: quote_value(key.secret.get_secret_value(), name=SECRET_VAR),
         }
-        existing = self._read()
-        _refuse_carriage_returns(self.path, existing)
-        lines = [HEADER, MARKER_PREFIX + key.app] if existing is None else _lines(existing)
-        out: list[str] = []
-        seen: set[str] = set()
-        marker_written = False
-        for line in lines:
-            if line.startswith(MARKER_PREFIX):
-                if not marker_written:
-                    out.append(MARKER_PREFIX + key.app)
-                    marker_written = True
-                continue
-            match = _ASSIGNMENT.match(line)
-            name = match.group("name") if match else None
-            if match is None or name not in wanted:
-                out.append(line)
-                continue
-            if name in seen:
-                continue  # a duplicate assignment would shadow the one we write
-            seen.add(name)
-            out.append(f"{match.group('indent')}{match.group('export') or ''}{name}={wanted[name]}")
-        missing = [name for name in MANAGED_VARS if name not in seen]
-        if not marker_written:
-            out.append(MARKER_PREFIX + key.app)
-        out.extend(f"{name}={wanted[name]}" for name in missing)
-        self._write("\n".join(out) + "\n")
+        self.check_writable()
+        with self._directory() as (dir_fd, directory):
+            existing, info = self._snapshot(dir_fd, directory)
+            _refuse_carriage_returns(self.path, existing)
+            lines = [HEADER, MARKER_PREFIX + key.app] if existing is None else _lines(existing)
+            out: list[str] = []
+            seen: set[str] = set()
+            marker_written = False
+            for line in lines:
+                if line.startswith(MARKER_PREFIX):
+                    if not marker_written:
+                        out.append(MARKER_PREFIX + key.app)
+                        marker_written = True
+                    continue
+                match = _ASSIGNMENT.match(line)
+                name = match.group("name") if match else None
+                if match is None or name not in wanted:
+                    out.append(line)
+                    continue
+                if name in seen:
+                    continue  # a duplicate assignment would shadow the one we write
+                seen.add(name)
+                out.append(f"{match.group('indent')}{match.group('export') or ''}{name}={wanted[name]}")
+            missing = [name for name in MANAGED_VARS if name not in seen]
+            if not marker_written:
+                out.append(MARKER_PREFIX + key.app)
+            out.extend(f"{name}={wanted[name]}" for name in missing)
+            self._write(dir_fd, "\n".join(out) + "\n", info)
 
     def delete(self, server: str, app: str) -> None:
         if self.load(server, app) is None:
             return
-        text = self._read() or ""
-        _refuse_carriage_returns(self.path, text)
-        kept = [line for line in _lines(text)
-                if not line.startswith(MARKER_PREFIX)
-                and not ((m := _ASSIGNMENT.match(line)) and m.group("name") in MANAGED_VARS)]
-        self._write("\n".join(kept) + ("\n" if kept else ""))
+        with self._directory() as (dir_fd, directory):
+            text, info = self._snapshot(dir_fd, directory)
+            _refuse_carriage_returns(self.path, text)
+            kept = [line for line in _lines(text or "")
+                    if not line.startswith(MARKER_PREFIX)
+                    and not ((m := _ASSIGNMENT.match(line)) and m.group("name") in MANAGED_VARS)]
+            self._write(dir_fd, "\n".join(kept) + ("\n" if kept else ""), info)
 
     def describe(self, server: str | None = None, app: str | None = None) -> str:
         return f"env file {self.path}"
 
-    def _refuse_special(self) -> None:
-        if self.path.is_symlink():
-            raise StoreError(f"refusing to use {self.path}: it is a symbolic link",
-                             "give the real path of the file (symlinks are not followed)")
-        if self.path.exists() and not self.path.is_file():
-            raise StoreError(f"cannot use {self.path}: it is not a regular file", "choose a file path")
-        self._refuse_unsafe()
-
-    def _refuse_unsafe(self) -> None:
-        """StrictModes: a file someone else owns or may write is not trusted to hold or give a secret."""
+    @contextlib.contextmanager
+    def _directory(self) -> Iterator[tuple[int, os.stat_result]]:
+        directory = self.path.parent
         try:
-            info = self.path.lstat()
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            raise StoreError(f"cannot use {self.path}: {err.strerror or err}", "check the file") from None
-        me = os.geteuid()
-        if info.st_uid != me:
-            raise StoreError(f"refusing to use {self.path}: it is owned by {_user(info.st_uid)}, not by you "
-                             f"({_user(me)}), so it may hold lines you did not write",
-                             f"check what it holds, then: chown {_user_name(me)} {self.path} (or remove it)")
-        mode = stat.S_IMODE(info.st_mode)
-        writable = [who for who, bit in (("group", stat.S_IWGRP), ("world", stat.S_IWOTH)) if mode & bit]
-        if writable:
-            raise StoreError(f"refusing to use {self.path}: it is {'- and '.join(writable)}-writable "
-                             f"(mode {mode:04o}), so someone else may have written lines into it",
-                             f"check what it holds, then: chmod 600 {self.path}")
+            with trust.opened_directory(directory) as opened:
+                yield opened
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"cannot write {self.path}: directory {directory} does not exist",
+                             "create the directory first, or choose another --store env-file:PATH") from None
+        except PermissionError as err:
+            raise StoreError(f"cannot use {self.path}: {err.strerror or err}",
+                             "check the file's permissions or choose another --store env-file:PATH") from None
 
-    def _read(self) -> str | None:
+    def _snapshot(self, dir_fd: int, directory: os.stat_result) -> tuple[str | None, os.stat_result | None]:
+        """The file's text and ``fstat``, both from the one fd that passed the trust rule (StrictModes: a file
+        someone else owns or may write, or in a directory they may write, may hold lines you did not write,
+        or be swapped for theirs before the write); ``(None, None)`` when there is none yet."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            return None
+            opened = trust.open_in(dir_fd, directory, self.path, error=StoreError,
+                                   way_out="or choose another --store env-file:PATH")
         except OSError as err:
             raise StoreError(f"cannot read {self.path}: {err.strerror or err}",
                              "check the file's permissions or choose another --store env-file:PATH") from None
+        if opened is None:
+            problem = trust.new_file_problem(directory)
+            if problem is not None:
+                raise StoreError(f"refusing to create {self.path}: {problem} (mode "
+                                 f"{stat.S_IMODE(directory.st_mode):04o})",
+                                 "choose a directory only you can write, e.g. --store env-file:./worker.env")
+            return None, None
+        fd, info = opened
         try:
             with os.fdopen(fd, "rb") as handle:
                 data = handle.read()
         except OSError as err:
             raise StoreError(f"cannot read {self.path}: {err.strerror or err}", "check the file") from None
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8"), info
         except UnicodeDecodeError:
             raise StoreError(f"cannot read {self.path}: it is not UTF-8 text", "choose another file") from None
 
-    def _write(self, text: str) -> None:
-        self._refuse_special()
+    def _read(self) -> str | None:
+        with self._directory() as (dir_fd, directory):
+            return self._snapshot(dir_fd, directory)[0]
+
+    def _write(self, dir_fd: int, text: str, info: os.stat_result | None) -> None:
         mode, group = PRIVATE_MODE, None
-        try:
-            info = self.path.lstat()
-        except FileNotFoundError:
-            pass
-        else:
-            # Safe (checked above): the owner is the caller; keep the group, and its read bit only
-            # when others get nothing (a deliberate share like root:svc 0640, not a umask default).
+        if info is not None:
+            # The file checked and read (``info`` is its fstat, not a second look-up by path): the owner
+            # is the caller or root; keep the group, and its read bit only when others get nothing (a
+            # deliberate share like root:svc 0640, not a umask default).
             group = info.st_gid
             if info.st_mode & stat.S_IRGRP and not info.st_mode & stat.S_IRWXO:
                 mode = PRIVATE_MODE | stat.S_IRGRP
         try:
-            write_private_file(self.path, text.encode("utf-8"), mode=mode, group=group)
+            write_private_file(self.path, text.encode("utf-8"), mode=mode, group=group, dir_fd=dir_fd)
         except OSError as err:
             raise StoreError(f"cannot write {self.path}: {err.strerror or err}",
                              "choose a path in a directory you can write, e.g. --store env-file:./worker.env") from None
@@ -292,18 +286,6 @@ def _refuse_carriage_returns(path: Path, text: str | None) -> None:
         raise StoreError(f"refusing to rewrite {path}: it has CR characters (CRLF, Windows line endings), which "
                          "bash reads into the values",
                          f"convert it first (dos2unix {path}), or choose another --store env-file:PATH")
-
-
-def _user(uid: int) -> str:
-    name = _user_name(uid)
-    return f"{name} (uid {uid})" if name != str(uid) else f"uid {uid}"
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _marker(text: str) -> str | None:

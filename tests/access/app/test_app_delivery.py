@@ -191,7 +191,7 @@ def test_grant_refuses_a_task_that_does_not_exist(sandbox: SandboxProcess, tmp_p
     ok(sandbox, tmp_path, "app", "g", "--worker", "--store", "env-file:w.env")
     mark = sandbox.mark()
     result = provision(["grant", "g", "greetngs"], env=sandbox.admin_env, cwd=tmp_path)
-    assert result.returncode == 3, output(result)
+    assert result.returncode == 6, output(result)  # not found, as for app --grant
     assert "task definition not found on the server: greetngs" in result.stderr
     assert sandbox.write_requests(since=mark) == []
 

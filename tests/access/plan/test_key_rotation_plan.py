@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orkes_provision.access.execute import _job_graph
+from orkes_provision.access.changes import Grant, GrantTarget, Revoke, RotateKey
+from orkes_provision.access.jobs import job_graph
 from orkes_provision.access.keyage import oldest_active, plan_key_rotations
-from orkes_provision.access.plan import Change, KeyStatus, plan_apps
+from orkes_provision.access.plan import KeyStatus, plan_apps
 from orkes_provision.access.spec import AppSpec, GrantSpec
 from orkes_provision.access.state import AppState, ServerState
 from orkes_provision.orkes.models import AccessKey, Application
@@ -32,7 +33,7 @@ def planned(keys: list[AccessKey], *, stored: str | None = "k-new", limit: timed
     status = KeyStatus(stored, stored is not None)
     plan = plan_apps(state, [spec], server="s", key_status={APP.name: status}, store_names={APP.name: "memory"})
     plan_key_rotations(plan, state, NOW)
-    return [(c.kind, c.what, c.reason) for c in plan.changes]
+    return [(c.kind, c.target, c.reason) for c in plan.changes]
 
 
 def test_the_oldest_active_key_counts_and_inactive_ones_do_not() -> None:
@@ -55,10 +56,12 @@ def test_no_rotation_without_a_limit_nor_when_the_plan_makes_a_new_key() -> None
 
 
 def test_a_rotation_waits_for_its_applications_additions_and_removals_only() -> None:
-    changes = [Change("grant", "aging", "TASK_DEF t", ("EXECUTE",), app_id="app-1"),
-               Change("grant", "other", "TASK_DEF t", ("EXECUTE",), app_id="app-2"),
-               Change("revoke", "aging", "TASK_DEF u", ("EXECUTE",), app_id="app-1"),
-               Change("rotate_key", "aging", "k-old", app_id="app-1")]
-    jobs, depends_on, _ = _job_graph(changes, has_batch=False)
-    assert depends_on[3] == {0, 2}  # its verification reads the grants these settle
-    assert jobs.index(3) > jobs.index(0)
+    changes = [Grant(app="aging", on=GrantTarget("TASK_DEF", "t"), access=("EXECUTE",), app_id="app-1"),
+               Grant(app="other", on=GrantTarget("TASK_DEF", "t"), access=("EXECUTE",), app_id="app-2"),
+               Revoke(app="aging", on=GrantTarget("TASK_DEF", "u"), access=("EXECUTE",), app_id="app-1"),
+               RotateKey(app="aging", key_id="k-old", app_id="app-1")]
+    jobs = job_graph(changes)
+    job_of = {job.changes[0]: job for job in jobs}
+    rotation = job_of[changes[3]]
+    assert rotation.needs == {job_of[changes[0]], job_of[changes[2]]}  # its verification reads what these settle
+    assert jobs.index(rotation) > jobs.index(job_of[changes[0]])

@@ -31,7 +31,7 @@ def _state(app: Application | None = None, *, roles: set[str] | None = None,
 
 
 def _kinds(plan: object) -> list[tuple[str, str]]:
-    return [(c.kind, c.what) for c in plan.changes]  # type: ignore[attr-defined]
+    return [(c.kind, c.target) for c in plan.changes]  # type: ignore[attr-defined]
 
 
 def test_empty_server_plans_every_step_in_dependency_order() -> None:
@@ -108,7 +108,7 @@ def test_prune_touches_only_managed_apps() -> None:
     state.by_name["old"] = [managed]
     state.by_name["someone-elses"] = [Application(id="u", name="someone-elses")]
     changes = plan_prune(state, [_spec()], [managed, kept])
-    assert [(c.kind, c.what) for c in changes] == [("delete_app", "old"), ("remove_role", "METADATA_API"),
+    assert [(c.kind, c.target) for c in changes] == [("delete_app", "old"), ("remove_role", "METADATA_API"),
                                                    ("revoke", "TASK_DEF other")]
 
 

@@ -58,7 +58,7 @@ def test_a_group_or_world_writable_file_is_refused_before_any_request(sandbox: S
     assert result.returncode == 10, output(result)
     error, hint = result.stderr.splitlines()
     assert f"{mode:04o}" in error and "writable" in error, error
-    assert f"chmod 600 {path}" in hint, hint
+    assert f"chmod go-w {path}" in hint, hint
     assert sandbox.requests()[mark:] == []
     assert path.read_text() == PLANTED and _mode(path) == mode
 

@@ -90,7 +90,7 @@ def test_the_write_is_atomic_a_crash_before_the_rename_leaves_the_old_file_and_n
     store.save(_key(key_id="old"))
     before = path.read_bytes()
 
-    def crash(src: str, dst: str) -> None:
+    def crash(src: str, dst: str, **dir_fds: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(fileio.os, "replace", crash)

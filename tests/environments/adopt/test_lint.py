@@ -219,6 +219,22 @@ def test_lint_command_exit_codes_text_and_json(tmp_path: Path) -> None:
     assert provision(["lint"], cwd=tmp_path).returncode == 1  # a usage error is 1: 2 means findings
 
 
+def test_several_files_after_one_f_are_all_linted_as_the_synopsis_reads(tmp_path: Path) -> None:
+    (tmp_path / "wide.toml").write_text(CLEAN.replace('roles = ["WORKER"]', 'roles = ["ADMIN"]'))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "orkes-provision.toml").write_text(PROJECT)
+    separate = provision(["lint", "-f", "wide.toml", "-f", "p/orkes-provision.toml", "--json"], cwd=tmp_path)
+
+    together = provision(["lint", "-f", "wide.toml", "p/orkes-provision.toml", "--json"], cwd=tmp_path)
+
+    assert together.returncode == 2, output(together)
+    assert together.stdout == separate.stdout
+    assert json.loads(together.stdout)["files"] == ["wide.toml", "p/orkes-provision.toml"]
+    none = provision(["lint"], cwd=tmp_path)
+    assert none.returncode == 1
+    assert none.stderr == "error: no file to lint\nhint: name them: provision lint -f FILE [FILE]...\n"
+
+
 def test_plan_and_apply_print_findings_as_warnings_on_stderr_with_the_servers_tags(
         sandbox: SandboxProcess, tmp_path: Path) -> None:
     text = CLEAN.replace('tasks = ["greetings"]\n', 'tasks = ["greetings"]\n\n[[applications.grants]]\n'

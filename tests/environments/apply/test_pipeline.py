@@ -5,8 +5,29 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from orkes_provision.access.changes import (
+    AddGroupRole,
+    AddMember,
+    AddRole,
+    AddUserRole,
+    CreateApp,
+    CreateGroup,
+    CreateUser,
+    DeleteApp,
+    Grant,
+    GrantTarget,
+    GroupGrant,
+    GroupRevoke,
+    RegisterTask,
+    RegisterWorkflow,
+    RemoveMember,
+    RemoveUserRole,
+    Revoke,
+    UpdateTask,
+    UpdateUser,
+)
 from orkes_provision.access.execute import Executor
-from orkes_provision.access.plan import Change, Plan
+from orkes_provision.access.plan import Plan
 from orkes_provision.errors import ServerUnavailable
 from orkes_provision.orkes.models import Application, Subject, Tag, Target, TaskDef
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter
@@ -72,22 +93,23 @@ class RecordingClient:
 
 def _plan() -> Plan:
     plan = Plan(server=SERVER, apps=[])
-    plan.task_changes = [Change("register_task", None, "t1"), Change("update_task", None, "t2"),
-                         Change("register_workflow", None, "flow v1")]
-    plan.prune_changes = [Change("revoke", "old-grants", "TASK_DEF gone", ("EXECUTE",), app_id="id-old-grants"),
-                          Change("delete_app", "retired", "retired", app_id="id-retired")]
+    plan.task_changes = [RegisterTask(name="t1"), UpdateTask(name="t2"), RegisterWorkflow(name="flow", version=1)]
+    plan.prune_changes = [Revoke(app="old-grants", on=GrantTarget("TASK_DEF", "gone"), access=("EXECUTE",),
+                                 app_id="id-old-grants"),
+                          DeleteApp(app="retired", app_id="id-retired")]
     from orkes_provision.access.plan import AppPlan
     from orkes_provision.access.spec import AppSpec
 
     for name in ("a", "b"):
         spec = AppSpec(name=name)
         plan.apps.append(AppPlan(spec=spec, app_id=None, known_key_ids=set(), reused_key_id=None, changes=[
-            Change("create_app", name, name), Change("add_role", name, "WORKER"),
-            Change("grant", name, "TASK_DEF t1", ("EXECUTE",)), Change("grant", name, "WORKFLOW_DEF flow", ("READ",)),
+            CreateApp(app=name), AddRole(app=name, role="WORKER"),
+            Grant(app=name, on=GrantTarget("TASK_DEF", "t1"), access=("EXECUTE",)),
+            Grant(app=name, on=GrantTarget("WORKFLOW_DEF", "flow"), access=("READ",)),
         ]))
     plan.apps.append(AppPlan(spec=AppSpec(name="old-grants"), app_id="id-old-grants", known_key_ids=set(),
-                             reused_key_id=None, changes=[Change("grant", "old-grants", "TASK_DEF t2", ("EXECUTE",),
-                                                                 app_id="id-old-grants")]))
+                             reused_key_id=None, changes=[Grant(app="old-grants", on=GrantTarget("TASK_DEF", "t2"),
+                                                                access=("EXECUTE",), app_id="id-old-grants")]))
     return plan
 
 
@@ -95,7 +117,7 @@ def _executor(client: RecordingClient) -> Executor:
     return Executor(client=client, server=SERVER, stores={}, parallelism=4,  # type: ignore[arg-type]
                     managed_tags=(Tag(key="managed-by", value="orkes-provision"),),
                     task_defs={"t2": TaskDef(name="t2", timeout_seconds=5)},
-                    workflow_defs={"flow v1": {"name": "flow", "version": 1, "tasks": []}},
+                    workflow_defs={("flow", 1): {"name": "flow", "version": 1, "tasks": []}},
                     limiter=AdaptiveLimiter(4))
 
 
@@ -125,8 +147,8 @@ def test_pipeline_keeps_dependency_order_and_batches_task_definitions() -> None:
 def test_failed_application_skips_its_dependents_and_deletions_but_not_the_others() -> None:
     client = RecordingClient(fail={"create_application a"})
     result = _executor(client).run(_plan())
-    failed = [(o.change.kind, o.change.app) for o in result.failed]
-    skipped = sorted((o.change.kind, o.change.what) for o in result.skipped)
+    failed = [(o.change.kind, o.change.target) for o in result.failed]
+    skipped = sorted((o.change.kind, o.change.target) for o in result.skipped)
     assert failed == [("create_app", "a")]
     # Deletions wait for everything else, so a half-converged apply never prunes.
     assert skipped == [("add_role", "WORKER"), ("delete_app", "retired"), ("grant", "TASK_DEF t1"),
@@ -139,8 +161,8 @@ def test_failed_application_skips_its_dependents_and_deletions_but_not_the_other
 def test_failed_task_batch_skips_grants_on_tasks_and_the_workflow_but_not_applications() -> None:
     client = RecordingClient(fail={"register_task_defs t1,t2"})
     result = _executor(client).run(_plan())
-    assert sorted(o.change.what for o in result.failed) == ["t1", "t2"]
-    skipped = {(o.change.kind, o.change.app, o.change.what) for o in result.skipped}
+    assert sorted(o.change.target for o in result.failed) == ["t1", "t2"]
+    skipped = {(o.change.kind, o.change.to_dict()["app"], o.change.target) for o in result.skipped}
     assert ("register_workflow", None, "flow v1") in skipped
     assert ("grant", "a", "TASK_DEF t1") in skipped
     assert ("grant", "b", "WORKFLOW_DEF flow") in skipped
@@ -152,17 +174,15 @@ def _people_plan() -> Plan:
     from orkes_provision.access.plan import GroupUpsert, UserUpsert
 
     plan = Plan(server=SERVER, apps=[])
-    plan.task_changes = [Change("register_task", None, "charge")]
+    plan.task_changes = [RegisterTask(name="charge")]
     plan.people_changes = [
-        Change("create_user", None, "ada", user="ada"), Change("add_user_role", None, "USER", user="ada"),
-        Change("update_user", None, "bob", user="bob", reason="name"),
-        Change("create_group", None, "team", group="team"), Change("add_group_role", None, "USER", group="team"),
-        Change("add_member", None, "ada", group="team"), Change("add_member", None, "bob", group="team"),
-        Change("grant", None, "TASK_DEF charge", ("EXECUTE",), group="team"),
+        CreateUser(user="ada"), AddUserRole(user="ada", role="USER"), UpdateUser(user="bob", reason="name"),
+        CreateGroup(group="team"), AddGroupRole(group="team", role="USER"),
+        AddMember(group="team", member="ada"), AddMember(group="team", member="bob"),
+        GroupGrant(group="team", on=GrantTarget("TASK_DEF", "charge"), access=("EXECUTE",)),
     ]
-    plan.prune_changes = [Change("remove_user_role", None, "ADMIN", user="bob"),
-                          Change("remove_member", None, "eve", group="team"),
-                          Change("revoke", None, "TASK_DEF refund", ("EXECUTE",), group="team")]
+    plan.prune_changes = [RemoveUserRole(user="bob", role="ADMIN"), RemoveMember(group="team", member="eve"),
+                          GroupRevoke(group="team", on=GrantTarget("TASK_DEF", "refund"), access=("EXECUTE",))]
     plan.user_upserts = {"ada": UserUpsert(name="Ada", roles=("USER",), groups=()),
                          "bob": UserUpsert(name="Bob", roles=(), groups=("team",))}
     plan.group_upserts = {"team": GroupUpsert(description="", roles=("USER",))}

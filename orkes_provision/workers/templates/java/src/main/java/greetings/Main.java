@@ -1,5 +1,7 @@
 package greetings;
 
+import java.net.InetAddress;
+import java.net.UnknownHostException;
 import java.util.List;
 
 import com.netflix.conductor.client.automator.TaskRunnerConfigurer;
@@ -19,11 +21,43 @@ import io.orkes.conductor.client.ApiClient;
  */
 public class Main {
 
+    /** Seconds a stop waits for the task at hand; 'stop_grace' in orkes-provision.toml leaves room for it. */
+    static final int DRAIN_SECONDS = 10;
+
+    /**
+     * The worker id this process polls under: the one 'provision' gives each process it starts
+     * (ORKES_PROVISION_WORKER_ID), so that the tasks of a stopped process can be handed on; else the
+     * host name, the SDK's default.
+     */
+    static String workerId() {
+        String given = System.getenv("ORKES_PROVISION_WORKER_ID");
+        if (given != null && !given.isBlank()) {
+            return given;
+        }
+        try {
+            return InetAddress.getLocalHost().getHostName();
+        } catch (UnknownHostException e) {
+            return "greetings-java";
+        }
+    }
+
     /** Input "name", output "greeting": "Hello, name". */
     static final class Greetings implements Worker {
+        private final String identity = workerId();
+
         @Override
         public String getTaskDefName() {
             return "greetings";
+        }
+
+        @Override
+        public String getIdentity() {
+            return identity;
+        }
+
+        @Override
+        public int getPollingInterval() {
+            return 100;
         }
 
         @Override
@@ -39,13 +73,15 @@ public class Main {
     public static void main(String[] args) {
         ApiClient client = new ApiClient();
         TaskClient taskClient = new TaskClient(client);
-        List<Worker> workers = List.of(new Greetings());
-        TaskRunnerConfigurer configurer = new TaskRunnerConfigurer.Builder(taskClient, workers)
+        Greetings greetings = new Greetings();
+        TaskRunnerConfigurer configurer = new TaskRunnerConfigurer.Builder(taskClient, List.of(greetings))
                 .withThreadCount(1)
+                .withShutdownGracePeriodSeconds(DRAIN_SECONDS)
                 .build();
-        // Ctrl-C (SIGINT) and SIGTERM (from 'provision' or Kubernetes) run this hook: finish the task
-        // at hand, then stop.
+        // Ctrl-C (SIGINT) and SIGTERM (from 'provision' or Kubernetes) run this hook: poll no more, finish
+        // the task at hand (up to DRAIN_SECONDS), then stop.
         Runtime.getRuntime().addShutdownHook(new Thread(configurer::shutdown));
         configurer.init();
+        System.out.println("greetings worker polling as " + greetings.getIdentity());
     }
 }

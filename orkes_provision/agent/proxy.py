@@ -1,0 +1,361 @@
+"""The agent's HTTP/1.1 side: loopback connections from workers, forwarded to the server with the real token.
+
+asyncio streams with ``h11`` (already installed with httpx) on the workers' side and an
+``httpx.AsyncClient`` with a connection pool on the server's side: one event loop serves any
+number of waiting long polls without a thread each. Bodies are streamed both ways; only what the
+agent must read is buffered, and bounded: the answers of polls (to see which tasks an instance
+now holds), task updates (to see which it finished), and small request bodies (to replay a
+request once when the server says the token expired). Nothing is cached.
+
+The agent answers four paths itself: ``POST /api/token`` (a local key for a local token),
+``GET /health``, ``GET /metrics``, and a 401 ``INVALID_TOKEN`` for a request without a valid
+local token, which makes every SDK fetch a new one. A server that does not answer gives 503
+with ``Retry-After``; a request that cannot be forwarded never loops back to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import h11
+import httpx
+
+from orkes_provision.agent.instances import Instance, Instances
+from orkes_provision.agent.metrics import Metrics
+from orkes_provision.agent.tracking import UPDATE_V2, hand_back_body, is_poll, is_update, polled_tasks, updated_task
+from orkes_provision.agent.upstream import KeyHolder, Unavailable
+from orkes_provision.orkes.auth import TOKEN_ERRORS
+
+MAX_HEAD = 64 * 1024
+READ_CHUNK = 64 * 1024
+REPLAYABLE_BODY = 1024 * 1024  # request bodies up to this are buffered (replay on an expired token)
+MAX_TRACKED_BODY = 64 * 1024 * 1024  # polls and updates are read whole, up to this
+RETRY_AFTER = "2"
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+                        b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
+NOT_FORWARDED = HOP_BY_HOP | {b"host", b"x-authorization", b"authorization", b"content-length"}
+TOKEN_HEADER = b"x-authorization"
+
+
+class _Closed(Exception):
+    """The worker closed its connection."""
+
+
+class Proxy:
+    def __init__(self, base: str, holder: KeyHolder, instances: Instances, metrics: Metrics,
+                 client: httpx.AsyncClient, on_event: Callable[[str], None]) -> None:
+        self.base = base  # the server's URL without /api: worker paths are appended as they are
+        self.holder = holder
+        self.instances = instances
+        self.metrics = metrics
+        self.client = client
+        self.on_event = on_event
+
+    # ----- connections -----------------------------------------------------------------------
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        try:
+            while True:
+                event = await self._next(conn, reader)
+                if not isinstance(event, h11.Request):
+                    break
+                await self._handle(conn, reader, writer, event)
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self._simple(conn, writer, 400, {"status": 400, "message": "malformed HTTP request"})
+        except (_Closed, ConnectionError, h11.LocalProtocolError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _next(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if conn.they_are_waiting_for_100_continue:
+                raise h11.RemoteProtocolError("Expect: 100-continue is not supported")
+            data = await reader.read(READ_CHUNK)
+            conn.receive_data(data)  # b"" marks the end; h11 answers ConnectionClosed or an error
+
+    async def _read_body(self, conn: h11.Connection, reader: asyncio.StreamReader, limit: int) -> bytes | None:
+        """The whole request body, or ``None`` (and the rest discarded) when it is longer than ``limit``."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next(conn, reader)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size <= limit:
+                    parts.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts) if size <= limit else None
+            else:
+                raise _Closed()
+
+    async def _stream_body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._next(conn, reader)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise _Closed()
+
+    # ----- requests --------------------------------------------------------------------------
+
+    async def _handle(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      request: h11.Request) -> None:
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("ascii", "replace")
+        path = target.split("?", 1)[0]
+        if path in ("/health", "/metrics") and method == "GET":
+            await self._read_body(conn, reader, 0)
+            await self._local_page(conn, writer, path)
+            return
+        if not path.startswith("/api/"):
+            await self._read_body(conn, reader, 0)
+            await self._simple(conn, writer, 404, {"status": 404, "message": "the agent serves /api only"})
+            return
+        if path == "/api/token" and method == "POST":
+            await self._token(conn, reader, writer)
+            return
+        token = next((v for k, v in request.headers if k == TOKEN_HEADER), b"").decode("ascii", "replace")
+        instance = self.instances.by_token(token) if token else None
+        if instance is None:
+            await self._read_body(conn, reader, 0)
+            await self._simple(conn, writer, 401, {"status": 401, "error": "INVALID_TOKEN",
+                                                   "message": "not a token of this agent"})
+            return
+        await self._forward(conn, reader, writer, request, method, target, path, instance)
+
+    async def _token(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await self._read_body(conn, reader, 64 * 1024)
+        key_id = secret = ""
+        try:
+            data = json.loads(body or b"")
+            if isinstance(data, dict):
+                key_id, secret = str(data.get("keyId") or ""), str(data.get("keySecret") or "")
+        except (ValueError, RecursionError):
+            pass
+        token = self.instances.token_for(key_id.strip(), secret.strip())
+        if token is None:
+            await self._simple(conn, writer, 401, {"status": 401, "message": "invalid key id or secret for this agent"})
+            return
+        await self._simple(conn, writer, 200, {"token": token})
+
+    async def _forward(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       request: h11.Request, method: str, target: str, path: str, instance: Instance) -> None:
+        poll = is_poll(method, path) or (method == "POST" and path == UPDATE_V2)
+        update = is_update(method, path)
+        headers = [(k, v) for k, v in request.headers if k not in NOT_FORWARDED]
+        if poll or update:
+            # Read whole and parsed: ask the server for plain bytes.
+            headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
+        length = next((v for k, v in request.headers if k == b"content-length"), None)
+        body: bytes | AsyncIterator[bytes] | None
+        if update or (length is not None and int(length) <= REPLAYABLE_BODY) or method in ("GET", "HEAD", "DELETE"):
+            body = await self._read_body(conn, reader, MAX_TRACKED_BODY)
+            if body is None:
+                await self._simple(conn, writer, 413, {"status": 413, "message": "request body too large"})
+                return
+        else:
+            body = self._stream_body(conn, reader)
+        if poll:
+            instance.polls += 1
+            with self.metrics.lock:
+                self.metrics.polls += 1
+        url = self.base + target
+        stale: str | None = None
+        for attempt in (1, 2):
+            try:
+                token = await self.holder.token(stale=stale)
+            except Unavailable as err:
+                await self._drain(body)
+                await self._simple(conn, writer, err.status, {"status": err.status, "message": err.message},
+                                   retry_after=True)
+                return
+            upstream_request = self.client.build_request(
+                method, url, headers=[*headers, (TOKEN_HEADER, token.encode())], content=body)
+            started = time.perf_counter()
+            try:
+                response = await self.client.send(upstream_request, stream=True)
+            except httpx.TimeoutException:
+                self.metrics.observe_upstream(time.perf_counter() - started, None)
+                await self._simple(conn, writer, 504, {"status": 504, "message": "the server did not answer in time"},
+                                   retry_after=True)
+                return
+            except httpx.TransportError:
+                self.metrics.observe_upstream(time.perf_counter() - started, None)
+                await self._simple(conn, writer, 503, {"status": 503, "message": "the server does not answer"},
+                                   retry_after=True)
+                return
+            self.metrics.observe_upstream(time.perf_counter() - started, response.status_code)
+            try:
+                if response.status_code in (401, 403) or poll or update:
+                    data = await _read_raw(response, MAX_TRACKED_BODY)
+                    if attempt == 1 and isinstance(body, bytes) and _is_token_error(response.status_code, data):
+                        stale = token  # the server no longer takes this token: mint one and replay once
+                        continue
+                    await self._answer_tracked(conn, writer, response, data, body, instance, poll, update)
+                else:
+                    await self._stream_answer(conn, writer, response)
+            finally:
+                await response.aclose()
+            return
+
+    async def _answer_tracked(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response,
+                              data: bytes | None, body: bytes | AsyncIterator[bytes] | None, instance: Instance,
+                              poll: bool, update: bool) -> None:
+        ok = response.is_success
+        if update and ok and isinstance(body, bytes):
+            finished = updated_task(body)
+            if finished is not None and instance.held.pop(finished, None) is not None:
+                instance.finished += 1
+        got = polled_tasks(data) if poll and ok and data is not None else {}
+        if got:
+            instance.held.update(got)
+            with self.metrics.lock:
+                self.metrics.tasks_polled += len(got)
+        if data is None:
+            await self._simple(conn, writer, 502, {"status": 502, "message": "the server's answer is too large"})
+            return
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP | {b"content-length"}]
+        try:
+            if instance.gone and got:
+                raise _Closed()
+            sized = [*headers, (b"content-length", str(len(data)).encode())]
+            await self._write(conn, writer, h11.Response(status_code=response.status_code, headers=sized),
+                              h11.Data(data=data), h11.EndOfMessage())
+        except (_Closed, ConnectionError):
+            if got:  # polled for a worker that is gone: nobody will run them
+                await self.hand_back({t: instance.held.pop(t) for t in got if t in instance.held})
+            raise _Closed() from None
+        self._count(response.status_code)
+
+    async def _stream_answer(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                             response: httpx.Response) -> None:
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
+        await self._write(conn, writer, h11.Response(status_code=response.status_code, headers=headers))
+        async for chunk in response.aiter_raw():
+            if chunk:
+                await self._write(conn, writer, h11.Data(data=chunk))
+        await self._write(conn, writer, h11.EndOfMessage())
+        self._count(response.status_code)
+
+    # ----- the agent's own answers ------------------------------------------------------------
+
+    async def _local_page(self, conn: h11.Connection, writer: asyncio.StreamWriter, path: str) -> None:
+        ready = self.holder.state == "ready"
+        if path == "/health":
+            body: dict[str, Any] = {"status": "ready" if ready else "not ready", "state": self.holder.state,
+                                    "keyId": self.holder.key_id}
+            if self.holder.problem:
+                body["problem"] = self.holder.problem
+            await self._simple(conn, writer, 200 if ready else 503, body)
+            return
+        held = {i.label: len(i.held) for i in self.instances.all()}
+        text = self.metrics.render(held, ready).encode()
+        await self._write(conn, writer, h11.Response(status_code=200, headers=[
+            (b"content-type", b"text/plain; version=0.0.4"), (b"content-length", str(len(text)).encode())]),
+            h11.Data(data=text), h11.EndOfMessage())
+
+    async def _simple(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: dict[str, Any],
+                      *, retry_after: bool = False) -> None:
+        data = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        if retry_after:
+            headers.append((b"retry-after", RETRY_AFTER.encode()))
+        if status >= 500:
+            headers.append((b"connection", b"close"))
+        await self._write(conn, writer, h11.Response(status_code=status, headers=headers), h11.Data(data=data),
+                          h11.EndOfMessage())
+        self._count(status)
+
+    # ----- hand-back --------------------------------------------------------------------------
+
+    async def hand_back(self, held: dict[str, str]) -> list[str]:
+        """Return ``held`` (task id -> workflow id) to the queue with the real key; the ids it could."""
+        done: list[str] = []
+        for task_id, workflow_id in held.items():
+            if await self._hand_back_one(task_id, workflow_id):
+                done.append(task_id)
+        with self.metrics.lock:
+            self.metrics.tasks_handed_back += len(done)
+        return done
+
+    async def _hand_back_one(self, task_id: str, workflow_id: str) -> bool:
+        stale: str | None = None
+        for _ in (1, 2):
+            try:
+                token = await self.holder.token(stale=stale)
+                response = await self.client.post(
+                    self.base + "/api/tasks", content=hand_back_body(task_id, workflow_id),
+                    headers={"content-type": "application/json", "x-authorization": token})
+            except (Unavailable, httpx.HTTPError) as err:
+                self.on_event(f"cannot hand task {task_id} back to the queue ({_reason(err)}); "
+                              "it waits for its response timeout")
+                return False
+            if _is_token_error(response.status_code, response.content):
+                stale = token
+                continue
+            if response.is_success:
+                return True
+            self.on_event(f"cannot hand task {task_id} back to the queue (HTTP {response.status_code}); "
+                          "it waits for its response timeout")
+            return False
+        return False
+
+    # ----- plumbing ---------------------------------------------------------------------------
+
+    async def _write(self, conn: h11.Connection, writer: asyncio.StreamWriter, *events: Any) -> None:
+        for event in events:
+            data = conn.send(event)
+            if data:
+                writer.write(data)
+        await writer.drain()
+
+    @staticmethod
+    async def _drain(body: bytes | AsyncIterator[bytes] | None) -> None:
+        if body is not None and not isinstance(body, bytes):
+            async for _ in body:
+                pass
+
+    def _count(self, status: int) -> None:
+        with self.metrics.lock:
+            self.metrics.requests[status] += 1
+
+
+async def _read_raw(response: httpx.Response, limit: int) -> bytes | None:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _is_token_error(status: int, data: bytes | None) -> bool:
+    if status not in (401, 403) or not data:
+        return False
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and body.get("error") in TOKEN_ERRORS
+
+
+def _reason(err: Exception) -> str:
+    return err.message if isinstance(err, Unavailable) else type(err).__name__

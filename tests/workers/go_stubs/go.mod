@@ -1,3 +1,0 @@
-module github.com/conductor-sdk/conductor-go
-
-go 1.17

@@ -1,5 +1,0 @@
-package client
-
-type APIClient struct{}
-
-func NewAPIClientFromEnv() *APIClient { return &APIClient{} }

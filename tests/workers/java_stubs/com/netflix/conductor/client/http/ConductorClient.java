@@ -1,5 +1,0 @@
-package com.netflix.conductor.client.http;
-
-public class ConductorClient {
-    public ConductorClient() {}
-}
