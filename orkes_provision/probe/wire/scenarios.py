@@ -90,9 +90,9 @@ NOT_ENDPOINTS = frozenset({"close", "request_count", "key_id", "server", "creden
 # test hooks (``SandboxClient``). Everything else the client sends must be in the document.
 OUTSIDE_THE_SPEC = frozenset({"POST /api/sandbox/faults", "DELETE /api/sandbox/faults"})
 # Operations a scenario sends itself, as a worker would, to give the server something to report
-# (``WireContext.http``). They are in the document and checked like the client's requests, but no
-# OrkesClient method sends them: nothing in this tool takes a task.
-WORKER_CALLS = frozenset({"GET /api/tasks/poll/batch/{tasktype}"})
+# (``WireContext.http``), that no OrkesClient method sends. The batch poll was one until
+# ``poll_tasks`` (``provision probe`` takes a task to see it handed back): none left.
+WORKER_CALLS: frozenset[str] = frozenset()
 
 
 @dataclass
