@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Each file stays on one worker, in order (some files build on what their earlier tests made).
 PYTEST_WORKERS ?= -n 4 --dist loadfile
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit kube clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing orkes-provision and its dependencies with pip (a minute or two, once)..." >&2
@@ -29,6 +29,10 @@ unit: $(STAMP)
 	scripts/with-keyring $(BIN)/pytest -q -rs $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The Kubernetes control plane tests/kube/test_real_cluster.py runs (cached; without it those tests skip).
+kube:
+	scripts/build-kube
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -52,6 +52,8 @@ def deploy() -> None:
               help="Secret/ConfigMap name when the store is outside the cluster (default: APP-conductor).")
 @click.option("--cpu", default="100m", show_default=True, metavar="QTY", help="CPU request.")
 @click.option("--memory", default="256Mi", show_default=True, metavar="QTY", help="Memory request and limit.")
+@click.option("--run-as-user", type=click.IntRange(min=1, max=2**31 - 1), default=65532, show_default=True,
+              metavar="UID", help="The non-root user id the worker runs as (one that can read the image's files).")
 @click.option("--wait", is_flag=True, help="With --apply: wait until the rollout completes.")
 @click.option("--timeout", type=DURATION, default="5m", show_default=True, metavar="DURATION",
               help="How long --wait waits (90s, 5m, ...).")
@@ -60,7 +62,7 @@ def deploy() -> None:
 @command_options(timeout=False)
 def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: str | None, replicas: int | None,
                image: str | None, store_spec: str | None, secret_name: str | None, cpu: str, memory: str,
-               wait: bool, timeout: timedelta, project_file: Path | None) -> None:
+               run_as_user: int, wait: bool, timeout: timedelta, project_file: Path | None) -> None:
     """Render a Deployment for WORKER of the project file, or apply it with kubectl.
 
     The pods get CONDUCTOR_SERVER_URL from a ConfigMap and CONDUCTOR_AUTH_KEY and
@@ -71,6 +73,10 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     (keyring, env file) the key is read from it and a Secret and ConfigMap are rendered too; the
     Secret is then only written to DIR (mode 0600) or to kubectl's stdin, never printed.
     Without --render or --apply the manifests that hold no secret are printed.
+
+    The pods run as a non-root user (--run-as-user) on a read-only root filesystem with a
+    writable /tmp, as Pod Security "restricted" requires. They reach Conductor at the URL the key
+    was created for: a loopback URL (127.0.0.1, localhost) is refused, since in a pod it is the pod.
 
     \b
     Examples:
@@ -83,6 +89,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     from orkes_provision.credentials.delivery import choose_key_server, choose_store
     from orkes_provision.credentials.stores import open_store
     from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
+    from orkes_provision.orkes.urls import normalize_server_url
     from orkes_provision.workers.deploy import apply_to_cluster, render_to_directory, worker_manifests
     from orkes_provision.workers.project import require_project
 
@@ -97,12 +104,16 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     if choice.source != "--store":
         info(f"Key store: {choice.value} (from {choice.source})")
     store = open_store(choice.value)
-    # A Secret in the cluster names its own server; any other store is keyed by the server.
-    server = None if isinstance(store, K8sSecretStore) or not app else choose_key_server(
+    # A Secret in the cluster names its own server (--server is checked against it); any other
+    # store is keyed by the server.
+    given = opts().server
+    flag = normalize_server_url(given, insecure_http=opts().insecure_http) if given else None
+    server = flag if isinstance(store, K8sSecretStore) or not app else choose_key_server(
         app=app, store=store, flag=opts().server, project=defaults, credentials_server=credentials_server,
         insecure_http=opts().insecure_http).value
     rendered = worker_manifests(project, worker, store=store, server=server, image=image, namespace=namespace,
-                                replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory)
+                                replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory,
+                                run_as_user=run_as_user, server_flag=flag is not None)
     result = rendered.to_dict()
     if render_dir is not None:
         paths = render_to_directory(rendered, render_dir)

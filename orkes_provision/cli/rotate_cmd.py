@@ -43,6 +43,11 @@ if TYPE_CHECKING:
                    "environment made).")
 @click.option("--parallelism", type=click.IntRange(1, MAX_PARALLELISM), default=None,
               help=f"With --all: applications rotated at once (default {DEFAULT_PARALLELISM}).")
+@click.option("--canary", type=click.IntRange(1, None), default=None, metavar="N",
+              help="With --all: rotate N applications first (by name), wait until their workers here report the "
+                   "new key, then the rest; the first failure leaves the rest untouched.")
+@click.option("--canary-wait", type=DURATION, default="60s", show_default=True, metavar="DURATION",
+              help="With --canary: how long each canary's workers may take to report the new key.")
 @click.option("--grace", type=AGE, default="15m", show_default=True, metavar="DURATION",
               help="Delete keys INACTIVE for longer than this (0s: at once).")
 @click.option("--store", "store_specs", multiple=True, metavar="SPEC",
@@ -58,8 +63,8 @@ if TYPE_CHECKING:
                    "store not written, or by another machine): whoever holds them loses access.")
 @common_options
 def rotate(apps: tuple[str, ...], all_: bool, older_than: timedelta | None, environment: str | None,
-           parallelism: int | None, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta,
-           start_over: bool, retire_undelivered: bool) -> None:
+           parallelism: int | None, canary: int | None, canary_wait: timedelta, grace: timedelta,
+           store_specs: tuple[str, ...], switch_wait: timedelta, start_over: bool, retire_undelivered: bool) -> None:
     """Replace APP's key everywhere it was delivered, with no downtime.
 
     Creates a new key, writes it to every store that holds the current key (or to each --store),
@@ -77,7 +82,9 @@ def rotate(apps: tuple[str, ...], all_: bool, older_than: timedelta | None, envi
     only those whose oldest ACTIVE key is older (a rotation left pending is finished whatever
     the age; an application with no ACTIVE key is left alone). One failing application does not
     stop the others, and running the same command again finishes what was left. A nightly job:
-    see docs/rotation.md.
+    see docs/rotation.md. With --canary N, N due applications go first and each must show its
+    workers running the new key (their supervisors or agents on this machine report it) before the
+    rest are rotated; then the first failure stops the job, the others untouched and listed.
 
     \b
     Exit codes: 0 rotated (or an interrupted rotation finished), 2 bad usage, 7 a key to retire
@@ -95,13 +102,15 @@ def rotate(apps: tuple[str, ...], all_: bool, older_than: timedelta | None, envi
       provision keys rotate greetings-worker --store env-file:./worker.env --switch-wait 5s
       provision keys rotate --all --older-than 30d --json
       provision keys rotate --all --environment staging --parallelism 8
+      provision keys rotate --all --older-than 30d --canary 2
     """
     if all_:
         _rotate_all(apps, older_than=older_than, environment=environment, parallelism=parallelism, grace=grace,
                     store_specs=store_specs, switch_wait=switch_wait, start_over=start_over,
-                    retire_undelivered=retire_undelivered)
+                    retire_undelivered=retire_undelivered, canary=canary or 0, canary_wait=canary_wait)
         return
-    for given, name in ((older_than, "--older-than"), (environment, "--environment"), (parallelism, "--parallelism")):
+    for given, name in ((older_than, "--older-than"), (environment, "--environment"), (parallelism, "--parallelism"),
+                        (canary, "--canary")):
         if given is not None:
             raise UsageError(f"{name} chooses among many applications: it needs --all",
                              "add --all, e.g. 'provision keys rotate --all --older-than 30d'")
@@ -141,7 +150,7 @@ def _rotate_one(app: str, *, grace: timedelta, store_specs: tuple[str, ...], swi
 
 def _rotate_all(apps: tuple[str, ...], *, older_than: timedelta | None, environment: str | None,
                 parallelism: int | None, grace: timedelta, store_specs: tuple[str, ...], switch_wait: timedelta,
-                start_over: bool, retire_undelivered: bool) -> None:
+                start_over: bool, retire_undelivered: bool, canary: int, canary_wait: timedelta) -> None:
     from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
     from orkes_provision.rotation.fleet import rotate_fleet, select_applications
 
@@ -161,7 +170,8 @@ def _rotate_all(apps: tuple[str, ...], *, older_than: timedelta | None, environm
                               switch_wait=switch_wait.total_seconds(), actor=credentials.key_id,
                               retire_undelivered=retire_undelivered,
                               on_step=in_command(lambda app, line: info(f"{app}: {line}")),
-                              hint_options=hint_options())
+                              hint_options=hint_options(), canary=canary,
+                              canary_wait=canary_wait.total_seconds())
     emit(report.to_dict(), report.render)
     failure = report.failure()
     if failure is not None:

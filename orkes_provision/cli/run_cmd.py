@@ -55,10 +55,16 @@ if TYPE_CHECKING:
 @click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME,
               help="A task the worker polls, for the preflight (repeatable; default: the project's grants).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
+@click.option("--worker", "as_worker", is_flag=True,
+              help="CMD polls tasks: the preflight checks the WORKER role and EXECUTE on the tasks (the default, "
+                   "unless the project file's application has no worker role).")
+@click.option("--starter", "as_starter", is_flag=True,
+              help="CMD starts workflows: the preflight checks the key, and no WORKER role (with --worker: both; "
+                   "the default when the project file's application has no worker role).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
 @common_options
 def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas: int, restart_policy: str,
-        tasks: tuple[str, ...], no_preflight: bool, command: tuple[str, ...]) -> int:
+        tasks: tuple[str, ...], no_preflight: bool, as_worker: bool, as_starter: bool, command: tuple[str, ...]) -> int:
     """Run CMD with the application's key in its environment.
 
     CMD gets CONDUCTOR_SERVER_URL (ending in /api), CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET,
@@ -70,6 +76,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
     Examples:
       provision run -- python3 main.py
       provision run --app greetings-worker --supervise --replicas 2 -- node worker.js
+      provision run --app greetings-starter --starter -- python3 start.py
     """
     if (replicas != 1 or restart_policy != "on-failure") and not supervise:
         from orkes_provision.errors import UsageError
@@ -77,6 +84,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
         raise UsageError("--replicas and --restart need --supervise", "add --supervise, or drop them")
     from orkes_provision.cli.context import key_home
     from orkes_provision.credentials.delivery import choose_app_name
+    from orkes_provision.workers.launch import command_does
     from orkes_provision.workers.project import load_project
 
     project = load_project()
@@ -85,8 +93,11 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
     defaults = project.defaults() if project is not None else None
     app = choose_app_name(app_name, project=defaults, tasks=grants).value
     home = key_home(app, store_spec, project, list(grants))
+    own = project is not None and project.application is not None and project.application.name == app
+    does = command_does(worker=as_worker, starter=as_starter,
+                        project_roles=project.application.roles if own and project and project.application else None)
     if not no_preflight:
-        _preflight(app, list(grants), home)
+        _preflight(app, list(grants), home, does, ask_starter=not (as_worker or as_starter or own))
     return _launch(list(command), app, home.key, home.watch, runtime=None, extra={}, cwd=None, supervise=supervise,
                    replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name,
                    tasks=list(grants))
@@ -199,12 +210,18 @@ def apply_project_profile(project: Project | None) -> None:
         options.profile = project.profile
 
 
-def _preflight(app: str, tasks: list[str], home: KeyHome) -> None:
+def _preflight(app: str, tasks: list[str], home: KeyHome, does: frozenset[str] = frozenset({"worker"}),
+               ask_starter: bool = False) -> None:
     """The doctor's checks with the provisioning credentials; with none, what the key alone shows.
 
+    ``does`` says what the command does (``workers.launch.command_does``): a starter needs no
+    WORKER role and polls no task, so neither is checked, nor proposed as a fix; ``ask_starter``
+    (nothing said what CMD does) makes a missing role's fix offer --starter first.
     The provisioning credentials are used only when they belong to the key's server: they are
     never sent to the server a project or env file names.
     """
+    from dataclasses import replace
+
     from orkes_provision.access.doctor import diagnose
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.errors import ConfigError, StoreError
@@ -214,19 +231,34 @@ def _preflight(app: str, tasks: list[str], home: KeyHome) -> None:
         credentials = resolve_server_credentials()
     except (ConfigError, StoreError) as err:
         # The settings error already starts "no credentials: "; say it once.
-        _key_only_preflight(app, home, f"no provisioning credentials: {err.message.removeprefix('no credentials: ')}")
+        _key_only_preflight(app, home, f"no provisioning credentials: {err.message.removeprefix('no credentials: ')}",
+                            does, ask_starter)
         return
     if credentials.server != home.server:
-        _key_only_preflight(app, home, f"the provisioning credentials are for {credentials.server}")
+        _key_only_preflight(app, home, f"the provisioning credentials are for {credentials.server}", does,
+                            ask_starter)
         return
+    worker = "worker" in does
     with make_client(credentials) as client:
-        report = diagnose(client, app=app, tasks=tasks, key=home.key, server=home.server, hints=home.hints)
+        report = diagnose(client, app=app, tasks=tasks if worker else [], key=home.key, server=home.server,
+                          hints=home.hints)
+    if not worker:
+        report.findings = [f for f in report.findings if f.check != "role"]
+    elif ask_starter:
+        # Taken for a worker by default: the role is what a worker needs, and CMD may be a starter.
+        report.findings = [replace(f, fix=f"if CMD only starts workflows, add --starter; if it polls tasks, give "
+                                          f"it the role: {f.fix}") if f.check == "role" and not f.ok and f.fix
+                           else f for f in report.findings]
     check_preflight(report, app, home.hints)
+    if not worker:
+        info(f"preflight: ok ({app}: key {home.key.key_id} ACTIVE; a starter, so no worker role or task grants "
+             "checked)")
+        return
     what = f"EXECUTE on {', '.join(tasks)}" if tasks else "no tasks named, grants not checked"
     info(f"preflight: ok ({app}: key {home.key.key_id} ACTIVE, worker role, {what})")
 
 
-def _key_only_preflight(app: str, home: KeyHome, reason: str) -> None:
+def _key_only_preflight(app: str, home: KeyHome, reason: str, does: frozenset[str], ask_starter: bool) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
@@ -246,9 +278,14 @@ def _key_only_preflight(app: str, home: KeyHome, reason: str) -> None:
                                      + home.hints.new_key()) from None
         user = client.user_info()
     roles = {str(r.get("name")) for r in user.get("roles") or [] if isinstance(r, dict)}
+    if "worker" not in does:
+        info(f"preflight: key {key.key_id} authenticates; a starter, so no worker role or task grants checked")
+        return
     if not roles & WORKER_ROLES:
         raise VerificationFailed(f"preflight: {app} lacks the WORKER role (has: {', '.join(sorted(roles)) or 'none'})",
                                  "give it the role (or pass --no-preflight to start anyway): "
+                                 + ("if CMD only starts workflows, add --starter; if it polls tasks, "
+                                    if ask_starter else "")
                                  + home.hints.create_app("--worker", tasks=()))
     info(f"preflight: key {key.key_id} authenticates and has {', '.join(sorted(roles & WORKER_ROLES))}; "
          f"EXECUTE grants not checked ({reason})")

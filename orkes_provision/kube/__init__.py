@@ -1,4 +1,4 @@
-"""Kubernetes through kubectl: manifests rendered from templates (``manifests``), the kubectl runner
+"""Kubernetes through kubectl: manifests built as data and dumped as YAML (``manifests``), the kubectl runner
 (``kubectl``) and rollouts onto a new key (``rollout``).
 Imports only the shared basics (``errors``); never click, never the other domains.
 """

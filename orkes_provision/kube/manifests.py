@@ -1,9 +1,11 @@
-"""Kubernetes manifests: names checked, YAML values quoted, templates rendered, Secrets and ConfigMaps.
+"""Kubernetes manifests: names checked, objects built as data, written with PyYAML's safe dumper.
 
-Templates (``kube/templates/*.yaml``) are YAML with ``${name}`` placeholders. Every value is
-quoted by ``yaml_scalar`` (a YAML double-quoted string, or a number), so no value can change the
-document's structure. A placeholder alone on its line takes a mapping or a list and becomes a
-block at that indentation; an empty one removes the line.
+Each object is a plain dict dumped by ``to_yaml``: no value can change the document's structure,
+and every string value is double-quoted so that kubectl's YAML parser reads back the same string.
+
+The worker's pod passes Pod Security "restricted": non-root with a fixed non-zero user, no
+privilege escalation, every capability dropped, the runtime's seccomp profile, and a read-only
+root filesystem with a writable ``/tmp`` (an ``emptyDir``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import SecretStr
 
-from orkes_provision.errors import StoreError, UsageError
+from orkes_provision.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,9 @@ SERVER_KEY = "CONDUCTOR_SERVER_URL"
 AUTH_KEY = "CONDUCTOR_AUTH_KEY"
 AUTH_SECRET = "CONDUCTOR_AUTH_SECRET"
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# The user the worker runs as when the image does not matter (distroless images call it "nonroot"):
+# "restricted" needs a non-root user the kubelet can check, and a name in the image it cannot.
+DEFAULT_RUN_AS_USER = 65532
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -93,121 +98,40 @@ def key_id_checksum(key_id: str) -> str:
 
 # --- YAML -------------------------------------------------------------------------------------
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
-# Words a YAML 1.1 parser (go-yaml in kubectl, PyYAML) reads as booleans or null when unquoted.
-_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` with every string value double-quoted.
 
-def _printable(ch: str) -> bool:
-    # YAML's printable set, minus the characters that a YAML 1.1 parser takes as line breaks.
-    code = ord(ch)
-    if code < 0x20 or 0x7F <= code <= 0x9F:
-        return False
-    return not (code in (0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF) or 0xD800 <= code <= 0xDFFF)
-
-
-def yaml_scalar(value: object) -> str:
-    """``value`` as a YAML scalar that every parser reads back exactly: strings are always quoted."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if value is None:
-        return "null"
-    if not isinstance(value, str):
-        raise TypeError(f"cannot render {type(value).__name__} as a YAML scalar")
-    out = ['"']
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif _printable(ch):
-            out.append(ch)
-        else:
-            code = ord(ch)
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _yaml_key(key: str) -> str:
-    return key if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS else yaml_scalar(key)
-
-
-def yaml_flow(value: object) -> str:
-    """``value`` on one line: a scalar, or a JSON-like flow collection (which YAML reads too)."""
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{yaml_scalar(str(k))}: {yaml_flow(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(yaml_flow(v) for v in value) + "]"
-    return yaml_scalar(value)
-
-
-def yaml_block(value: object, indent: int = 0) -> list[str]:
-    """``value`` (a mapping or a list) as block YAML lines indented by ``indent`` spaces."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(item, Mapping | list | tuple) and item:
-                lines.append(f"{pad}{_yaml_key(str(key))}:")
-                lines.extend(yaml_block(item, indent + 2))
-            else:
-                lines.append(f"{pad}{_yaml_key(str(key))}: {yaml_flow(item)}")
-        return lines
-    if isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, Mapping | list | tuple) and item:
-                inner = yaml_block(item, indent + 2)
-                lines.append(f"{pad}- {inner[0].lstrip()}")
-                lines.extend(inner[1:])
-            else:
-                lines.append(f"{pad}- {yaml_flow(item)}")
-        return lines
-    raise TypeError(f"cannot render {type(value).__name__} as a YAML block")
-
-
-_PLACEHOLDER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
-_BLOCK_LINE = re.compile(r"^(?P<indent>[ ]*)\$\{(?P<name>[a-z_][a-z0-9_]*)\}[ ]*$")
-
-
-def render_template_text(text: str, values: Mapping[str, object]) -> str:
-    """Fill the ``${name}`` placeholders of ``text`` (see the module docstring).
-
-    A placeholder without a value, or a value no placeholder uses, is a bug: ``KeyError``.
+    PyYAML leaves a string plain when its own YAML 1.1 resolver reads it back as a string, but
+    kubectl's go-yaml resolves more forms as numbers (``1e3``, ``0o17``, ``0X1F``): plain, an
+    environment value ``1e3`` would reach the API server as the number 1000 and be refused. Quoted,
+    every parser reads the same string. Keys keep PyYAML's choice: they are this module's own names.
     """
-    used: set[str] = set()
-    out: list[str] = []
-    for line in text.splitlines():
-        block = _BLOCK_LINE.match(line)
-        if block is not None:
-            name = block.group("name")
-            used.add(name)
-            value = values[name]
-            if not isinstance(value, Mapping | list | tuple):
-                raise TypeError(f"placeholder {name} on its own line needs a mapping or a list")
-            out.extend(yaml_block(value, len(block.group("indent"))))
-            continue
 
-        def substitute(match: re.Match[str]) -> str:
-            used.add(match.group(1))
-            return yaml_flow(values[match.group(1)])
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
 
-        out.append(_PLACEHOLDER.sub(substitute, line))
-    unused = set(values) - used
-    if unused:
-        raise KeyError(f"template values not used: {', '.join(sorted(unused))}")
-    return "\n".join(out) + "\n"
+    def ignore_aliases(self, data: Any) -> bool:
+        # A dict used twice (the labels) is written out twice, not as an anchor and an alias.
+        return True
+
+    def represent_mapping(self, tag: str, mapping: Any, flow_style: bool | None = None) -> yaml.MappingNode:
+        node = super().represent_mapping(tag, mapping, flow_style)
+        for key, _value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                key.style = None
+        return node
 
 
-def render_template(name: str, values: Mapping[str, object], templates_dir: Path | None = None) -> str:
-    """Render ``kube/templates/<name>`` with ``values``."""
-    path = (templates_dir or TEMPLATES_DIR) / name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise StoreError(f"cannot read the Kubernetes template {path}: {err.strerror or err}",
-                         "reinstall orkes-provision; the templates ship with it") from None
-    return render_template_text(text, values)
+_Dumper.add_representer(str, _Dumper.represent_str)
+
+
+def to_yaml(document: Mapping[str, Any], comment: str = "") -> str:
+    """``document`` as block YAML (keys in the order given), after ``comment`` as ``#`` lines."""
+    text = yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=False, width=1 << 16)
+    header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in comment.splitlines())
+    return header + text
 
 
 # --- manifests --------------------------------------------------------------------------------
@@ -240,6 +164,10 @@ def managed_labels(app: str) -> dict[str, str]:
     return labels
 
 
+def _metadata(name: str, namespace: str, labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": dict(annotations)}
+
+
 def secret_manifest(namespace: str, name: str, *, server: str, app: str, key_id: str,
                     secret: SecretStr) -> Manifest:
     """The Secret holding ``CONDUCTOR_AUTH_KEY`` and ``CONDUCTOR_AUTH_SECRET`` (base64 ``data``).
@@ -247,21 +175,27 @@ def secret_manifest(namespace: str, name: str, *, server: str, app: str, key_id:
     ``data``, not ``stringData``: server-side apply tracks ``data`` per key, and reading back
     gives the same field that was written.
     """
-    values = {
-        "name": name, "namespace": namespace, "labels": managed_labels(app),
-        "annotations": {APP_ANNOTATION: app, SERVER_ANNOTATION: server, KEY_ID_ANNOTATION: key_id},
-        "key_id_b64": _b64(key_id), "secret_b64": _b64(secret.get_secret_value()),
+    document = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": _metadata(name, namespace, managed_labels(app),
+                              {APP_ANNOTATION: app, SERVER_ANNOTATION: server, KEY_ID_ANNOTATION: key_id}),
+        "type": "Opaque",
+        "data": {AUTH_KEY: _b64(key_id), AUTH_SECRET: _b64(secret.get_secret_value())},
     }
-    return Manifest("Secret", name, namespace, render_template("secret.yaml", values), holds_secret=True)
+    comment = ("The key of a Conductor application, written by orkes-provision.\n"
+               "It holds the secret: keep any copy of this file private (mode 0600) and out of version control.")
+    return Manifest("Secret", name, namespace, to_yaml(document, comment), holds_secret=True)
 
 
 def configmap_manifest(namespace: str, name: str, *, server: str, app: str) -> Manifest:
     """The ConfigMap holding ``CONDUCTOR_SERVER_URL`` (not a secret, so that it can be read and diffed)."""
-    values = {
-        "name": name, "namespace": namespace, "labels": managed_labels(app),
-        "annotations": {APP_ANNOTATION: app}, "server": server,
+    document = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": _metadata(name, namespace, managed_labels(app), {APP_ANNOTATION: app}),
+        "data": {SERVER_KEY: server},
     }
-    return Manifest("ConfigMap", name, namespace, render_template("configmap.yaml", values))
+    comment = "The Conductor server URL for the workers, written by orkes-provision beside the Secret of this name."
+    return Manifest("ConfigMap", name, namespace, to_yaml(document, comment))
 
 
 @dataclass(frozen=True)
@@ -280,11 +214,13 @@ class WorkerDeployment:
     env: Mapping[str, str] = field(default_factory=dict)
     cpu: str = "100m"
     memory: str = "256Mi"
+    run_as_user: int = DEFAULT_RUN_AS_USER
 
     def selector(self) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "conductor-worker"}
 
-    def render(self) -> Manifest:
+    def check(self) -> None:
+        """``UsageError`` for a field no cluster would accept (before anything is rendered)."""
         check_namespace(self.namespace)
         check_object_name(self.name, "Deployment")
         check_object_name(self.credentials, "Secret")
@@ -299,18 +235,63 @@ class WorkerDeployment:
                              "rename it in the project file's env table")
         if self.replicas < 0:
             raise UsageError("--replicas must be 0 or more")
+        if not 0 < self.run_as_user <= 2**31 - 1:
+            raise UsageError(f"--run-as-user {self.run_as_user} is not a non-root user id",
+                             "give a user id from 1 to 2147483647 that can read the image's files")
+
+    def document(self) -> dict[str, Any]:
+        """The Deployment as data (``check`` first)."""
+        self.check()
         labels = {**self.selector(), **managed_labels(self.app)}
-        values = {
-            "name": self.name, "namespace": self.namespace, "labels": labels, "pod_labels": labels,
-            "annotations": {APP_ANNOTATION: self.app, WORKER_ANNOTATION: self.worker,
-                            CREDENTIALS_ANNOTATION: self.credentials},
-            "selector": self.selector(), "replicas": self.replicas, "key_id_checksum": key_id_checksum(self.key_id),
-            "container": dns_label(self.worker) or "worker", "image": self.image, "command": list(self.command),
-            "config_map": self.credentials, "secret": self.credentials,
-            "extra_env": [{"name": k, "value": v} for k, v in self.env.items()],
-            "cpu": self.cpu, "memory": self.memory,
+        env: list[dict[str, Any]] = [
+            {"name": SERVER_KEY, "valueFrom": {"configMapKeyRef": {"name": self.credentials, "key": SERVER_KEY}}},
+            {"name": AUTH_KEY, "valueFrom": {"secretKeyRef": {"name": self.credentials, "key": AUTH_KEY}}},
+            {"name": AUTH_SECRET, "valueFrom": {"secretKeyRef": {"name": self.credentials, "key": AUTH_SECRET}}},
+            *({"name": k, "value": v} for k, v in self.env.items()),
+        ]
+        container = {
+            "name": dns_label(self.worker) or "worker", "image": self.image, "imagePullPolicy": "IfNotPresent",
+            "command": list(self.command), "env": env,
+            "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}, "limits": {"memory": self.memory}},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
-        return Manifest("Deployment", self.name, self.namespace, render_template("deployment.yaml", values))
+        return {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": _metadata(self.name, self.namespace, labels,
+                                  {APP_ANNOTATION: self.app, WORKER_ANNOTATION: self.worker,
+                                   CREDENTIALS_ANNOTATION: self.credentials}),
+            "spec": {
+                "replicas": self.replicas,
+                "revisionHistoryLimit": 5,
+                "selector": {"matchLabels": self.selector()},
+                # One extra pod at a time and none taken away early: old pods keep polling with the
+                # old key (still active during a rotation) until their replacements run.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {
+                    "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: key_id_checksum(self.key_id)}},
+                    "spec": {
+                        # A worker talks to Conductor, not to the Kubernetes API.
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 30,
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": self.run_as_user,
+                                            "runAsGroup": self.run_as_user, "fsGroup": self.run_as_user,
+                                            "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [container],
+                        # The root filesystem is read-only; SDKs and interpreters still want a /tmp.
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        }
+
+    def render(self) -> Manifest:
+        comment = ("A Conductor worker, rendered by 'provision deploy kubernetes'. It holds no secret: the key id\n"
+                   "and secret come from the Secret, the server URL from the ConfigMap, both written by the\n"
+                   "credential store. The pod template's key-id checksum changes with the key, so a key\n"
+                   "rotation restarts the pods (an SDK worker reads its key only when it starts).")
+        return Manifest("Deployment", self.name, self.namespace, to_yaml(self.document(), comment))
 
 
 def manifest_stream(manifests: Iterable[Manifest]) -> str:

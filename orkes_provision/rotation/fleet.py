@@ -19,6 +19,12 @@ failing application does not stop the others; the report lists each with what ha
 exit code (``FleetReport.exit_code``) is the first failure's, in report order (by name). A rerun
 finishes what was left: a failed rotation is pending, and pending rotations are always due.
 
+With ``canary`` N (``--canary N``), the first N due applications (by name) go first, each followed
+by the canary's proof (``canary.wait_on_new_key``: its workers on this machine report running the
+new key alone); only then are the others rotated. In this mode the first failure, a canary's or
+another's, stops the job: applications not yet started are left untouched and reported
+``skipped``, and an application that cannot be resolved stops it before anything is rotated.
+
 ``environment_rotator`` is the same rotation for ``apply``, when ``keyMaxAge`` asks for one.
 """
 
@@ -38,6 +44,7 @@ from orkes_provision.environments.apply import owning_environment
 from orkes_provision.errors import ConfigError, Conflict, Interrupted, NotFound, ProvisionError, UsageError
 from orkes_provision.orkes.models import Application
 from orkes_provision.orkes.urls import normalize_server_url
+from orkes_provision.rotation.canary import wait_on_new_key
 from orkes_provision.rotation.record import load_progress, utcnow
 from orkes_provision.rotation.rotate import (
     DEFAULT_GRACE,
@@ -54,7 +61,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PARALLELISM = 4
 Clock = Callable[[], datetime]
-RESULTS = ("rotated", "resumed", "not_due", "failed", "gone")
+RESULTS = ("rotated", "resumed", "not_due", "failed", "gone", "skipped")
+DEFAULT_CANARY_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,8 @@ class AppOutcome:
             return f"{self.app}: not due ({self.reason})"
         if self.result == "gone":
             return f"{self.app}: gone ({self.reason})"
+        if self.result == "skipped":
+            return f"{self.app}: untouched ({self.reason})"
         assert self.error is not None
         return f"{self.app}: failed: {self.error.message}\n  hint: {self.error.hint}"
 
@@ -218,6 +228,7 @@ class FleetReport:
     parallelism: int
     outcomes: list[AppOutcome]
     seconds: float
+    canaries: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[AppOutcome]:
@@ -240,7 +251,8 @@ class FleetReport:
         return {"server": self.server, "selection": self.selection.how, "environment": self.selection.environment,
                 "olderThanSeconds": age_seconds(self.older_than), "parallelism": self.parallelism,
                 "seconds": round(self.seconds, 3), "ok": self.ok, "exitCode": self.exit_code,
-                "counts": self.counts(), "applications": [o.to_dict() for o in self.outcomes],
+                "counts": self.counts(), "canaries": self.canaries,
+                "applications": [o.to_dict() for o in self.outcomes],
                 "otherServers": self.selection.other_servers}
 
     def render(self) -> str:
@@ -249,9 +261,12 @@ class FleetReport:
         rotated = counts["rotated"] + counts["resumed"]
         summary = (f"{rotated} rotated, {counts['notDue']} not due, {counts['failed']} failed"
                    + (f", {counts['gone']} gone" if counts["gone"] else "")
+                   + (f", {counts['skipped']} untouched" if counts["skipped"] else "")
                    + f" of {len(self.outcomes)} application{'' if len(self.outcomes) == 1 else 's'} on "
                    f"{self.server} in {self.seconds:.1f}s (parallelism {self.parallelism})")
         lines.append(summary)
+        if self.canaries:
+            lines.append(f"Canaries: {', '.join(self.canaries)}")
         if self.selection.other_servers:
             lines.append("Not rotated here: keys this machine delivered on "
                          f"{', '.join(self.selection.other_servers)} (run the job with credentials for each server)")
@@ -264,8 +279,10 @@ class FleetReport:
             return None
         first = failed[0]
         assert first.error is not None
-        return FleetFailure(first.error, f"{len(failed)} of {len(self.outcomes)} application rotation(s) failed; "
-                                         f"first: {first.app}: {first.error.message}")
+        untouched = self.counts()["skipped"]
+        return FleetFailure(first.error, f"{len(failed)} of {len(self.outcomes)} application rotation(s) failed"
+                                         + (f", {untouched} left untouched" if untouched else "")
+                                         + f"; first: {first.app}: {first.error.message}")
 
 
 class FleetFailure(ProvisionError):
@@ -290,18 +307,26 @@ def rotate_fleet(client: OrkesClient, *, server: str, selection: Selection, olde
                  sleep: Callable[[float], None] = time.sleep,
                  on_step: Callable[[str, str], None] | None = None,
                  hint_options: tuple[str, ...] = (),
-                 rotate: Callable[..., RotationReport] = rotate_key) -> FleetReport:
+                 rotate: Callable[..., RotationReport] = rotate_key,
+                 canary: int = 0, canary_wait: float = DEFAULT_CANARY_WAIT,
+                 wait_canary: Callable[..., Any] = wait_on_new_key) -> FleetReport:
     """Rotate the due applications of ``selection``, ``parallelism`` at a time; see the module docstring.
 
     ``now`` is the clock keys' ages are measured with (tests make keys old with it); ``on_step``
-    gets (application, progress line); ``rotate`` is ``rotate_key`` (tests wrap it).
+    gets (application, progress line); ``rotate`` is ``rotate_key`` (tests wrap it). ``canary``
+    N > 0 rotates N due applications first and waits up to ``canary_wait`` seconds for each one's
+    workers to report the new key; then the rest, stopping at the first failure.
     """
+    if canary < 0:
+        raise UsageError("--canary must be at least 1", "give how many applications to rotate first")
     if parallelism < 1:
         raise UsageError("--parallelism must be at least 1", "give how many applications to rotate at once")
     if older_than is not None and older_than < timedelta(0):
         raise UsageError("--older-than cannot be negative", "write it like 30d or 12h")
     started = time.monotonic()
     stopping = threading.Event()
+    halted: list[str] = []  # canary mode: the application whose failure stopped the job
+    halt_lock = threading.Lock()
     report_step = on_step or (lambda app, line: None)
 
     def stoppable_sleep(seconds: float) -> None:
@@ -313,7 +338,18 @@ def rotate_fleet(client: OrkesClient, *, server: str, selection: Selection, olde
         elif stopping.wait(seconds):
             raise Interrupted("interrupted")
 
-    def one(target: Target) -> AppOutcome:
+    def one(target: Target, prove: bool = False) -> AppOutcome:
+        with halt_lock:
+            if halted:
+                return AppOutcome(target.name, target.app.id if target.app else None, "skipped",
+                                  f"not started: {halted[0]} failed first")
+        outcome = rotate_one(target, prove)
+        if canary and outcome.result == "failed":
+            with halt_lock:
+                halted.append(outcome.app)
+        return outcome
+
+    def rotate_one(target: Target, prove: bool) -> AppOutcome:
         if target.error is not None or target.app is None:
             return AppOutcome(target.name, None, "failed", error=target.error)
         app = target.app
@@ -333,24 +369,58 @@ def rotate_fleet(client: OrkesClient, *, server: str, selection: Selection, olde
                             hints=Hints(app=target.ref, options=hint_options))
         except ProvisionError as err:
             return AppOutcome(app.name, app.id, "failed", error=err, oldest=oldest)
+        if prove:
+            try:
+                found = wait_canary(server, app.name, report.new_key_id, canary_wait, sleep=stoppable_sleep)
+            except ProvisionError as err:
+                return AppOutcome(app.name, app.id, "failed", f"rotated to {report.new_key_id}, not proven",
+                                  oldest, report, error=err)
+            step(f"canary: {', '.join(r.what for r in found)} run{'s' if len(found) == 1 else ''} "
+                 f"key {report.new_key_id}")
         return AppOutcome(app.name, app.id, report.result, reason, oldest, report)
 
-    outcomes: list[AppOutcome] = []
-    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="rotate") as pool:
-        futures = [pool.submit(one, target) for target in selection.targets]
-        try:
-            outcomes = [future.result() for future in futures]
-        except BaseException:
-            stopping.set()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    def run_all(targets: Sequence[Target], prove: bool) -> list[AppOutcome]:
+        with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="rotate") as pool:
+            futures = [pool.submit(one, target, prove) for target in targets]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                stopping.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+    canaries: list[Target] = []
+    if canary:
+        canaries = _choose_canaries(client, server, selection, canary, older_than, now)
+        unresolved = [t for t in selection.targets if t.error is not None or t.app is None]
+        if unresolved:  # resolve everything before rotating anything
+            halted.append(unresolved[0].name)
+            outcomes = [AppOutcome(t.name, None, "failed", error=t.error) for t in unresolved]
+            outcomes += run_all([t for t in selection.targets if t not in unresolved], False)
+        else:
+            outcomes = run_all(canaries, True)
+            outcomes += run_all([t for t in selection.targets if t not in canaries], False)
+    else:
+        outcomes = run_all(selection.targets, False)
     for target in selection.gone:
         forget_deliveries(server, target.name)
         outcomes.append(AppOutcome(target.name, None, "gone", "no longer on the server; this machine forgot "
                                                               "where its keys went"))
     outcomes.sort(key=lambda o: (o.app, o.app_id or ""))
     return FleetReport(server=server, selection=selection, older_than=older_than, parallelism=parallelism,
-                       outcomes=outcomes, seconds=time.monotonic() - started)
+                       outcomes=outcomes, seconds=time.monotonic() - started, canaries=[t.name for t in canaries])
+
+
+def _choose_canaries(client: OrkesClient, server: str, selection: Selection, count: int,
+                     older_than: timedelta | None, now: Clock) -> list[Target]:
+    """The first ``count`` due applications, by name (an application is due as ``_due`` says)."""
+    chosen: list[Target] = []
+    for target in sorted(selection.targets, key=lambda t: t.name):
+        if len(chosen) == count:
+            break
+        if target.app is not None and target.error is None and _due(client, server, target.app, older_than, now)[0]:
+            chosen.append(target)
+    return chosen
 
 
 def _due(client: OrkesClient, server: str, app: Application, older_than: timedelta | None,

@@ -92,7 +92,7 @@ from orkes_provision.rotation.record import (
     utcnow,
 )
 from orkes_provision.workers.requeue import executable_tasks, requeue_held_tasks
-from orkes_provision.workers.status import supervised_workers
+from orkes_provision.workers.status import processes_with_key, supervised_workers
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
@@ -634,8 +634,24 @@ class _Rotation:
             f"{', '.join(keys)}; the old key stays ACTIVE",
             "see that supervisor's output (does the new worker start?), then finish: " + self.hints.keys("rotate"))
 
+    def _check_local_processes(self, progress: RotationProgress) -> None:
+        """Refuse to cut off a process on this machine that still has an old key in its environment (a
+        worker started by hand, or one whose supervisor was killed): exit 11, the old key stays ACTIVE."""
+        holders = processes_with_key([k for k in progress.old_key_ids if k != progress.new_key_id])
+        if not holders:
+            return
+        first = holders[0]
+        more = f" (and {len(holders) - 1} more)" if len(holders) > 1 else ""
+        self._audit("switch", "failed", progress.new_key_id)
+        raise VerificationFailed(
+            f"process {first.pid} ({first.command}){more} still has the old key {first.key_id} of {self.app.name} "
+            "in its environment; the old key stays ACTIVE",
+            f"stop it (kill {first.pid}) or restart it on the new key (run workers with 'provision run --supervise' "
+            "to switch them), then finish: " + self.hints.keys("rotate"))
+
     def _deactivate(self, progress: RotationProgress) -> None:
         assert progress.new_key_id is not None
+        self._check_local_processes(progress)
         current = {k.id: k for k in self.client.list_keys(self.app.id)}
         new = current.get(progress.new_key_id)
         if new is None or new.status != "ACTIVE":

@@ -11,10 +11,17 @@ come from depends on the credential store of the application:
   created 0600 (``render_to_directory``) or to ``kubectl apply`` on stdin, never printed.
 
 Either way the pod template carries the SHA-256 of the key id, so that a new key rolls the pods.
+
+The pods reach Conductor at the server URL the key was created for. A loopback URL there
+(``127.0.0.1``, ``localhost``, ``::1``) would be each pod's own loopback: rendering refuses it,
+and the key must be created for an address the cluster can reach (``--server``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,11 +73,16 @@ class WorkerManifests:
 
 def worker_manifests(project: Project, worker_name: str, *, store: CredentialStore, server: str | None,
                      image: str | None = None, namespace: str | None = None, replicas: int | None = None,
-                     secret_name: str | None = None, cpu: str = "100m", memory: str = "256Mi") -> WorkerManifests:
+                     secret_name: str | None = None, cpu: str = "100m", memory: str = "256Mi",
+                     run_as_user: int = manifests.DEFAULT_RUN_AS_USER,
+                     server_flag: bool = False) -> WorkerManifests:
     """Render the Deployment of ``worker_name`` (and, for a store outside the cluster, its Secret and ConfigMap).
 
-    ``server`` is needed only for a store outside the cluster (it keys the stored credentials).
-    Raises ``ConfigError`` when the project has no such worker or application, or the store no key.
+    ``server`` keys the stored credentials of a store outside the cluster; for a Secret in the
+    cluster it is only checked against the server the Secret names. ``server_flag``: it came from
+    ``--server`` (the hints then say so). Raises ``ConfigError`` when the project has no such
+    worker or application, or the store no key, and ``UsageError`` when the pods could not reach
+    the key's server (a loopback URL).
     """
     worker = project.worker(worker_name)
     app = project.app_name
@@ -99,21 +111,26 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
         if key.app and key.app != app:
             raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of application {key.app!r}, "
                               f"not {app!r}", "point [application].store or --store at this application's Secret")
+        if server is not None and key.server != server:
+            raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of {app} for {key.server}, "
+                              f"not {server}", f"write a key for {server} into it: "
+                              f"{Hints(app=app, store=store.spec, options=('--server', server)).new_key()}")
         namespace, credentials = store.namespace, store.name
         extra: list[Manifest] = []
         redact: tuple[SecretStr, ...] = ()
     else:
         namespace = manifests.check_namespace(namespace or DEFAULT_NAMESPACE)
         credentials = manifests.check_object_name(secret_name or default_secret_name(app), "Secret")
-        key = _stored_key(store, server, app)
+        key = _stored_key(store, server, app, server_flag=server_flag)
         extra = [manifests.secret_manifest(namespace, credentials, server=key.server, app=app, key_id=key.key_id,
                                       secret=key.secret),
                  manifests.configmap_manifest(namespace, credentials, server=key.server, app=app)]
         redact = (key.secret,)
+    check_reachable_from_pods(key.server, app=app, store=store.spec)
     deployment = manifests.WorkerDeployment(
         name=name, namespace=namespace, app=app, worker=worker.name, image=image, command=list(worker.command),
         credentials=credentials, key_id=key.key_id, replicas=worker.replicas if replicas is None else replicas,
-        env=dict(worker.env), cpu=cpu, memory=memory).render()
+        env=dict(worker.env), cpu=cpu, memory=memory, run_as_user=run_as_user).render()
     return WorkerManifests(worker=worker.name, app=app, namespace=namespace, deployment=deployment,
                            credentials=credentials, key_id=key.key_id, store=store.spec,
                            secret_in_cluster=isinstance(store, K8sSecretStore), extra=extra, redact=redact)
@@ -158,7 +175,43 @@ def apply_to_cluster(rendered: WorkerManifests, *, wait: bool = False,
     return lines
 
 
-def _stored_key(store: CredentialStore, server: str | None, app: str) -> StoredKey:
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def pods_cannot_reach(server: str) -> bool:
+    """True when ``server`` names this machine only: a loopback or unspecified address, or ``localhost``.
+
+    Inside a pod such an address is the pod itself. Names are judged by what they say, not by what
+    they resolve to here: a pod resolves ``localhost`` to its own loopback, whatever this machine does.
+    """
+    host = (urllib.parse.urlsplit(server).hostname or "").lower().rstrip(".")
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            # What a pod's resolver reads as an IPv4 address too: 127.1, 0x7f.0.0.1, 2130706433.
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def check_reachable_from_pods(server: str, *, app: str, store: str) -> None:
+    """``UsageError`` when the pods would get a ``CONDUCTOR_SERVER_URL`` that points at themselves."""
+    if not pods_cannot_reach(server):
+        return
+    create = Hints(app=app, store=store, options=("--server", "URL")).new_key()
+    raise UsageError(
+        f"the pods would reach Conductor at {server}, a loopback address: inside a pod that is the pod itself",
+        f"with URL an address of the server the cluster reaches, run '{create}', then deploy with "
+        "--server URL (docs/kubernetes.md, 'Against a real cluster')")
+
+
+def _stored_key(store: CredentialStore, server: str | None, app: str, *, server_flag: bool = False) -> StoredKey:
     if server is None:
         raise ConfigError(f"no server to look up the key of {app} in {store.describe()}",
                           "give --server, set server in the project file, or set CONDUCTOR_SERVER_URL")
@@ -169,6 +222,12 @@ def _stored_key(store: CredentialStore, server: str | None, app: str) -> StoredK
     if key.server != server:
         # The manifests carry the server URL to the pods: an alias cannot be proven here without
         # a request, and a key is never sent to a server it was not issued for.
-        raise ConfigError(f"{store.describe()} holds the key of {app} for {key.server}, not {server}",
-                          f"drop --server, or deploy with --server {key.server}")
+        if pods_cannot_reach(key.server):
+            # Deploying with the key's own server would be refused: the way on is a key for this one.
+            hint = f"store a key for {server}: " \
+                   f"{Hints(app=app, store=store.spec, options=('--server', server)).new_key()}"
+        else:
+            hint = f"drop --server, or deploy with --server {key.server}" if server_flag \
+                else f"deploy with --server {key.server}"
+        raise ConfigError(f"{store.describe()} holds the key of {app} for {key.server}, not {server}", hint)
     return key

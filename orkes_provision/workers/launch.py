@@ -134,6 +134,19 @@ def describe_environment(env: Mapping[str, str]) -> list[str]:
             f"{AUTH_SECRET}=********"]
 
 
+def command_does(*, worker: bool, starter: bool, project_roles: Sequence[str] | None) -> frozenset[str]:
+    """What the command run with the key does, for the preflight: ``worker``, ``starter`` or both.
+
+    The flags say it; else the project file's application: without a worker role it is a starter
+    (the docs' starter has ``roles = []``); else, as before, a worker.
+    """
+    if worker or starter:
+        return frozenset({"worker"} if worker else set()) | frozenset({"starter"} if starter else set())
+    if project_roles is not None and not set(project_roles) & {"WORKER", "UNRESTRICTED_WORKER", "ADMIN"}:
+        return frozenset({"starter"})
+    return frozenset({"worker"})
+
+
 def check_preflight(report: DoctorReport, app: str, hints: Hints | None = None) -> None:
     """Refuse to launch when the doctor found a problem: the first one, with its fixing command."""
     problems = report.problems

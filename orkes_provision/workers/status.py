@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -133,3 +134,53 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process: alive
     return True
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """A local process whose environment holds a key id (a worker still on that key)."""
+
+    pid: int
+    command: str
+    key_id: str
+
+
+def processes_with_key(key_ids: Iterable[str]) -> list[KeyHolder]:
+    """The local processes whose environment has one of ``key_ids`` as a whole value (CONDUCTOR_AUTH_KEY=...).
+
+    Read from ``/proc/PID/environ`` where this user may read it (their own processes; every one for
+    root); this process and its ancestors (the shell that started the rotation) are not counted.
+    Elsewhere than Linux: none found. A worker whose supervisor was SIGKILLed is found this way.
+    """
+    wanted = {k.encode() for k in key_ids if k}
+    proc = Path("/proc")
+    if not wanted or not proc.is_dir():
+        return []
+    skip = _ancestors()
+    found: list[KeyHolder] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in skip:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode(errors="replace")
+        except OSError:
+            continue
+        for variable in environ.split(b"\0"):
+            value = variable.partition(b"=")[2]
+            if value in wanted:
+                found.append(KeyHolder(int(entry.name), command[:120], value.decode()))
+                break
+    return sorted(found, key=lambda h: h.pid)
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids

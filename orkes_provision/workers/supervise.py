@@ -25,6 +25,7 @@ every ``tick``, so no lock is needed and a signal never interrupts a half-done r
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from pydantic import SecretStr
 from orkes_provision.errors import ConfigError, ProvisionError, UsageError
 from orkes_provision.workers.identity import assign_worker_id, new_worker_id, supervisor_prefix
 from orkes_provision.workers.launch import CommandNotExecutable, CommandNotFound
+from orkes_provision.workers.lifeline import Lifeline, die_with_parent_of
 from orkes_provision.workers.project import RestartPolicy
 from orkes_provision.workers.requeue import RequeueImpossible
 
@@ -176,6 +178,8 @@ class Supervisor(Generic[K]):
         self._pinned_reported = False
         self._requeue_impossible = False  # the server refused this key's task search: no hand-back
         self._rechecks: list[tuple[float, list[str]]] = []  # (when, worker ids): second requeue passes
+        self._lifeline: Lifeline | None = None  # while running: kills the workers' groups if we are killed
+        self._watched: dict[int, subprocess.Popen[bytes]] = {}  # process group -> its leader, told to the lifeline
 
     # ----- public --------------------------------------------------------------------------
 
@@ -192,6 +196,7 @@ class Supervisor(Generic[K]):
 
     def run(self) -> int:
         previous = self._install_signal_handlers()
+        lifeline = self._lifeline = Lifeline()
         try:
             for replica in self._replicas:
                 self._start(replica, initial=True)
@@ -204,6 +209,9 @@ class Supervisor(Generic[K]):
                 self._stop_groups(leftover, signal.SIGTERM)
                 for replica in self._replicas:
                     replica.proc = None
+            self._forget_ended()
+            lifeline.close()
+            self._lifeline = None
             self._restore_signal_handlers(previous)
 
     # ----- main loop -----------------------------------------------------------------------
@@ -323,8 +331,11 @@ class Supervisor(Generic[K]):
                        "stopped worker held are not handed back to the queue (they wait for their response timeout)")
         program = self.command[0]
         try:
+            # Its own process group (stopped as one); SIGKILLed by the kernel if this thread ends without
+            # stopping it, and its group by the lifeline if this process does (lifeline.py).
             proc = subprocess.Popen(self.command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True,
+                                    preexec_fn=functools.partial(die_with_parent_of, os.getpid()))
         except FileNotFoundError as err:
             if self.cwd is not None and err.filename is not None and Path(str(err.filename)) == self.cwd:
                 raise ConfigError(f"the worker directory {self.cwd} does not exist",
@@ -335,7 +346,19 @@ class Supervisor(Generic[K]):
         except OSError as err:
             raise CommandNotExecutable(f"cannot execute {program}: {err.strerror}") from None
         self._worker_ids[proc.pid] = identity
+        self._forget_ended()
+        if self._lifeline is not None:
+            self._lifeline.add(proc.pid)
+            self._watched[proc.pid] = proc
         return proc
+
+    def _forget_ended(self) -> None:
+        """Tell the lifeline which groups ended, before their numbers can be given to someone else's."""
+        for group, leader in list(self._watched.items()):
+            if leader.returncode is not None or leader.poll() is not None:
+                del self._watched[group]
+                if self._lifeline is not None:
+                    self._lifeline.remove(group)
 
     def _shutdown(self, signum: int) -> int:
         procs = [r.proc for r in self._replicas if r.proc is not None]

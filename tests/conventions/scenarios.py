@@ -88,6 +88,17 @@ def app_to_delete(ctx: Context) -> None:
         admin.create_application(f"{ctx.app}-gone")
 
 
+# deploy refuses a key for the loopback sandbox (no pod could reach it): one for a reachable address.
+REACHABLE = "https://conductor.example.com/api"
+
+
+def seed_reachable_store(ctx: Context) -> None:
+    path = ctx.root / "deploy.env"
+    path.write_text(f"CONDUCTOR_SERVER_URL={REACHABLE}\nCONDUCTOR_AUTH_KEY=deploy-key-id\n"
+                    "CONDUCTOR_AUTH_SECRET=deploy-secret\n")
+    path.chmod(0o600)
+
+
 def write_environment(ctx: Context) -> None:
     (ctx.root / "env.toml").write_text(
         f'name = "{ctx.app}"\n[[tasks]]\nname = "{ctx.app}-envtask"\n[[applications]]\nname = "{ctx.app}-env"\n'
@@ -133,8 +144,9 @@ PLAN: tuple[Step, ...] = (
     Step("export", ("export", "-o", "{root}/exported/env.toml", "--application", "{app}-env"),
          says="Exported environment"),
     Step("worker list", ("worker", "list", "--project", "{root}/proj/orkes-provision.toml"), says="greetings"),
-    Step("deploy kubernetes", ("deploy", "kubernetes", "greetings", "--image", "example.org/greetings:1",
-                               "--project", "{root}/proj/orkes-provision.toml", "--store", W), says="kind: Deployment"),
+    Step("deploy kubernetes", ("deploy", "kubernetes", "greetings", "--server", REACHABLE, "--image",
+                               "example.org/greetings:1", "--project", "{root}/proj/orkes-provision.toml", "--store",
+                               "env-file:{root}/deploy.env"), says='kind: "Deployment"', before=seed_reachable_store),
     Step("token", ("token", "{app}", "--ttl", "5m", "--store", W), says="eyJ"),
     Step("audit", ("audit", "--since", "1h"), says="create_app"),
     Step("audit verify", ("audit", "verify"), says="chain intact"),

@@ -16,7 +16,7 @@ from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
 from tests.kube.cli_helpers import run
 from tests.kube.conftest import Kubectl, load_documents, validate_strict
 
-SERVER = "http://127.0.0.1:8080/api"
+SERVER = "https://conductor.example.com/api"
 SECRET = "deploy-secret-never-printed"
 IMAGE = "ghcr.io/acme/greetings:1.0"
 PROJECT = """\
@@ -180,3 +180,88 @@ def test_missing_image_unknown_worker_and_missing_key_are_explained(kubectl: Kub
     result = run(capsys, "deploy", "kubernetes", "nope", "--image", IMAGE)
     assert result.code == 3
     assert "no worker named 'nope' (workers: greetings)" in result.err
+
+
+@pytest.mark.parametrize("loopback", ["http://127.0.0.1:8080/api", "http://localhost:8080/api",
+                                      "http://[::1]:8080/api", "http://127.0.0.2:8080/api"])
+def test_a_key_for_a_loopback_server_is_refused_since_no_pod_could_reach_it(
+        kubectl: Kubectl, project: Path, capsys: pytest.CaptureFixture[str], loopback: str) -> None:
+    K8sSecretStore("workers", "greetings-creds").save(
+        StoredKey(server=loopback, app="greetings-app", key_id="key-1", secret=SecretStr(SECRET)))
+    kubectl.clear_calls()
+    result = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--apply")
+    assert result.code == 2, result.err
+    assert f"error: the pods would reach Conductor at {loopback}, a loopback address" in result.err
+    assert ("hint: with URL an address of the server the cluster reaches, run 'provision --server URL app "
+            "greetings-app --new-key --store k8s-secret:workers/greetings-creds', then deploy with --server URL"
+            ) in result.err
+    assert "apply" not in kubectl.verbs()
+
+
+def test_after_the_hint_a_key_for_a_reachable_url_deploys_and_the_pods_get_that_url(
+        kubectl: Kubectl, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # What the hint's 'provision --server URL app APP --new-key --store ...' leaves behind: the
+    # store holds the loopback key and one for the URL the cluster reaches.
+    env_file = tmp_path / "worker.env"
+    EnvFileStore(env_file).save(StoredKey(server="http://127.0.0.1:8080/api", app="greetings-app", key_id="key-1",
+                                          secret=SecretStr(SECRET)))
+    store = ["--store", f"env-file:{env_file}"]
+    refused = run(capsys, "--server", "http://127.0.0.1:8080/api", "deploy", "kubernetes", "greetings",
+                  "--image", IMAGE, *store, "--render", str(tmp_path / "k8s"))
+    assert refused.code == 2
+    assert "a loopback address" in refused.err
+    elsewhere = run(capsys, "--server", SERVER, "deploy", "kubernetes", "greetings", "--image", IMAGE, *store,
+                    "--render", str(tmp_path / "k8s"))
+    assert elsewhere.code == 3
+    assert f"holds the key of greetings-app for http://127.0.0.1:8080/api, not {SERVER}" in elsewhere.err
+    assert f"hint: store a key for {SERVER}: provision --server {SERVER} app greetings-app --new-key " \
+           f"--store env-file:{env_file}" in elsewhere.err
+
+    EnvFileStore(env_file).save(StoredKey(server=SERVER, app="greetings-app", key_id="key-2",
+                                          secret=SecretStr(SECRET)))
+    done = run(capsys, "--server", SERVER, "deploy", "kubernetes", "greetings", "--image", IMAGE, *store,
+               "--render", str(tmp_path / "k8s"))
+    assert done.code == 0, done.err
+    [configmap] = load_documents((tmp_path / "k8s" / "greetings-app-conductor.configmap.yaml").read_text())
+    assert configmap["data"] == {"CONDUCTOR_SERVER_URL": SERVER}
+
+
+def test_server_flag_must_match_the_server_the_secret_names(kubectl: Kubectl, project: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    put_key_in_cluster()
+    result = run(capsys, "--server", "https://other.example.com", "deploy", "kubernetes", "greetings",
+                 "--image", IMAGE)
+    assert result.code == 3
+    assert f"Secret workers/greetings-creds holds the key of greetings-app for {SERVER}, not " \
+           "https://other.example.com/api" in result.err
+    assert "hint: write a key for https://other.example.com/api into it: provision --server " \
+           "https://other.example.com/api app greetings-app --new-key --store k8s-secret:workers/greetings-creds" \
+           in result.err
+    same = run(capsys, "--server", SERVER, "deploy", "kubernetes", "greetings", "--image", IMAGE)
+    assert same.code == 0, same.err
+
+
+def test_run_as_user_sets_the_pods_user_and_zero_is_refused(kubectl: Kubectl, project: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    put_key_in_cluster()
+    result = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--run-as-user", "1000")
+    assert result.code == 0, result.err
+    [doc] = load_documents(result.out)
+    pod = doc["spec"]["template"]["spec"]["securityContext"]
+    assert (pod["runAsNonRoot"], pod["runAsUser"]) == (True, 1000)
+    root = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--run-as-user", "0")
+    assert root.code == 2
+    assert "--run-as-user" in root.err
+
+
+@pytest.mark.parametrize(("url", "unreachable"), [
+    ("http://127.0.0.1:8080/api", True), ("http://127.1:8080/api", True), ("http://2130706433/api", True),
+    ("http://0x7f.0.0.1/api", True), ("http://[::ffff:127.0.0.1]/api", True), ("http://[::1]/api", True),
+    ("http://0.0.0.0:8080/api", True), ("http://[::]/api", True), ("http://LocalHost./api", True),
+    ("http://sandbox.localhost/api", True),
+    ("https://conductor.example.com/api", False), ("http://10.0.0.5:8080/api", False),
+    ("http://172.17.0.1:8080/api", False), ("http://[fd00::5]/api", False),
+])
+def test_every_spelling_of_this_machine_counts_as_unreachable_from_a_pod(url: str, unreachable: bool) -> None:
+    from orkes_provision.workers.deploy import pods_cannot_reach
+    assert pods_cannot_reach(url) is unreachable

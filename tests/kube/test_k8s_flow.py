@@ -1,7 +1,8 @@
 """The whole flow against the sandbox, with the stand-in kubectl as the cluster.
 
 ``provision app --store k8s-secret:NS/NAME`` writes the key into a Secret through ``kubectl apply``
-on stdin, ``provision deploy kubernetes --apply`` adds the Deployment, and ``provision keys rotate``
+on stdin, a Deployment reads it (put there directly: ``deploy kubernetes`` refuses the loopback
+sandbox's URL, which no pod could reach), and ``provision keys rotate``
 writes the new key and rolls the Deployment (its checksum annotation changes) before it
 deactivates the old key. No secret is ever in kubectl's argv.
 """
@@ -21,6 +22,7 @@ from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests.cli import output, provision
 from tests.kube.conftest import Kubectl, validate_strict
+from tests.kube.test_rollout import deploy
 
 STORE = "k8s-secret:workers/greetings-creds"
 PROJECT = """\
@@ -96,9 +98,7 @@ def test_rotation_rolls_the_deployment_and_deactivates_the_old_key_only_after_th
                          "--store", STORE], env=env, cwd=tmp_path)
     assert created.returncode == 0, output(created)
     old = secret_values(kubectl)
-    deployed = provision(["deploy", "kubernetes", "greetings", "--image", "ghcr.io/acme/greetings:1.0", "--apply"],
-                         env=env, cwd=tmp_path)
-    assert deployed.returncode == 0, output(deployed)
+    deploy(kubectl, "greetings", "greetings-creds", key_id=old["CONDUCTOR_AUTH_KEY"])
     assert checksum(kubectl) == hashlib.sha256(old["CONDUCTOR_AUTH_KEY"].encode()).hexdigest()
 
     # First the pods do not come up: the rotation stops before the old key is touched.

@@ -1,4 +1,5 @@
-"""Rendering: every manifest passes strict Kubernetes 1.30 validation, and no value can bend the YAML."""
+"""Rendering: every manifest passes strict Kubernetes 1.30 validation, the pod is Pod Security
+"restricted", and no value can bend the YAML or be read back as anything but itself."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from orkes_provision.errors import UsageError
 from orkes_provision.kube import manifests
 from tests.kube.conftest import load_documents, validate_strict, yaml
 
-SERVER = "http://127.0.0.1:8080/api"
+SERVER = "https://conductor.example.com/api"
 
 
 def worker(**overrides: object) -> manifests.WorkerDeployment:
@@ -93,14 +94,41 @@ def test_awkward_values_stay_data_and_the_manifest_stays_valid() -> None:
                         doc["metadata"]["labels"]["app.kubernetes.io/part-of"])
 
 
-@given(st.text(max_size=40))
-def test_yaml_scalar_reads_back_exactly(value: str) -> None:
-    assert yaml.safe_load(f"k: {manifests.yaml_scalar(value)}") == {"k": value}
+@given(st.dictionaries(st.text(max_size=8), st.text(max_size=40) | st.integers() | st.booleans(), max_size=4))
+def test_to_yaml_reads_back_exactly(document: dict[str, object]) -> None:
+    assert yaml.safe_load(manifests.to_yaml({"data": document})) == {"data": document}
 
 
-def test_worker_without_extra_env_renders_without_a_placeholder_line() -> None:
+@pytest.mark.parametrize("value", ["1e3", "0o17", "0X1F", "1_000", "yes", "on", "~", "null", "", "0x_1f", "<<", "="])
+def test_strings_a_go_yaml_parser_would_take_for_numbers_or_booleans_are_quoted(value: str) -> None:
+    # PyYAML's own resolver leaves 1e3, 0o17 and 0X1F plain; kubectl's go-yaml reads them as numbers.
+    assert f'value: "{value}"' in manifests.to_yaml({"value": value})
+
+
+def test_a_dict_used_twice_is_written_twice_not_as_an_alias() -> None:
+    labels = {"a": "b"}
+    text = manifests.to_yaml({"one": labels, "two": labels})
+    assert "&" not in text and "*" not in text
+    assert yaml.safe_load(text) == {"one": {"a": "b"}, "two": {"a": "b"}}
+
+
+def test_pod_meets_pod_security_restricted_with_a_writable_tmp() -> None:
+    [doc] = load_documents(worker().render().text)
+    pod = doc["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == manifests.DEFAULT_RUN_AS_USER > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    with pytest.raises(UsageError, match="not a non-root user id"):
+        worker(run_as_user=0).render()
+
+
+def test_worker_without_extra_env_has_only_the_conductor_variables() -> None:
     text = worker(env={}).render().text
-    assert "${" not in text
     [doc] = load_documents(text)
     validate_strict(doc)
     assert [e["name"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]] == [
@@ -118,13 +146,6 @@ def test_worker_without_extra_env_renders_without_a_placeholder_line() -> None:
 def test_bad_inputs_are_usage_errors(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         worker(**overrides).render()
-
-
-def test_template_placeholders_must_match_values() -> None:
-    with pytest.raises(KeyError):
-        manifests.render_template_text("a: ${missing}\n", {})
-    with pytest.raises(KeyError, match="not used"):
-        manifests.render_template_text("a: 1\n", {"extra": "x"})
 
 
 def test_names_are_turned_into_dns_labels() -> None:

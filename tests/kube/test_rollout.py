@@ -17,11 +17,14 @@ from tests.kube.conftest import Kubectl, load_documents
 SERVER = "http://127.0.0.1:8080/api"
 
 
-def deploy(kubectl: Kubectl, name: str, secret: str, key_id: str = "key-1") -> None:
-    """Put a rendered worker Deployment into the stand-in's state, as 'deploy kubernetes --apply' would."""
+def deploy(kubectl: Kubectl, name: str, secret: str, key_id: str = "key-1", replicas: int = 1) -> None:
+    """Put a rendered worker Deployment into the stand-in's state, as 'deploy kubernetes --apply' would.
+
+    The CLI refuses a key for the loopback sandbox (no pod could reach it); the stand-in has no pods.
+    """
     manifest = manifests.WorkerDeployment(name=name, namespace="workers", app="greetings-app", worker=name,
                                      image="ghcr.io/acme/w:1", command=["python3", "main.py"],
-                                     credentials=secret, key_id=key_id).render()
+                                     credentials=secret, key_id=key_id, replicas=replicas).render()
     [document] = load_documents(manifest.text)
     kubectl.put(document)
 

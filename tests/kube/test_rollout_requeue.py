@@ -67,9 +67,7 @@ def test_rotation_hands_the_tasks_of_the_replaced_pods_to_the_new_ones(
     created = provision(["app", "greetings-app", "--worker", "--grant", "greetings", "--register-tasks",
                          "--store", STORE], env=env, cwd=tmp_path)
     assert created.returncode == 0, output(created)
-    deployed = provision(["deploy", "kubernetes", "greetings", "--image", "ghcr.io/acme/greetings:1.0",
-                          "--replicas", "2", "--apply"], env=env, cwd=tmp_path)
-    assert deployed.returncode == 0, output(deployed)
+    deploy(kubectl, "greetings", "greetings-creds", key_id=_secret_env(kubectl)["CONDUCTOR_AUTH_KEY"], replicas=2)
     pods = rollout.pods_of("workers", "greetings")
     assert len(pods) == 2
     admin = OrkesClient(Credentials(server=sandbox.url, key_id=sandbox.admin_key_id, secret=sandbox.admin_secret))

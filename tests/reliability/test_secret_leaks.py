@@ -60,13 +60,19 @@ class Context:
         return template.format(**self.values)
 
 
-def seed_stale_store(ctx: Context) -> None:
-    """An env file holding a key that is not on the server, with SENTINEL as its secret."""
-    path = ctx.root / "stale.env"
-    path.write_text(f"CONDUCTOR_SERVER_URL={ctx.session.sandbox.url}\nCONDUCTOR_AUTH_KEY=stale-key-id\n"
+def sentinel_store(ctx: Context, name: str, key_id: str, server: str | None = None) -> Path:
+    """An env file (allowed to hold a secret) with key ``key_id`` and SENTINEL as its secret."""
+    path = ctx.root / name
+    path.write_text(f"CONDUCTOR_SERVER_URL={server or ctx.session.sandbox.url}\nCONDUCTOR_AUTH_KEY={key_id}\n"
                     f"CONDUCTOR_AUTH_SECRET={SENTINEL}\n")
     path.chmod(0o600)
     ctx.session.allow(path)
+    return path
+
+
+def seed_stale_store(ctx: Context) -> None:
+    """An env file holding a key that is not on the server, with SENTINEL as its secret."""
+    sentinel_store(ctx, "stale.env", "stale-key-id")
 
 
 def seed_wrong_secret_store(ctx: Context) -> None:
@@ -74,20 +80,21 @@ def seed_wrong_secret_store(ctx: Context) -> None:
     from orkes_provision.credentials.stores.envfile import EnvFileStore, parse_env
 
     key_id = parse_env((ctx.root / "stale.env").read_text())["CONDUCTOR_AUTH_KEY"]
-    path = ctx.root / "wrong.env"
-    path.write_text(f"CONDUCTOR_SERVER_URL={ctx.session.sandbox.url}\nCONDUCTOR_AUTH_KEY={key_id}\n"
-                    f"CONDUCTOR_AUTH_SECRET={SENTINEL}\n")
-    path.chmod(0o600)
-    ctx.session.allow(path)
+    path = sentinel_store(ctx, "wrong.env", key_id)
     assert EnvFileStore(path).load(ctx.session.sandbox.url, "leak-stale") is not None
 
 
 def seed_sentinel_worker_store(ctx: Context) -> None:
-    path = ctx.root / "sentinel-run.env"
-    path.write_text(f"CONDUCTOR_SERVER_URL={ctx.session.sandbox.url}\nCONDUCTOR_AUTH_KEY=sentinel-key-id\n"
-                    f"CONDUCTOR_AUTH_SECRET={SENTINEL}\n")
-    path.chmod(0o600)
-    ctx.session.allow(path)
+    sentinel_store(ctx, "sentinel-run.env", "sentinel-key-id")
+
+
+# The pods must reach the server, so deploy refuses the loopback sandbox's key: the deploy steps
+# use a key (SENTINEL as its secret) stored for an address a cluster could reach.
+REACHABLE = "https://conductor.example.com/api"
+
+
+def seed_reachable_store(ctx: Context) -> None:
+    sentinel_store(ctx, "deploy.env", "deploy-key-id", REACHABLE)
 
 
 def write_environment(ctx: Context) -> None:
@@ -197,9 +204,12 @@ PLAN: tuple[Step, ...] = (
     Step("lint", ("lint", "-f", "{root}/no-such.toml"), expect=1),
     Step("init", ("init", "--lang", "python", "--app", APP, "{root}/proj"), after=lambda ctx, run: write_project(ctx)),
     Step("worker list", ("worker", "list", "--project", PROJECT, "--json")),
-    Step("deploy kubernetes", ("deploy", "kubernetes", "probe", "--image", "example.org/probe:1", "--render",
-                               "{root}/k8s", "--project", PROJECT, "-v"), after=allow_rendered_secret),
-    Step("deploy kubernetes", ("deploy", "kubernetes", "probe", "--image", "example.org/probe:1", "--apply",
+    Step("deploy kubernetes", ("deploy", "kubernetes", "probe", "--server", REACHABLE, "--image",
+                               "example.org/probe:1", "--store", "env-file:{root}/deploy.env", "--render",
+                               "{root}/k8s", "--project", PROJECT, "-v"),
+         before=seed_reachable_store, after=allow_rendered_secret),
+    Step("deploy kubernetes", ("deploy", "kubernetes", "probe", "--server", REACHABLE, "--image",
+                               "example.org/probe:1", "--store", "env-file:{root}/deploy.env", "--apply",
                                "-n", "workers", "--project", PROJECT, "--json")),
     Step("run", ("run", "--app", APP, "--store", W, "--task", TASK, "-v", "--", sys.executable, str(PROBE),
                  "{root}/run-probe.json"), mode="subprocess"),

@@ -250,7 +250,7 @@ def test_all_rotates_every_delivered_application_and_an_unwritable_store_fails_o
         (names[0], "rotated"), (names[1], "failed"), (names[2], "rotated")]
     assert (report["ok"], report["exitCode"], report["selection"]) == (False, 10, "deliveries")
     assert report["applications"][1]["error"]["error"] == "store"
-    assert report["counts"] == {"rotated": 2, "resumed": 0, "notDue": 0, "failed": 1, "gone": 0}
+    assert report["counts"] == {"rotated": 2, "resumed": 0, "notDue": 0, "failed": 1, "gone": 0, "skipped": 0}
     error = json.loads(result.stderr.strip().splitlines()[-1])  # stdout stays one document
     assert (error["error"], error["exitCode"]) == ("store", 10)
     assert [k["id"] for k in json.loads(provision(["keys", "list", names[1], "--json"], env).stdout)] == \

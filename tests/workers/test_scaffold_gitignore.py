@@ -14,7 +14,7 @@ from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
 from tests.cli import output, provision
 
-SERVER = "http://127.0.0.1:8080/api"
+SERVER = "https://conductor.example.com/api"
 SECRET = "gitignore-secret-never-committed"
 
 

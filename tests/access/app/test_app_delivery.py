@@ -100,8 +100,13 @@ def test_worker_run_doctor_and_deploy_find_the_key_where_app_delivered_it(
     assert "All checks passed" in doctor.stdout
     assert f"Key store: env-file:{project}/worker.env (from where this machine delivered its key" in doctor.stderr
 
-    ok(sandbox, project, "deploy", "kubernetes", "greetings", "--image", "img:1", "--render", "k8s")
-    assert any(key_id in p.read_text() for p in (project / "k8s").iterdir())
+    # deploy finds the key in the same store; the sandbox's loopback URL, which no pod could reach,
+    # is then refused, and the error names the server read from that key.
+    deploy = provision(["deploy", "kubernetes", "greetings", "--image", "img:1", "--render", "k8s"], cwd=project,
+                       env=sandbox.admin_env)
+    assert deploy.returncode == 2, output(deploy)
+    assert f"Key store: env-file:{project}/worker.env (from where this machine delivered its key" in deploy.stderr
+    assert f"the pods would reach Conductor at {sandbox.url}, a loopback address" in deploy.stderr
 
     worker = subprocess.Popen([str(Path(sys.executable).with_name("provision")), "worker", "run", "greetings"],
                               cwd=project, env={**os.environ, **sandbox.admin_env}, stdout=subprocess.PIPE,

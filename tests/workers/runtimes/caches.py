@@ -62,7 +62,9 @@ def language_cache(language: str, project: Path) -> Iterator[Path]:
     directory = root / f"{language}-{dependency_hash(language, project)}"
     with _locked(root / f".{language}.lock"):
         if not directory.is_dir():
-            older = sorted((p for p in root.glob(f"{language}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+            # Never seed from a staging copy an interrupted run left behind.
+            older = sorted((p for p in root.glob(f"{language}-*") if p.is_dir() and not p.name.endswith(".new")),
+                           key=lambda p: p.stat().st_mtime)
             staging = directory.with_name(directory.name + ".new")
             shutil.rmtree(staging, ignore_errors=True)
             if older:

@@ -8,7 +8,8 @@ import pytest
 from tests.workers.runtimes.e2e import Lab, build_run_rotate_stop, lab
 
 LANGUAGE = "go"
-pytestmark = pytest.mark.slow
+# A cold build (Go: over 2 minutes) and a JVM on a busy host can outlast the suite's 300 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 __all__ = ["lab"]
 
 
