@@ -221,8 +221,11 @@ PLAN: tuple[Step, ...] = (
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "-v"), mode="subprocess"),
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "--json"), variant="sentinel",
          mode="subprocess", expect=4),
+    Step("probe", ("probe", "-v")),
+    Step("probe", ("probe", "--json"), variant="sentinel", expect=4),
     Step("audit", ("audit", "--since", "1h", "--json")),
     Step("audit", ("audit",)),
+    Step("audit verify", ("audit", "verify", "--json")),
 )
 
 
@@ -310,7 +313,7 @@ def test_audit_records_carry_key_ids_never_secrets(leak_session: LeakSession) ->
     assert len(entries) >= 15
     for entry in entries:
         assert {"time", "actor", "server", "action", "target", "result"} <= set(entry)
-        assert set(entry) <= {"time", "actor", "server", "action", "target", "result", "app", "keyId"}
+        assert set(entry) <= {"time", "actor", "server", "action", "target", "result", "app", "keyId", "hash", "prev"}
     assert leak_session.leaks_in(audit.read_bytes()) == []
 
 
