@@ -195,6 +195,8 @@ class Verification:
         return f"{self.path}:{self.bad_line}: {self.problem}"
 
 
+# complexity: one pass over the chain where each check is another way a log is tampered with (torn,
+# unchained, edited, misplaced); split, each part would need the entries, links and start passed along.
 def verify(path: Path | None = None) -> Verification:
     """Walk the chain of the audit log at ``path`` (default: this user's) and stop at the first bad line."""
     own = path is None

@@ -14,10 +14,6 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(value) if value and os.path.isabs(value) else Path.home() / fallback
 
 
-def config_dir() -> Path:
-    return _xdg("XDG_CONFIG_HOME", ".config") / "orkes-provision"
-
-
 def state_dir() -> Path:
     """Deliveries, rotation progress, audit log, locks: no secrets live here."""
     env = os.environ

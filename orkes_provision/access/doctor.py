@@ -127,8 +127,7 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
         report.add("key", False, f"no key for {name} in the store", hints.create_app("--worker", tasks=tasks))
     else:
         _check_key(client, report, application, key, hints, key_policy)
-    user = client.get_app_user(application.id)
-    roles = user.role_names
+    roles = client.get_app_user(application.id).role_names
     if roles & WORKER_ROLES:
         report.add("role", True, f"{name} has {', '.join(sorted(roles & WORKER_ROLES))}")
     else:
@@ -140,6 +139,18 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
                                       "task was named, so a worker of it could poll nothing",
                        "grant the tasks the worker polls ('provision grant APP TASK...'), or name them with --task")
         return report
+    missing_defs = _check_tasks(client, report, application, tasks, roles, hints)
+    if polls:
+        now = now_ms() if now_ms is not None else int(time.time() * 1000)
+        for task in tasks:
+            if task not in missing_defs:
+                _check_polls(client, report, name, task, now, hints)
+    return report
+
+
+def _check_tasks(client: OrkesClient, report: DoctorReport, application: Application, tasks: list[str],
+                 roles: set[str], hints: Hints) -> list[str]:
+    """EXECUTE on each task (directly, through a tag, or by an unrestricted role); the task definitions missing."""
     granted = client.get_user_permissions(app_subject(application.id).id)
     executable = {(g.target.type, g.target.id) for g in granted if "EXECUTE" in {a.upper() for a in g.access}}
     missing_defs, missing_grants = [], []
@@ -156,14 +167,9 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
     if missing_defs:
         _report_missing_defs(client, report, missing_defs, tasks, hints)
     if missing_grants:
-        report.add("execute", False, f"{name} lacks EXECUTE on task {', '.join(missing_grants)}",
+        report.add("execute", False, f"{application.name} lacks EXECUTE on task {', '.join(missing_grants)}",
                    hints.grant(missing_grants))
-    if polls:
-        now = now_ms() if now_ms is not None else int(time.time() * 1000)
-        for task in tasks:
-            if task not in missing_defs:
-                _check_polls(client, report, name, task, now, hints)
-    return report
+    return missing_defs
 
 
 def _report_missing_defs(client: OrkesClient, report: DoctorReport, missing: list[str], tasks: list[str],

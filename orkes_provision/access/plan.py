@@ -5,7 +5,7 @@ A plan never holds a secret: keys appear as key ids and store descriptions only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +34,11 @@ from orkes_provision.access.changes import (
     UpdateGroup,
     UpdateUser,
 )
-from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
+from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, UserSpec
 from orkes_provision.access.state import PeopleState, ServerState
 from orkes_provision.credentials.stores import StoredKey
 from orkes_provision.errors import NotFound
+from orkes_provision.orkes.models import Group
 
 
 @dataclass
@@ -126,10 +127,12 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"server": self.server, "changes": [c.to_dict() for c in self.changes], "summary": self.counts()}
 
-    def render(self) -> str:
+    def render(self, marks: Mapping[Change, str] | None = None) -> str:
+        """One line per change; a change in ``marks`` (e.g. a self-lockout) carries its mark after it."""
         if self.empty:
             return "No changes: the server already matches."
-        lines = [c.describe() for c in self.changes]
+        marks = marks or {}
+        lines = [c.describe() + (f"  [!] {marks[c]}" if c in marks else "") for c in self.changes]
         counts = self.counts()
         lines.append(f"Plan: {counts['create']} to add, {counts['change']} to change, {counts['delete']} to delete.")
         return "\n".join(lines)
@@ -169,23 +172,48 @@ def _plan_app(state: ServerState, spec: AppSpec, key: KeyStatus | None, store_na
                    for role in spec.roles if role not in have_roles)
     reused: str | None = None
     if spec.store is not None:
-        if spec.new_key:
-            changes.append(CreateKey(app=spec.name, app_id=app_id, store=store_name or spec.store, reason="--new-key"))
-        elif key is not None and key.usable and current is not None and key.key_id in current.active_key_ids:
-            reused = key.key_id
+        reason = _new_key_reason(spec, key, current.active_key_ids if current else None)
+        if reason is None:
+            reused = key.key_id if key else None
         else:
-            reason = key.reason if key is not None and key.reason else "no key stored"
-            if key is not None and key.key_id and current is not None and key.key_id not in current.active_key_ids:
-                reason = f"stored key {key.key_id} is not an ACTIVE key of this application"
             changes.append(CreateKey(app=spec.name, app_id=app_id, store=store_name or spec.store, reason=reason))
-    have_grants = current.grants if current else {}
-    for grant in spec.grants:
-        missing_access = tuple(a for a in grant.access if a not in have_grants.get(grant.key, set()))
-        if missing_access:
-            changes.append(Grant(app=spec.name, app_id=app_id, on=GrantTarget(grant.type, grant.id),
-                                 access=missing_access))
+    changes.extend(Grant(app=spec.name, app_id=app_id, on=on, access=access)
+                   for on, access in _missing_access(spec.grants, current.grants if current else {}))
     return AppPlan(spec=spec, app_id=app_id, known_key_ids={k.id for k in current.keys} if current else set(),
                    reused_key_id=reused, changes=changes)
+
+
+def _new_key_reason(spec: AppSpec, key: KeyStatus | None, active: set[str] | None) -> str | None:
+    """Why the application needs a new key, or None when the stored one is kept (``active``: None when
+    the application does not exist yet)."""
+    if spec.new_key:
+        return "--new-key"
+    if key is None:
+        return "no key stored"
+    if active is not None and key.key_id and key.key_id not in active:
+        return f"stored key {key.key_id} is not an ACTIVE key of this application"
+    if key.usable and active is not None and key.key_id in active:
+        return None
+    return key.reason or "no key stored"
+
+
+def _missing_access(grants: Iterable[GrantSpec],
+                    have: Mapping[tuple[str, str], set[str]]) -> Iterator[tuple[GrantTarget, tuple[str, ...]]]:
+    """The access each declared grant gives that the server does not show yet."""
+    for grant in grants:
+        missing = tuple(a for a in grant.access if a not in have.get(grant.key, set()))
+        if missing:
+            yield GrantTarget(grant.type, grant.id), missing
+
+
+def _extra_access(have: Mapping[tuple[str, str], set[str]],
+                  grants: Iterable[GrantSpec]) -> Iterator[tuple[GrantTarget, tuple[str, ...]]]:
+    """The access the server shows that no declared grant gives (what --prune revokes)."""
+    desired = {g.key: set(g.access) for g in grants}
+    for (target_type, target_id), access in sorted(have.items()):
+        extra = tuple(sorted(access - desired.get((target_type, target_id), set())))
+        if extra:
+            yield GrantTarget(target_type, target_id), extra
 
 
 def plan_prune(state: ServerState, specs: Sequence[AppSpec], managed: Iterable[Any]) -> list[Change]:
@@ -205,11 +233,8 @@ def plan_prune(state: ServerState, specs: Sequence[AppSpec], managed: Iterable[A
             continue
         for role in sorted(app_state.roles - set(spec.roles)):
             changes.append(RemoveRole(app=spec.name, app_id=app_state.app.id, role=role))
-        desired = {g.key: set(g.access) for g in spec.grants}
-        for (ttype, tid), access in sorted(app_state.grants.items()):
-            extra = tuple(sorted(access - desired.get((ttype, tid), set())))
-            if extra:
-                changes.append(Revoke(app=spec.name, app_id=app_state.app.id, on=GrantTarget(ttype, tid), access=extra))
+        changes.extend(Revoke(app=spec.name, app_id=app_state.app.id, on=on, access=extra)
+                       for on, extra in _extra_access(app_state.grants, spec.grants))
     return changes
 
 
@@ -269,10 +294,25 @@ def _plan_user(people: PeopleState, spec: UserSpec, prune: bool, out: PeoplePlan
 
 def _plan_group(people: PeopleState, spec: GroupSpec, prune: bool, out: PeoplePlan) -> None:
     state = people.groups.get(spec.id)
-    current = state.group if state else None
+    changes, removals = _plan_group_record(state.group if state else None, spec, prune, out)
+    members = state.members if state else set()
+    changes.extend(AddMember(group=spec.id, member=m) for m in spec.members if m not in members)
+    have_grants = state.grants if state else {}
+    changes.extend(GroupGrant(group=spec.id, on=on, access=access)
+                   for on, access in _missing_access(spec.grants, have_grants))
+    if prune:
+        removals.extend(RemoveMember(group=spec.id, member=m) for m in sorted(members - set(spec.members)))
+        removals.extend(GroupRevoke(group=spec.id, on=on, access=extra)
+                        for on, extra in _extra_access(have_grants, spec.grants))
+    out.changes.extend(changes)
+    out.removals.extend(removals)
+
+
+def _plan_group_record(current: Group | None, spec: GroupSpec, prune: bool,
+                       out: PeoplePlan) -> tuple[list[Change], list[Change]]:
+    """The group's own changes (created, described, roles), carried out by one upsert."""
     have = current.role_names if current else set()
     changes: list[Change] = []
-    removals: list[Change] = []
     if current is None:
         changes.append(CreateGroup(group=spec.id))
     elif spec.description is not None and spec.description != (current.description or ""):
@@ -280,26 +320,11 @@ def _plan_group(people: PeopleState, spec: GroupSpec, prune: bool, out: PeoplePl
                                    reason=f"description: {current.description!r} -> {spec.description!r}"))
     changes.extend(AddGroupRole(group=spec.id, role=role) for role in spec.roles if role not in have)
     extra = sorted(have - set(spec.roles)) if prune else []
-    removals.extend(RemoveGroupRole(group=spec.id, role=role) for role in extra)
+    removals: list[Change] = [RemoveGroupRole(group=spec.id, role=role) for role in extra]
     if changes or removals:
         kept = (current.description or "") if current is not None else ""
         out.group_upserts[spec.id] = GroupUpsert(
             description=spec.description if spec.description is not None else kept,
             roles=tuple(sorted((have - set(extra)) | set(spec.roles))),
             default_access=current.default_access if current is not None else None)
-    members = state.members if state else set()
-    changes.extend(AddMember(group=spec.id, member=m) for m in spec.members if m not in members)
-    have_grants = state.grants if state else {}
-    for grant in spec.grants:
-        missing = tuple(a for a in grant.access if a not in have_grants.get(grant.key, set()))
-        if missing:
-            changes.append(GroupGrant(group=spec.id, on=GrantTarget(grant.type, grant.id), access=missing))
-    if prune:
-        removals.extend(RemoveMember(group=spec.id, member=m) for m in sorted(members - set(spec.members)))
-        desired = {g.key: set(g.access) for g in spec.grants}
-        for (ttype, tid), access in sorted(have_grants.items()):
-            extra_access = tuple(sorted(access - desired.get((ttype, tid), set())))
-            if extra_access:
-                removals.append(GroupRevoke(group=spec.id, on=GrantTarget(ttype, tid), access=extra_access))
-    out.changes.extend(changes)
-    out.removals.extend(removals)
+    return changes, removals

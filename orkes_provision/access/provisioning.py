@@ -120,31 +120,44 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
             return result
         assert store is not None
         if not plan.empty:
-            executor = Executor(client=client, server=server, stores={spec.name: store}, actor=actor,
-                                parallelism=8, managed_tags=(MANAGED_TAG,), on_outcome=on_outcome, force=force)
-            applied = executor.run(plan)
-            result.applied = applied
-            if len(applied.failed) == 1 and not applied.skipped and applied.failed[0].error is not None:
-                raise applied.failed[0].error
-            if applied.failed:
-                raise PartialFailure(applied)
-            result.app_id = applied.app_ids.get(spec.name, result.app_id)
-            result.displaced = list(applied.displaced)
-            new_key = applied.new_keys.get(spec.name)
+            new_key = _carry_out(client, plan, result, server=server, store=store, actor=actor, force=force,
+                                 on_outcome=on_outcome)
             if new_key is not None:
                 stored, result.key_id = new_key, new_key.key_id
-        assert result.app_id is not None
-        result.verification = verify_app(client, server=server, spec=spec, key=stored)
-        result.roles = sorted(client.get_app_user(result.app_id).role_names)
-        held = grants_by_target(client.get_user_permissions(app_subject(result.app_id).id))
-        result.grants = [f"{'+'.join(sorted(access))} on {kind} {ident}"
-                         for (kind, ident), access in sorted(held.items())]
-        result.other_active_keys = sorted(k.id for k in client.list_keys(result.app_id)
-                                          if k.status == "ACTIVE" and k.id != result.key_id)
-        if not result.verification.ok:
-            first = result.verification.problems[0]
-            raise VerificationFailed(f"verification as {spec.name} failed: {first.problem}", first.fix)
+        _check_as_the_app(client, result, server=server, spec=spec, key=stored)
         return result
+
+
+def _carry_out(client: OrkesClient, plan: Plan, result: AppResult, *, server: str, store: CredentialStore,
+               actor: str | None, force: bool,
+               on_outcome: Callable[[Outcome, int, int], None] | None) -> StoredKey | None:
+    """Run the plan of one application; raise its one error (or a partial failure); the new key, if one was made."""
+    executor = Executor(client=client, server=server, stores={result.name: store}, actor=actor,
+                        parallelism=8, managed_tags=(MANAGED_TAG,), on_outcome=on_outcome, force=force)
+    applied = executor.run(plan)
+    result.applied = applied
+    if len(applied.failed) == 1 and not applied.skipped and applied.failed[0].error is not None:
+        raise applied.failed[0].error
+    if applied.failed:
+        raise PartialFailure(applied)
+    result.app_id = applied.app_ids.get(result.name, result.app_id)
+    result.displaced = list(applied.displaced)
+    return applied.new_keys.get(result.name)
+
+
+def _check_as_the_app(client: OrkesClient, result: AppResult, *, server: str, spec: AppSpec,
+                      key: StoredKey | None) -> None:
+    """Verify as the application, and read back its roles, grants and other ACTIVE keys for the report."""
+    assert result.app_id is not None
+    result.verification = verify_app(client, server=server, spec=spec, key=key)
+    result.roles = sorted(client.get_app_user(result.app_id).role_names)
+    held = grants_by_target(client.get_user_permissions(app_subject(result.app_id).id))
+    result.grants = [f"{'+'.join(sorted(access))} on {kind} {ident}" for (kind, ident), access in sorted(held.items())]
+    result.other_active_keys = sorted(k.id for k in client.list_keys(result.app_id)
+                                      if k.status == "ACTIVE" and k.id != result.key_id)
+    if not result.verification.ok:
+        first = result.verification.problems[0]
+        raise VerificationFailed(f"verification as {spec.name} failed: {first.problem}", first.fix)
 
 
 def recorded_key_status(state: ServerState, spec: AppSpec, server: str, store_spec: str) -> KeyStatus:

@@ -5,7 +5,7 @@ Only reads happen here; ``plan.py`` compares the result with the desired state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -121,13 +121,7 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
         for application in applications:
             by_name.setdefault(application.name, []).append(application)
         state = ServerState(by_name=by_name)
-        wanted: list[Application] = []
-        for name in dict.fromkeys(names):
-            if skip_ambiguous and len(by_name.get(name, [])) > 1:
-                continue
-            found = state.resolve(name, (app_ids or {}).get(name))
-            if found is not None:
-                wanted.append(found)
+        wanted = _wanted(state, names, app_ids or {}, skip_ambiguous=skip_ambiguous)
         # Each application's reads are independent: submit them all, so that N applications take
         # ceil(2N / parallelism) round trips rather than 2 * ceil(N / parallelism).
         perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in wanted]
@@ -146,6 +140,19 @@ def read_state(client: OrkesClient, names: Iterable[str], *, app_ids: dict[str, 
             state.task_defs = {t.name: t for t in task_defs}
     return state
 
+
+
+def _wanted(state: ServerState, names: Iterable[str], app_ids: Mapping[str, str | None], *,
+            skip_ambiguous: bool) -> list[Application]:
+    """The applications ``names`` resolve to (``Conflict`` for a shared name, unless skipped)."""
+    wanted: list[Application] = []
+    for name in dict.fromkeys(names):
+        if skip_ambiguous and len(state.by_name.get(name, [])) > 1:
+            continue
+        found = state.resolve(name, app_ids.get(name))
+        if found is not None:
+            wanted.append(found)
+    return wanted
 
 
 def app_roles(client: OrkesClient, pool: ThreadPoolExecutor, apps: list[Application],
@@ -192,14 +199,3 @@ def find_application(client: OrkesClient, ref: str) -> Application:
     except NotFound:
         raise NotFound(f"no application is named '{ref}' or has that id",
                        "'provision apps list' shows the applications") from None
-
-
-def refuse_own_application(client: OrkesClient, app: Application) -> None:
-    """``Conflict`` when the client's own key belongs to ``app``: deleting it would revoke that key
-    at once (with the sandbox's bootstrap admin, nothing could manage the sandbox any more)."""
-    if client.key_id is None or client.key_id not in {k.id for k in client.list_keys(app.id)}:
-        return
-    raise Conflict(f"refusing to delete application {app.name} ({app.id}): the key this command uses "
-                   f"({client.key_id}) belongs to it",
-                   "deleting it would revoke that key at once and lock this profile out; "
-                   "delete it with another ADMIN application's key")

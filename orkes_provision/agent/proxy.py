@@ -158,13 +158,9 @@ class Proxy:
                        request: h11.Request, method: str, target: str, path: str, instance: Instance) -> None:
         poll = is_poll(method, path) or (method == "POST" and path == UPDATE_V2)
         update = is_update(method, path)
-        headers = [(k, v) for k, v in request.headers if k not in NOT_FORWARDED]
-        if poll or update:
-            # Read whole and parsed: ask the server for plain bytes.
-            headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
-        length = next((v for k, v in request.headers if k == b"content-length"), None)
+        headers = _forwarded_headers(request, tracked=poll or update)
         body: bytes | AsyncIterator[bytes] | None
-        if update or (length is not None and int(length) <= REPLAYABLE_BODY) or method in ("GET", "HEAD", "DELETE"):
+        if update or _replayable(request, method):
             body = await self._read_body(conn, reader, MAX_TRACKED_BODY)
             if body is None:
                 await self._simple(conn, writer, 413, {"status": 413, "message": "request body too large"})
@@ -185,22 +181,10 @@ class Proxy:
                 await self._simple(conn, writer, err.status, {"status": err.status, "message": err.message},
                                    retry_after=True)
                 return
-            upstream_request = self.client.build_request(
-                method, url, headers=[*headers, (TOKEN_HEADER, token.encode())], content=body)
-            started = time.perf_counter()
-            try:
-                response = await self.client.send(upstream_request, stream=True)
-            except httpx.TimeoutException:
-                self.metrics.observe_upstream(time.perf_counter() - started, None)
-                await self._simple(conn, writer, 504, {"status": 504, "message": "the server did not answer in time"},
-                                   retry_after=True)
+            response = await self._send_upstream(conn, writer, self.client.build_request(
+                method, url, headers=[*headers, (TOKEN_HEADER, token.encode())], content=body))
+            if response is None:
                 return
-            except httpx.TransportError:
-                self.metrics.observe_upstream(time.perf_counter() - started, None)
-                await self._simple(conn, writer, 503, {"status": 503, "message": "the server does not answer"},
-                                   retry_after=True)
-                return
-            self.metrics.observe_upstream(time.perf_counter() - started, response.status_code)
             try:
                 if response.status_code in (401, 403) or poll or update:
                     data = await _read_raw(response, MAX_TRACKED_BODY)
@@ -213,6 +197,25 @@ class Proxy:
             finally:
                 await response.aclose()
             return
+
+    async def _send_upstream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                             upstream_request: httpx.Request) -> httpx.Response | None:
+        """The server's answer (streamed), or ``None`` once the worker was told the server is not answering."""
+        started = time.perf_counter()
+        try:
+            response = await self.client.send(upstream_request, stream=True)
+        except httpx.TimeoutException:
+            self.metrics.observe_upstream(time.perf_counter() - started, None)
+            await self._simple(conn, writer, 504, {"status": 504, "message": "the server did not answer in time"},
+                               retry_after=True)
+            return None
+        except httpx.TransportError:
+            self.metrics.observe_upstream(time.perf_counter() - started, None)
+            await self._simple(conn, writer, 503, {"status": 503, "message": "the server does not answer"},
+                               retry_after=True)
+            return None
+        self.metrics.observe_upstream(time.perf_counter() - started, response.status_code)
+        return response
 
     async def _answer_tracked(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response,
                               data: bytes | None, body: bytes | AsyncIterator[bytes] | None, instance: Instance,
@@ -359,3 +362,17 @@ def _is_token_error(status: int, data: bytes | None) -> bool:
 
 def _reason(err: Exception) -> str:
     return err.message if isinstance(err, Unavailable) else type(err).__name__
+
+
+def _forwarded_headers(request: h11.Request, *, tracked: bool) -> list[tuple[bytes, bytes]]:
+    """The worker's headers the server gets; an answer the agent reads (``tracked``) is asked for as plain bytes."""
+    headers = [(k, v) for k, v in request.headers if k not in NOT_FORWARDED]
+    if tracked:
+        headers = [(k, v) for k, v in headers if k != b"accept-encoding"] + [(b"accept-encoding", b"identity")]
+    return headers
+
+
+def _replayable(request: h11.Request, method: str) -> bool:
+    """Is the worker's body read whole (so that a token error can be replayed), rather than streamed?"""
+    length = next((v for k, v in request.headers if k == b"content-length"), None)
+    return (length is not None and int(length) <= REPLAYABLE_BODY) or method in ("GET", "HEAD", "DELETE")

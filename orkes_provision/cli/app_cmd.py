@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -18,7 +17,6 @@ from orkes_provision.cli.common import (
     info,
     opts,
 )
-from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
     from orkes_provision.access.execute import Outcome
@@ -64,60 +62,28 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
       provision app billing --role METADATA_API --dry-run
     """
     from orkes_provision.access.provisioning import provision_app
-    from orkes_provision.access.spec import app_spec_from_flags
     from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
-    from orkes_provision.credentials.delivery import (
-        Choice,
-        Hints,
-        check_project_server,
-        choose_app_name,
-        choose_store,
-    )
-    from orkes_provision.credentials.stores import CredentialStore, open_store
-    from orkes_provision.errors import StoreError
+    from orkes_provision.credentials.delivery import Choice
+    from orkes_provision.workers.app_request import app_request, open_app_store
     from orkes_provision.workers.project import load_project
 
-    if any(not g.strip() for g in grants):
-        raise UsageError("a task name given to --grant is empty",
-                         "pass the task definition name, e.g. --grant greetings")
-    project = load_project()
-    defaults = project.defaults() if project is not None else None
-    app_name = choose_app_name(name, project=defaults, tasks=grants)
-    if app_name.source != "argument":
-        info(f"Application name: {app_name.value} (from the {app_name.source})")
-    all_roles = (("WORKER",) if worker else ()) + roles
-    declared = project.application if project is not None and project.app_name == app_name.value else None
-    if declared is not None:
-        # The project file declares what its own application needs: 'provision app' in the project
-        # gives it that (flags add to it; nothing declared is ever taken away here).
-        all_roles = tuple(dict.fromkeys((*declared.roles, *all_roles)))
-        grants = tuple(dict.fromkeys((*declared.grants, *grants)))
-    spec = app_spec_from_flags(app_name.value, roles=all_roles, tasks=grants, access=access, app_id=app_id,
-                               new_key=new_key)
+    request = app_request(name, project=load_project(), worker=worker, roles=roles, grants=grants, access=access,
+                          app_id=app_id, new_key=new_key)
+    if request.name.source != "argument":
+        info(f"Application name: {request.name.value} (from the {request.name.source})")
     credentials = resolve_server_credentials()
-    check_project_server(defaults, spec.name, Choice(credentials.server, "--server" if opts().server else
-                                                     "the provisioning credentials"))
-    choice = choose_store(store_spec, app=spec.name, server=credentials.server, project=defaults)
+    choice = request.store(store_spec, server=Choice(credentials.server, "--server" if opts().server
+                                                     else "the provisioning credentials"))
     if choice.source != "--store":
         info(f"Key store: {choice.value} (from {choice.source})")
-    store: CredentialStore | None
-    try:
-        store = open_store(choice.value, show_secret=show_secret)
-    except StoreError as err:
-        if not dry_run:
-            raise
-        store = None  # a dry run reads no secret: it plans from the recorded delivery
-        info(f"Key store {choice.value} cannot be opened here ({err.message}); planning from the deliveries record")
+    store, note = open_app_store(choice, show_secret=show_secret, dry_run=dry_run)
+    if note:
+        info(note)
     with make_client(credentials) as client:
-        result = provision_app(client, server=credentials.server, spec=spec, store=store, store_spec=choice.value,
-                               register_tasks=register_tasks, dry_run=dry_run, actor=credentials.key_id,
-                               force=force, on_outcome=in_command(_progress))
-    hints = Hints(app=result.name, store=choice.value, options=hint_options(), server=result.server,
-                  tasks=tuple(spec.task_names))
-    if declared is not None and project is not None and project.workers:
-        # The project runs its workers itself: its first worker is the next step, not a bare 'run'.
-        store_flag = ("--store", choice.value) if choice.source == "--store" else ()
-        hints = replace(hints, next_run=hints.command("worker", "run", project.workers[0].name, *store_flag))
+        result = provision_app(client, server=credentials.server, spec=request.spec, store=store,
+                               store_spec=choice.value, register_tasks=register_tasks, dry_run=dry_run,
+                               actor=credentials.key_id, force=force, on_outcome=in_command(_progress))
+    hints = request.hints(server=result.server, store=choice, options=hint_options())
     if choice.value == "json":
         # stdout carries the credentials document alone, so it can be piped into a secret manager.
         info(render(result, hints))
@@ -151,8 +117,15 @@ def render(result: AppResult, hints: Hints) -> str:
     for displaced in result.displaced:
         lines.append(f"Replaced:    {displaced.note}")
     if result.other_active_keys:
+        from orkes_provision.credentials.delivery import where_delivered
+
         lines.append("Note: older ACTIVE keys remain; retire each once no worker uses it:")
-        lines += [f"  {hints.keys('deactivate', key_id)}" for key_id in result.other_active_keys]
+        for key_id in result.other_active_keys:
+            # Where the key went decides whether it is safe to retire: another project may run on it.
+            homes = [f"{d.store} (on {d.time})" for d in where_delivered(result.server, result.name, key_id)]
+            lines.append(f"  key {key_id}: delivered to {', '.join(homes)}" if homes else
+                         f"  key {key_id}: not delivered from this machine (another machine, or by hand)")
+            lines.append(f"  {hints.keys('deactivate', key_id)}")
     if result.store_spec == "json":
         return "\n".join(lines)
     if result.is_worker:

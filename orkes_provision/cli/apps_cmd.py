@@ -12,6 +12,7 @@ from orkes_provision.cli.common import (
     common_options,
     confirm,
     emit,
+    self_lockout_option,
     yes_option,
 )
 
@@ -91,27 +92,31 @@ def show(app: str) -> None:
 @apps.command("delete")
 @click.argument("app", type=APP_NAME)
 @yes_option
+@self_lockout_option
 @common_options
-def delete(app: str, yes: bool) -> None:
+def delete(app: str, yes: bool, allow_self_lockout: bool) -> None:
     """Delete APP (name or id) with its keys; workers using its keys stop working at once.
 
     Asks first on a terminal (--yes without one).
 
-    The application whose key this command uses is refused (exit 7): deleting it would lock you out.
+    The application whose key this command uses is refused (exit 7): deleting it would lock you
+    out (--allow-self-lockout allows it).
 
     \b
     Example:
       provision apps delete greetings-worker --yes
     """
     from orkes_provision import audit
-    from orkes_provision.access.state import find_application, refuse_own_application
+    from orkes_provision.access.selflock import refuse_own_application
+    from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.credentials.delivery import forget_deliveries
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
-        refuse_own_application(client, target)
+        refuse_own_application(client, target, "delete application", "deleting it would revoke that key at once",
+                               allow=allow_self_lockout)
         confirm(f"Delete application {target.name} ({target.id}) and all its keys?", yes=yes,
                 action=f"delete application {target.name}")
         with audit.recorded(action="delete_app", target=target.name, server=credentials.server,

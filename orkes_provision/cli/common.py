@@ -256,6 +256,13 @@ def yes_option(func: F) -> F:
                         help="Do not ask for confirmation (needed when stdin is not a terminal).")(func)
 
 
+def self_lockout_option(func: F) -> F:
+    """``--allow-self-lockout``: let a command take access from the credentials running it."""
+    return click.option("--allow-self-lockout", is_flag=True,
+                        help="Allow taking access away from the key this command runs with (its application, "
+                             "the key itself, its roles or grants).")(func)
+
+
 def stdin_is_tty() -> bool:
     try:
         return sys.stdin is not None and sys.stdin.isatty()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orkes_provision.cli.common import info, opts
-from orkes_provision.credentials.delivery import Choice, Hints, ProjectDefaults
+from orkes_provision.credentials.delivery import Choice, Hints
 from orkes_provision.credentials.settings import Settings, resolve_credentials
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
@@ -58,10 +58,6 @@ def credentials_server() -> Choice | None:
     source = (f"profile {profile!r}" if profile else "--server" if options.server else
               "CONDUCTOR_SERVER_URL" if Settings().auth_key else "the default profile")
     return Choice(credentials.server, f"the provisioning credentials ({source})")
-
-
-def project_defaults(project: Project | None) -> ProjectDefaults | None:
-    return project.defaults() if project is not None else None
 
 
 @dataclass

@@ -22,6 +22,7 @@ from orkes_provision.cli.common import (
     info,
     opts,
     report_error,
+    self_lockout_option,
     terminal_safe,
 )
 from orkes_provision.errors import ProvisionError, UsageError
@@ -102,6 +103,9 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
         report_error(err, opts())
         raise click.exceptions.Exit(1) from None
     _warn_findings(env_plan)
+    for change, why in env_plan.lockouts.items():
+        info(f"warning: self-lockout: {change.describe(symbol=False)}: it {why}; apply refuses it without "
+             "--allow-self-lockout")
     emit(env_plan.to_dict(), env_plan.render)
     if detailed_exitcode and not env_plan.empty:
         raise click.exceptions.Exit(2)
@@ -118,9 +122,10 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
               help="In a key rotation keyMaxAge asks for: longest wait for supervised workers to switch to the "
                    "new key before the old one is deactivated (as 'keys rotate --switch-wait').")
 @_parallelism_option
+@self_lockout_option
 @common_options
 def apply(path: str, auto_approve: bool, prune: bool, switch_wait: timedelta, parallelism: int,
-          verify_keys: bool) -> None:
+          verify_keys: bool, allow_self_lockout: bool) -> None:
     """Make the server match environment file FILE: plan, ask, apply, summarise.
 
     Creates applications, roles, keys (straight into their stores), grants, task and workflow
@@ -128,6 +133,8 @@ def apply(path: str, auto_approve: bool, prune: bool, switch_wait: timedelta, pa
     in dependency order. A second run
     changes nothing; after a partial failure, a rerun finishes the job. An application whose
     ACTIVE key is older than its keyMaxAge gets its key rotated, as 'provision keys rotate' does.
+    A change that takes access from the key running apply (deleting its application, removing
+    its roles or grants) is refused (exit 7) unless --allow-self-lockout; plan marks it.
 
     \b
     Examples:
@@ -154,6 +161,9 @@ def apply(path: str, auto_approve: bool, prune: bool, switch_wait: timedelta, pa
             app_lock(credentials.server, [a.name for a in env.applications]):
         env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism, verify_keys=verify_keys)
         _warn_findings(env_plan)
+        from orkes_provision.access.selflock import refuse_planned
+
+        refuse_planned(env_plan.lockouts, allow=allow_self_lockout)
         progress = None
         if not env_plan.empty:  # nothing to ask about otherwise; the (empty) apply keeps --json's shape
             _show_and_confirm(env_plan, auto_approve)
@@ -231,8 +241,13 @@ def _plan(client: OrkesClient, env: Environment, credentials: Credentials, *, pr
     from orkes_provision.environments.apply import plan_environment
 
     env.derive_workflow_tasks(server_fetch(client.get_workflow_def))
-    return plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
-                            verify_keys=verify_keys)
+    env_plan = plan_environment(client, env, server=credentials.server, prune=prune, parallelism=parallelism,
+                                verify_keys=verify_keys)
+    if any(c.symbol == "-" for c in env_plan.plan.changes):
+        from orkes_provision.access.selflock import caller, lockouts
+
+        env_plan.lockouts = lockouts(env_plan.plan.changes, caller(client))
+    return env_plan
 
 
 def _warn_findings(env_plan: EnvironmentPlan) -> None:

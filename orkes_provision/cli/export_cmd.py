@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from orkes_provision.cli.common import common_options, emit, opts
-
-if TYPE_CHECKING:
-    from orkes_provision.environments.environment import Environment
 
 DEFAULT_PARALLELISM = 16
 MAX_PARALLELISM = 64
@@ -56,93 +52,40 @@ def export(output: str | None, name: str | None, applications: tuple[str, ...], 
       provision export --application greetings-worker > greetings.toml
       provision export --tag environment:staging -o staging.toml --json
     """
-    from orkes_provision.cli.context import make_client, resolve_server_credentials
-    from orkes_provision.environments.export import export_environment
-    from orkes_provision.errors import UsageError
+    from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
+    from orkes_provision.environments.export import export_environment, export_target, previous_export
 
-    target = Path(output) if output else None
-    if target is not None and target.is_dir():
-        raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
-    stores: dict[str, str] = {}
-    key_max_ages: dict[str, str] = {}
-    replaces = None
-    if target is not None and target.is_file():
-        previous = _previous(target)
-        replaces = _replaces(target, previous)
-        if previous is not None:
-            # The server knows nothing of stores: re-exporting over the file keeps them, and its name.
-            stores = {a.name: a.store for a in previous.applications if a.store}
-            key_max_ages = {a.name: a.key_max_age for a in previous.applications if a.key_max_age}
-            name = name or previous.name
+    target = export_target(output)
+    previous = previous_export(target, on_replaced=lambda err: _warn(
+        f"{err.message}; it is replaced, and nothing in it is kept",
+        {"warning": "replaced", "file": str(target), "reason": err.message}))
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
-        result = export_environment(client, server=credentials.server, name=name, applications=applications,
-                                    tags=tags, self_key_id=credentials.key_id, stores=stores,
-                                    key_max_ages=key_max_ages,
+        result = export_environment(client, server=credentials.server, name=name or previous.name,
+                                    applications=applications, tags=tags, self_key_id=credentials.key_id,
+                                    stores=previous.stores, key_max_ages=previous.key_max_ages,
                                     parallelism=parallelism)
     # Without -o the file goes to stdout, as if saved in the current directory: its workflows go to ./workflows/.
     written = result.write(target, force=force) if target is not None else \
         result.write_workflows(Path.cwd(), force=force)
-    if replaces is not None:
-        _warn(replaces, {"warning": "replaced", "file": str(target), "reason": replaces})
+    if previous.replaces is not None:
+        _warn(previous.replaces, {"warning": "replaced", "file": str(target), "reason": previous.replaces})
     if target is None and not opts().json:
         for path in written:
             click.echo(f"wrote {path}", err=True)
     for skipped in result.skipped:
         _warn(f"skipped {skipped.what}: {skipped.reason}", {"warning": "skipped"} | skipped.to_dict())
-    counts = result.counts()
-    parts = [_count(counts["tasks"], "task definition"), _count(counts["workflows"], "workflow"),
-             _count(counts["applications"], "application")]
-    if not (applications or tags):  # narrowed to applications, the export reads no users or groups
-        parts += [_count(counts["users"], "user"), _count(counts["groups"], "group")]
-    if result.skipped:
-        parts.append(f"{len(result.skipped)} skipped")
-    summary = f"Exported environment {result.name} from {result.server}: {', '.join(parts)}."
+    summary = result.summary(narrowed=bool(applications or tags))
     data = result.to_dict() | {"file": str(target) if target else None, "written": [str(p) for p in written]}
-    if target is None:
-        data["content"] = result.toml()
-        if opts().json:
-            emit(data)
-        else:
-            click.echo(result.toml(), nl=False)
-            click.echo(summary, err=True)
-        return
-    from orkes_provision.cli.context import hint_options
-
-    check = shlex.join(["provision", *hint_options(), "plan", "-f", str(target), "--detailed-exitcode"])
-    emit(data, f"{summary}\nWrote {target}" + "".join(f"\n  {p}" for p in written[:-1])
-         + f"\nPlanning it finds nothing to do (exit 0). Next: {check}")
-
-
-def _previous(path: Path) -> Environment | None:
-    from orkes_provision.environments.environment import load_environment
-    from orkes_provision.errors import ConfigError
-
-    try:
-        return load_environment(path)
-    except ConfigError as err:
-        _warn(f"{err.message}; it is replaced, and nothing in it is kept",
-              {"warning": "replaced", "file": str(path), "reason": err.message})
-        return None
-
-
-def _replaces(path: Path, previous: Environment | None) -> str | None:
-    """What exporting over ``path`` replaces, said before it is gone; ``None`` for an unreadable file
-    (``_previous`` said so already)."""
-    from orkes_provision.environments.written import written_by_export
-
-    if previous is None:
-        return None
-    counts = {"applications": len(previous.applications), "tasks": len(previous.tasks),
-              "workflows": len(previous.workflows)}
-    held = ", ".join(f"{n} {what if n != 1 else what[:-1]}" for what, n in counts.items())
-    origin = "as export last wrote it" if written_by_export(path) else \
-        "which export did not write (or it was edited since): its comments and layout are not kept"
-    return f"replaced {path}, environment {previous.name} with {held}, {origin}; its stores and keyMaxAge are kept"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+    if target is not None:
+        check = shlex.join(["provision", *hint_options(), "plan", "-f", str(target), "--detailed-exitcode"])
+        emit(data, f"{summary}\nWrote {target}" + "".join(f"\n  {p}" for p in written[:-1])
+             + f"\nPlanning it finds nothing to do (exit 0). Next: {check}")
+    elif opts().json:
+        emit(data | {"content": result.toml()})
+    else:
+        click.echo(result.toml(), nl=False)
+        click.echo(summary, err=True)
 
 
 def _warn(text: str, data: dict[str, str]) -> None:

@@ -7,18 +7,19 @@ from pathlib import Path
 import click
 
 from orkes_provision.cli.common import APP_NAME, command_options, emit
-from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
+from orkes_provision.workers.scaffold import LANGUAGES
 
 
 @click.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--lang", "language", type=click.Choice(LANGUAGES), default="python", show_default=True,
               help="The worker's language (its official Conductor SDK).")
-@click.option("--app", "app_name", default=DEFAULT_APP, show_default=True, metavar="NAME", type=APP_NAME,
-              help="The application the worker runs as (written to orkes-provision.toml).")
+@click.option("--app", "app_name", default=None, metavar="NAME", type=APP_NAME,
+              help="The application the worker runs as (written to orkes-provision.toml); default: named after "
+                   "DIRECTORY (greetings -> greetings-worker), so that two projects never share one.")
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty (template files are replaced).")
 @command_options(server=False, verbose=False)
-def init(directory: Path, language: str, app_name: str, force: bool) -> None:
+def init(directory: Path, language: str, app_name: str | None, force: bool) -> None:
     """Create a worker project in DIRECTORY: a 'greetings' worker, orkes-provision.toml, a README.
 
     The worker polls the task 'greetings' (input 'name', output 'greeting': 'Hello, <name>') with

@@ -15,6 +15,7 @@ from orkes_provision.cli.common import (
     confirm,
     emit,
     info,
+    self_lockout_option,
     yes_option,
 )
 
@@ -125,9 +126,10 @@ def create(app: str, store_spec: str | None, show_secret: bool, force: bool) -> 
           "storeSource": choice.source}, done)
 
 
-def _set_status(app: str, key_id: str, wanted: str, yes: bool = True) -> None:
+def _set_status(app: str, key_id: str, wanted: str, yes: bool = True, allow_self_lockout: bool = False) -> None:
     from orkes_provision import audit
     from orkes_provision.access.keys import set_key_status
+    from orkes_provision.access.selflock import refuse_own_key
     from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
     from orkes_provision.errors import ProvisionError
@@ -137,6 +139,7 @@ def _set_status(app: str, key_id: str, wanted: str, yes: bool = True) -> None:
     with make_client(credentials) as client:
         target = find_application(client, app)
         if wanted == "INACTIVE":
+            refuse_own_key(client, target, key_id, "deactivate", allow=allow_self_lockout)
             _confirm_retiring(client, target.id, target.name, key_id, "deactivate", yes)
         try:
             changed = set_key_status(client, app_id=target.id, app_name=target.name, key_id=key_id, wanted=wanted)
@@ -185,8 +188,9 @@ def activate(app: str, key_id: str) -> None:
 @click.argument("app", type=APP_NAME)
 @click.argument("key_id", type=KEY_ID)
 @yes_option
+@self_lockout_option
 @common_options
-def deactivate(app: str, key_id: str, yes: bool) -> None:
+def deactivate(app: str, key_id: str, yes: bool, allow_self_lockout: bool) -> None:
     """Make KEY_ID of APP INACTIVE: it can no longer get tokens (no change if it already is).
 
     Asks first on a terminal (--yes without one), and warns when KEY_ID is the application's
@@ -196,15 +200,16 @@ def deactivate(app: str, key_id: str, yes: bool) -> None:
     Example:
       provision keys deactivate greetings-worker 4f1c... --yes
     """
-    _set_status(app, key_id, "INACTIVE", yes)
+    _set_status(app, key_id, "INACTIVE", yes, allow_self_lockout)
 
 
 @keys.command("delete")
 @click.argument("app", type=APP_NAME)
 @click.argument("key_id", type=KEY_ID)
 @yes_option
+@self_lockout_option
 @common_options
-def delete(app: str, key_id: str, yes: bool) -> None:
+def delete(app: str, key_id: str, yes: bool, allow_self_lockout: bool) -> None:
     """Delete KEY_ID of APP for good; workers using it lose access at once.
 
     Asks first on a terminal (--yes without one), and warns when KEY_ID is the application's
@@ -215,12 +220,14 @@ def delete(app: str, key_id: str, yes: bool) -> None:
       provision keys delete greetings-worker 4f1c... --yes
     """
     from orkes_provision import audit
+    from orkes_provision.access.selflock import refuse_own_key
     from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import make_client, resolve_server_credentials
 
     credentials = resolve_server_credentials()
     with make_client(credentials) as client:
         target = find_application(client, app)
+        refuse_own_key(client, target, key_id, "delete", allow=allow_self_lockout)
         _confirm_retiring(client, target.id, target.name, key_id, "delete", yes)
         with audit.recorded(action="delete_key", target=target.name, server=credentials.server,
                             actor=credentials.key_id, app=target.name, key_id=key_id):

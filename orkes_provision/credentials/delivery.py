@@ -325,9 +325,13 @@ def choose_store(flag: str | None, *, app: str, server: str | None = None,
         return Choice(normalize_store_spec(from_env), STORE_VARIABLE)
     if project is not None and project.store and project.for_app(app):
         return Choice(normalize_store_spec(project.store, base=project.path.parent), f"project file {project.path}")
-    for delivery in deliveries(server, app):
-        if delivery.store not in WRITE_ONCE_STORES:
-            return Choice(delivery.store, f"where this machine delivered its key on {delivery.time}")
+    rows = [d for d in deliveries(server, app) if d.store not in WRITE_ONCE_STORES]
+    if project is not None and project.for_app(app):
+        # The project's own store before the latest delivery elsewhere (another project's key).
+        inside = [d for d in rows if _under(d.store, project.path.parent)]
+        rows = inside + [d for d in rows if d not in inside]
+    for delivery in rows:
+        return Choice(delivery.store, f"where this machine delivered its key on {delivery.time}")
     settings = Settings.from_env(env)
     default = load_config(settings.config_file).default_store
     if default:
@@ -360,6 +364,12 @@ def unknown_application(app: str, choice: Choice) -> NotFound | None:
     if close:
         err.corrections = {app: close[0]}
     return err
+
+
+def _under(store: str, directory: Path) -> bool:
+    """Is ``store`` an env file inside ``directory``?"""
+    kind, _, path = store.partition(":")
+    return kind == "env-file" and Path(path).is_relative_to(directory.resolve())
 
 
 def stored_home(store: CredentialStore) -> StoredKey | None:

@@ -319,38 +319,46 @@ def resolve_credentials(*, server: str | None, profile: str | None, insecure_htt
     key = (settings.auth_key or "").strip()
     secret = settings.auth_secret.get_secret_value().strip() if settings.auth_secret else ""
     if key or secret:
-        if not key or not secret:
-            missing = "CONDUCTOR_AUTH_SECRET" if key else "CONDUCTOR_AUTH_KEY"
-            present = "CONDUCTOR_AUTH_KEY" if key else "CONDUCTOR_AUTH_SECRET"
-            raise ConfigError(f"{present} is set but {missing} is not", f"set {missing} too, or unset {present}")
-        env_url = (normalize_server_url(settings.server_url, insecure_http=insecure_http)
-                   if settings.server_url else None)
-        if flag_server and env_url and flag_server != env_url:
-            # The key came with CONDUCTOR_SERVER_URL: it is that server's, never sent to another.
-            raise ConfigError(f"CONDUCTOR_AUTH_KEY is for {env_url} (CONDUCTOR_SERVER_URL), not {flag_server}",
-                              "drop --server to use it with its own server, or use a profile for the other one: "
-                              f"provision login --profile NAME --server {flag_server}")
-        url = flag_server or env_url
-        if not url:
-            raise ConfigError("CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET are set but no server URL is",
-                              "set CONDUCTOR_SERVER_URL=https://HOST/api or pass --server")
-        log.info("credentials: key %s from CONDUCTOR_AUTH_KEY/CONDUCTOR_AUTH_SECRET", key)
-        return Credentials(server=normalize_server_url(url, insecure_http=insecure_http), key_id=key,
-                           secret=SecretStr(secret))
+        return _from_environment(key, secret, flag_server, settings, insecure_http)
     env_server = normalize_server_url(settings.server_url, insecure_http=insecure_http) if settings.server_url else None
-    name = settings.profile
-    if name is not None:
-        return _from_profile(name, flag_server, settings, env, insecure_http, explicit=True, from_env=True)
+    if settings.profile is not None:
+        return _from_profile(settings.profile, flag_server, settings, env, insecure_http, explicit=True, from_env=True)
     config = load_config(settings.config_file)
-    wanted = flag_server or env_server
-    if wanted is not None:
-        matching = sorted(n for n, p in config.profiles.items() if p.server == wanted)
-        if config.default_profile in matching:
-            name = config.default_profile
-        elif matching:
-            name = matching[0]
-    name = name or config.default_profile or DEFAULT_PROFILE
+    name = _profile_for(config, flag_server or env_server)
     return _from_profile(name, flag_server or env_server, settings, env, insecure_http, explicit=False, config=config)
+
+
+def _from_environment(key: str, secret: str, flag_server: str | None, settings: Settings,
+                      insecure_http: bool) -> Credentials:
+    """The key in CONDUCTOR_AUTH_KEY/CONDUCTOR_AUTH_SECRET, for the server in CONDUCTOR_SERVER_URL (or --server)."""
+    if not key or not secret:
+        missing = "CONDUCTOR_AUTH_SECRET" if key else "CONDUCTOR_AUTH_KEY"
+        present = "CONDUCTOR_AUTH_KEY" if key else "CONDUCTOR_AUTH_SECRET"
+        raise ConfigError(f"{present} is set but {missing} is not", f"set {missing} too, or unset {present}")
+    env_url = normalize_server_url(settings.server_url, insecure_http=insecure_http) if settings.server_url else None
+    if flag_server and env_url and flag_server != env_url:
+        # The key came with CONDUCTOR_SERVER_URL: it is that server's, never sent to another.
+        raise ConfigError(f"CONDUCTOR_AUTH_KEY is for {env_url} (CONDUCTOR_SERVER_URL), not {flag_server}",
+                          "drop --server to use it with its own server, or use a profile for the other one: "
+                          f"provision login --profile NAME --server {flag_server}")
+    url = flag_server or env_url
+    if not url:
+        raise ConfigError("CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET are set but no server URL is",
+                          "set CONDUCTOR_SERVER_URL=https://HOST/api or pass --server")
+    log.info("credentials: key %s from CONDUCTOR_AUTH_KEY/CONDUCTOR_AUTH_SECRET", key)
+    return Credentials(server=normalize_server_url(url, insecure_http=insecure_http), key_id=key,
+                       secret=SecretStr(secret))
+
+
+def _profile_for(config: Config, server: str | None) -> str:
+    """The profile to use when none is named: one for ``server`` (the default profile first), else the default."""
+    if server is not None:
+        matching = sorted(n for n, p in config.profiles.items() if p.server == server)
+        if config.default_profile in matching:
+            return config.default_profile
+        if matching:
+            return matching[0]
+    return config.default_profile or DEFAULT_PROFILE
 
 
 def _from_profile(name: str, server: str | None, settings: Settings, env: Mapping[str, str], insecure_http: bool,

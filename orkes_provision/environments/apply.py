@@ -37,7 +37,7 @@ from orkes_provision.access.plan import AppPlan, Plan, key_status, plan_apps, pl
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, read_state
 from orkes_provision.credentials.delivery import Hints, deliveries
-from orkes_provision.credentials.stores import CredentialStore, open_store
+from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.environments.environment import Environment
 from orkes_provision.environments.lint import Finding, lint_environment
@@ -80,6 +80,8 @@ class EnvironmentPlan:
     read_requests: int = 0
     # Least-privilege findings in the file (``provision lint``), with what the server says about tags.
     findings: list[Finding] = field(default_factory=list)
+    # Changes that take access from the credentials running the plan (``access.selflock``), and why.
+    lockouts: dict[Change, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -87,12 +89,15 @@ class EnvironmentPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.environment.name, "file": str(self.environment.path or ""),
-                "server": self.server, "prune": self.prune, "changes": [c.to_dict() for c in self.plan.changes],
+                "server": self.server, "prune": self.prune,
+                "changes": [c.to_dict() | ({"selfLockout": self.lockouts[c]} if c in self.lockouts else {})
+                            for c in self.plan.changes],
                 "summary": self.plan.counts()}
 
     def render(self) -> str:
         head = f"Environment {self.environment.name} on {self.server}" + (" (with --prune)" if self.prune else "")
-        return f"{head}\n{self.plan.render()}"
+        marks = {c: f"self-lockout: {why}" for c, why in self.lockouts.items()}
+        return f"{head}\n{self.plan.render(marks)}"
 
 
 @dataclass
@@ -220,9 +225,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     specs = env.app_specs()
     stores = open_stores(env, specs)
     stored = {name: store.load(server, name) for name, store in stores.items()}
-    delivered = {(d.app, d.key_id, d.store) for d in deliveries(server)} if not verify_keys else set()
-    trusted = {name for name, key in stored.items()
-               if key is not None and (name, key.key_id, stores[name].spec) in delivered}
+    trusted = set() if verify_keys else _delivered_here(server, stored, stores)
     before = client.request_count
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         # Independent reads go out together: workflows and key checks alongside the state.
@@ -231,8 +234,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
                       if key is not None and name not in trusted}
         state = _read_state(client, env, specs, parallelism)
         server_workflows = {k: f.result() for k, f in workflows.items()}
-        authenticated = {name: f.result() for name, f in key_checks.items()} | dict.fromkeys(trusted, True)
-    accepted = {name for name, ok in authenticated.items() if ok}
+        accepted = {name for name, f in key_checks.items() if f.result()} | trusted
     _refuse_foreign(env, state, specs, stores, client, server)
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
@@ -250,8 +252,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     plan.task_changes.extend(_task_updates(env, state))
     plan.task_changes.extend(_workflow_changes(env, server_workflows))
     if prune:
-        managed = [a for apps in state.by_name.values() for a in apps if owned_by(a, env.name)]
-        plan.prune_changes = plan_prune(state, specs, sorted(managed, key=lambda a: (a.name, a.id)))
+        plan.prune_changes = plan_prune(state, specs, _managed(state, env.name))
     if env.declares_people:
         _plan_people(env, state, plan, prune=prune)
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
@@ -259,6 +260,20 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
                            workflow_payloads={workflow_id(d): d for d in env.workflow_defs},
                            read_requests=client.request_count - before,
                            findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
+
+
+def _delivered_here(server: str, stored: Mapping[str, StoredKey | None],
+                    stores: Mapping[str, CredentialStore]) -> set[str]:
+    """The applications whose stored key this machine delivered to that very store (no token exchange needed)."""
+    delivered = {(d.app, d.key_id, d.store) for d in deliveries(server)}
+    return {name for name, key in stored.items()
+            if key is not None and (name, key.key_id, stores[name].spec) in delivered}
+
+
+def _managed(state: ServerState, environment: str) -> list[Application]:
+    """The applications tagged as this environment's (what --prune may delete), by name."""
+    managed = [a for apps in state.by_name.values() for a in apps if owned_by(a, environment)]
+    return sorted(managed, key=lambda a: (a.name, a.id))
 
 
 def apply_environment(client: OrkesClient, env_plan: EnvironmentPlan, *, actor: str | None,

@@ -206,6 +206,44 @@ def _workflows(ctx: _Context, state: _Server) -> list[Difference]:
     return out
 
 
+def _role_differences(ctx: _Context, spec: AppSpec, current: AppState, subject: str, at: str) -> list[Difference]:
+    out: list[Difference] = []
+    roles_at = ctx.where(f"{at}.roles", at)
+    for role in spec.roles:
+        if role not in current.roles:
+            out.append(Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
+                                  f"remove {json.dumps(role)} from roles", roles_at))
+    for role in sorted(current.roles - set(spec.roles)):
+        fix = ctx.apply(prune=True) if spec.owned else \
+            f"remove role {role} from {spec.name} in the Orkes UI (the file does not own this application)"
+        out.append(Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
+                              fix, f"add {json.dumps(role)} to roles", roles_at))
+    return out
+
+
+def _grant_differences(ctx: _Context, spec: AppSpec, current: AppState, subject: str, at: str,
+                       entry: Any) -> list[Difference]:
+    out: list[Difference] = []
+    desired = {g.key: set(g.access) for g in spec.grants}
+    for (target_type, target_id), access in desired.items():
+        missing = sorted(access - current.grants.get((target_type, target_id), set()))
+        if missing:
+            out.append(Difference("grant_missing", "-", subject,
+                                  f"lacks {'+'.join(missing)} on {target_type} {target_id}", ctx.apply(),
+                                  f"remove {'+'.join(missing)} on {target_id} from its grants",
+                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    for (target_type, target_id), access in sorted(current.grants.items()):
+        extra = sorted(access - desired.get((target_type, target_id), set()))
+        if not extra:
+            continue
+        out.append(Difference("grant_extra", "+", subject,
+                              f"holds {'+'.join(extra)} on {target_type} {target_id}, which the file does not declare",
+                              _revoke(ctx, spec.name, target_type, target_id, extra),
+                              _grant_edit(target_type, target_id, extra),
+                              ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    return out
+
+
 def _application(ctx: _Context, state: _Server, index: int, spec: AppSpec) -> list[Difference]:
     subject = f"application {spec.name}"
     at = f"applications[{index}]"
@@ -225,34 +263,8 @@ def _application(ctx: _Context, state: _Server, index: int, spec: AppSpec) -> li
                               f"not tagged as this environment's ({env_tag.key}={env_tag.value}), so --prune "
                               "would not manage it", ctx.apply(),
                               "add owned = false to the application", ctx.where(at)))
-    entry = ctx.env.applications[index]
-    roles_at = ctx.where(f"{at}.roles", at)
-    for role in spec.roles:
-        if role not in current.roles:
-            out.append(Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
-                                  f"remove {json.dumps(role)} from roles", roles_at))
-    for role in sorted(current.roles - set(spec.roles)):
-        fix = ctx.apply(prune=True) if spec.owned else \
-            f"remove role {role} from {spec.name} in the Orkes UI (the file does not own this application)"
-        out.append(Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
-                              fix, f"add {json.dumps(role)} to roles", roles_at))
-    desired = {g.key: set(g.access) for g in spec.grants}
-    for (target_type, target_id), access in desired.items():
-        missing = sorted(access - current.grants.get((target_type, target_id), set()))
-        if missing:
-            out.append(Difference("grant_missing", "-", subject,
-                                  f"lacks {'+'.join(missing)} on {target_type} {target_id}", ctx.apply(),
-                                  f"remove {'+'.join(missing)} on {target_id} from its grants",
-                                  ctx.where(*_grant_paths(entry, at, target_type, target_id))))
-    for (target_type, target_id), access in sorted(current.grants.items()):
-        extra = sorted(access - desired.get((target_type, target_id), set()))
-        if not extra:
-            continue
-        out.append(Difference("grant_extra", "+", subject,
-                              f"holds {'+'.join(extra)} on {target_type} {target_id}, which the file does not declare",
-                              _revoke(ctx, spec.name, target_type, target_id, extra),
-                              _grant_edit(target_type, target_id, extra),
-                              ctx.where(*_grant_paths(entry, at, target_type, target_id))))
+    out.extend(_role_differences(ctx, spec, current, subject, at))
+    out.extend(_grant_differences(ctx, spec, current, subject, at, ctx.env.applications[index]))
     if spec.store is not None and not current.active_key_ids:
         out.append(Difference("key_missing", "-", subject, "has no ACTIVE key, though the file gives it a store",
                               ctx.apply(), "remove store", ctx.where(f"{at}.store", at)))

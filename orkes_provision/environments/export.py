@@ -19,7 +19,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from orkes_provision.toml.read import parse_toml
 from orkes_provision.toml.write import NotRepresentable, dumps
 
 if TYPE_CHECKING:
+    from orkes_provision.environments.environment import Environment
     from orkes_provision.orkes.client import OrkesClient
 
 HEADER = ("# Written by 'provision export': the server's task and workflow definitions, applications (roles,\n"
@@ -128,14 +129,78 @@ class Export:
         remember((t, text.encode("utf-8")) for t, text in targets.items())
         return list(targets)
 
+    def summary(self, *, narrowed: bool) -> str:
+        """One line for the user; ``narrowed`` to some applications, the export read no users or groups."""
+        counts = self.counts()
+        parts = [_count(counts["tasks"], "task definition"), _count(counts["workflows"], "workflow"),
+                 _count(counts["applications"], "application")]
+        if not narrowed:
+            parts += [_count(counts["users"], "user"), _count(counts["groups"], "group")]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return f"Exported environment {self.name} from {self.server}: {', '.join(parts)}."
+
     def to_dict(self) -> dict[str, Any]:
         return {"environment": self.name, "server": self.server, "counts": self.counts(),
                 "workflowFiles": sorted(self.workflow_files), "skipped": [s.to_dict() for s in self.skipped]}
 
 
+@dataclass(frozen=True)
+class Previous:
+    """What exporting over an existing environment file keeps of it: the server knows nothing of
+    stores and keyMaxAge (policies of the file), and the file's name is the environment's."""
+
+    name: str | None = None
+    stores: dict[str, str] = field(default_factory=dict)
+    key_max_ages: dict[str, str] = field(default_factory=dict)
+    # What exporting over the file replaces, said before it is gone (None: no file, or one that did not load).
+    replaces: str | None = None
+
+
+def export_target(output: str | None) -> Path | None:
+    """Where ``-o`` writes (``None``: to stdout); a directory is refused."""
+    target = Path(output) if output else None
+    if target is not None and target.is_dir():
+        raise UsageError(f"-o {output}: is a directory", "give a file name, e.g. -o staging.toml")
+    return target
+
+
+def previous_export(target: Path | None, *, on_replaced: Callable[[ConfigError], None]) -> Previous:
+    """What ``target``, when it is an environment file already, keeps; one that does not load is replaced
+    whole (``on_replaced`` is told why)."""
+    if target is None or not target.is_file():
+        return Previous()
+    from orkes_provision.environments.environment import load_environment
+
+    try:
+        previous = load_environment(target)
+    except ConfigError as err:
+        on_replaced(err)
+        return Previous()
+    return Previous(name=previous.name, stores={a.name: a.store for a in previous.applications if a.store},
+                    key_max_ages={a.name: a.key_max_age for a in previous.applications if a.key_max_age},
+                    replaces=_replaces(target, previous))
+
+
+def _replaces(path: Path, previous: Environment) -> str:
+    """What exporting over ``path`` replaces."""
+    from orkes_provision.environments.written import written_by_export
+
+    counts = {"applications": len(previous.applications), "tasks": len(previous.tasks),
+              "workflows": len(previous.workflows)}
+    held = ", ".join(f"{n} {what if n != 1 else what[:-1]}" for what, n in counts.items())
+    origin = "as export last wrote it" if written_by_export(path) else \
+        "which export did not write (or it was edited since): its comments and layout are not kept"
+    return f"replaced {path}, environment {previous.name} with {held}, {origin}; its stores and keyMaxAge are kept"
+
+
 def workflow_json(definition: Mapping[str, Any]) -> str:
     # Sorted keys: two servers list a definition's fields in different orders, the file must not care.
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _read_at(dir_fd: int, name: str) -> bytes | None:
@@ -218,57 +283,79 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
     name -> ``keyMaxAge``), a policy of the file. Users and groups are written only when
     the applications are not narrowed: they carry no tags, and no application names them.
     """
-    if name is not None and not ENVIRONMENT_NAME.match(name):
-        raise UsageError(f"--name {name!r} is not a valid environment name",
-                         "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    wanted_tags = [_tag_pair(t) for t in tags]
+    _check_name(name)
     before = client.request_count
     skipped: list[Skipped] = []
     filtered = bool(applications or tags)
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        task_future = pool.submit(client.list_task_defs)
-        workflow_future = pool.submit(client.list_workflow_defs)
-        users_future = pool.submit(client.list_users) if not filtered else None
-        groups_future = pool.submit(client.list_groups) if not filtered else None
-        self_future = pool.submit(_own_app_id, client, self_key_id) if self_key_id else None
-        all_apps = client.list_applications()
-        own_id = self_future.result() if self_future is not None else None
-        chosen = _choose_apps(all_apps, applications, wanted_tags, own_id, skipped)
-        users = [pool.submit(client.get_app_user, a.id) for a in chosen]
-        perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in chosen]
-        task_defs = {t.name: t for t in task_future.result()}
-        workflow_defs = _latest_versions(workflow_future.result())
-        people = None
-        if users_future is not None and groups_future is not None:
-            all_groups = groups_future.result()
-            people = read_people(client, pool, users_future.result(), all_groups, [g.id for g in all_groups])
-        roles = {a.id: u.result().role_names for a, u in zip(chosen, users, strict=True)}
-        grants = {a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)}
-    env_name = name or _default_name(chosen, server)
-    app_entries = [_app_entry(app, roles[app.id], grants[app.id], env_name, (stores or {}).get(app.name), skipped,
-                              (key_max_ages or {}).get(app.name)) for app in chosen]
-    wanted_workflows = sorted(workflow_defs) if not filtered else sorted(
-        {g for entry in app_entries for grant in entry.get("grants", []) for g in grant.get("workflows", [])}
-        & set(workflow_defs))
-    workflows = {n: _strip_stamps(workflow_defs[n]) for n in wanted_workflows}
+    read = _read_server(client, applications=applications, tags=[_tag_pair(t) for t in tags],
+                        self_key_id=self_key_id, with_people=not filtered, parallelism=parallelism, skipped=skipped)
+    env_name = name or _default_name(read.apps, server)
+    app_entries = [_app_entry(app, read.roles[app.id], read.grants[app.id], env_name, (stores or {}).get(app.name),
+                              skipped, (key_max_ages or {}).get(app.name)) for app in read.apps]
+    wanted_workflows = sorted(_granted(app_entries, "workflows") & set(read.workflow_defs) if filtered
+                              else read.workflow_defs)
+    workflows = {n: _strip_stamps(read.workflow_defs[n]) for n in wanted_workflows}
     workflow_entries, workflow_files = _workflow_entries(workflows, skipped)
-    if filtered:
-        used = {t for entry in app_entries for grant in entry.get("grants", []) for t in grant.get("tasks", [])}
-        used |= {t for d in workflows.values() for t in tasks_used(d)}
-        wanted_tasks = sorted(used & set(task_defs))
-    else:
-        wanted_tasks = sorted(task_defs)
-    task_entries = [entry for n in wanted_tasks if (entry := task_entry(task_defs[n], skipped)) is not None]
-    user_entries, group_entries = _people_entries(people, skipped) if people is not None else ([], [])
-    document: dict[str, Any] = {"name": env_name}
-    for key, entries in (("tasks", task_entries), ("workflows", workflow_entries), ("applications", app_entries),
-                         ("users", user_entries), ("groups", group_entries)):
-        if entries:
-            document[key] = entries
+    # Narrowed to some applications: only the tasks their grants and their workflows name.
+    used = _granted(app_entries, "tasks") | {t for d in workflows.values() for t in tasks_used(d)} if filtered \
+        else read.task_defs
+    task_entries = [entry for n in sorted(set(used) & set(read.task_defs))
+                    if (entry := task_entry(read.task_defs[n], skipped)) is not None]
+    user_entries, group_entries = _people_entries(read.people, skipped) if read.people is not None else ([], [])
+    document = {"name": env_name} | {key: entries for key, entries in (
+        ("tasks", task_entries), ("workflows", workflow_entries), ("applications", app_entries),
+        ("users", user_entries), ("groups", group_entries)) if entries}
     result = Export(name=env_name, server=server, document=document, workflow_files=workflow_files,
                     skipped=skipped, read_requests=client.request_count - before)
     _check_loads(result)
     return result
+
+
+def _check_name(name: str | None) -> None:
+    if name is not None and not ENVIRONMENT_NAME.match(name):
+        raise UsageError(f"--name {name!r} is not a valid environment name",
+                         "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+
+
+def _granted(app_entries: Iterable[Mapping[str, Any]], key: str) -> set[str]:
+    """The task (``key="tasks"``) or workflow definitions the applications' grants name."""
+    return {name for entry in app_entries for grant in entry.get("grants", []) for name in grant.get(key, [])}
+
+
+@dataclass
+class _ServerRead:
+    """What export reads: the chosen applications with their roles and grants, the definitions, the people."""
+
+    apps: list[Application]
+    roles: dict[str, set[str]]
+    grants: dict[str, dict[tuple[str, str], set[str]]]
+    task_defs: dict[str, TaskDef]
+    workflow_defs: dict[str, dict[str, Any]]
+    people: PeopleState | None
+
+
+def _read_server(client: OrkesClient, *, applications: Sequence[str], tags: Sequence[tuple[str, str]],
+                 self_key_id: str | None, with_people: bool, parallelism: int,
+                 skipped: list[Skipped]) -> _ServerRead:
+    """Every read at once: the lists first, then each chosen application's roles and grants."""
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        task_future = pool.submit(client.list_task_defs)
+        workflow_future = pool.submit(client.list_workflow_defs)
+        people_futures = (pool.submit(client.list_users), pool.submit(client.list_groups)) if with_people else None
+        self_future = pool.submit(_own_app_id, client, self_key_id) if self_key_id else None
+        all_apps = client.list_applications()
+        own_id = self_future.result() if self_future is not None else None
+        chosen = _choose_apps(all_apps, applications, tags, own_id, skipped)
+        users = [pool.submit(client.get_app_user, a.id) for a in chosen]
+        perms = [pool.submit(client.get_user_permissions, app_subject(a.id).id) for a in chosen]
+        people = None
+        if people_futures is not None:
+            all_groups = people_futures[1].result()
+            people = read_people(client, pool, people_futures[0].result(), all_groups, [g.id for g in all_groups])
+        return _ServerRead(apps=chosen, roles={a.id: u.result().role_names for a, u in zip(chosen, users, strict=True)},
+                           grants={a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)},
+                           task_defs={t.name: t for t in task_future.result()},
+                           workflow_defs=_latest_versions(workflow_future.result()), people=people)
 
 
 def _own_app_id(client: OrkesClient, key_id: str) -> str | None:

@@ -184,6 +184,8 @@ def lint_environment(env: Environment, *, worker_tasks: Mapping[str, set[str]] |
     return findings
 
 
+# complexity: one walk over the applications' grants gathers both what each may execute (for
+# workflow-unexecutable) and the grants no workflow uses (execute-unused); two walks would repeat its rules.
 def _workflow_findings(where: _Located, env: Environment,
                        tagged_tasks: Mapping[str, set[str]] | None) -> list[Finding]:
     """``execute-unused`` and ``workflow-unexecutable``, from the workflows the file itself declares."""

@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -85,9 +86,32 @@ _MAYBE_APPLIED_HINT = ("the request may have been applied anyway; rerun the comm
                        "which reads the current state before changing anything")
 
 
+def _error_text(response: httpx.Response) -> tuple[str, list[str]]:
+    """The message of an error answer and its validation errors, when its body is Orkes' JSON error."""
+    try:
+        body = json_body(response) if response.content else None
+    except ValueError:
+        return "", []
+    if not isinstance(body, dict):
+        return "", []
+    # invalidValue is left out on purpose: it may be a secret the user sent.
+    details = [f"{item.get('path', '?')}: {item.get('message', 'invalid')}"
+               for item in body.get("validationErrors") or [] if isinstance(item, dict)]
+    return str(body.get("message") or body.get("error") or ""), details
+
+
 def _seg(value: str) -> str:
     """A path parameter, percent-encoded with nothing safe (``app:x`` -> ``app%3Ax``), as the SDKs do."""
     return urllib.parse.quote(str(value), safe="")
+
+
+@dataclass
+class _Tries:
+    """Where one call's retries stand."""
+
+    attempt: int = 0
+    waited: float = 0.0  # seconds slept between attempts
+    maybe_applied: bool = False  # an earlier attempt may have reached the server and been carried out
 
 
 class OrkesClient:
@@ -508,15 +532,12 @@ class OrkesClient:
         if authenticated and self._auth is None:
             raise ConfigError("no credentials for this call", "set CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET")
         auth: httpx.Auth | None = self._auth if authenticated else None
-        policy = self.retry_policy
-        attempt = 0
-        waited = 0.0  # seconds slept between attempts of this call
-        maybe_applied = False  # an earlier attempt may have reached the server and been carried out
+        tries = _Tries()
         with deadline_scope(self.deadline) as clock:
             while True:
                 left = clock.left()
                 if left is not None and left <= 0:
-                    raise self._timed_out(clock, method, path, safe=safe or not maybe_applied)
+                    raise self._timed_out(clock, method, path, safe=safe or not tries.maybe_applied)
                 timeout = self.timeout if left is None else min(self.timeout, left)
                 try:
                     response = self._attempt(method, path, json=json, params=params, auth=auth, timeout=timeout)
@@ -526,53 +547,71 @@ class OrkesClient:
                                             "no Orkes answer is that large: check that --server is the Orkes API "
                                             "you meant") from None
                 except (httpx.HTTPError, httpx.InvalidURL) as err:
-                    tls = _tls_failure(err)
-                    if tls is not None:
-                        raise self._tls_error(tls, method, path) from None
-                    if attempt < policy.max_retries and isinstance(err, httpx.TransportError) \
-                            and policy.should_retry_error(err, safe=safe) and not _expired(clock):
-                        delay = policy.backoff(attempt)
-                        if _fits(delay, clock):
-                            log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
-                            waited += delay
-                            self._tell_retry(self._unreachable(err, method, path, safe=True).message, waited,
-                                             delay, attempt)
-                            self._sleep(delay)
-                            attempt += 1
-                            maybe_applied = maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
-                            continue
+                    if self._waited_after_failure(err, method, path, safe=safe, clock=clock, tries=tries):
+                        continue
                     raise self._unreachable(err, method, path, safe=safe, clock=clock) from None
                 if response.is_success:
                     return response
-                if method == "DELETE" and response.status_code == 404 and maybe_applied:
+                if method == "DELETE" and response.status_code == 404 and tries.maybe_applied:
                     # The lost answer was to a delete the server did carry out: gone is what was asked for.
                     log.info("%s %s: 404 after a lost answer; treating it as deleted", method, path)
                     return response
                 if response.status_code == 429:
                     self.rate_limited_answers.append(retry_after_seconds(response))
-                if attempt < policy.max_retries and policy.should_retry_status(response.status_code, safe=safe):
-                    asked = retry_after_seconds(response)
-                    if asked is not None and asked > policy.max_retry_after:
-                        raise self._error_for(response, method, path, key_id=key_id)
-                    delay = policy.backoff(attempt) if asked is None else asked
-                    if _fits(delay, clock):
-                        log.info("%s %s: %d; retrying in %.1fs", method, path, response.status_code, delay)
-                        waited += delay
-                        self._tell_retry(f"{self.server} answered {response.status_code} to {method} /api{path}",
-                                         waited, delay, attempt)
-                        self._sleep(delay)
-                        attempt += 1
-                        maybe_applied = maybe_applied or response.status_code != 429
-                        continue
-                    if check:
-                        raise self._cut_short(self._error_for(response, method, path, key_id=key_id), clock,
-                                              waited_for=delay)
+                if self._waited_after_answer(response, method, path, safe=safe, check=check, key_id=key_id,
+                                             clock=clock, tries=tries):
+                    continue
                 if not check:
                     return response
                 error = self._error_for(response, method, path, key_id=key_id)
                 if not safe and response.status_code >= 500:
                     error.hint = _MAYBE_APPLIED_HINT
                 raise error
+
+    def _waited_after_failure(self, err: httpx.HTTPError | httpx.InvalidURL, method: str, path: str, *, safe: bool,
+                              clock: RequestClock, tries: _Tries) -> bool:
+        """After a transport failure: True once it waited for another try, False when there is none."""
+        tls = _tls_failure(err)
+        if tls is not None:
+            raise self._tls_error(tls, method, path) from None
+        policy = self.retry_policy
+        if tries.attempt >= policy.max_retries or not isinstance(err, httpx.TransportError) \
+                or not policy.should_retry_error(err, safe=safe) or _expired(clock):
+            return False
+        delay = policy.backoff(tries.attempt)
+        if not _fits(delay, clock):
+            return False
+        log.info("%s %s: %s; retrying in %.1fs", method, path, type(err).__name__, delay)
+        self._wait(tries, delay, self._unreachable(err, method, path, safe=True).message)
+        tries.maybe_applied = tries.maybe_applied or not isinstance(err, NOT_SENT_ERRORS)
+        return True
+
+    def _waited_after_answer(self, response: httpx.Response, method: str, path: str, *, safe: bool, check: bool,
+                             key_id: str | None, clock: RequestClock, tries: _Tries) -> bool:
+        """After an error answer: True once it waited for another try, False when there is none; raises
+        when the server asks for a longer wait than allowed, or (``check``) the deadline cuts the wait."""
+        policy = self.retry_policy
+        status = response.status_code
+        if tries.attempt >= policy.max_retries or not policy.should_retry_status(status, safe=safe):
+            return False
+        asked = retry_after_seconds(response)
+        if asked is not None and asked > policy.max_retry_after:
+            raise self._error_for(response, method, path, key_id=key_id)
+        delay = policy.backoff(tries.attempt) if asked is None else asked
+        if not _fits(delay, clock):
+            if check:
+                raise self._cut_short(self._error_for(response, method, path, key_id=key_id), clock, waited_for=delay)
+            return False
+        log.info("%s %s: %d; retrying in %.1fs", method, path, status, delay)
+        self._wait(tries, delay, f"{self.server} answered {status} to {method} /api{path}")
+        tries.maybe_applied = tries.maybe_applied or status != 429
+        return True
+
+    def _wait(self, tries: _Tries, delay: float, what: str) -> None:
+        tries.waited += delay
+        self._tell_retry(what, tries.waited, delay, tries.attempt)
+        self._sleep(delay)
+        tries.attempt += 1
 
     def _timed_out(self, clock: RequestClock, method: str, path: str, *, safe: bool) -> ServerUnavailable:
         hint = f"if the server is only slow, raise --timeout (now {self.deadline:g}s; env ORKES_PROVISION_TIMEOUT)"
@@ -634,21 +673,7 @@ class OrkesClient:
         """The one translation of an HTTP error answer into a ``ProvisionError``."""
         status = response.status_code
         where = f"{method} /api{path}"
-        body: Any = None
-        try:
-            body = json_body(response) if response.content else None
-        except ValueError:
-            body = None
-        message = ""
-        details: list[str] = []
-        if isinstance(body, dict):
-            message = str(body.get("message") or body.get("error") or "")
-            for item in body.get("validationErrors") or []:
-                if isinstance(item, dict):
-                    # invalidValue is left out on purpose: it may be a secret the user sent.
-                    details.append(f"{item.get('path', '?')}: {item.get('message', 'invalid')}")
-        elif response.content and "json" not in response.headers.get("content-type", ""):
-            message = ""
+        message, details = _error_text(response)
         message = self._redact(_one_line(message))
         suffix = f": {message}" if message else ""
         if status == 400:

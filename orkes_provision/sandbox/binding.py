@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -199,48 +200,69 @@ def _bind(value: Any, schema: dict[str, Any], path: str) -> None:
     kind = schema.get("type")
     if kind is None and "properties" in schema:
         kind = "object"
-    where = path or "body"
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BindingError(where, f"{where}: {_shown(value)} is not a whole number", value)
-        fmt = schema.get("format", "int64")
-        low, high = _RANGES.get(fmt, _RANGES["int64"])
-        if not low <= value <= high:
-            raise BindingError(where, f"{where}: {value} is out of range of {_TYPE_NAMES.get(fmt, fmt)}", value)
-    elif kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BindingError(where, f"{where}: {_shown(value)} is not a number", value)
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            raise BindingError(where, f"{where}: {_shown(value)} is not true or false", value)
-    elif kind == "string":
-        if not isinstance(value, str):
-            raise BindingError(where, f"{where}: {_shown(value)} is not a string", value)
-        allowed = schema.get("enum")
-        if allowed and value not in allowed:
-            raise BindingError(where, f"{where}: {_shown(value)} is not one of {', '.join(allowed)}", value)
-    elif kind == "array":
-        if not isinstance(value, list | dict):
-            # Jackson's ACCEPT_SINGLE_VALUE_AS_ARRAY: one value where a list goes is a list of one
-            # (``"roles": "USER"``, as one SDK's generated types send it).
-            value = [value]
-        if not isinstance(value, list):
-            raise BindingError(where, f"{where}: expected a list, got {_shown(value)}", value)
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for index, item in enumerate(value):
-                _bind(item, items, f"{path}[{index}]")
-    elif kind == "object":
-        if not isinstance(value, dict):
-            raise BindingError(where, f"{where}: expected an object, got {_shown(value)}", value)
-        properties = schema.get("properties") or {}
-        extra = schema.get("additionalProperties")
-        for key, item in value.items():
-            sub = properties.get(key)
-            if sub is None and isinstance(extra, dict) and extra:
-                sub = extra
-            if sub is not None:
-                _bind(item, sub, f"{path}.{key}" if path else str(key))
+    binder = _BINDERS.get(kind) if isinstance(kind, str) else None
+    if binder is not None:
+        binder(value, schema, path, path or "body")
+
+
+def _bind_integer(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BindingError(where, f"{where}: {_shown(value)} is not a whole number", value)
+    fmt = schema.get("format", "int64")
+    low, high = _RANGES.get(fmt, _RANGES["int64"])
+    if not low <= value <= high:
+        raise BindingError(where, f"{where}: {value} is out of range of {_TYPE_NAMES.get(fmt, fmt)}", value)
+
+
+def _bind_number(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BindingError(where, f"{where}: {_shown(value)} is not a number", value)
+
+
+def _bind_boolean(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if not isinstance(value, bool):
+        raise BindingError(where, f"{where}: {_shown(value)} is not true or false", value)
+
+
+def _bind_string(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if not isinstance(value, str):
+        raise BindingError(where, f"{where}: {_shown(value)} is not a string", value)
+    allowed = schema.get("enum")
+    if allowed and value not in allowed:
+        raise BindingError(where, f"{where}: {_shown(value)} is not one of {', '.join(allowed)}", value)
+
+
+def _bind_array(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if not isinstance(value, list | dict):
+        # Jackson's ACCEPT_SINGLE_VALUE_AS_ARRAY: one value where a list goes is a list of one
+        # (``"roles": "USER"``, as one SDK's generated types send it).
+        value = [value]
+    if not isinstance(value, list):
+        raise BindingError(where, f"{where}: expected a list, got {_shown(value)}", value)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        for index, item in enumerate(value):
+            _bind(item, items, f"{path}[{index}]")
+
+
+def _bind_object(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if not isinstance(value, dict):
+        raise BindingError(where, f"{where}: expected an object, got {_shown(value)}", value)
+    properties = schema.get("properties") or {}
+    extra = schema.get("additionalProperties")
+    for key, item in value.items():
+        sub = properties.get(key)
+        if sub is None and isinstance(extra, dict) and extra:
+            sub = extra
+        if sub is not None:
+            _bind(item, sub, f"{path}.{key}" if path else str(key))
+
+
+# How a value binds to a schema's type (value, schema, path, path as messages name it); other types bind to anything.
+_BINDERS: dict[str, Callable[[Any, dict[str, Any], str, str], None]] = {
+    "integer": _bind_integer, "number": _bind_number, "boolean": _bind_boolean, "string": _bind_string,
+    "array": _bind_array, "object": _bind_object,
+}
 
 
 def _shown(value: Any) -> Any:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from orkes_provision.sandbox.access import app_user_id
 from orkes_provision.sandbox.config import ADMIN_ENV
 from orkes_provision.sandbox.hashing import hash_secret, new_key_id, new_secret, verify_secret
 from orkes_provision.sandbox.http import now_ms
@@ -56,11 +55,6 @@ def ensure_admin(state: SandboxState, server_url: str) -> AdminCredentials:
     write_env_file(env_path, {"CONDUCTOR_SERVER_URL": server_url, "CONDUCTOR_AUTH_KEY": key_id,
                               "CONDUCTOR_AUTH_SECRET": secret})
     return AdminCredentials(app_id=app_id, key_id=key_id, secret=SecretStr(secret), server_url=server_url)
-
-
-def admin_user_id(state: SandboxState) -> str | None:
-    app_id = state.db.get_meta(_META_ADMIN_APP)
-    return None if app_id is None else app_user_id(app_id)
 
 
 def _key_works(state: SandboxState, app_id: str, key_id: str, secret: str) -> bool:

@@ -185,14 +185,7 @@ def poll(db: Database, task_type: str, domain: str | None, worker_id: str | None
 
 def update_task(db: Database, result: dict[str, Any], now: int) -> dict[str, Any]:
     """Apply a TaskResult; answers the task as stored afterwards."""
-    task_id, workflow_id = result.get("taskId"), result.get("workflowInstanceId")
-    if not isinstance(task_id, str) or not task_id:
-        raise bad_request("taskId cannot be null or empty", "taskId", task_id)
-    if not isinstance(workflow_id, str) or not workflow_id:
-        raise bad_request("workflowInstanceId cannot be null or empty", "workflowInstanceId", workflow_id)
-    status = str(result.get("status") or "")
-    if status not in UPDATE_STATUSES:
-        raise bad_request(f"status must be one of {', '.join(UPDATE_STATUSES)}", "status", result.get("status"))
+    task_id, workflow_id, status = _checked_result(result)
     with db.tx():
         task = load_task(db, task_id)
         if task is None or task["workflowInstanceId"] != workflow_id:
@@ -207,14 +200,7 @@ def update_task(db: Database, result: dict[str, Any], now: int) -> dict[str, Any
             task["updateTime"] = now
             db.execute("UPDATE tasks SET body = ? WHERE id = ?", (dumps(_drop_nulls(task)), task_id))
             return task
-        output = result.get("outputData")
-        if isinstance(output, dict):
-            task["outputData"] = {**(task.get("outputData") or {}), **output}
-        if result.get("reasonForIncompletion"):
-            task["reasonForIncompletion"] = str(result["reasonForIncompletion"])
-        if result.get("workerId"):
-            task["workerId"] = result["workerId"]
-        task["updateTime"] = now
+        _merge_result(task, result, now)
         if status == "IN_PROGRESS":
             # Back to SCHEDULED in its queue, handed out again after callbackAfterSeconds (0: to the
             # next poll), held by whoever the update names (nobody if it names no worker).
@@ -231,6 +217,31 @@ def update_task(db: Database, result: dict[str, Any], now: int) -> dict[str, Any
         else:
             _fail_or_retry(db, workflow, task, now, retryable=status == "FAILED")
         return task
+
+
+def _checked_result(result: dict[str, Any]) -> tuple[str, str, str]:
+    """The task id, workflow id and status of a TaskResult, or the server's 400 for a missing one."""
+    task_id, workflow_id = result.get("taskId"), result.get("workflowInstanceId")
+    if not isinstance(task_id, str) or not task_id:
+        raise bad_request("taskId cannot be null or empty", "taskId", task_id)
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise bad_request("workflowInstanceId cannot be null or empty", "workflowInstanceId", workflow_id)
+    status = str(result.get("status") or "")
+    if status not in UPDATE_STATUSES:
+        raise bad_request(f"status must be one of {', '.join(UPDATE_STATUSES)}", "status", result.get("status"))
+    return task_id, workflow_id, status
+
+
+def _merge_result(task: dict[str, Any], result: dict[str, Any], now: int) -> None:
+    """What a TaskResult says about its task: output (merged), reason, worker, update time."""
+    output = result.get("outputData")
+    if isinstance(output, dict):
+        task["outputData"] = {**(task.get("outputData") or {}), **output}
+    if result.get("reasonForIncompletion"):
+        task["reasonForIncompletion"] = str(result["reasonForIncompletion"])
+    if result.get("workerId"):
+        task["workerId"] = result["workerId"]
+    task["updateTime"] = now
 
 
 def _index_of(workflow: dict[str, Any], task: dict[str, Any]) -> int:

@@ -85,6 +85,17 @@ def _destination(relative: Path) -> Path:
     return Path(*parts)
 
 
+def default_app_name(directory: Path) -> str:
+    """The application a project in ``directory`` runs as by default: named after the directory
+    (``greetings`` -> ``greetings-worker``), so that two projects on one server never share an
+    application, and its keys, by accident."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-._")
+    if not stem:
+        return DEFAULT_APP
+    name = stem if stem.endswith("-worker") else f"{stem}-worker"
+    return name[:100]
+
+
 def check_app_name(app: str) -> str:
     app = app.strip()
     if not _APP_NAME.match(app):
@@ -93,7 +104,7 @@ def check_app_name(app: str) -> str:
     return app
 
 
-def scaffold(language: str, directory: Path, *, app: str = DEFAULT_APP, force: bool = False) -> Scaffolded:
+def scaffold(language: str, directory: Path, *, app: str | None = None, force: bool = False) -> Scaffolded:
     """Write the ``language`` template into ``directory`` (created if missing).
 
     A directory that exists and is not empty is refused unless ``force``, in which case the
@@ -102,7 +113,7 @@ def scaffold(language: str, directory: Path, *, app: str = DEFAULT_APP, force: b
     or change the files later). Every file is created relative to the checked directory's fd, with
     O_EXCL and without following links (with ``force``, a new file renamed over the old one).
     """
-    app = check_app_name(app)
+    app = check_app_name(app if app is not None else default_app_name(directory))
     files = template_files(language)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a directory", "give a new or empty directory")

@@ -443,6 +443,8 @@ class Supervisor(Generic[K]):
 
     # ----- key rotation ----------------------------------------------------------------------
 
+    # complexity: a rotation is one sequence (re-read, start the new workers, settle, then switch or keep
+    # each replica) over the old and new processes together; split, that state would travel half-updated.
     def _poll_key(self) -> None:
         assert self.key_watch is not None
         try:
@@ -512,6 +514,8 @@ class Supervisor(Generic[K]):
         if fresh and not switched:
             self._key = previous  # restarts keep the key that works until the store holds another
 
+    # complexity: the two waits (without poll data: alive after 'settle'; with it: seen polling) share the
+    # stop signal, the deadline and the early end, and read as one rule.
     def _settle(self, procs: Sequence[subprocess.Popen[bytes]]) -> set[int]:
         """Wait for the rotated-in ``procs``; the pids of those that proved to work.
 

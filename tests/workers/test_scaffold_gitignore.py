@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from orkes_provision.credentials.stores.base import StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore
-from orkes_provision.workers.scaffold import DEFAULT_APP, LANGUAGES
+from orkes_provision.workers.scaffold import LANGUAGES, default_app_name
 from tests.cli import output, provision
 
 SERVER = "https://conductor.example.com/api"
@@ -29,7 +29,7 @@ def test_rendered_secret_manifests_and_env_files_are_ignored_by_git(tmp_path: Pa
     assert result.returncode == 0, output(result)
     assert git(root, "init", "-q").returncode == 0
     EnvFileStore(root / "worker.env").save(
-        StoredKey(server=SERVER, app=DEFAULT_APP, key_id="key-1", secret=SecretStr(SECRET)))
+        StoredKey(server=SERVER, app=default_app_name(root), key_id="key-1", secret=SecretStr(SECRET)))
     result = provision(["deploy", "kubernetes", "greetings", "--image", "ghcr.io/acme/greetings:1.0",
                         "--render", "k8s", "--store", "env-file:worker.env"], cwd=root,
                        env={"CONDUCTOR_SERVER_URL": SERVER})

@@ -158,7 +158,7 @@ def test_apps_delete_refuses_the_application_of_its_own_key_and_the_sandbox_keep
     assert error.startswith("error: refusing to delete application sandbox-admin (")
     assert error.endswith(f"): the key this command uses ({sandbox.admin_key_id}) belongs to it")
     assert hint == ("hint: deleting it would revoke that key at once and lock this profile out; "
-                    "delete it with another ADMIN application's key")
+                    "do it with another ADMIN application's key, or add --allow-self-lockout if this is meant")
     assert sandbox.write_requests(mark) == []
     as_json = provision(["apps", "delete", "sandbox-admin", "--yes", "--json"], env=env_of(sandbox), cwd=tmp_path)
     assert json.loads(as_json.stdout)["exitCode"] == 7
