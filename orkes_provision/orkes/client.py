@@ -556,8 +556,6 @@ class OrkesClient:
                     # The lost answer was to a delete the server did carry out: gone is what was asked for.
                     log.info("%s %s: 404 after a lost answer; treating it as deleted", method, path)
                     return response
-                if response.status_code == 429:
-                    self.rate_limited_answers.append(retry_after_seconds(response))
                 if self._waited_after_answer(response, method, path, safe=safe, check=check, key_id=key_id,
                                              clock=clock, tries=tries):
                     continue
@@ -592,6 +590,8 @@ class OrkesClient:
         when the server asks for a longer wait than allowed, or (``check``) the deadline cuts the wait."""
         policy = self.retry_policy
         status = response.status_code
+        if status == 429:
+            self.rate_limited_answers.append(retry_after_seconds(response))
         if tries.attempt >= policy.max_retries or not policy.should_retry_status(status, safe=safe):
             return False
         asked = retry_after_seconds(response)
