@@ -97,6 +97,13 @@ def refusal(path: Path | str, info: os.stat_result, problem: str, *, error: type
                  fix + (f"; {way_out}" if way_out else ""))
 
 
+def directory_refusal(path: Path, info: os.stat_result, problem: str, *, could: str, hint: str,
+                      error: type[ProvisionError] = ConfigError) -> ProvisionError:
+    """The one-line error for writing into a directory another user owns or can write."""
+    return error(f"refusing to write into {path}: the directory is {problem} (owner {describe_user(info.st_uid)}, "
+                 f"mode {stat.S_IMODE(info.st_mode):04o}), who could {could}", hint)
+
+
 @contextlib.contextmanager
 def opened_directory(directory: Path) -> Iterator[tuple[int, os.stat_result]]:
     """An fd on ``directory`` and its ``fstat``: files are then opened, checked and replaced relative to it."""

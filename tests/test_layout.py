@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "access": {"orkes", "credentials"},
     "environments": {"orkes", "credentials", "access", "toml"},
     "agent": {"orkes", "credentials"},
-    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml", "agent"},
+    "workers": {"orkes", "access", "environments", "credentials", "kube", "toml"},
     "rotation": {"orkes", "access", "environments", "credentials", "workers", "agent"},
     "probe": {"orkes", "sandbox"},
     "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml",

@@ -18,7 +18,7 @@ from orkes_provision.access.plan import KeyStatus, Plan, key_status, plan_apps
 from orkes_provision.access.spec import AppSpec
 from orkes_provision.access.state import ServerState, grants_by_target, read_state
 from orkes_provision.access.tasknames import check_tasks_exist
-from orkes_provision.credentials.delivery import deliveries, find_stored_key
+from orkes_provision.credentials.delivery import deliveries, find_stored_key, forget_deliveries, record_delivery
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.errors import VerificationFailed
 from orkes_provision.locks import app_lock
@@ -125,7 +125,21 @@ def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: Cre
             if new_key is not None:
                 stored, result.key_id = new_key, new_key.key_id
         _check_as_the_app(client, result, server=server, spec=spec, key=stored)
+        if result.key_server_alias is not None and stored is not None and stored.key_id == result.key_id:
+            assert result.app_id is not None
+            _move_key_server(store, stored, server, spec.name, result.app_id)
         return result
+
+
+def _move_key_server(store: CredentialStore, stored: StoredKey, server: str, app: str, app_id: str) -> None:
+    """The stored key works on ``server`` (an ACTIVE key of ``app`` there, verified just now) but the
+    store records another URL for it: the server moved (a sandbox restarted on another port) or is
+    spelled differently. The store then names ``server``, so that 'run' reaches it."""
+    old = stored.server
+    store.save(StoredKey(server=normalize_server_url(server, insecure_http=True), app=app, key_id=stored.key_id,
+                         secret=stored.secret))
+    record_delivery(server, app, app_id, store.spec, stored.key_id)
+    forget_deliveries(old, app, store.spec)
 
 
 def _carry_out(client: OrkesClient, plan: Plan, result: AppResult, *, server: str, store: CredentialStore,

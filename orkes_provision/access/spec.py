@@ -135,10 +135,15 @@ def parse_tag_target(value: str) -> str:
 
 
 def app_spec_from_flags(name: str, *, roles: tuple[str, ...] = (), tasks: tuple[str, ...] = (),
-                        access: tuple[str, ...] = (), app_id: str | None = None, new_key: bool = False) -> AppSpec:
-    """Build an AppSpec from command-line values; a bad value is a UsageError naming it."""
+                        access: tuple[str, ...] = (), app_id: str | None = None, new_key: bool = False,
+                        workflows: tuple[str, ...] = ()) -> AppSpec:
+    """Build an AppSpec from command-line values; a bad value is a UsageError naming it.
+
+    ``workflows`` are workflows the application starts: starting one needs EXECUTE on its definition.
+    """
     try:
-        grants = tuple(GrantSpec(type="TASK_DEF", id=t, access=access or ("EXECUTE",)) for t in tasks)
+        grants = tuple(GrantSpec(type="TASK_DEF", id=t, access=access or ("EXECUTE",)) for t in tasks) + \
+            tuple(GrantSpec(type="WORKFLOW_DEF", id=w, access=("EXECUTE",)) for w in workflows)
         return AppSpec(name=name, roles=roles, grants=grants, app_id=app_id, new_key=new_key)
     except ValidationError as err:
         first = err.errors()[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orkes_provision.cli.common import APP_NAME, STORE_KINDS, command_options, emit, in_command, info, opts
+from orkes_provision.cli.common import APP_NAME, STORE_KINDS, command_options, emit, in_command, opts
 
 
 @click.command("agent")
@@ -37,7 +37,7 @@ def agent(app_name: str | None, store_spec: str | None, listen: str, env_file: P
     """
     from orkes_provision.agent.agent import Agent
     from orkes_provision.cli.context import key_home
-    from orkes_provision.cli.run_cmd import apply_project_profile
+    from orkes_provision.cli.run_cmd import agent_event, apply_project_profile
     from orkes_provision.credentials.delivery import choose_app_name
     from orkes_provision.fileio import write_private_file
     from orkes_provision.paths import data_dir
@@ -51,10 +51,7 @@ def agent(app_name: str | None, store_spec: str | None, listen: str, env_file: P
     home = key_home(app, store_spec, project, [])
     target = env_file or data_dir() / f"agent-{app}.env"
 
-    def said(message: str) -> None:
-        info(f"provision: agent: {message}")
-
-    runner = Agent(home.key, app=app, key_watch=home.watch, host=host, port=port, on_event=in_command(said),
+    runner = Agent(home.key, app=app, key_watch=home.watch, host=host, port=port, on_event=in_command(agent_event),
                    insecure_http=opts().insecure_http)
 
     def ready(started: Agent) -> None:

@@ -11,6 +11,7 @@ from orkes_provision.cli.common import (
     APP_NAME,
     STORE_KINDS_WRITE,
     TASK_NAME,
+    WORKFLOW_NAME,
     common_options,
     emit,
     in_command,
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
               help="Grant access on a task definition (repeatable).")
 @click.option("--access", "access", multiple=True, metavar="ACCESS",
               help="Access to grant on each task (repeatable; default EXECUTE): READ, UPDATE, EXECUTE, ...")
+@click.option("--workflow", "workflows", multiple=True, metavar="WORKFLOW", type=WORKFLOW_NAME,
+              help="A workflow the application starts (repeatable): grants what starting it needs, EXECUTE on "
+                   "its definition.")
 @click.option("--store", "store_spec", metavar="SPEC",
               help=f"Where the key goes: {STORE_KINDS_WRITE}.")
 @click.option("--new-key", is_flag=True, help="Create a new key even if the stored one still works.")
@@ -44,8 +48,8 @@ if TYPE_CHECKING:
 @click.option("--dry-run", is_flag=True, help="Print what would change and write nothing.")
 @common_options
 def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[str, ...], access: tuple[str, ...],
-        store_spec: str | None, new_key: bool, register_tasks: bool, app_id: str | None, show_secret: bool,
-        force: bool, dry_run: bool) -> None:
+        workflows: tuple[str, ...], store_spec: str | None, new_key: bool, register_tasks: bool, app_id: str | None,
+        show_secret: bool, force: bool, dry_run: bool) -> None:
     """Create or update application NAME so that a worker can run as it.
 
     Finds the application by name (or creates it), adds the missing roles, creates an access
@@ -60,6 +64,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
       provision app                                   # in a project made by 'provision init'
       provision app greetings-worker --worker --grant greetings --store env-file:./worker.env
       provision app billing --role METADATA_API --dry-run
+      provision app greetings-starter --workflow greetings_flow   # a starter: may start greetings_flow
     """
     from orkes_provision.access.provisioning import provision_app
     from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
@@ -68,7 +73,7 @@ def app(name: str | None, worker: bool, roles: tuple[str, ...], grants: tuple[st
     from orkes_provision.workers.project import load_project
 
     request = app_request(name, project=load_project(), worker=worker, roles=roles, grants=grants, access=access,
-                          app_id=app_id, new_key=new_key)
+                          app_id=app_id, new_key=new_key, workflows=workflows)
     if request.name.source != "argument":
         info(f"Application name: {request.name.value} (from the {request.name.source})")
     credentials = resolve_server_credentials()
@@ -106,7 +111,8 @@ def render(result: AppResult, hints: Hints) -> str:
         lines.append(f"{lost.action.capitalize()} key {lost.key_id}: {lost.reason}.")
     if not result.changed:
         lines.append(f"No changes: application {result.name} is already set up.")
-    alias = f" (stored for {result.key_server_alias}, the same server)" if result.key_server_alias else ""
+    alias = f" (its server updated from {result.key_server_alias}: the same key works here)" \
+        if result.key_server_alias else ""
     lines += [
         f"Application: {result.name} ({result.app_id}) on {result.server}",
         f"Roles:       {', '.join(result.roles) or 'none'}",
@@ -130,6 +136,9 @@ def render(result: AppResult, hints: Hints) -> str:
         return "\n".join(lines)
     if result.is_worker:
         lines.append(f"Next: {hints.next_run or hints.run()}")
+    elif any(g.startswith("EXECUTE on WORKFLOW_DEF ") for g in result.grants):
+        # A starter: it runs a program that starts workflows, and needs no WORKER role for that.
+        lines.append(f"Next: {hints.run('<starter command>', starter=True)}")
     else:
         lines.append(f"Next: to run a worker as {result.name}, give it the WORKER role: {hints.create_app('--worker')}")
     return "\n".join(lines)

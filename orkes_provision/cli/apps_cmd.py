@@ -40,11 +40,17 @@ def list_apps() -> None:
       provision apps list --json
     """
     from orkes_provision.cli.context import make_client
+    from orkes_provision.names import confusable_groups, visible
 
     with make_client() as client:
         found = sorted(client.list_applications(), key=lambda a: (a.name, a.id))
     rows: list[dict[str, Any]] = [{"id": a.id, "name": a.name, "tags": {t.key: t.value for t in a.tags}}
                                   for a in found]
+
+    for group in confusable_groups([a.name for a in found]):
+        click.echo("warning: applications " + " and ".join(f"'{visible(n)}'" for n in group)
+                   + " look alike (the same letters once normalised, invisible characters dropped); "
+                   "rename one, or pick by id (--app-id)", err=True)
 
     def text() -> str:
         if not rows:

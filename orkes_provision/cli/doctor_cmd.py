@@ -11,7 +11,7 @@ from orkes_provision.cli.common import AGE, APP_NAME, STORE_KINDS, TASK_NAME, co
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from orkes_provision.access.doctor import KeyPolicy
+    from orkes_provision.access.doctor import DoctorReport, KeyPolicy
 
 
 @click.command("doctor")
@@ -91,6 +91,7 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
                       tasks=tuple(task_list))
         report = diagnose(client, app=name, tasks=task_list, key=key, server=credentials.server, hints=hints,
                           require_tasks=True, polls=True, key_policy=policy)
+    _agents(report, credentials.server, name, key.key_id if key is not None else None)
     failure = None
     if not report.ok:
         first = report.problems[0]
@@ -102,6 +103,34 @@ def doctor(app: str | None, tasks: tuple[str, ...], store_spec: str | None, max_
          | (failure.to_dict() if failure else {}), report.render)
     if failure is not None:
         raise failure
+
+
+def _agents(report: DoctorReport, server: str, app: str, stored_key_id: str | None) -> None:
+    """What the credential agents serving ``app`` on this machine say (their registration files)."""
+    from orkes_provision.access.doctor import Finding
+    from orkes_provision.agent.registry import serving_agents
+
+    for agent in serving_agents(server, app):
+        where = f"agent pid {agent.pid} on {agent.url}"
+        if agent.refused_key_id:
+            report.findings.append(Finding(
+                "agent", True, f"{where} refused the new key {agent.refused_key_id} (the server rejects it) and "
+                f"serves with key {agent.key_id}", "store a key that works: " + _new_key_hint(app), warning=True))
+        elif agent.state != "ready":
+            report.findings.append(Finding("agent", True, f"{where} is {agent.state} (key {agent.key_id}): its "
+                                           "workers get 503", "see the agent's output", warning=True))
+        elif stored_key_id is not None and agent.key_id != stored_key_id:
+            report.findings.append(Finding("agent", True, f"{where} serves with key {agent.key_id}, not the stored "
+                                           f"key {stored_key_id} (it switches within seconds)", None, info=True))
+        else:
+            report.findings.append(Finding("agent", True, f"{where} is ready, serving with key {agent.key_id}", None,
+                                           info=True))
+
+
+def _new_key_hint(app: str) -> str:
+    import shlex
+
+    return shlex.join(["provision", "app", app, "--new-key"])
 
 
 def _key_policy(app: str, max_key_age: timedelta | None, env_file: str | None) -> KeyPolicy | None:

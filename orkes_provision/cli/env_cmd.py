@@ -77,20 +77,35 @@ def _parallelism_option(func: Any) -> Any:
                                             "and roles, members and grants that declared entries should not hold.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on any error.")
+@click.option("--fail-on", "fail_on", metavar="CLASSES",
+              help="Exit 2 when a planned change is in one of these classes (comma-separated: grants-access, "
+                   "removes-access, key, destructive); 1 on any error.")
 @_parallelism_option
 @common_options
-def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, verify_keys: bool) -> None:
+def plan(path: str, prune: bool, detailed_exitcode: bool, fail_on: str | None, parallelism: int,
+         verify_keys: bool) -> None:
     """Show what 'provision apply -f FILE' would change; change nothing.
 
     Reads the server and prints the changes in a stable order: + create, ~ change, - delete
     (deletions only with --prune: applications this environment's tag marks as its own, and
     what the declared applications, users and groups should no longer hold). Never prints a secret.
 
+    Each change is classified (--json: "classes"): grants-access, removes-access, key,
+    destructive; --fail-on lets a CI job stop a pull request that would, say, remove access.
+
     \b
     Examples:
       provision plan -f staging.toml
       provision plan -f staging.toml --json --detailed-exitcode
+      provision plan -f staging.toml --prune --fail-on removes-access,destructive
     """
+    from orkes_provision.access.classify import parse_fail_on
+
+    try:
+        gates = parse_fail_on(fail_on) if fail_on is not None else ()
+    except UsageError as err:
+        err.exit_override = 1  # 2 is the gate's answer
+        raise
     try:
         env = _load(path)
         credentials = _credentials(env)
@@ -98,8 +113,9 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
             env_plan = _plan(client, env, credentials, prune=prune, parallelism=parallelism,
                              verify_keys=verify_keys)
     except ProvisionError as err:
-        if not detailed_exitcode:
+        if not detailed_exitcode and not gates:
             raise
+        err.exit_override = 1  # 2 means "changes pending" or "a gated change" here
         report_error(err, opts())
         raise click.exceptions.Exit(1) from None
     _warn_findings(env_plan)
@@ -107,6 +123,11 @@ def plan(path: str, prune: bool, detailed_exitcode: bool, parallelism: int, veri
         info(f"warning: self-lockout: {change.describe(symbol=False)}: it {why}; apply refuses it without "
              "--allow-self-lockout")
     emit(env_plan.to_dict(), env_plan.render)
+    gated = env_plan.classified(gates) if gates else []
+    if gated:
+        click.echo(f"plan: {len(gated)} change(s) in --fail-on {','.join(gates)}, first: "
+                   f"{terminal_safe(gated[0].describe(), one_line=True)}", err=True)
+        raise click.exceptions.Exit(2)
     if detailed_exitcode and not env_plan.empty:
         raise click.exceptions.Exit(2)
 

@@ -35,6 +35,7 @@ from orkes_provision.cli.common import (
 from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPolicy
 
 if TYPE_CHECKING:
+    from orkes_provision.agent.agent import Agent
     from orkes_provision.cli.context import KeyHome
     from orkes_provision.credentials.stores import StoredKey
     from orkes_provision.workers.supervise import SupervisorEvent
@@ -61,16 +62,21 @@ if TYPE_CHECKING:
 @click.option("--starter", "as_starter", is_flag=True,
               help="CMD starts workflows: the preflight checks the key, and no WORKER role (with --worker: both; "
                    "the default when the project file's application has no worker role).")
+@click.option("--no-agent", is_flag=True,
+              help="Give CMD the application's real key instead of a local key served by a credential agent.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
 @common_options
 def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas: int, restart_policy: str,
-        tasks: tuple[str, ...], no_preflight: bool, as_worker: bool, as_starter: bool, command: tuple[str, ...]) -> int:
-    """Run CMD with the application's key in its environment.
+        tasks: tuple[str, ...], no_preflight: bool, as_worker: bool, as_starter: bool, no_agent: bool,
+        command: tuple[str, ...]) -> int:
+    """Run CMD as the application, through a local credential agent.
 
-    CMD gets CONDUCTOR_SERVER_URL (ending in /api), CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET,
-    read from the credential store and stripped of whitespace; they never appear on a command
-    line. Without --supervise, provision replaces itself with CMD: signals and the exit code
-    are CMD's own (127 when CMD does not exist).
+    CMD gets CONDUCTOR_SERVER_URL (the agent, ending in /api), CONDUCTOR_AUTH_KEY and
+    CONDUCTOR_AUTH_SECRET: a local key that only this agent accepts. The agent holds the real
+    key from the credential store, follows it when it is rotated (CMD keeps running), and hands
+    back the tasks CMD held when it stops. provision waits for CMD and exits with its status
+    (127 when CMD does not exist). With --no-agent, CMD gets the real key, and without
+    --supervise provision replaces itself with CMD.
 
     \b
     Examples:
@@ -100,7 +106,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
         _preflight(app, list(grants), home, does, ask_starter=not (as_worker or as_starter or own))
     return _launch(list(command), app, home.key, home.watch, runtime=None, extra={}, cwd=None, supervise=supervise,
                    replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name,
-                   tasks=list(grants))
+                   tasks=list(grants), use_agent=not no_agent)
 
 
 @click.group("worker", cls=ProvisionGroup)
@@ -125,11 +131,13 @@ def worker() -> None:
               help=f"Override where the key is: {STORE_KINDS} (default: the file's, else where this machine "
                    "delivered it, else the keyring).")
 @click.option("--no-preflight", is_flag=True, help="Start without checking the key, role and grants first.")
+@click.option("--no-agent", is_flag=True,
+              help="Give the worker the application's real key instead of a local key served by a credential agent.")
 @click.option("--project", "project_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="The project file (default: orkes-provision.toml here or in a parent directory).")
 @common_options
 def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_name: str | None,
-               store_spec: str | None, no_preflight: bool, project_file: Path | None) -> int:
+               store_spec: str | None, no_preflight: bool, no_agent: bool, project_file: Path | None) -> int:
     """Run worker NAME of the project file, supervised, with the application's key injected.
 
     The command, directory, environment, replicas and restart policy come from the
@@ -166,7 +174,7 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
                    extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds)
+                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds, use_agent=not no_agent)
 
 
 @worker.command("list")
@@ -259,6 +267,19 @@ def _preflight(app: str, tasks: list[str], home: KeyHome, does: frozenset[str] =
 
 
 def _key_only_preflight(app: str, home: KeyHome, reason: str, does: frozenset[str], ask_starter: bool) -> None:
+    from orkes_provision.errors import ServerUnavailable
+
+    try:
+        _key_only_checks(app, home, reason, does, ask_starter)
+    except ServerUnavailable as err:
+        # The URL came with the stored key: a server that moved (a sandbox restarted on another port)
+        # leaves it behind, and 'provision app' against the current server updates it.
+        err.hint = (f"the key of {app} is stored for {home.server}; if the server moved, update the stored URL "
+                    f"with credentials for the current server (it keeps the key): {home.hints.create_app()}")
+        raise
+
+
+def _key_only_checks(app: str, home: KeyHome, reason: str, does: frozenset[str], ask_starter: bool) -> None:
     # Without an admin key the roles are still visible to the key itself (userInfo); the grants
     # are not, so the preflight says what it could not check instead of refusing to start.
     from orkes_provision.access.doctor import WORKER_ROLES
@@ -293,19 +314,73 @@ def _key_only_preflight(app: str, home: KeyHome, reason: str, does: frozenset[st
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str, tasks: list[str], stop_grace: float | None = None) -> int:
-    from orkes_provision.workers.launch import describe_environment, exec_command, require_program, worker_environment
+            name: str, tasks: list[str], stop_grace: float | None = None, use_agent: bool = True) -> int:
+    from orkes_provision.workers.launch import require_program, worker_environment
 
     base = dict(os.environ)
     env = worker_environment(base, key, runtime, extra)
     require_program(command, env, cwd)
+    agent = _start_agent(app, key, watch) if use_agent else None
+    try:
+        return _run_workers(command, app, key, watch, base, env, agent, runtime=runtime, extra=extra, cwd=cwd,
+                            supervise=supervise, replicas=replicas, restart_policy=restart_policy, name=name,
+                            tasks=tasks, stop_grace=stop_grace)
+    finally:
+        if agent is not None:
+            agent.close()
+
+
+def _start_agent(app: str, key: StoredKey, watch: Callable[[], StoredKey | None]) -> Agent:
+    from orkes_provision.agent.agent import Agent
+
+    agent = Agent(key, app=app, key_watch=watch, on_event=in_command(agent_event), insecure_http=opts().insecure_http)
+    agent.start()
+    agent_event(f"serving {app} (key {key.key_id}) on {agent.url}; workers get a local key (--no-agent: the "
+                 "real one)")
+    return agent
+
+
+def agent_event(message: str) -> None:
+    # Like the supervisor's lifecycle lines: stderr, as JSON lines under --json.
+    if opts().json:
+        # The shape of the supervisor's events (docs/json.md), so that one reader takes both.
+        event: dict[str, object] = {"event": "agent", "worker": None, "replica": None, "pid": None,
+                                    "message": message, "keyId": None, "exitCode": None, "workerId": None,
+                                    "taskIds": []}
+        click.echo(json.dumps(event, sort_keys=True), err=True)
+    else:
+        click.echo(terminal_safe(f"provision: agent: {message}"), err=True)
+
+
+def _run_workers(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None],
+                 base: dict[str, str], env: dict[str, str], agent: Agent | None, *, runtime: str | None,
+                 extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int,
+                 restart_policy: RestartPolicy, name: str, tasks: list[str], stop_grace: float | None) -> int:
+    from orkes_provision.workers.launch import (
+        agent_environment,
+        describe_environment,
+        exec_command,
+        run_attached,
+        worker_environment,
+    )
+
+    def local_env(label: str) -> dict[str, str]:
+        assert agent is not None
+        return agent_environment(base, agent.url, agent.register(label), runtime, extra)
+
+    if agent is not None:
+        env = local_env("run")
     if opts().verbose:
         for line in describe_environment(env):
             info(f"worker environment: {line}")
     shown = shlex.join(command)
     if not supervise:
         info(f"provision: starting {shown} as {app} (key {key.key_id}) on {env['CONDUCTOR_SERVER_URL']}")
-        exec_command(command, env, cwd)
+        if agent is None:
+            exec_command(command, env, cwd)
+        code = run_attached(command, env, cwd)
+        agent.release("run")
+        return code
     from orkes_provision.workers.supervise import Supervisor, Timing
 
     def env_factory(current: StoredKey) -> dict[str, str]:
@@ -315,16 +390,20 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
          f"{replicas} replica(s), restart {restart_policy}")
     from orkes_provision.workers.status import SupervisorStatus
 
-    # Published for 'keys rotate': it keeps the old key ACTIVE while a worker still runs it.
-    status = SupervisorStatus(key.server, app)
+    # Published for 'keys rotate': it keeps the old key ACTIVE while a worker still runs it. With an
+    # agent the workers hold no key: the agent's own registration file says which key it uses.
+    status = SupervisorStatus(key.server, app) if agent is None else None
 
     def on_event(event: SupervisorEvent) -> None:
-        status.on_event(event)
+        if status is not None:
+            status.on_event(event)
         _print_event(event)
 
     from orkes_provision.workers.requeue import requeue_with_key
 
     def requeue(current: StoredKey, worker_ids: list[str]) -> list[str]:
+        if agent is not None:  # it saw the polls: no search, the application's key hands them back
+            return [task for label in worker_ids for task in agent.release(label)]
         # As the application itself: it may read and update the tasks it executes.
         return requeue_with_key(current, worker_ids, tasks).requeued
 
@@ -336,12 +415,14 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
 
     supervisor: Supervisor[StoredKey] = Supervisor(
         command, env_factory, replicas=replicas, restart_policy=restart_policy,
-        key_watch=watch, initial_key=key, name=name, cwd=cwd, on_event=in_command(on_event), requeue=requeue,
+        key_watch=watch if agent is None else None, initial_key=key, name=name, cwd=cwd,
+        on_event=in_command(on_event), requeue=requeue, instance_env=local_env if agent is not None else None,
         timing=Timing(grace=stop_grace) if stop_grace is not None else None, has_polled=polled if tasks else None)
     try:
         return supervisor.run()
     finally:
-        status.close()
+        if status is not None:
+            status.close()
 
 
 def _print_event(event: SupervisorEvent) -> None:

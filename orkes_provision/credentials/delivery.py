@@ -498,7 +498,8 @@ class Hints:
         tasks = [w for t in self.tasks for w in ("--task", t)]
         return self.command("doctor", self.app, *tasks, *self._store())
 
-    def run(self, placeholder: str = "<worker command>") -> str:
+    def run(self, placeholder: str = "<worker command>", *, starter: bool = False) -> str:
         server = ["--server", self.server] if self.server and not (self.store or "").startswith(
             ("env-file:", "k8s-secret:")) else []
-        return self.command("run", "--app", self.app, *server, *self._store(), "--") + f" {placeholder}"
+        flags = ["--starter"] if starter else []
+        return self.command("run", "--app", self.app, *server, *self._store(), *flags, "--") + f" {placeholder}"

@@ -412,7 +412,7 @@ def _profile_secret(name: str, server: str) -> str:
 
 def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_http: bool, *,
                          from_env: bool = False) -> Credentials:
-    from orkes_provision.credentials.stores.envfile import parse_env
+    from orkes_provision.credentials.stores.envfile import check_read_values, parse_env
 
     path = sandbox_data_dir(env) / "admin.env"
     try:
@@ -420,6 +420,7 @@ def _sandbox_credentials(server: str | None, env: Mapping[str, str], insecure_ht
         if raw is None:
             raise FileNotFoundError(path)
         values = parse_env(raw.decode("utf-8"))
+        check_read_values(path, values)
     except FileNotFoundError:
         raise ConfigError(f"no sandbox credentials: {path} does not exist",
                           "start the sandbox first: 'provision sandbox --detach' (it writes admin.env on first start)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from orkes_provision.access.changes import (
     UpdateTask,
     UpdateWorkflow,
 )
+from orkes_provision.access.classify import PLAN_SCHEMA_VERSION, classes_of
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keyage import plan_key_rotations
 from orkes_provision.access.keys import check_stores_free, key_authenticates
@@ -88,11 +89,17 @@ class EnvironmentPlan:
         return self.plan.empty
 
     def to_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment.name, "file": str(self.environment.path or ""),
+        return {"schemaVersion": PLAN_SCHEMA_VERSION,
+                "environment": self.environment.name, "file": str(self.environment.path or ""),
                 "server": self.server, "prune": self.prune,
-                "changes": [c.to_dict() | ({"selfLockout": self.lockouts[c]} if c in self.lockouts else {})
+                "changes": [c.to_dict() | {"classes": list(classes_of(c))}
+                            | ({"selfLockout": self.lockouts[c]} if c in self.lockouts else {})
                             for c in self.plan.changes],
                 "summary": self.plan.counts()}
+
+    def classified(self, wanted: Sequence[str]) -> list[Change]:
+        """The planned changes in any of the classes ``wanted`` (``access.classify``)."""
+        return [c for c in self.plan.changes if set(classes_of(c)) & set(wanted)]
 
     def render(self) -> str:
         head = f"Environment {self.environment.name} on {self.server}" + (" (with --prune)" if self.prune else "")

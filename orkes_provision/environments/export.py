@@ -229,11 +229,10 @@ def _output_directory(directory: Path) -> Iterator[int]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with trust.opened_directory(directory) as (dir_fd, info):
-            problem = trust.new_file_problem(info)
-            if problem is not None:
-                raise ConfigError(f"refusing to write into {directory}: {problem.replace('its directory', 'it')} "
-                                  f"(owner {trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o})",
-                                  "write the export into a directory only you can write")
+            if trust.new_file_problem(info) is not None:
+                raise trust.directory_refusal(directory, info, trust.directory_problem(info) or "", could="replace "
+                                              "what export writes", hint="write the export into a directory only "
+                                              "you can write")
             yield dir_fd
     except OSError as err:
         raise ConfigError(f"cannot write into {directory}: {err.strerror}",
@@ -260,9 +259,8 @@ def _workflow_directory(dir_fd: int, shown: Path) -> Iterator[int]:
         info = os.fstat(fd)
         problem = trust.directory_problem(info)
         if problem is not None:
-            raise ConfigError(f"refusing to write into {shown}: the directory is {problem} (owner "
-                              f"{trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}), who "
-                              "could change the workflows it holds", f"remove or rename {shown}, then export again")
+            raise trust.directory_refusal(shown, info, problem, could="change the workflows it holds",
+                                          hint=f"remove or rename {shown}, then export again")
         yield fd
     finally:
         os.close(fd)

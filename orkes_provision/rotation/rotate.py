@@ -68,6 +68,7 @@ from orkes_provision import audit
 from orkes_provision.access.doctor import diagnose
 from orkes_provision.access.keys import key_refused, set_key_status
 from orkes_provision.access.state import find_application
+from orkes_provision.agent.registry import serving_agents
 from orkes_provision.credentials.delivery import WRITE_ONCE_STORES, Hints, deliveries, record_delivery, where_delivered
 from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.errors import (
@@ -596,8 +597,10 @@ class _Rotation:
         self.on_step(f"waiting up to {switch_wait:g}s for supervised workers to switch to key {new_key_id}")
         started, slept, told = time.monotonic(), 0.0, ""
         while True:
-            supervisors = supervised_workers(self.server, self.app.name)
-            switched = sum(1 for s in supervisors if s.keys_in_use == {new_key_id})
+            supervisors = self._local_users()
+            switched = sum(1 for _, keys, _ in supervisors if keys == {new_key_id})
+            if any(refused == new_key_id for _, _, refused in supervisors):
+                return time.monotonic() - started  # an agent refused the new key: waiting cannot help
             # Both clocks bound the loop: the real one, and the sleeps asked for (tests pass a sleep that returns).
             elapsed = max(slept, time.monotonic() - started)
             if supervisors and switched == len(supervisors):
@@ -620,18 +623,30 @@ class _Rotation:
             self.sleep(step)
             slept += step
 
+    def _local_users(self) -> list[tuple[str, set[str], str | None]]:
+        """(who, key ids in use, key id refused) of each local supervisor and credential agent of the application."""
+        users: list[tuple[str, set[str], str | None]] = [
+            (f"a supervised worker of {self.app.name} (supervisor pid {s.supervisor_pid})", s.keys_in_use, None)
+            for s in supervised_workers(self.server, self.app.name)]
+        users += [(f"the credential agent of {self.app.name} (pid {a.pid}, {a.url})", a.keys_in_use, a.refused_key_id)
+                  for a in serving_agents(self.server, self.app.name)]
+        return users
+
     def _check_supervisors(self, progress: RotationProgress) -> None:
-        """Refuse to go on while a local supervised worker still runs an old key (its switch failed)."""
+        """Refuse to go on while a local supervised worker or agent still runs an old key (its switch failed)."""
         old = set(progress.old_key_ids)
-        lagging = [(s.supervisor_pid, sorted(s.keys_in_use & old))
-                   for s in supervised_workers(self.server, self.app.name) if s.keys_in_use & old]
+        lagging = [(who, sorted(keys & old), refused) for who, keys, refused in self._local_users() if keys & old]
         if not lagging:
             return
-        pid, keys = lagging[0]
+        who, keys, refused = lagging[0]
         self._audit("switch", "failed", progress.new_key_id)
+        if refused is not None and refused == progress.new_key_id:
+            raise VerificationFailed(
+                f"{who} refused the new key {refused} (the server rejects it) and still runs the old key "
+                f"{', '.join(keys)}; the old key stays ACTIVE",
+                "see the agent's output, then finish: " + self.hints.keys("rotate"))
         raise VerificationFailed(
-            f"a supervised worker of {self.app.name} (supervisor pid {pid}) still runs the old key "
-            f"{', '.join(keys)}; the old key stays ACTIVE",
+            f"{who} still runs the old key {', '.join(keys)}; the old key stays ACTIVE",
             "see that supervisor's output (does the new worker start?), then finish: " + self.hints.keys("rotate"))
 
     def _check_local_processes(self, progress: RotationProgress) -> None:

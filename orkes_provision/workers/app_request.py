@@ -61,7 +61,7 @@ class AppRequest:
 
 def app_request(name: str | None, *, project: Project | None, worker: bool = False, roles: tuple[str, ...] = (),
                 grants: tuple[str, ...] = (), access: tuple[str, ...] = (), app_id: str | None = None,
-                new_key: bool = False) -> AppRequest:
+                new_key: bool = False, workflows: tuple[str, ...] = ()) -> AppRequest:
     """The application the flags ask for; in ``project``, with what its file declares for its application.
 
     The name is the argument, else the project's application, else ``<first granted task>-worker``.
@@ -77,7 +77,7 @@ def app_request(name: str | None, *, project: Project | None, worker: bool = Fal
         all_roles = tuple(dict.fromkeys((*declared.roles, *all_roles)))
         grants = tuple(dict.fromkeys((*declared.grants, *grants)))
     spec = app_spec_from_flags(chosen.value, roles=all_roles, tasks=grants, access=access, app_id=app_id,
-                               new_key=new_key)
+                               new_key=new_key, workflows=workflows)
     return AppRequest(spec=spec, name=chosen, project=project)
 
 

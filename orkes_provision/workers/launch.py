@@ -23,13 +23,18 @@ Choices, per runtime (section 7 of the reference):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from pydantic import SecretStr
@@ -108,6 +113,27 @@ def worker_environment(base_env: Mapping[str, str], key: WorkerKey, runtime: str
     env.update(RUNTIME_ALIASES.get(runtime or "", {}))
     _no_proxy_for_loopback(env, env[SERVER_URL])
     return env
+
+
+@dataclass(frozen=True)
+class _LocalKey:
+    server: str
+    key_id: str
+    secret: SecretStr
+
+
+class LocalCredential(Protocol):
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def secret(self) -> SecretStr: ...
+
+
+def agent_environment(base_env: Mapping[str, str], agent_url: str, credential: LocalCredential,
+                      runtime: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``worker_environment`` with a credential agent: its URL and a local key that only it accepts."""
+    return worker_environment(base_env, _LocalKey(agent_url, credential.key_id, credential.secret), runtime, extra)
 
 
 def _no_proxy_for_loopback(env: dict[str, str], server: str) -> None:
@@ -202,3 +228,39 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None =
         raise CommandNotExecutable(f"cannot execute {program}: permission denied") from None
     except OSError as err:
         raise CommandNotExecutable(f"cannot execute {program}: {err.strerror}") from None
+
+
+def run_attached(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
+    """Run ``argv`` as a child in this process group, wait for it, return its status as a shell reports it.
+
+    For a worker served by a credential agent in this process: the agent must outlive the
+    worker, so there is no exec. The child shares the terminal's process group (Ctrl-C reaches
+    it directly, and this process waits for it rather than dying first); SIGTERM and SIGHUP sent
+    to this process are passed on.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd)
+    except FileNotFoundError:
+        raise CommandNotFound(f"command not found: {argv[0]}") from None
+    except PermissionError:
+        raise CommandNotExecutable(f"cannot execute {argv[0]}: permission denied") from None
+    except OSError as err:
+        raise CommandNotExecutable(f"cannot execute {argv[0]}: {err.strerror}") from None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        pass  # the terminal sent it to the child too; the child's exit decides
+
+    previous = {signum: signal.signal(signum, handler) for signum, handler in
+                ((signal.SIGTERM, forward), (signal.SIGHUP, forward), (signal.SIGINT, interrupted))}
+    try:
+        code = proc.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code

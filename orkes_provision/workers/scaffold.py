@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shlex
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,9 +124,8 @@ def scaffold(language: str, directory: Path, *, app: str | None = None, force: b
         with trust.opened_directory(directory) as (dir_fd, info):
             problem = trust.directory_problem(info)
             if problem is not None:
-                raise ConfigError(f"refusing to write the project into {directory}: the directory is {problem} "
-                                  f"(owner {trust.describe_user(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}), "
-                                  "who could redirect or change its files", "give a directory only you can write")
+                raise trust.directory_refusal(directory, info, problem, could="redirect or change its files",
+                                              hint="give a directory only you can write")
             for source, relative in files:
                 text = source.read_text(encoding="utf-8").replace("{{app}}", app)
                 mode = 0o777 if os.access(source, os.X_OK) else 0o666  # less the umask

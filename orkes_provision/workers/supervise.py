@@ -65,6 +65,9 @@ class SupervisedKey(Protocol):
 K = TypeVar("K", bound=SupervisedKey)
 # Returns the ids of the tasks it handed back to the queue; raises ProvisionError when it cannot.
 Requeue = Callable[[K, list[str]], Sequence[str]]
+# With a credential agent: the whole environment of the process labelled with this worker id, holding
+# a local key of its own; the agent then knows what the process holds and ``requeue`` asks it.
+InstanceEnv = Callable[[str], Mapping[str, str]]
 # Whether the server's poll data shows a poll under this worker id (made with this key).
 HasPolled = Callable[[K, str], bool]
 
@@ -151,7 +154,8 @@ class Supervisor(Generic[K]):
                  key_watch: Callable[[], K | None] | None = None, *,
                  initial_key: K, name: str = "worker", cwd: Path | None = None,
                  timing: Timing | None = None, on_event: Callable[[SupervisorEvent], None] | None = None,
-                 requeue: Requeue[K] | None = None, has_polled: HasPolled[K] | None = None) -> None:
+                 requeue: Requeue[K] | None = None, has_polled: HasPolled[K] | None = None,
+                 instance_env: InstanceEnv | None = None) -> None:
         if not command:
             raise CommandNotFound("no command to run", "give it after '--': provision run -- python3 main.py")
         if replicas < 1:
@@ -172,6 +176,7 @@ class Supervisor(Generic[K]):
         self._failed_key_id: str | None = None
         self.requeue = requeue
         self.has_polled = has_polled
+        self.instance_env = instance_env
         self._id_prefix = supervisor_prefix()
         self._spawned = 0
         self._worker_ids: dict[int, str | None] = {}  # pid -> its own worker id (None: the environment pins one)
@@ -321,11 +326,14 @@ class Supervisor(Generic[K]):
                    key_id=self._key.key_id, worker_id=self._worker_ids.get(proc.pid))
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        env = dict(self.env_factory(self._key))
-        env[REPLICA_VARIABLE] = str(index)
         self._spawned += 1
-        identity = assign_worker_id(env, new_worker_id(self._id_prefix, index, self._spawned))
-        if identity is None and not self._pinned_reported:
+        label = new_worker_id(self._id_prefix, index, self._spawned)
+        env = dict(self.instance_env(label) if self.instance_env is not None else self.env_factory(self._key))
+        env[REPLICA_VARIABLE] = str(index)
+        identity = assign_worker_id(env, label)
+        if self.instance_env is not None:
+            identity = label  # the agent tells processes apart by their local keys, whatever their worker ids
+        elif identity is None and not self._pinned_reported:
             self._pinned_reported = True
             self._emit("warning", None, None, "the worker's environment sets its Conductor worker id: tasks a "
                        "stopped worker held are not handed back to the queue (they wait for their response timeout)")
@@ -406,7 +414,9 @@ class Supervisor(Generic[K]):
         ids = [wid for p in procs if (wid := self._worker_ids.pop(p.pid, None)) is not None]
         ids.extend(wid for wid in extra if wid not in ids)
         self._requeue(ids, replica)
-        if ids and recheck and self.requeue is not None and self.timing.requeue_recheck > 0:
+        # The second pass is for a lagging search index; an agent saw the polls, it needs none.
+        if ids and recheck and self.requeue is not None and self.instance_env is None \
+                and self.timing.requeue_recheck > 0:
             self._rechecks.append((time.monotonic() + self.timing.requeue_recheck, ids))
 
     def _run_due_rechecks(self, now: float) -> None:

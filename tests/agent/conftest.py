@@ -91,6 +91,11 @@ class AgentLab:
             if proc.poll() is None or group_members(proc.pid):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        # Supervised workers lead process groups of their own: none may outlive its test.
+        pids = self.tmp / "pids"
+        for pid in (int(p) for p in (pids.read_text().split() if pids.exists() else [])):
+            if group_members(pid):
+                os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture

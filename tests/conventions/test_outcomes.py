@@ -95,7 +95,8 @@ def test_supervised_workers_report_lifecycle_events_as_json_lines_on_stderr(
     _, runs = json_runs
     (worker,) = [r for r in runs if r.command == "worker run"]
     events = [json.loads(line) for line in worker.result.err.splitlines() if line.startswith("{")]
-    assert [e["event"] for e in events][:1] == ["started"]
+    assert [e["event"] for e in events if e["event"] != "agent"][:1] == ["started"]
+    assert "agent" in [e["event"] for e in events]  # worker run serves its workers through a credential agent
     assert "stopped" in [e["event"] for e in events]
     for event in events:
         assert jsondoc.check("worker run", event) is None, event

@@ -57,7 +57,8 @@ def test_no_hostile_listener_receives_a_secret(sandbox: SandboxProcess, hostile:
         assert result.returncode == 3, output(result)
         # The application's key is bound to the sandbox too: the worker runs against the server its
         # env file names, whatever CONDUCTOR_SERVER_URL says; another server gets nothing of it.
-        result = provision(["run", "--app", "leak-app", "--store", f"env-file:{store}", "--no-preflight", "--",
+        result = provision(["run", "--no-agent", "--app", "leak-app", "--store", f"env-file:{store}", "--no-preflight",
+                            "--",
                             "sh", "-c", 'test "$CONDUCTOR_SERVER_URL" = "$0"', sandbox.url],
                            env={**base, "CONDUCTOR_SERVER_URL": server.url})
         assert result.returncode == 0, output(result)

@@ -122,8 +122,10 @@ def test_rotation_hands_the_task_the_old_worker_held_to_the_new_worker_within_se
     (tmp_path / "worker.py").write_text(WORKER)
     Path(env["HOLD_FILE"]).touch()
     log = tmp_path / "supervisor.log"
-    cmd = [PROVISION, "--json", "run", "--app", app.name, "--store", store.spec, "--task", TASK, "--no-preflight",
-           "--supervise", "--", sys.executable, "worker.py"]
+    # --no-agent: the supervisor restarts the worker with the new key (through an agent it would not
+    # restart at all: tests/agent/).
+    cmd = [PROVISION, "--json", "run", "--no-agent", "--app", app.name, "--store", store.spec, "--task", TASK,
+           "--no-preflight", "--supervise", "--", sys.executable, "worker.py"]
     with process_group(cmd, env=env, cwd=tmp_path, log=log):
         workflow_id = admin.start_workflow(workflow, {})
         [holding] = until(lambda: held(env), 60, "the old worker to hold the task")

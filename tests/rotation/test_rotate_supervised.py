@@ -37,8 +37,9 @@ def env(shared_sandbox: SandboxProcess, state_dir: Path, tmp_path: Path) -> dict
 @contextlib.contextmanager
 def supervised(app: WorkerApp, store: EnvFileStore, env: dict[str, str], log: Path,
                first_key: str = "") -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [PROVISION, "run", "--app", app.name, "--store", store.spec, "--no-preflight", "--supervise", "--",
-           "sh", "-c", PICKY_WORKER]
+    # --no-agent: these are about the supervisor restarting its worker with the new key.
+    cmd = [PROVISION, "run", "--no-agent", "--app", app.name, "--store", store.spec, "--no-preflight", "--supervise",
+           "--", "sh", "-c", PICKY_WORKER]
     with process_group(cmd, env={**env, "FIRST_KEY": first_key}, cwd=REPO, log=log, append=False,
                        stop_timeout=15) as proc:
         yield proc

@@ -27,6 +27,16 @@ SECRET = "wK3-Secret-Value-0123456789abcdef"
 ADMIN_SECRET = "admin-Secret-that-must-not-leak-42"
 
 
+def direct(args: tuple[str, ...]) -> list[str]:
+    """``run`` and ``worker run`` with the real key injected (--no-agent): what these tests are about.
+    (The credential agent, on by default, has its own tests in tests/agent/.)"""
+    if args[:1] == ("run",):
+        return ["run", "--no-agent", *args[1:]]
+    if args[:2] == ("worker", "run"):
+        return ["worker", "run", "--no-agent", *args[2:]]
+    return list(args)
+
+
 class Runner:
     """Starts provision subprocesses in their own process groups; kills whatever is left at the end."""
 
@@ -46,14 +56,14 @@ class Runner:
         EnvFileStore(self.store_path).save(StoredKey(SERVER, APP, key_id, SecretStr(secret)))
 
     def start(self, *args: str, cwd: Path | None = None, **env: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([str(PROVISION), *args], env={**self.env, **env}, cwd=cwd or self.tmp,
+        proc = subprocess.Popen([str(PROVISION), *direct(args)], env={**self.env, **env}, cwd=cwd or self.tmp,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.procs.append(proc)
         return proc
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(PROVISION), *args], env={**self.env, **env}, cwd=self.tmp, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run([str(PROVISION), *direct(args)], env={**self.env, **env}, cwd=self.tmp,
+                              capture_output=True, text=True, timeout=timeout)
 
     def cleanup(self) -> None:
         for proc in self.procs:

@@ -71,6 +71,22 @@ def quote_value(value: str, *, name: str = "value") -> str:
     return f"'{value}'"
 
 
+def check_read_values(path: Path, values: dict[str, str]) -> None:
+    """The reader refuses what the writer refuses: a managed value no form reads back alike (a NUL or
+    other control character, ``$``, a quote, a backslash) is one ``StoreError`` line, not a worker that
+    gets another value, or a traceback when it is put in an environment."""
+    for name in MANAGED_VARS:
+        value = values.get(name)
+        if not value:
+            continue
+        try:
+            quote_value(value, name=name)
+        except StoreError as err:
+            raise StoreError(f"cannot use {path}: {err.message}",
+                             f"rewrite {name} there without it, or deliver the key again with 'provision app'") \
+                from None
+
+
 def parse_env(text: str) -> dict[str, str]:
     """Parse ``KEY=VALUE`` lines as the writer writes them (also ``export``, double quotes, comments).
 
@@ -133,6 +149,7 @@ class EnvFileStore:
         if text is None:
             return None
         values = parse_env(text)
+        check_read_values(self.path, values)
         url, key_id, secret = (values.get(name, "").strip() for name in MANAGED_VARS)
         if not (url and key_id and secret):
             return None
@@ -147,6 +164,7 @@ class EnvFileStore:
         if text is None:
             return None
         values = parse_env(text)
+        check_read_values(self.path, values)
         marker = _marker(text)
         if marker is not None and marker != app:
             return None

@@ -138,7 +138,9 @@ def test_a_key_stored_under_another_spelling_of_the_server_url_is_reused(
                CONDUCTOR_SERVER_URL=alias)
 
     assert "No changes" in again.stdout
-    assert "the same server" in again.stdout
+    assert f"its server updated from {sandbox.url}: the same key works here" in again.stdout  # issue 25, item 4
+    assert f"CONDUCTOR_SERVER_URL={alias}/api" in (tmp_path / "w.env").read_text() or \
+        f"CONDUCTOR_SERVER_URL={alias}" in (tmp_path / "w.env").read_text()
     assert sandbox.write_requests(since=mark) == []
     assert keys_of(sandbox, "aliased") == {key_id: "ACTIVE"}
 

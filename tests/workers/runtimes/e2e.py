@@ -3,11 +3,11 @@
 ``provision init --lang L DIR``; the build steps exactly as ``init`` prints them (with the dependency
 caches of ``caches``); ``provision app --worker --grant greetings --register-tasks --store
 env-file:worker.env``; ``provision worker run greetings`` in its own process group; a ``greetings``
-workflow COMPLETED with the worker's output; ``provision keys rotate`` under the running worker; a
-second workflow COMPLETED by the worker that runs the new key; the worker killed while it holds a
-task, and that task's workflow COMPLETED by its restarted successor (not after the 600 s response
-timeout); a stop that leaves no process. Each task is polled under the worker id the supervisor gave
-the process that ran it.
+workflow COMPLETED with the worker's output; ``provision keys rotate`` under the running worker, which
+its credential agent follows; a second workflow COMPLETED by the same process, not restarted; the
+worker killed while it holds a task, and that task's workflow COMPLETED by its restarted successor (not
+after the 600 s response timeout); a stop that leaves no process. Each task is polled under the worker
+id the supervisor gave the process that ran it.
 
 A toolchain that is missing, or a build that fails because a package registry cannot be reached,
 skips the test with the reason, or fails it when ``REQUIRE_RUNTIMES=1`` (CI): CI must prove every
@@ -256,13 +256,14 @@ def build_run_rotate_stop(lab: Lab) -> None:
     assert rotated.returncode == 0, rotated.stderr + run.output()[-4000:]
     new_key = stored_key_id(lab)
     assert new_key != first_key
-    wait_for(lambda: run.events("rotated"), 60, "the old worker to be replaced")
+    # The worker talks to its credential agent, which switched keys: the same process goes on.
+    switched = f"switched from key {first_key} to key {new_key}; workers keep running"
+    assert [e for e in run.events("agent") if e["message"] == switched], run.events()
     second = complete_workflow(lab, "Ada", run)
     assert second["output"] == {"greeting": "Hello, Ada"}
-    current = [e for e in run.events("started") if e["keyId"] == new_key]
-    assert len(current) == 1, run.events()
-    assert [t["workerId"] for t in second["tasks"]] == [current[0]["workerId"]]
-    crash_while_holding_a_task(lab, run, current[0])
+    assert run.events("rotated") == [] and len(run.events("started")) == 1, run.events()
+    assert [t["workerId"] for t in second["tasks"]] == [first_worker["workerId"]]
+    crash_while_holding_a_task(lab, run, first_worker)
 
     pids = [e["pid"] for e in run.events("started")]
     assert stop(run) == 0, run.output()[-4000:]
@@ -280,21 +281,25 @@ def crash_while_holding_a_task(lab: Lab, run: Run, worker: dict[str, Any]) -> No
     """The running worker dies holding a task: its workflow goes on at once, not after the response timeout.
 
     The worker is frozen (SIGSTOP on its group) so that it polls no more; a task of a new workflow
-    is then polled under its worker id, as if it had polled it just before; and the group is
+    is then polled under its worker id, with its own local key through its credential agent, as if
+    it had polled it just before; and the group is
     killed (SIGKILL: no drain, no answer). The task is IN_PROGRESS under a dead worker's id, which
     would hold the workflow for the task's responseTimeoutSeconds (600 s by default). The
-    supervisor restarts the worker, hands the task back to the queue, and the new process runs it.
+    supervisor restarts the worker, the agent hands the task back to the queue (no task search), and
+    the new process runs it.
     """
     from tests.sandbox.conformance.sdk_support import sdk_clients
 
-    key = EnvFileStore(lab.project / "worker.env").load(lab.sandbox.url, APP)
-    assert key is not None
     pgid = worker["pid"]
+    # The worker's own credentials: the URL of its credential agent and its local key, so that the
+    # agent sees this poll as the worker's own.
+    env = dict(v.split("=", 1) for v in Path(f"/proc/{pgid}/environ").read_text().split("\0") if "=" in v)
     os.killpg(pgid, signal.SIGSTOP)
     try:
         with lab.admin() as admin:
             workflow_id = admin.start_workflow("greetings", {"name": "Held"})
-            tasks = sdk_clients(lab.sandbox.url, key.key_id, key.secret.get_secret_value()).get_task_client()
+            tasks = sdk_clients(env["CONDUCTOR_SERVER_URL"], env["CONDUCTOR_AUTH_KEY"],
+                                env["CONDUCTOR_AUTH_SECRET"]).get_task_client()
 
             def held() -> str | None:
                 # A poll the worker had in flight when frozen may have taken the task already: held either way.
