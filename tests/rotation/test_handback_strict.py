@@ -1,6 +1,7 @@
 """On a server that refuses task search to a WORKER key (the Orkes docs; the default sandbox), a worker
-stopped under 'provision worker run' without the credential agent cannot have its task handed back by the
-supervisor: it says so in one line, names the way that works, and leaves the task to its timeout."""
+stopped under 'provision worker run --no-agent' cannot have its task handed back by the supervisor: it
+says so in one line, names the way that works (the agent, the default), and leaves the task to its
+timeout. With the agent, the hand-back needs no search: tests/agent/test_agent_handback.py."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_worker_run_on_a_strict_server_says_in_one_line_why_the_task_waits(
         f'tasks = ["{TASK}"]\n')
     Path(env["HOLD_FILE"]).touch()
     log = tmp_path / "run.log"
-    with process_group([PROVISION, "--json", "worker", "run", "slow", "--no-preflight"], env=env,
+    with process_group([PROVISION, "--json", "worker", "run", "slow", "--no-preflight", "--no-agent"], env=env,
                        cwd=project, log=log) as run:
         workflow_id = admin.start_workflow(workflow, {})
         [holding] = until(lambda: held(env), 60, "the worker to hold the task")
