@@ -41,7 +41,8 @@ def test_after_the_sandbox_moves_the_cannot_reach_hint_updates_the_stored_url_an
     started = provision(world, cwd, "run", "--app", "mover", "--store", "env-file:m.env", "--", "python3",
                         "probe.py", "probe.json")
     assert started.returncode == 0, started.stderr
-    assert json.loads((cwd / "probe.json").read_text())["CONDUCTOR_SERVER_URL"] == new_url
+    assert f"for {new_url} (from env file {cwd / 'm.env'})" in started.stderr  # the key's server: the new one
+    assert json.loads((cwd / "probe.json").read_text())["CONDUCTOR_AUTH_KEY"]  # the worker started (via the agent)
     entry.effect = "the env file names the new URL with the same key; run reaches the server"
     again = provision(world, cwd, "app", "mover", "--store", "env-file:m.env")
     assert "its server updated" not in again.stdout  # done once
