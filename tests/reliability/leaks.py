@@ -179,8 +179,8 @@ class LeakSession:
             self.secrets.add(key.secret.get_secret_value())
             return key
 
-        def recording_mint(client: OrkesClient, key_id: str, secret: Any) -> Any:
-            token = mint(client, key_id, secret)
+        def recording_mint(client: OrkesClient, key_id: str, secret: Any, *rest: Any) -> Any:
+            token = mint(client, key_id, secret, *rest)
             self.secrets.add(token.get_secret_value())
             return token
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.orkes.wire.recording import CASSETTES
+from tests.orkes.wire import CASSETTES
 from tests.reliability.leaks import PROBE, SENTINEL, LeakSession, Run, command_path, leaf_commands
 
 APP, TASK = "leak-app", "leak-task"
@@ -221,8 +221,11 @@ PLAN: tuple[Step, ...] = (
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "-v"), mode="subprocess"),
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "--json"), variant="sentinel",
          mode="subprocess", expect=4),
+    Step("probe", ("probe", "-v")),
+    Step("probe", ("probe", "--json"), variant="sentinel", expect=4),
     Step("audit", ("audit", "--since", "1h", "--json")),
     Step("audit", ("audit",)),
+    Step("audit verify", ("audit", "verify", "--json")),
 )
 
 
@@ -310,7 +313,7 @@ def test_audit_records_carry_key_ids_never_secrets(leak_session: LeakSession) ->
     assert len(entries) >= 15
     for entry in entries:
         assert {"time", "actor", "server", "action", "target", "result"} <= set(entry)
-        assert set(entry) <= {"time", "actor", "server", "action", "target", "result", "app", "keyId"}
+        assert set(entry) <= {"time", "actor", "server", "action", "target", "result", "app", "keyId", "hash", "prev"}
     assert leak_session.leaks_in(audit.read_bytes()) == []
 
 
