@@ -64,9 +64,10 @@ def greetings(name: str) -> dict:
     return {"greeting": "Hello, " + str(name)}
 
 
-with TaskHandler(configuration=Configuration(), scan_for_annotated_workers=True) as handler:
-    handler.start_processes()
-    handler.join_processes()
+if __name__ == "__main__":  # the task processes import this module again
+    with TaskHandler(configuration=Configuration(), scan_for_annotated_workers=True) as handler:
+        handler.start_processes()
+        handler.join_processes()
 '''
 
 

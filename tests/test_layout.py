@@ -28,8 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"orkes", "credentials"},
     "workers": {"orkes", "access", "environments", "credentials", "kube", "toml"},
     "rotation": {"orkes", "access", "environments", "credentials", "workers", "agent"},
+    "probe": {"orkes", "sandbox"},
     "cli": {"orkes", "kube", "sandbox", "credentials", "access", "environments", "workers", "rotation", "toml",
-            "agent"},
+            "agent", "probe"},
     SHARED: set(),
 }
 

@@ -85,6 +85,28 @@ class DisplacedKey:
     note: str
 
 
+def key_refused(client: OrkesClient, *, server: str, app_name: str, app_id: str, err: Conflict) -> Conflict:
+    """A create-key refused with 409: most likely a cap on keys per application (no Orkes source states one).
+
+    One line that says how to make room; remembered per server (``serverfacts``) for ``probe`` and later runs.
+    """
+    from orkes_provision.orkes import serverfacts
+
+    try:
+        keys = client.list_keys(app_id)
+    except ProvisionError:
+        keys = []
+    inactive = [k.id for k in keys if k.status != "ACTIVE"]
+    if keys:
+        serverfacts.record(server, serverfacts.MAX_KEYS_PER_APP, str(len(keys)), source="create-key")
+    held = f"it holds {len(keys)} key(s), {len(inactive)} INACTIVE" if keys else "it may hold no more keys"
+    app = shlex.quote(app_name)
+    first = shlex.quote(inactive[0]) if inactive else "KEY_ID"
+    return Conflict(f"the server refused a new key for {app_name}: {held} ({err.message})",
+                    f"make room with 'provision keys delete {app} {first}' ('provision keys list {app}' shows the "
+                    f"INACTIVE ones), then rerun")
+
+
 def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app_id: str,
                          stores: Sequence[CredentialStore], known_key_ids: set[str],
                          actor: str | None, force: bool = False,
@@ -109,6 +131,9 @@ def create_and_store_key(client: OrkesClient, *, server: str, app_name: str, app
         audit.record(action="create_key", target=app_name, result="failed", server=server, actor=actor, app=app_name)
         raise ServerUnavailable(f"creating a key for {app_name} failed: {err.message}",
                                 "rerun the command; no key was left behind") from err
+    except Conflict as err:
+        end_key_creation(intent)  # refused by the server: nothing was created
+        raise key_refused(client, server=server, app_name=app_name, app_id=app_id, err=err) from err
     except ProvisionError:
         end_key_creation(intent)  # refused by the server: nothing was created
         raise

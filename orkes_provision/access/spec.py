@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from orkes_provision.errors import UsageError
 from orkes_provision.names import describe_character, forbidden_character
-from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
+from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, PEOPLE_ONLY_ROLES
 
 GRANT_TARGET_TYPES = ("TASK_DEF", "WORKFLOW_DEF", "TAG", "DOMAIN")
 
@@ -86,6 +86,9 @@ class AppSpec(BaseModel):
         unknown = [r for r in upper if r not in KNOWN_ROLES]
         if unknown:
             raise ValueError(f"unknown role {', '.join(unknown)}; allowed: {', '.join(KNOWN_ROLES)}")
+        people = [r for r in upper if r in PEOPLE_ONLY_ROLES]
+        if people:
+            raise ValueError(f"{', '.join(people)} is a role of people, not of applications")
         return upper
 
     @property

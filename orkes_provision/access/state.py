@@ -88,9 +88,17 @@ def read_app_state(client: OrkesClient, app: Application) -> AppState:
 
 
 def grants_by_target(granted: Iterable[GrantedAccess]) -> dict[tuple[str, str], set[str]]:
+    """Access held per target, as it was granted.
+
+    Orkes lists a grant on a ``TAG`` as one entry per resource carrying the tag, each with
+    ``"tag": "key:value"`` (its docs' permission listings): such entries are the ``("TAG", key:value)``
+    grant, not grants on those resources, so granting the tag again, drift and ``--prune`` see what
+    was declared. A server that lists the raw ``TAG`` target is read the same way.
+    """
     grants: dict[tuple[str, str], set[str]] = {}
     for entry in granted:
-        grants.setdefault((entry.target.type, entry.target.id), set()).update(a.upper() for a in entry.access)
+        target = ("TAG", entry.tag) if entry.tag else (entry.target.type, entry.target.id)
+        grants.setdefault(target, set()).update(a.upper() for a in entry.access)
     return grants
 
 

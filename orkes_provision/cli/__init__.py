@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("orkes_provision.cli.lint_cmd:lint", "Least-privilege findings in environment and project files."),
     "login": ("orkes_provision.cli.login_cmd:login", "Store provisioning credentials for a profile."),
     "plan": ("orkes_provision.cli.env_cmd:plan", "Show what applying an environment file would change."),
+    "probe": ("orkes_provision.cli.probe_cmd:probe", "Check what the server really does, for what the tool relies on."),
     "revoke": ("orkes_provision.cli.grant_cmd:revoke", "Revoke an application's access to tasks or workflows."),
     "run": ("orkes_provision.cli.run_cmd:run", "Run a worker command with credentials injected."),
     "sandbox": ("orkes_provision.cli.sandbox_cmd:sandbox", "Run, stop or check the local Orkes-compatible server."),

@@ -19,13 +19,19 @@ from orkes_provision.cli.common import Duration, ProvisionGroup, command_options
 from orkes_provision.durations import format_duration
 from orkes_provision.errors import ServerUnavailable, UsageError
 from orkes_provision.sandbox import default_data_dir
-from orkes_provision.sandbox.config import ADMIN_ENV, DEFAULT_TOKEN_TTL_SECONDS, SERVER_LOG, SandboxConfig
+from orkes_provision.sandbox.config import (
+    ADMIN_ENV,
+    DEFAULT_MAX_KEYS,
+    DEFAULT_TOKEN_TTL_SECONDS,
+    SERVER_LOG,
+    SandboxConfig,
+)
 
 if TYPE_CHECKING:
     from orkes_provision.sandbox.control import SandboxStatus
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_RUN_OPTIONS = ("host", "port", "latency_ms", "token_ttl", "detach")
+_RUN_OPTIONS = ("host", "port", "latency_ms", "token_ttl", "max_keys", "detach")
 _DATA_DIR_HELP = ("State, admin.env and logs [default: $ORKES_PROVISION_SANDBOX_DIR, "
                   "else $XDG_DATA_HOME/orkes-provision/sandbox].")
 
@@ -46,12 +52,14 @@ def _data_dir_option() -> click.Option:
 @click.option("--token-ttl", type=Duration(minimum_seconds=1, unit_for_bare="s"),
               default=format_duration(timedelta(seconds=DEFAULT_TOKEN_TTL_SECONDS)), show_default=True,
               metavar="DURATION", help="Lifetime of the JWTs the server issues (90s, 1h, ...).")
+@click.option("--max-keys", type=click.IntRange(min=1), default=DEFAULT_MAX_KEYS, show_default=True,
+              help="Access keys one application may hold; one more is refused with 409.")
 @click.option("-d", "--detach", is_flag=True,
               help="Run it in the background: return once it answers /health, printing its URL and data dir.")
 @command_options(server=False, verbose=False)
 @click.pass_context
 def sandbox(ctx: click.Context, host: str, port: int, data_dir: Path | None, latency_ms: int, token_ttl: timedelta,
-            detach: bool) -> None:
+            max_keys: int, detach: bool) -> None:
     """Run the local Orkes-compatible server; 'stop' and 'status' manage one in the background.
 
     It keeps its state in SQLite under the data dir and, on first start, creates an ADMIN
@@ -77,7 +85,7 @@ def sandbox(ctx: click.Context, host: str, port: int, data_dir: Path | None, lat
         return
 
     config = SandboxConfig(data_dir=_resolve(data_dir), host=host, port=port, latency_ms=latency_ms,
-                           token_ttl_seconds=int(token_ttl.total_seconds()))
+                           token_ttl_seconds=int(token_ttl.total_seconds()), max_keys=max_keys)
     if host not in _LOOPBACK:
         info(f"warning: listening on {host}: the sandbox has no TLS and is meant for loopback use")
     if detach:

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
@@ -44,7 +44,7 @@ from orkes_provision.errors import (
     UsageError,
     redact_tokens,
 )
-from orkes_provision.orkes.auth import OrkesTokenAuth, is_token_error
+from orkes_provision.orkes.auth import OrkesTokenAuth
 from orkes_provision.orkes.models import (
     AccessKey,
     Application,
@@ -145,6 +145,8 @@ class OrkesClient:
         self._count_lock = threading.Lock()
         self._request_count = 0
         self._secrets: set[str] = set()
+        # The Retry-After (seconds, or None when absent) of every 429 met: what 'provision probe' reports.
+        self.rate_limited_answers: list[float | None] = []
         self._secrets_lock = threading.Lock()
         self._auth: OrkesTokenAuth | None = None
         if credentials is not None:
@@ -165,7 +167,7 @@ class OrkesClient:
         key = self.credentials.key_id if self.credentials else None
         return f"OrkesClient(server={self.server!r}, key_id={key!r})"
 
-    def __enter__(self) -> OrkesClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -203,9 +205,11 @@ class OrkesClient:
             body["expiration"] = expiration_ms
         response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id, check=False)
         status = response.status_code
-        # /token never asks for a token itself: an auth-filter answer (INVALID_TOKEN) or a 404/405
-        # means this path is not the token endpoint, usually because the URL lacks /api.
-        if status in (404, 405) or (status in (401, 403) and is_token_error(response)):
+        # 404/405: this path is not the token endpoint, usually because the URL lacks /api (the SDKs
+        # read a 404 the same way). What Orkes answers a wrong key id or secret with is not documented
+        # (docs/reliability.md, UNCONFIRMED): any 401/403, whatever its body (an auth-filter
+        # INVALID_TOKEN included), is the server refusing the key.
+        if status in (404, 405):
             raise self._not_orkes()
         if status in (401, 403):
             raise AuthenticationError(
@@ -417,6 +421,9 @@ class OrkesClient:
                               "run with -v for details")
         return data
 
+    def delete_workflow_def(self, name: str, version: int) -> None:
+        self._send("DELETE", f"/metadata/workflow/{_seg(name)}/{version}", safe=True)
+
     def register_workflow_def(self, definition: Mapping[str, Any], overwrite: bool = True) -> None:
         """Register a workflow definition; with ``overwrite`` it is an upsert, hence safe to retry."""
         self._send("POST", "/metadata/workflow", json=dict(definition),
@@ -480,6 +487,34 @@ class OrkesClient:
         """Which workers last polled ``task_type`` (in any domain), and when; ``[]`` when none did."""
         where = "GET /tasks/queue/polldata"
         return self._models(PollData, self._get("/tasks/queue/polldata", params={"taskType": task_type}), where)
+
+    def poll_tasks(self, task_type: str, worker_id: str, count: int = 1) -> list[dict[str, Any]]:
+        """Take up to ``count`` tasks of ``task_type`` as worker ``worker_id``, as an SDK worker does
+        (``provision probe`` only: nothing else in this tool takes a task). Not retried: a retry could
+        take a second batch."""
+        path = f"/tasks/poll/batch/{_seg(task_type)}"
+        answer = self._json(self._send("GET", path, params={"workerid": worker_id, "count": count, "timeout": 100},
+                                       safe=False), f"GET {path}")
+        return [t for t in answer if isinstance(t, dict)] if isinstance(answer, list) else []
+
+    def complete_task(self, workflow_id: str, task_id: str, worker_id: str) -> None:
+        """Finish a polled task (``POST /api/tasks`` with ``COMPLETED``): ``provision probe`` ends what it started."""
+        body = {"workflowInstanceId": workflow_id, "taskId": task_id, "status": "COMPLETED", "workerId": worker_id,
+                "outputData": {}}
+        self._send("POST", "/tasks", json=body, safe=True)
+
+    def token_answer(self, key_id: str, secret: SecretStr) -> tuple[int, str | None]:
+        """The status of ``POST /api/token`` for this key and the body's ``error`` code, if any: what a
+        server says to a wrong key id or secret (``provision probe``). No token is kept."""
+        body = {"keyId": key_id.strip(), "keySecret": secret.get_secret_value().strip()}
+        self._remember_secret(secret)
+        response = self._send("POST", "/token", json=body, safe=True, authenticated=False, key_id=key_id, check=False)
+        try:
+            data = json_body(response)
+        except ValueError:
+            data = None
+        code = data.get("error") if isinstance(data, dict) and isinstance(data.get("error"), str) else None
+        return response.status_code, code
 
     # ----------------------------------------------------------------------------- plumbing
 
@@ -555,6 +590,8 @@ class OrkesClient:
         when the server asks for a longer wait than allowed, or (``check``) the deadline cuts the wait."""
         policy = self.retry_policy
         status = response.status_code
+        if status == 429:
+            self.rate_limited_answers.append(retry_after_seconds(response))
         if tries.attempt >= policy.max_retries or not policy.should_retry_status(status, safe=safe):
             return False
         asked = retry_after_seconds(response)

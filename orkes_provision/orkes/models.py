@@ -16,6 +16,9 @@ KNOWN_ROLES: tuple[str, ...] = (
     "ADMIN", "USER", "USER_READ_ONLY", "WORKER", "UNRESTRICTED_WORKER", "METADATA_API",
     "METADATA_MANAGER", "WORKFLOW_MANAGER", "APPLICATION_MANAGER", "APPLICATION_CREATOR", "PROMPT_MANAGER",
 )
+# Roles of people that Orkes does not list among application roles (applications.mdx,
+# assign-role-to-application.mdx): the sandbox refuses them on an application, and so does the tool.
+PEOPLE_ONLY_ROLES: frozenset[str] = frozenset({"USER_READ_ONLY", "PROMPT_MANAGER"})
 ACCESS_TYPES: tuple[str, ...] = ("CREATE", "READ", "UPDATE", "DELETE", "EXECUTE")
 # SPEC's TargetRef enum; the docs list more (API gateway, groups, roles) that this tool never grants.
 TARGET_TYPES: tuple[str, ...] = (

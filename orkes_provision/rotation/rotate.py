@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from orkes_provision import audit
 from orkes_provision.access.doctor import diagnose
-from orkes_provision.access.keys import set_key_status
+from orkes_provision.access.keys import key_refused, set_key_status
 from orkes_provision.access.state import find_application
 from orkes_provision.agent.registry import serving_agents
 from orkes_provision.credentials.delivery import WRITE_ONCE_STORES, Hints, deliveries, record_delivery, where_delivered
@@ -475,6 +475,12 @@ class _Rotation:
             self._audit("create_key", "failed", None)
             raise ServerUnavailable(f"creating the new key of {self.app.name} failed: {err.message}",
                                     "rerun the rotation; no key was left behind and the old key is unchanged") from err
+        except Conflict as err:
+            # Refused (a cap on keys, kept INACTIVE through grace periods): nothing was made; the rerun starts here.
+            self._save(progress, "planned")
+            self._audit("create_key", "refused", None)
+            raise key_refused(self.client, server=self.server, app_name=self.app.name, app_id=self.app.id,
+                              err=err) from err
         self._audit("create_key", "ok", created.id)
         progress.new_key_id = created.id
         self._save(progress, "created")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from orkes_provision.errors import ProvisionError
 from orkes_provision.sandbox import default_data_dir
-from orkes_provision.sandbox.config import DEFAULT_TOKEN_TTL_SECONDS, SandboxConfig
+from orkes_provision.sandbox.config import DEFAULT_MAX_KEYS, DEFAULT_TOKEN_TTL_SECONDS, SandboxConfig
 
 
 def parse_args(argv: list[str] | None = None) -> SandboxConfig:
@@ -22,11 +22,14 @@ def parse_args(argv: list[str] | None = None) -> SandboxConfig:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--token-ttl", type=int, default=DEFAULT_TOKEN_TTL_SECONDS, metavar="SECONDS")
+    parser.add_argument("--max-keys", type=int, default=DEFAULT_MAX_KEYS, metavar="N")
+    parser.add_argument("--allow-worker-search", action="store_true")
     args = parser.parse_args(argv)
-    if args.port < 0 or args.port > 65535 or args.latency_ms < 0 or args.token_ttl < 1:
-        parser.error("--port must be 0-65535, --latency-ms >= 0 and --token-ttl >= 1")
+    if args.port < 0 or args.port > 65535 or args.latency_ms < 0 or args.token_ttl < 1 or args.max_keys < 1:
+        parser.error("--port must be 0-65535, --latency-ms >= 0, --token-ttl >= 1 and --max-keys >= 1")
     return SandboxConfig(data_dir=(args.data_dir or default_data_dir()).absolute(), host=args.host, port=args.port,
-                         latency_ms=args.latency_ms, token_ttl_seconds=args.token_ttl)
+                         latency_ms=args.latency_ms, token_ttl_seconds=args.token_ttl, max_keys=args.max_keys,
+                         worker_search=args.allow_worker_search)
 
 
 def main(argv: list[str] | None = None) -> int:

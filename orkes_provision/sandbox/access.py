@@ -14,8 +14,11 @@ Rules (each endpoint module applies them through the helpers below):
   being its creator (a creator gets access to what it creates). An application may also read
   itself. Listing shows everything to managers, and only their own applications to creators.
 - Roles: only known role names (``ROLES``); every role except ``WORKER``, ``METADATA_API`` and
-  ``APPLICATION_CREATOR`` is admin-only and needs an ``ADMIN`` caller (403 otherwise).
-- Users ``app:<appId>`` and their permissions: readable by whoever may read the application.
+  ``APPLICATION_CREATOR`` is admin-only and needs an ``ADMIN`` caller (403 otherwise); roles of
+  people only (``USER_ONLY_ROLES``) are refused on applications (400).
+- Task search: ``ADMIN``, ``USER`` or ``USER_READ_ONLY`` (403 to a ``WORKER`` application).
+- Users ``app:<appId>``: readable by whoever may read the application; their permissions
+  (``/api/users/{id}/permissions``) by an ``ADMIN`` only, as the docs say.
   People (users that are not applications) and groups: only ``ADMIN`` may read or change them,
   their members and their permissions (403 otherwise), as the Orkes docs say.
 - Grants: granting or revoking on a target needs ``ADMIN``, being the target's creator, or (for
@@ -54,8 +57,15 @@ ROLES: dict[str, list[str]] = {
     "APPLICATION_CREATOR": ["CREATE_APPLICATION"],
     "PROMPT_MANAGER": ["MANAGE_PROMPTS"],
 }
+# Roles a non-admin may give an application (Java SDK util/RoleValidation.java); the others need an
+# ADMIN caller: the docs call UNRESTRICTED_WORKER, METADATA_MANAGER, WORKFLOW_MANAGER,
+# APPLICATION_MANAGER and ADMIN admin-only (access-control-and-security/applications.mdx).
 SELF_ASSIGNABLE_ROLES = frozenset({"WORKER", "METADATA_API", "APPLICATION_CREATOR"})
 ADMIN_ONLY_ROLES = frozenset(ROLES) - SELF_ASSIGNABLE_ROLES
+# Roles of people, not applications: the docs list USER_READ_ONLY ("Read Only User") and PROMPT_MANAGER
+# among user roles only, and neither is in the application role list (applications.mdx,
+# assign-role-to-application.mdx). UNCONFIRMED that a server refuses them: the stricter choice.
+USER_ONLY_ROLES = frozenset({"USER_READ_ONLY", "PROMPT_MANAGER"})
 
 ACCESS_TYPES = ("CREATE", "READ", "UPDATE", "DELETE", "EXECUTE")
 SUBJECT_TYPES = ("USER", "ROLE", "GROUP")

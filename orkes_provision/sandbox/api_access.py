@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from typing import Any
 
@@ -19,6 +20,7 @@ from orkes_provision.sandbox.access import (
     app_roles,
     granted_access,
     has_grant,
+    tag_targets,
 )
 from orkes_provision.sandbox.api_applications import find_app, may_read
 from orkes_provision.sandbox.endpoint import caller, state_of
@@ -117,16 +119,46 @@ async def list_users(request: Request) -> Response:
 
 def _grants_of(st: SandboxState, subject_type: str, subject_id: str,
                resource_type: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT target_type, target_id, access FROM grants WHERE subject_type = ? AND subject_id = ?"
+    """A subject's grants as Orkes lists them: one entry per target, and a grant on a ``TAG`` as one
+    entry per resource carrying the tag, with ``"tag": "key:value"``.
+
+    The tag shape is the Orkes docs' (get-group-permissions.mdx and users/get-user-permissions.mdx
+    show ``{"target": {"type": "WORKFLOW_DEF", ...}, "access": [...], "tag": "dev:automation"}``).
+    UNCONFIRMED: a tag no resource carries yet is listed as its raw ``TAG`` target (the docs show no
+    such case; listing nothing would hide a grant that exists).
+    """
     params: list[str] = [subject_type, subject_id]
-    if resource_type:
-        sql += " AND target_type = ?"
-        params.append(resource_type)
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for r in st.db.all(sql + " ORDER BY target_type, target_id, access", params):
-        grouped.setdefault((str(r["target_type"]), str(r["target_id"])), []).append(str(r["access"]))
-    return [{"target": {"type": t, "id": i}, "access": sorted(a, key=ACCESS_TYPES.index)}
-            for (t, i), a in grouped.items()]
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    tagged = _tagged_resources(st)
+    for r in st.db.all("SELECT target_type, target_id, access FROM grants WHERE subject_type = ? "
+                       "AND subject_id = ? ORDER BY target_type, target_id, access", params):
+        target_type, target_id, access = str(r["target_type"]), str(r["target_id"]), str(r["access"])
+        if target_type == "TAG" and tagged.get(target_id):
+            for resource in tagged[target_id]:
+                if resource_type in (None, resource[0]):
+                    grouped.setdefault((*resource, target_id), []).append(access)
+        elif resource_type in (None, target_type):
+            grouped.setdefault((target_type, target_id, ""), []).append(access)
+    out: list[dict[str, Any]] = []
+    for (t, i, tag), a in sorted(grouped.items()):
+        entry: dict[str, Any] = {"target": {"type": t, "id": i}, "access": sorted(set(a), key=ACCESS_TYPES.index)}
+        if tag:
+            entry["tag"] = tag
+        out.append(entry)
+    return out
+
+
+def _tagged_resources(st: SandboxState) -> dict[str, list[tuple[str, str]]]:
+    """``key:value`` -> the task and workflow definitions carrying that tag."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for target_type, sql in (("TASK_DEF", "SELECT name, body FROM task_defs ORDER BY name"),
+                             ("WORKFLOW_DEF", "SELECT name, body FROM workflow_defs ORDER BY name, version")):
+        for row in st.db.all(sql):
+            for _type, tag in tag_targets(json.loads(str(row["body"])).get("tags")):
+                resources = out.setdefault(tag, [])
+                if (target_type, str(row["name"])) not in resources:
+                    resources.append((target_type, str(row["name"])))
+    return out
 
 
 def _checked_user(request: Request, user_id: str) -> tuple[str, list[str]]:
@@ -141,6 +173,9 @@ def _checked_user(request: Request, user_id: str) -> tuple[str, list[str]]:
 async def user_permissions(request: Request) -> Response:
     st = state_of(request)
     user_id = param(request, "userId")
+    # Admin-only, also for an application reading its own: the Orkes docs (users/get-user-permissions.mdx)
+    # say a non-admin caller gets 403.
+    api_people.admin_only(request, "read the permissions of users")
     _checked_user(request, user_id)
     return ok({"grantedAccess": _grants_of(st, "USER", user_id)})
 
@@ -254,7 +289,9 @@ async def get_permissions(request: Request) -> Response:
         for r in rows:
             by_subject.setdefault(f"{r['subject_type']}:{r['subject_id']}", []).append(str(r["access"]))
         return ok(by_subject)
-    by_access: dict[str, list[dict[str, str]]] = {}
+    # Every access type is a key, an empty list where nothing is granted: clients read
+    # ``response["EXECUTE"]``, and an empty object after the last revoke would break them.
+    by_access: dict[str, list[dict[str, str]]] = {access: [] for access in ACCESS_TYPES}
     for r in rows:
         by_access.setdefault(str(r["access"]), []).append({"type": r["subject_type"], "id": r["subject_id"]})
     return ok(by_access)

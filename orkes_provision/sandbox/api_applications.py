@@ -13,6 +13,7 @@ from starlette.routing import Route
 from orkes_provision.sandbox.access import (
     ADMIN_ONLY_ROLES,
     ROLES,
+    USER_ONLY_ROLES,
     Principal,
     app_user_id,
 )
@@ -153,6 +154,8 @@ async def add_role(request: Request) -> Response:
     app_id, role = param(request, "applicationId"), param(request, "role")
     row = managed_app(request, app_id)
     _check_role(role)
+    if role in USER_ONLY_ROLES:
+        raise bad_request(f"The role {role} is for users, not applications", "role", role)
     if role in ADMIN_ONLY_ROLES and not principal.is_admin:
         raise forbidden(f"Only an ADMIN can assign the role {role}")
     with st.db.tx() as db:
@@ -227,6 +230,12 @@ async def create_access_key(request: Request) -> Response:
     st = state_of(request)
     app_id = param(request, "id")
     managed_app(request, app_id)
+    # UNCONFIRMED: no source states a cap on keys per application; the stricter choice is to have one,
+    # so that the tool's rotation (which keeps INACTIVE keys through a grace period) meets it here.
+    held = st.db.one("SELECT COUNT(*) AS n FROM access_keys WHERE app_id = ?", (app_id,))
+    if held is not None and int(held["n"]) >= st.config.max_keys:
+        raise ApiError(409, f"Application '{app_id}' already has {held['n']} access keys, the most it may hold "
+                            f"({st.config.max_keys}); delete one first")
     key_id, secret = new_key_id(), new_secret()
     # scrypt takes tens of milliseconds: keep it off the event loop.
     salt, digest = await asyncio.to_thread(hash_secret, secret)

@@ -26,6 +26,7 @@ from orkes_provision.sandbox.http import (
     now_ms,
     ok,
     param,
+    path_int,
     query_flag,
     query_int,
 )
@@ -291,10 +292,7 @@ async def list_workflow_defs(request: Request) -> Response:
 async def delete_workflow_def(request: Request) -> Response:
     st, principal = state_of(request), caller(request)
     name = param(request, "name")
-    try:
-        version = int(param(request, "version"))
-    except ValueError as err:
-        raise bad_request("version must be an integer", "version", param(request, "version")) from err
+    version = path_int(request, "version")  # an Integer on Orkes: 31 digits are a 400, not an OverflowError
     stored = _stored_workflow_def(st.db, name, version)
     if stored is None:
         raise not_found(f"No such workflow found by name: {name}, version: {version}")

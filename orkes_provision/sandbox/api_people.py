@@ -53,6 +53,8 @@ def _roles(body: dict[str, Any], where: str) -> list[str] | None:
     roles = body.get("roles")
     if roles is None:
         return None
+    if isinstance(roles, str):
+        roles = [roles]  # Jackson's single value as a list of one (binding accepted it)
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise bad_request(f"Unknown role '{unknown[0]}'; known roles: {', '.join(ROLES)}", f"{where}.roles",

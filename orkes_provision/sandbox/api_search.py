@@ -31,7 +31,7 @@ from orkes_provision.sandbox import engine
 from orkes_provision.sandbox.access import Principal, has_grant, tag_targets
 from orkes_provision.sandbox.db import loads_obj
 from orkes_provision.sandbox.endpoint import caller, state_of
-from orkes_provision.sandbox.http import bad_request, ok, query_int
+from orkes_provision.sandbox.http import bad_request, forbidden, ok, query_int
 from orkes_provision.sandbox.state import SandboxState
 
 MAX_PAGE = 1000
@@ -210,8 +210,16 @@ def _sort_keys(request: Request) -> list[tuple[str, bool]]:
     return keys
 
 
+# Roles that may search tasks. The Orkes docs give search to ADMIN, USER and USER_READ_ONLY
+# ("Read Only User: read-only permissions over the workflows and tasks", access-control-and-security/
+# users-and-groups); WORKER is "poll and update tasks" only (docs/getting-started/concepts/access-control).
+SEARCH_ROLES = ("USER", "USER_READ_ONLY")
+
+
 async def search_tasks(request: Request) -> Response:
     st, principal = state_of(request), caller(request)
+    if not principal.has_any(*SEARCH_ROLES) and not (st.config.worker_search and "WORKER" in principal.roles):
+        raise forbidden("You don't have permissions to search tasks")
     start = max(query_int(request, "start", 0), 0)
     size = min(max(query_int(request, "size", 100), 0), MAX_PAGE)
     clauses = parse_query(request.query_params.get("query") or "")

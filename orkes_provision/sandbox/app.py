@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from orkes_provision.sandbox import api_access, api_applications, api_sandbox, binding
@@ -47,16 +48,29 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return ApiError(500, f"Internal error: {type(exc).__name__}").response()
 
 
-def _routes() -> list[object]:
-    from orkes_provision.sandbox import api_execution, api_metadata, api_people, api_polldata, api_search
+def _routes() -> list[Route]:
+    from orkes_provision.sandbox import api_execution, api_metadata, api_people, api_polldata, api_roles, api_search
 
     # Search before execution: /api/tasks/{taskId} would otherwise take /api/tasks/search.
-    return [*api_sandbox.ROUTES, *api_access.ROUTES, *api_applications.ROUTES, *api_metadata.ROUTES,
-            *api_search.ROUTES, *api_polldata.ROUTES, *api_execution.ROUTES, *api_people.ROUTES]
+    routes: list[Route] = [*api_sandbox.ROUTES, *api_access.ROUTES, *api_applications.ROUTES, *api_metadata.ROUTES,
+                           *api_search.ROUTES, *api_polldata.ROUTES, *api_execution.ROUTES, *api_people.ROUTES,
+                           *api_roles.ROUTES]
+    served = [(method, route.path) for route in routes for method in (route.methods or ()) if method != "HEAD"]
+    # An operation the sandbox lacks answers 501 by its own route, before a template that would
+    # take its path as a parameter ("test" as a workflow name, "tags" as a version).
+    missing = [Route(op.template, _not_implemented, methods=[op.method])
+               for op in binding.shadowed_operations(served)]
+    return [*missing, *routes]
+
+
+async def _not_implemented(request: Request) -> Response:
+    found = binding.unimplemented(request.method, request.url.path)
+    assert found is not None
+    return found.response()
 
 
 def create_app(state: SandboxState) -> ASGIApp:
-    app = Starlette(routes=_routes(), exception_handlers={  # type: ignore[arg-type]
+    app = Starlette(routes=_routes(), exception_handlers={
         ApiError: _api_error, AuthError: _auth_error, HTTPException: _http_error, Exception: _unexpected})
     app.state.sandbox = state
     return SandboxMiddleware(app, state)

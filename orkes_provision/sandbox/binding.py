@@ -26,6 +26,7 @@ from typing import Any
 from orkes_provision.sandbox.http import ApiError
 
 API_FILE = Path(__file__).with_name("orkes_api.json")
+BOOLEAN_WORDS = ("true", "on", "yes", "1", "false", "off", "no", "0")
 _RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _TYPE_NAMES = {"int32": "int (32-bit)", "int64": "long (64-bit)"}
 # Validation Orkes applies right after binding (Conductor's @Min/@Max on StartWorkflowRequest.priority
@@ -42,6 +43,7 @@ class Operation:
     regex: re.Pattern[str]
     integer_query: tuple[tuple[str, str], ...]
     body: dict[str, Any] | None
+    boolean_query: tuple[str, ...] = ()
 
 
 class BindingError(Exception):
@@ -70,7 +72,8 @@ def _operations() -> dict[str, list[Operation]]:
         regex = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(op["path"])) + "$")
         by_method.setdefault(op["method"], []).append(Operation(
             method=op["method"], template=op["path"], operation_id=op["operationId"], regex=regex,
-            integer_query=tuple(sorted((op.get("integerQuery") or {}).items())), body=doc["bodies"].get(key)))
+            integer_query=tuple(sorted((op.get("integerQuery") or {}).items())), body=doc["bodies"].get(key),
+            boolean_query=tuple(op.get("booleanQuery") or ())))
     for ops in by_method.values():
         ops.sort(key=lambda o: o.template.count("{"))
     return by_method
@@ -83,7 +86,7 @@ def _bound() -> dict[tuple[str, int], list[Operation]]:
     out: dict[tuple[str, int], list[Operation]] = {}
     for method, ops in _operations().items():
         for op in ops:
-            if op.body is not None or op.integer_query:
+            if op.body is not None or op.integer_query or op.boolean_query:
                 out.setdefault((method, op.template.count("/")), []).append(op)
     return out
 
@@ -101,6 +104,36 @@ def unimplemented(method: str, path: str) -> ApiError | None:
     return ApiError(501, f"The sandbox does not implement {method} {found.template} ({found.operation_id})")
 
 
+def shadowed_operations(served: list[tuple[str, str]]) -> list[Operation]:
+    """Operations of the document the sandbox lacks whose literal path a served template would take.
+
+    ``served`` lists (method, template) of the sandbox's routes. ``POST /api/workflow/test`` is not
+    ``POST /api/workflow/{name}`` with name "test": routed first, such an operation answers 501 by
+    its own route. One whose own pattern would take a served literal path is left out (it would
+    shadow that route instead).
+    """
+    def shape(template: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{}", template)
+
+    served_shapes = {(m, shape(t)) for m, t in served}
+    out: list[Operation] = []
+    for method, ops in _operations().items():
+        templates = [t for m, t in served if m == method]
+        for op in ops:
+            if (method, shape(op.template)) in served_shapes:
+                continue
+            sample = re.sub(r"\{[^}]+\}", "x", op.template)
+            catches = any(_route_regex(t).match(sample) for t in templates)
+            shadows = any(op.regex.match(t) for t in templates)
+            if catches and not shadows:
+                out.append(op)
+    return out
+
+
+def _route_regex(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
+
+
 def needs_binding(method: str, path: str) -> Operation | None:
     return next((o for o in _bound().get((method, path.count("/")), []) if o.regex.match(path)), None)
 
@@ -115,6 +148,9 @@ def bind(op: Operation, query: list[tuple[str, str]], raw_body: bytes) -> None:
         fmt = formats.get(name)
         if fmt is not None and value.strip() != "":
             _query_integer(name, value, fmt)
+        elif name in op.boolean_query and value.strip().lower() not in (*BOOLEAN_WORDS, ""):
+            # Spring's StringToBooleanConverter: ``?short=null`` fails conversion, a 400.
+            raise BindingError(name, f"query parameter '{name}' must be true or false", value)
     priority_from = _PRIORITY_CHECKED.get((op.method, op.template))
     if priority_from == "query":
         for name, value in query:
@@ -197,6 +233,10 @@ def _bind_string(value: Any, schema: dict[str, Any], path: str, where: str) -> N
 
 
 def _bind_array(value: Any, schema: dict[str, Any], path: str, where: str) -> None:
+    if not isinstance(value, list | dict):
+        # Jackson's ACCEPT_SINGLE_VALUE_AS_ARRAY: one value where a list goes is a list of one
+        # (``"roles": "USER"``, as one SDK's generated types send it).
+        value = [value]
     if not isinstance(value, list):
         raise BindingError(where, f"{where}: expected a list, got {_shown(value)}", value)
     items = schema.get("items")

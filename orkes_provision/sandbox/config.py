@@ -10,6 +10,9 @@ from pathlib import Path
 # after 30), so well-behaved clients never see EXPIRED_TOKEN unless a test shortens it.
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 
+# Access keys one application may hold (UNCONFIRMED on Orkes: the sandbox caps, the stricter choice).
+DEFAULT_MAX_KEYS = 5
+
 ADMIN_ENV = "admin.env"
 REQUESTS_LOG = "requests.log"
 DATABASE = "sandbox.db"
@@ -25,6 +28,10 @@ class SandboxConfig:
     port: int = 8080
     latency_ms: int = 0
     token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
+    max_keys: int = DEFAULT_MAX_KEYS
+    # Lets a WORKER application search tasks, as the sandbox did before it followed the Orkes docs:
+    # for tests of the tool's search path on servers that allow it (``provision probe`` tells).
+    worker_search: bool = False
 
     def url_host(self) -> str:
         """The host to put in URLs: a wildcard bind is reached through loopback."""

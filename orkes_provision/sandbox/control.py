@@ -140,7 +140,7 @@ def start_detached(config: SandboxConfig, *, timeout: float = START_TIMEOUT) -> 
     log_path = data_dir / SERVER_LOG
     cmd = [sys.executable, "-m", "orkes_provision.sandbox", "--host", config.host, "--port", str(config.port),
            "--data-dir", str(data_dir), "--latency-ms", str(config.latency_ms),
-           "--token-ttl", str(config.token_ttl_seconds)]
+           "--token-ttl", str(config.token_ttl_seconds), "--max-keys", str(config.max_keys)]
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     offset = os.fstat(log_fd).st_size
     try:

@@ -37,12 +37,15 @@ from orkes_provision.sandbox.config import ADMIN_ENV, REQUESTS_LOG, SERVER_INFO,
 
 class SandboxProcess:
     def __init__(self, data_dir: Path | str | None = None, *, latency_ms: int = 0, token_ttl: int | None = None,
+                 max_keys: int | None = None, worker_search: bool = False,
                  host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
                  env: dict[str, str] | None = None) -> None:
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="orkes-sandbox-"))
         self.latency_ms = latency_ms
         self.token_ttl = token_ttl
+        self.max_keys = max_keys
+        self.worker_search = worker_search
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
@@ -66,6 +69,10 @@ class SandboxProcess:
                "--data-dir", str(self.data_dir), "--latency-ms", str(self.latency_ms)]
         if self.token_ttl is not None:
             cmd += ["--token-ttl", str(self.token_ttl)]
+        if self.max_keys is not None:
+            cmd += ["--max-keys", str(self.max_keys)]
+        if self.worker_search:
+            cmd.append("--allow-worker-search")
         env = dict(os.environ if self._env is None else self._env)
         log_fd = os.open(self.data_dir / SERVER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         started = time.monotonic()

@@ -71,12 +71,20 @@ def param(request: Request, name: str) -> str:
     return str(request.path_params[name])
 
 
+# What Spring's StringToBooleanConverter accepts for a ``boolean`` query parameter (case-insensitive);
+# anything else (``null``, ``maybe``) fails conversion and Spring answers 400, so the sandbox does too.
+_TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+
+
 def query_flag(request: Request, name: str, default: bool = False) -> bool:
     """Query booleans arrive as true/false (httpx) or True/False (the Python SDK's urlencode)."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in ("true", "1", "yes")
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise bad_request(f"query parameter '{name}' must be true or false", name, raw)
+    return value in _TRUE
 
 
 def query_int(request: Request, name: str, default: int) -> int:
@@ -87,6 +95,18 @@ def query_int(request: Request, name: str, default: int) -> int:
         return int(raw)
     except ValueError as err:
         raise bad_request(f"query parameter '{name}' must be an integer", name, raw) from err
+
+
+def path_int(request: Request, name: str) -> int:
+    """An ``int`` path parameter as Spring binds it: not a number, or past 32 bits, is 400 (never a 500)."""
+    raw = param(request, name)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not -(2**31) <= value <= 2**31 - 1:
+        raise bad_request(f"path parameter '{name}' must be an integer of 32 bits", name, raw)
+    return value
 
 
 async def json_body(request: Request, *, required: bool = True) -> Any:

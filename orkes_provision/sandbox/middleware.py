@@ -80,7 +80,9 @@ class SandboxMiddleware:
             await _drop(send)
             return
         principal: Principal | None = None
-        if (method, path) not in PUBLIC:
+        # The auth filter guards the API only: a path outside /api (a server URL without /api, so
+        # POST /token) is a 404, which is what the SDKs take for "no Orkes API here" (orkes-api.md 1.2).
+        if path.startswith("/api/") and (method, path) not in PUBLIC:
             try:
                 principal = self.authenticate(scope)
             except AuthError as err:

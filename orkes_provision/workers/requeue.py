@@ -15,7 +15,11 @@ now; the same attempt goes on, so no retry is counted and no retry delay applies
 on Conductor and serves the same ``POST /api/tasks`` (its OpenAPI document); that it keeps this
 rule is what the sandbox assumes, not something the Orkes documents state.
 
-Finding them: task search answers summaries without the worker id, so the search asks for the
+Finding them needs task search, which the Orkes docs give to ADMIN, USER and USER_READ_ONLY, not to
+WORKER: with a worker's own key on such a server, the search answers 403 and ``RequeueImpossible``
+says so in one line (remembered per server in ``serverfacts``, so later stops do not ask again).
+Whoever learnt the task ids another way (the credential agent sees every poll) passes them as
+``task_ids`` and no search is made. Task search answers summaries without the worker id, so the search asks for the
 ``IN_PROGRESS`` tasks of the worker's task types and each one is read (``GET /api/tasks/{id}``)
 to see who holds it. Orkes answers search from an index that is updated asynchronously, so a task
 polled a moment before the stop may not show yet: callers search again a few seconds later
@@ -30,6 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orkes_provision.errors import PermissionDenied
+from orkes_provision.orkes import serverfacts
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, app_subject
 from orkes_provision.orkes.urls import normalize_server_url
@@ -43,6 +49,17 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 # The key to requeue with is the worker's own (a ``StoredKey``), which may execute its tasks.
 RequeueKey = WorkerKey
+
+
+class RequeueImpossible(PermissionDenied):
+    """The key may not search tasks here, and no task ids were known: the held tasks wait for their timeout."""
+
+    default_hint = ("run the worker under the credential agent ('provision run' starts one), which sees every "
+                    "poll and hands back a stopped worker's tasks without search")
+
+
+SEARCH_REFUSED = ("this server does not let a WORKER key search tasks, so the tasks a stopped worker held "
+                  "wait for their response timeout")
 
 
 @dataclass
@@ -67,34 +84,23 @@ def held_query(task_types: Sequence[str]) -> str:
     return "status IN (IN_PROGRESS)"
 
 
-def requeue_held_tasks(client: OrkesClient, worker_ids: Iterable[str], task_types: Sequence[str] = ()) -> RequeueReport:
+def requeue_held_tasks(client: OrkesClient, worker_ids: Iterable[str], task_types: Sequence[str] = (), *,
+                       task_ids: Iterable[str] | None = None, worker_key: bool = False) -> RequeueReport:
     """Return to the queue every ``IN_PROGRESS`` task (of ``task_types``, if given) held under ``worker_ids``.
 
-    Call it only after the processes behind those ids have stopped. Raises ``ProvisionError``
-    when the search, a read or an update fails (a task the worker itself completed meanwhile is
-    no failure: it is no longer ``IN_PROGRESS`` when read).
+    Call it only after the processes behind those ids have stopped. ``task_ids``, when known (the
+    tasks those workers polled), are checked one by one and no search is made. ``worker_key``: the
+    client holds a worker's own key, whose search a server may refuse (``RequeueImpossible``).
+    Raises ``ProvisionError`` when the search, a read or an update fails (a task the worker itself
+    completed meanwhile is no failure: it is no longer ``IN_PROGRESS`` when read).
     """
     ids = set(worker_ids)
     report = RequeueReport(worker_ids=sorted(ids))
     if not ids:
         return report
-    wanted = set(task_types)
-    query = held_query(task_types)
-    candidates: list[dict[str, Any]] = []
-    start = 0
-    while len(candidates) < MAX_CANDIDATES:
-        total, page = client.search_tasks(query, start=start, size=PAGE_SIZE)
-        candidates.extend(s for s in page if not wanted or s.get("taskDefName") in wanted
-                          or s.get("taskType") in wanted)
-        start += len(page)
-        if not page or start >= total:
-            break
-    else:
-        report.more = True
-    for summary in candidates[:MAX_CANDIDATES]:
-        task_id = summary.get("taskId")
-        if not isinstance(task_id, str):
-            continue
+    candidates = list(dict.fromkeys(task_ids)) if task_ids is not None else _search_held(client, task_types, report,
+                                                                                          worker_key=worker_key)
+    for task_id in candidates[:MAX_CANDIDATES]:
         task = client.get_task(task_id)
         report.examined += 1
         if task.get("status") != "IN_PROGRESS" or task.get("workerId") not in ids:
@@ -102,6 +108,33 @@ def requeue_held_tasks(client: OrkesClient, worker_ids: Iterable[str], task_type
         client.return_task_to_queue(str(task["workflowInstanceId"]), task_id)
         report.requeued.append(task_id)
     return report
+
+
+def _search_held(client: OrkesClient, task_types: Sequence[str], report: RequeueReport, *,
+                 worker_key: bool) -> list[str]:
+    server = client.server
+    if worker_key and serverfacts.lookup(server, serverfacts.WORKER_TASK_SEARCH) == "refused":
+        raise RequeueImpossible(SEARCH_REFUSED)
+    wanted = set(task_types)
+    query = held_query(task_types)
+    candidates: list[str] = []
+    start = 0
+    while len(candidates) < MAX_CANDIDATES:
+        try:
+            total, page = client.search_tasks(query, start=start, size=PAGE_SIZE)
+        except PermissionDenied as err:
+            if not worker_key:
+                raise
+            serverfacts.record(server, serverfacts.WORKER_TASK_SEARCH, "refused", source="requeue")
+            raise RequeueImpossible(SEARCH_REFUSED) from err
+        candidates.extend(str(s["taskId"]) for s in page if isinstance(s.get("taskId"), str)
+                          and (not wanted or s.get("taskDefName") in wanted or s.get("taskType") in wanted))
+        start += len(page)
+        if not page or start >= total:
+            break
+    else:
+        report.more = True
+    return candidates
 
 
 def executable_tasks(client: OrkesClient, app_id: str) -> list[str]:
@@ -119,4 +152,4 @@ def requeue_with_key(key: RequeueKey, worker_ids: Iterable[str], task_types: Seq
     credentials = Credentials(server=server, key_id=key.key_id.strip(), secret=key.secret)
     # Short and few retries: a supervisor waits for this between stopping one worker and the next step.
     with OrkesClient(credentials, timeout=timeout, max_retries=1) as client:
-        return requeue_held_tasks(client, worker_ids, task_types)
+        return requeue_held_tasks(client, worker_ids, task_types, worker_key=True)

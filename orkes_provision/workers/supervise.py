@@ -44,6 +44,7 @@ from orkes_provision.workers.identity import assign_worker_id, new_worker_id, su
 from orkes_provision.workers.launch import CommandNotExecutable, CommandNotFound
 from orkes_provision.workers.lifeline import Lifeline, die_with_parent_of
 from orkes_provision.workers.project import RestartPolicy
+from orkes_provision.workers.requeue import RequeueImpossible
 
 REPLICA_VARIABLE = "ORKES_PROVISION_REPLICA"
 
@@ -180,6 +181,7 @@ class Supervisor(Generic[K]):
         self._spawned = 0
         self._worker_ids: dict[int, str | None] = {}  # pid -> its own worker id (None: the environment pins one)
         self._pinned_reported = False
+        self._requeue_impossible = False  # the server refused this key's task search: no hand-back
         self._rechecks: list[tuple[float, list[str]]] = []  # (when, worker ids): second requeue passes
         self._lifeline: Lifeline | None = None  # while running: kills the workers' groups if we are killed
         self._watched: dict[int, subprocess.Popen[bytes]] = {}  # process group -> its leader, told to the lifeline
@@ -428,8 +430,15 @@ class Supervisor(Generic[K]):
         if self.requeue is None or not ids:
             return
         whose = ", ".join(ids)
+        if self._requeue_impossible:
+            return
         try:
             requeued = list(self.requeue(self._key, ids))
+        except RequeueImpossible as err:
+            # Said once: every later stop would meet the same refusal.
+            self._requeue_impossible = True
+            self._emit("warning", replica, None, f"{err.message}; {err.hint}", worker_id=whose)
+            return
         except ProvisionError as err:
             self._emit("warning", replica, None, f"cannot hand the tasks of stopped worker {whose} back to the queue "
                        f"({err.message}); they wait for their response timeout", worker_id=whose)

@@ -73,9 +73,17 @@ def test_a_permission_403_without_token_error_code_is_not_refreshed() -> None:
     assert "ADMIN" in caught.value.hint
 
 
-def test_a_rejected_key_names_the_key_id_and_how_to_fix_it() -> None:
+@pytest.mark.parametrize("reply", [
+    httpx.Response(401, json={"message": "Invalid access key"}),
+    httpx.Response(401, json={"message": "Token cannot be null or empty", "error": "INVALID_TOKEN"}),
+    httpx.Response(403, json={"message": "Invalid key", "error": "INVALID_TOKEN", "timestamp": 1}),
+    httpx.Response(403, json={"status": 403, "message": "Forbidden", "instance": "x", "retryable": False}),
+    httpx.Response(401, text="Unauthorized"),
+    httpx.Response(401, text=""),
+], ids=["plain-401", "auth-filter-401", "auth-filter-403", "error-response-403", "text-401", "empty-401"])
+def test_a_rejected_key_names_the_key_id_and_how_to_fix_it_whatever_the_body(reply: httpx.Response) -> None:
     fake = FakeOrkes()
-    fake.route("POST", "/api/token", httpx.Response(401, json={"message": "Invalid access key"}))
+    fake.route("POST", "/api/token", reply)
     with make_client(fake) as client, pytest.raises(AuthenticationError) as caught:
         client.list_applications()
     assert caught.value.message == f"the server rejected key {KEY_ID}"
@@ -87,10 +95,9 @@ def test_a_rejected_key_names_the_key_id_and_how_to_fix_it() -> None:
 @pytest.mark.parametrize("reply", [
     httpx.Response(404, text="Not Found"),
     httpx.Response(405, text="Method Not Allowed"),
-    httpx.Response(401, json={"message": "Token cannot be null or empty", "error": "INVALID_TOKEN"}),
     httpx.Response(200, text="<!doctype html><title>Orkes</title>", headers={"content-type": "text/html"}),
     httpx.Response(200, json={"status": "UP"}),
-], ids=["404", "405", "auth-filter-401", "html-ui", "json-without-token"])
+], ids=["404", "405", "html-ui", "json-without-token"])
 def test_a_token_endpoint_that_is_not_one_means_the_url_is_not_an_orkes_api(reply: httpx.Response) -> None:
     fake = FakeOrkes()
     fake.route("POST", "/api/token", reply)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.orkes.wire.recording import CASSETTES
+from tests.orkes.wire import CASSETTES
 from tests.reliability.leaks import PROBE, SENTINEL, LeakSession, Run, command_path, leaf_commands
 
 APP, TASK = "leak-app", "leak-task"
@@ -224,6 +224,8 @@ PLAN: tuple[Step, ...] = (
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "-v", "--no-agent"), mode="subprocess"),
     Step("worker run", ("worker", "run", "probe", "--project", PROJECT, "--json"), variant="sentinel",
          mode="subprocess", expect=4),
+    Step("probe", ("probe", "-v")),
+    Step("probe", ("probe", "--json"), variant="sentinel", expect=4),
     Step("audit", ("audit", "--since", "1h", "--json")),
     Step("audit", ("audit",)),
     Step("audit verify", ("audit", "verify", "--json")),

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,17 @@ from tests.cli import process_group
 from tests.rotation.helpers import PROVISION, WorkerApp, cli_env
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """A sandbox that lets a WORKER key search tasks, as some servers may: the supervisor's own hand-back.
+
+    On the default (strict) sandbox, as the Orkes docs describe, that search is refused: see
+    tests/rotation/test_handback_strict.py.
+    """
+    with SandboxProcess(tmp_path_factory.mktemp("permissive-sandbox"), worker_search=True) as process:
+        yield process
 
 TASK = "slow_task"
 WORKFLOW = "slow_flow"

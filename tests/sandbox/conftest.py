@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,8 +33,8 @@ __all__ = ["sandbox", "sandbox_factory"]
 class Api:
     """An in-process sandbox with helpers that speak its wire format."""
 
-    def __init__(self, data_dir: Path, token_ttl: int = 3600) -> None:
-        self.config = SandboxConfig(data_dir=data_dir, port=8080, token_ttl_seconds=token_ttl)
+    def __init__(self, data_dir: Path, token_ttl: int = 3600, **options: Any) -> None:
+        self.config = SandboxConfig(data_dir=data_dir, port=8080, token_ttl_seconds=token_ttl, **options)
         self.state = SandboxState.open(self.config)
         self.creds: AdminCredentials = ensure_admin(self.state, self.config.api_url(8080))
         self.client = TestClient(create_app(self.state), base_url="http://testserver")

@@ -196,8 +196,8 @@ def test_grants_accept_any_case_answer_uppercase_and_read_back_both_ways(api: Ap
     assert api.client.post("/api/auth/authorization", json=body, headers=api.admin).json() == {
         "message": "Granted permission"}
     by_access = api.client.get("/api/auth/authorization/TASK_DEF/greetings", headers=api.admin).json()
-    assert by_access == {"EXECUTE": [{"type": "USER", "id": f"app:{app_id}"}],
-                         "READ": [{"type": "USER", "id": f"app:{app_id}"}]}
+    assert by_access == {"CREATE": [], "READ": [{"type": "USER", "id": f"app:{app_id}"}], "UPDATE": [],
+                         "DELETE": [], "EXECUTE": [{"type": "USER", "id": f"app:{app_id}"}]}
     by_subject = api.client.get("/api/auth/authorization/TASK_DEF/greetings?groupBy=subject", headers=api.admin)
     assert by_subject.json() == {f"USER:app:{app_id}": ["EXECUTE", "READ"]}
     permissions = api.client.get(f"/api/users/app%3A{app_id}/permissions", headers=api.admin).json()

@@ -34,7 +34,7 @@ def _refused(response: Any, field: str) -> None:
     ({"retryCount": "three"}, "retryCount"),
     ({"retryCount": True}, "retryCount"),
     ({"retryCount": 2.5}, "retryCount"),
-    ({"inputKeys": "not-a-list"}, "inputKeys"),
+    ({"inputKeys": {"not": "a list"}}, "inputKeys"),
     ({"inputTemplate": ["not", "an", "object"]}, "inputTemplate"),
     ({"enforceSchema": "yes"}, "enforceSchema"),
     ({"description": {"not": "a string"}}, "description"),

@@ -10,6 +10,7 @@ restarts the response-timeout clock; the response timeout applies to ``IN_PROGRE
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,10 +176,26 @@ def test_search_refuses_what_it_cannot_read(api: Api, query: str) -> None:
     assert "invalid search query" in response.json()["message"]
 
 
-def test_a_worker_sees_only_the_tasks_it_may_execute(api: Api, started: str) -> None:
+def test_a_worker_application_may_not_search_tasks_even_those_it_executes(api: Api, started: str) -> None:
     app_id, worker = api.new_app("crunchers", "WORKER")
     api.grant(app_id, "TASK_DEF", "crunch", "EXECUTE")
-    _, stranger = api.new_app("strangers", "WORKER")
-    assert _search(api, worker, "status = SCHEDULED")["totalHits"] == 1
-    assert _search(api, stranger, "status = SCHEDULED") == {"totalHits": 0, "results": []}
+    refused = api.client.get("/api/tasks/search", params={"query": "status = SCHEDULED"}, headers=worker)
+    assert (refused.status_code, refused.json()["message"]) == (403, "You don't have permissions to search tasks")
+    # USER_READ_ONLY is a role of people; a USER application may search.
+    _, user = api.new_app("searchers", "USER")
+    assert _search(api, user, "status = SCHEDULED")["totalHits"] == 0  # it may read none of them
+
+
+def test_where_worker_search_is_allowed_a_worker_sees_only_the_tasks_it_may_execute(tmp_path: Path) -> None:
+    api = Api(tmp_path / "data", worker_search=True)
+    try:
+        _setup(api)
+        _start(api)
+        app_id, worker = api.new_app("crunchers", "WORKER")
+        api.grant(app_id, "TASK_DEF", "crunch", "EXECUTE")
+        _, stranger = api.new_app("strangers", "WORKER")
+        assert _search(api, worker, "status = SCHEDULED")["totalHits"] == 1
+        assert _search(api, stranger, "status = SCHEDULED") == {"totalHits": 0, "results": []}
+    finally:
+        api.close()
 

@@ -1,6 +1,10 @@
 """``requeue_held_tasks`` against a sandbox: it hands back exactly the IN_PROGRESS tasks held under the
 given worker ids, as the worker application itself, and nothing another worker holds.
 
+The Orkes docs refuse task search to a WORKER key, and so does the default sandbox: there, the hand-back
+works only from task ids learnt otherwise (the credential agent's), and without them it says in one line
+that it cannot. The search path is tested on a sandbox that allows it, as some servers may (``probe``).
+
 Tasks are polled with conductor-python's own task client (an independent client), under chosen ids.
 """
 
@@ -14,12 +18,14 @@ from conductor.client.http.models.task_result import TaskResult
 from conductor.client.orkes_clients import OrkesClients
 
 from orkes_provision.errors import PermissionDenied
+from orkes_provision.orkes import serverfacts
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, Target, TaskDef, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.workers import requeue
-from orkes_provision.workers.requeue import held_query, requeue_held_tasks, requeue_with_key
+from orkes_provision.workers.requeue import RequeueImpossible, held_query, requeue_held_tasks, requeue_with_key
 from tests.sandbox.conformance.sdk_support import sdk_clients
+from tests.sandbox_fixtures import SandboxFactory
 from tests.workers.launch_helpers import FakeKey
 
 pytestmark = pytest.mark.slow
@@ -46,7 +52,16 @@ class World:
 
 
 @pytest.fixture
-def world(sandbox: SandboxProcess) -> Iterator[World]:
+def world(sandbox_factory: SandboxFactory) -> Iterator[World]:
+    yield from _world(sandbox_factory(worker_search=True))
+
+
+@pytest.fixture
+def strict_world(sandbox_factory: SandboxFactory) -> Iterator[World]:
+    yield from _world(sandbox_factory())
+
+
+def _world(sandbox: SandboxProcess) -> Iterator[World]:
     admin = OrkesClient(Credentials(server=sandbox.url, key_id=sandbox.admin_key_id, secret=sandbox.admin_secret))
     names = ("crunch", "report", "odd name")
     admin.register_task_defs([TaskDef(name=n) for n in names])
@@ -139,4 +154,36 @@ def test_a_key_without_access_to_the_tasks_finds_nothing_to_hand_back(world: Wor
         assert requeue_held_tasks(client, ["gone"], ["crunch"]).requeued == []
         with pytest.raises(PermissionDenied):
             client.return_task_to_queue(world.admin.get_task(task_id)["workflowInstanceId"], task_id)
+    assert world.status(task_id) == ("IN_PROGRESS", "gone")
+
+
+def test_where_search_is_refused_a_worker_key_hands_back_the_tasks_whose_ids_are_known(strict_world: World) -> None:
+    world = strict_world
+    world.start("flow-crunch", 2)
+    mine = world.poll("crunch", "gone", 1)
+    theirs = world.poll("crunch", "running", 1)
+
+    report = requeue_held_tasks(world.worker, ["gone"], ["crunch"], task_ids=[*mine, *theirs], worker_key=True)
+
+    assert report.requeued == mine
+    assert world.status(mine[0]) == ("SCHEDULED", None)
+    assert world.status(theirs[0]) == ("IN_PROGRESS", "running")
+
+
+def test_where_search_is_refused_and_no_id_is_known_requeue_says_so_once_and_remembers(strict_world: World) -> None:
+    world = strict_world
+    world.start("flow-crunch")
+    [task_id] = world.poll("crunch", "gone", 1)
+
+    with pytest.raises(RequeueImpossible) as refused:
+        requeue_with_key(world.key, ["gone"], ["crunch"])
+
+    assert refused.value.message == ("this server does not let a WORKER key search tasks, so the tasks a stopped "
+                                     "worker held wait for their response timeout")
+    assert "credential agent" in refused.value.hint
+    assert serverfacts.lookup(world.key.server, serverfacts.WORKER_TASK_SEARCH) == "refused"
+    with OrkesClient(Credentials(server=world.key.server, key_id=world.key.key_id, secret=world.key.secret)) as client:
+        with pytest.raises(RequeueImpossible):
+            requeue_held_tasks(client, ["gone"], ["crunch"], worker_key=True)
+        assert client.request_count == 0  # the fact answered: no token, no search
     assert world.status(task_id) == ("IN_PROGRESS", "gone")

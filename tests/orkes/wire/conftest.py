@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from orkes_provision.orkes.models import Credentials
+from orkes_provision.probe.wire.recorder import Recording, record
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.orkes.wire.recorder import Recording, record
 from tests.sandbox_fixtures import one_sandbox
 
 

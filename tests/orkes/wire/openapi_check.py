@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from tests.orkes.wire.recording import Exchange
+from orkes_provision.probe.wire.recording import Exchange
 from tests.sandbox.conformance.schemas import SUBSET, operation
 
 FULL_DOCUMENT = Path(__file__).resolve().parents[4] / "shared" / "reference" / "orkes-openapi.json"

@@ -16,11 +16,9 @@ import pytest
 from pydantic import SecretStr
 
 from orkes_provision.orkes.models import Credentials
-from tests.orkes.wire.recorder import Recording, capturing_context
-from tests.orkes.wire.recording import (
+from orkes_provision.probe.wire.recorder import Recording, capturing_context
+from orkes_provision.probe.wire.recording import (
     ADMIN_KEY_PLACEHOLDER,
-    CASSETTES,
-    INDEX,
     JWT,
     NEUTRAL_ORIGIN,
     SCRUBBED,
@@ -36,10 +34,11 @@ from tests.orkes.wire.recording import (
     request_body,
     response_body,
 )
-from tests.orkes.wire.scenarios import SCENARIOS, Scenario
+from orkes_provision.probe.wire.scenarios import SCENARIOS, Scenario
+from tests.orkes.wire import CASSETTES, INDEX
 
 REPLAY_ADMIN = Credentials(server=NEUTRAL_ORIGIN + "/api", key_id=ADMIN_KEY_PLACEHOLDER, secret=SecretStr(SCRUBBED))
-RERECORD = "re-record them: .venv/bin/python scripts/record_cassettes.py (see docs/reliability.md)"
+RERECORD = "re-record them: provision --profile sandbox probe --record cassettes (see docs/reliability.md)"
 
 
 def committed_index() -> dict[str, Any]:
@@ -50,7 +49,7 @@ def committed_index() -> dict[str, Any]:
 def test_every_scenario_has_a_committed_cassette_listed_in_the_index() -> None:
     index = committed_index()
     names = {s.name for s in SCENARIOS if s.portable or index["recordedAgainst"] == "sandbox"}
-    assert {p.stem for p in cassette_files()} == names, RERECORD
+    assert {p.stem for p in cassette_files(CASSETTES)} == names, RERECORD
     assert set(index["scenarios"]) == names
     for name, entry in index["scenarios"].items():
         assert entry["interactions"] == len(interactions(CASSETTES / f"{name}.yaml")), f"{name}: {RERECORD}"
@@ -84,7 +83,7 @@ def _secret_field_values(node: Any) -> list[Any]:
     return found
 
 
-@pytest.mark.parametrize("path", cassette_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", cassette_files(CASSETTES), ids=lambda p: p.stem)
 def test_a_committed_cassette_holds_no_token_secret_jwt_or_real_host(path: Path) -> None:
     text = path.read_text()
     assert not JWT.search(text), "a JWT-shaped string"

@@ -11,19 +11,18 @@ from pydantic import SecretStr
 
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
-from tests.orkes.wire.openapi_check import FULL_DOCUMENT, check, in_full_document
-from tests.orkes.wire.recorder import Recording, capturing_context
-from tests.orkes.wire.recording import (
+from orkes_provision.probe.wire.recorder import Recording, capturing_context
+from orkes_provision.probe.wire.recording import (
     ADMIN_KEY_PLACEHOLDER,
-    CASSETTES,
-    INDEX,
     NEUTRAL_ORIGIN,
     SCRUBBED,
     Exchange,
     Scrubber,
     make_vcr,
 )
-from tests.orkes.wire.scenarios import ENDPOINTS, NOT_ENDPOINTS, OUTSIDE_THE_SPEC, SCENARIOS, WORKER_CALLS
+from orkes_provision.probe.wire.scenarios import ENDPOINTS, NOT_ENDPOINTS, OUTSIDE_THE_SPEC, SCENARIOS, WORKER_CALLS
+from tests.orkes.wire import CASSETTES, INDEX
+from tests.orkes.wire.openapi_check import FULL_DOCUMENT, check, in_full_document
 from tests.sandbox.conformance import schemas
 
 REPLAY_ADMIN = Credentials(server=NEUTRAL_ORIGIN + "/api", key_id=ADMIN_KEY_PLACEHOLDER, secret=SecretStr(SCRUBBED))

@@ -34,7 +34,7 @@ OPERATIONS = [
     ("post", "/api/metadata/taskdefs"), ("put", "/api/metadata/taskdefs"), ("get", "/api/metadata/taskdefs"),
     ("get", "/api/metadata/taskdefs/{tasktype}"), ("delete", "/api/metadata/taskdefs/{tasktype}"),
     ("post", "/api/metadata/workflow"), ("put", "/api/metadata/workflow"), ("get", "/api/metadata/workflow"),
-    ("get", "/api/metadata/workflow/{name}"),
+    ("get", "/api/metadata/workflow/{name}"), ("delete", "/api/metadata/workflow/{name}/{version}"),
     ("post", "/api/workflow"), ("post", "/api/workflow/{name}"), ("get", "/api/workflow/{workflowId}"),
     ("get", "/api/tasks/poll/batch/{tasktype}"), ("get", "/api/tasks/poll/{tasktype}"),
     ("post", "/api/tasks"), ("post", "/api/tasks/update-v2"),
@@ -168,8 +168,11 @@ def build_sandbox(spec: dict[str, Any]) -> dict[str, Any]:
         for method, op in sorted(ops.items()):
             integers = {p["name"]: p["schema"].get("format", "int64") for p in op.get("parameters", [])
                         if p.get("in") == "query" and p.get("schema", {}).get("type") == "integer"}
+            booleans = sorted(p["name"] for p in op.get("parameters", [])
+                              if p.get("in") == "query" and p.get("schema", {}).get("type") == "boolean")
             operations.append({"method": method.upper(), "path": path, "operationId": op.get("operationId", ""),
-                               **({"integerQuery": integers} if integers else {})})
+                               **({"integerQuery": integers} if integers else {}),
+                               **({"booleanQuery": booleans} if booleans else {})})
     bodies = {}
     for method, path in BOUND_BODIES:
         content = spec["paths"][path][method]["requestBody"]["content"]

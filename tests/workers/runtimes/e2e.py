@@ -35,6 +35,7 @@ from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.sandbox_fixtures import SandboxFactory
 from tests.workers.launch_helpers import PROVISION, group_members, wait_for
 from tests.workers.runtimes.caches import build_environment, language_cache
 
@@ -145,7 +146,12 @@ class Lab:
 
 
 @pytest.fixture
-def lab(request: pytest.FixtureRequest, sandbox: SandboxProcess, tmp_path: Path) -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest, sandbox_factory: SandboxFactory, tmp_path: Path) -> Iterator[Lab]:
+    # The supervisor hands a dead worker's task back by searching with the worker's own key: a
+    # server that lets WORKER search (the sandbox only when asked: Orkes's docs refuse it, see
+    # docs/reliability.md). On the default sandbox 'worker run' says in one line that it cannot
+    # (tests/rotation/test_handback_strict.py); the credential agent needs no search.
+    sandbox = sandbox_factory(worker_search=True)
     language = request.param if hasattr(request, "param") else request.module.LANGUAGE
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONDUCTOR_", "ORKES_PROVISION_"))}
     env.update(sandbox.admin_env)

@@ -1,6 +1,6 @@
 """Record the wire scenarios into cassettes, then check the files for every secret the run saw.
 
-``record(admin, directory, against=...)`` is what ``scripts/record_cassettes.py`` and the recording
+``record(admin, directory, against=...)`` is what ``provision probe --record`` and the recording
 test run. It records each scenario into ``<directory>/<scenario>.yaml`` (scrubbed before writing,
 see ``recording``), writes ``index.json`` (what each cassette covers), and then reads every file
 back looking for the tokens and secrets that crossed the wire during this very run (it knows them:
@@ -10,8 +10,11 @@ never printed.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import httpx
 from orkes_provision import __version__
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
-from tests.orkes.wire.recording import (
+from orkes_provision.probe.wire.recording import (
     ADMIN_KEY_PLACEHOLDER,
     JWT,
     CaptureTransport,
@@ -29,8 +32,7 @@ from tests.orkes.wire.recording import (
     make_vcr,
     secrets_seen,
 )
-from tests.orkes.wire.scenarios import SCENARIOS, Scenario, WireContext, fast_policy
-from tests.sandbox.conformance.schemas import operation
+from orkes_provision.probe.wire.scenarios import SCENARIOS, Scenario, WireContext, fast_policy
 
 
 @dataclass
@@ -45,10 +47,20 @@ class Recording:
     index: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.cache
+def _templates() -> list[tuple[re.Pattern[str], str, str]]:
+    """(regex, method, template) of every operation of the Orkes document, literal templates first."""
+    # The sandbox ships the document's operation list; reading it needs no sandbox dependency.
+    data = json.loads(resources.files("orkes_provision.sandbox").joinpath("orkes_api.json").read_text())
+    ops = sorted(data["operations"], key=lambda o: str(o["path"]).count("{"))
+    return [(re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(o["path"])) + "$"), o["method"], o["path"])
+            for o in ops]
+
+
 def operation_of(method: str, path: str) -> str:
     """``METHOD /api/template`` for a request path as sent (percent-encoded); the literal path when unknown."""
-    found = operation(method, path)
-    return f"{method.upper()} {found[0] if found else path}"
+    found = next((t for regex, m, t in _templates() if m == method.upper() and regex.match(path)), None)
+    return f"{method.upper()} {found or path}"
 
 
 def capturing_context(admin: Credentials, sink: list[Exchange]) -> WireContext:

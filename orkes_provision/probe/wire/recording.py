@@ -1,6 +1,6 @@
 """Recording and replaying the client's HTTP traffic with vcrpy, secrets scrubbed before anything is written.
 
-Used by the cassette tests (replay, ``record_mode="none"``) and by ``scripts/record_cassettes.py``
+Used by the cassette tests (replay, ``record_mode="none"``) and by ``provision probe --record``
 (recording against the sandbox or a real Orkes server). Scrubbing happens in vcr's
 ``before_record_request``/``before_record_response`` hooks, which vcr also applies to every
 request it looks up on replay, so scrubbed cassettes still match:
@@ -33,10 +33,6 @@ from typing import Any
 import httpx
 import vcr
 import yaml
-
-REPO = Path(__file__).resolve().parents[3]
-CASSETTES = REPO / "cassettes"
-INDEX = CASSETTES / "index.json"
 
 SCRUBBED = "[scrubbed]"
 ADMIN_KEY_PLACEHOLDER = "[admin-key-id]"
@@ -209,7 +205,7 @@ def _secret_values(raw: bytes) -> Iterator[str]:
 # ----------------------------------------------------------------------------------------- reading cassettes
 
 
-def cassette_files(directory: Path = CASSETTES) -> list[Path]:
+def cassette_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.yaml"))
 
 

@@ -6,7 +6,7 @@ sends exactly the recorded requests AND still understands the recorded answers. 
 (``orkes-provision-cassette-*``) so that request bodies match on replay; ids come from the answers.
 
 Scenarios marked ``portable`` only use the documented Orkes API and can be recorded against a real
-Orkes server (``scripts/record_cassettes.py``); the others use the sandbox's fault plan. A portable
+Orkes server (``provision probe --record DIR``); the others use the sandbox's fault plan. A portable
 scenario cleans up what it created, even when it fails half-way (the workflow it starts is left
 to time out after 60 s, and its workflow definition stays: the client has no call to delete one).
 """
@@ -78,16 +78,21 @@ ENDPOINTS: dict[str, str] = {
     "get_task": "GET /api/tasks/{taskId}",
     "return_task_to_queue": "POST /api/tasks",
     "get_poll_data": "GET /api/tasks/queue/polldata",
+    "delete_workflow_def": "DELETE /api/metadata/workflow/{name}/{version}",
+    "poll_tasks": "GET /api/tasks/poll/batch/{tasktype}",
+    "complete_task": "POST /api/tasks",
+    "token_answer": "POST /api/token",
 }
 # Public OrkesClient attributes that are not calls to the server.
-NOT_ENDPOINTS = frozenset({"close", "request_count", "key_id", "server", "credentials", "timeout", "retry_policy"})
+NOT_ENDPOINTS = frozenset({"close", "request_count", "key_id", "server", "credentials", "timeout", "retry_policy",
+                           "rate_limited_answers"})
 # Operations a scenario calls that the Orkes OpenAPI document does not describe: the sandbox's own
 # test hooks (``SandboxClient``). Everything else the client sends must be in the document.
 OUTSIDE_THE_SPEC = frozenset({"POST /api/sandbox/faults", "DELETE /api/sandbox/faults"})
 # Operations a scenario sends itself, as a worker would, to give the server something to report
-# (``WireContext.http``). They are in the document and checked like the client's requests, but no
-# OrkesClient method sends them: nothing in this tool takes a task.
-WORKER_CALLS = frozenset({"GET /api/tasks/poll/batch/{tasktype}"})
+# (``WireContext.http``), that no OrkesClient method sends. The batch poll was one until
+# ``poll_tasks`` (``provision probe`` takes a task to see it handed back): none left.
+WORKER_CALLS: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -347,7 +352,7 @@ def workflow_defs(ctx: WireContext) -> None:
                                           "ownerEmail": "orkes-provision@example.com", "schemaVersion": 2,
                                           "tasks": [{"name": task, "taskReferenceName": "step", "type": "SIMPLE"}]})
         listed = [d for d in client.list_workflow_defs() if d.get("name") == flow]
-        assert sorted(d.get("version") for d in listed) == [1, 2]
+        assert sorted(int(d.get("version") or 0) for d in listed) == [1, 2]
         assert all(d["tasks"][0]["taskReferenceName"] == "step" for d in listed)
 
 
@@ -381,6 +386,17 @@ def sandbox_faults(ctx: WireContext) -> None:
         client.clear_faults()
 
 
+def probe(ctx: WireContext) -> None:
+    """``provision probe``: every behaviour observed (none an error), and no probe object left behind."""
+    from orkes_provision.probe import run_probe
+
+    report = run_probe(ctx.admin, lambda credentials: ctx.client(credentials))
+    errors = [o.line() for o in report.observations if o.observed == "error"]
+    assert not errors, errors
+    assert len(report.observations) >= 12
+    assert report.left == []
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -400,6 +416,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("task_requeue", task_requeue, portable=True),
     Scenario("poll_data", poll_data, portable=True),
     Scenario("workflow_defs", workflow_defs, portable=True),
+    Scenario("probe", probe, portable=True),
     Scenario("permission_denied", permission_denied, portable=False),
     Scenario("sandbox_faults", sandbox_faults, portable=False),
 )
