@@ -35,9 +35,16 @@ pytest.importorskip("starlette", reason="the sandbox extra is not installed")
 from orkes_provision.sandbox.harness import SandboxProcess
 
 BIN = str(Path(sys.executable).parent)
-PROBE = """import json, os, sys
-json.dump({k: os.environ.get(k) for k in ("CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET")},
-          open(sys.argv[1], "w"))
+# The worker's credentials are tried while it runs: behind the credential agent they work only then.
+PROBE = """import json, os, sys, urllib.request
+given = {k: os.environ.get(k) for k in ("CONDUCTOR_SERVER_URL", "CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET")}
+body = json.dumps({"keyId": given["CONDUCTOR_AUTH_KEY"], "keySecret": given["CONDUCTOR_AUTH_SECRET"]}).encode()
+request = urllib.request.Request(given["CONDUCTOR_SERVER_URL"] + "/token", body, {"Content-Type": "application/json"})
+try:
+    given["tokenStatus"] = urllib.request.urlopen(request, timeout=10).status
+except urllib.error.HTTPError as err:
+    given["tokenStatus"] = err.code
+json.dump(given, open(sys.argv[1], "w"))
 """
 _COMMAND = re.compile(r"(?:^\s*|: )(provision\s.*)$")
 _PLACEHOLDER = re.compile(r"<[^>]*>|\b(?:APP|TASK|KEY_ID|PATH|SPEC|NAME|ID)\b")
@@ -138,9 +145,13 @@ def test_the_run_step_of_app_works_in_a_fresh_shell_without_conductor_variables(
     entry = run_printed(world, "app with CONDUCTOR_* set", "app: Next", command, cwd)
 
     given = json.loads((cwd / "probe.json").read_text())
-    assert given["CONDUCTOR_SERVER_URL"] == world.sandbox.url
-    assert world.admin.exchange_token(given["CONDUCTOR_AUTH_KEY"], SecretStr(given["CONDUCTOR_AUTH_SECRET"]))
-    entry.effect = "worker started with the stored key, which authenticates"
+    stored = parse_env((cwd / "w.env").read_text())
+    # Through the credential agent: a local key on a loopback URL, which authenticates there.
+    assert given["CONDUCTOR_SERVER_URL"] != world.sandbox.url
+    assert given["CONDUCTOR_AUTH_KEY"] != stored["CONDUCTOR_AUTH_KEY"]
+    assert given["tokenStatus"] == 200
+    assert world.admin.exchange_token(stored["CONDUCTOR_AUTH_KEY"], SecretStr(stored["CONDUCTOR_AUTH_SECRET"]))
+    entry.effect = "worker started behind the agent serving the stored key; its local key authenticates"
 
 
 def test_the_worker_role_step_of_a_non_worker_app(world: World, cwd: Path) -> None:
@@ -300,5 +311,6 @@ def test_the_run_step_of_apply(world: World, cwd: Path) -> None:
     entry = run_printed(world, "apply", "apply: Next", command, cwd)
 
     given = json.loads((cwd / "probe.json").read_text())
-    assert given["CONDUCTOR_AUTH_KEY"] == parse_env((cwd / "secrets" / "a.env").read_text())["CONDUCTOR_AUTH_KEY"]
-    entry.effect = "worker started with the applied key"
+    assert given["CONDUCTOR_AUTH_KEY"] != parse_env((cwd / "secrets" / "a.env").read_text())["CONDUCTOR_AUTH_KEY"]
+    assert given["tokenStatus"] == 200, "the agent serving the applied key accepts the worker's local key"
+    entry.effect = "worker started behind the agent serving the applied key"
