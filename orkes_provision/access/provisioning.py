@@ -76,6 +76,9 @@ def stored_key_status(client: OrkesClient, state: ServerState, spec: AppSpec,
     return key_status(state, spec, stored, lambda: stored is not None and key_authenticates(client, stored))
 
 
+# complexity: the one ordered sequence of an application's provisioning (resolve, plan, create, key,
+# deliver, verify, report), each step with its dry-run and already-there branch; split, the steps
+# would pass the half-built result between them.
 def provision_app(client: OrkesClient, *, server: str, spec: AppSpec, store: CredentialStore | None,
                   store_spec: str | None = None, register_tasks: bool = False, dry_run: bool = False,
                   actor: str | None = None, force: bool = False,
