@@ -150,6 +150,7 @@ PLAN: tuple[Step, ...] = (
     Step("token", ("token", "{app}", "--ttl", "5m", "--store", W), says="eyJ"),
     Step("audit", ("audit", "--since", "1h"), says="create_app"),
     Step("audit verify", ("audit", "verify"), says="chain intact"),
+    Step("probe", ("probe",), says="duplicate-application-names: "),
     Step("login", ("login", "--profile", "conv", "--server", "{server}", "--key-id", "{admin_key}"),
          stdin="{admin_secret}\n", says="Saved profile 'conv'"),
     Step("apps delete", ("apps", "delete", "{app}-gone", "--yes"), says="Deleted application {app}-gone",

@@ -52,7 +52,8 @@ def fleet_of(admin: OrkesClient, server: str, tmp_path: Path, count: int) -> lis
 
 @contextlib.contextmanager
 def supervised(app: WorkerApp, store: EnvFileStore, env: dict[str, str], log: Path) -> Iterator[None]:
-    cmd = [PROVISION, "run", "--app", app.name, "--store", store.spec, "--no-preflight", "--supervise", "--",
+    cmd = [PROVISION, "run", "--app", app.name, "--store", store.spec, "--no-preflight", "--no-agent", "--supervise",
+           "--",
            "sh", "-c", "exec sleep 120"]
     with process_group(cmd, env=env, cwd=REPO, log=log, append=False, stop_timeout=15):
         yield

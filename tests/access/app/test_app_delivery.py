@@ -108,7 +108,8 @@ def test_worker_run_doctor_and_deploy_find_the_key_where_app_delivered_it(
     assert f"Key store: env-file:{project}/worker.env (from where this machine delivered its key" in deploy.stderr
     assert f"the pods would reach Conductor at {sandbox.url}, a loopback address" in deploy.stderr
 
-    worker = subprocess.Popen([str(Path(sys.executable).with_name("provision")), "worker", "run", "greetings"],
+    worker = subprocess.Popen([str(Path(sys.executable).with_name("provision")), "worker", "run", "greetings",
+                               "--no-agent"],
                               cwd=project, env={**os.environ, **sandbox.admin_env}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

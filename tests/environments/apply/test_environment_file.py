@@ -156,7 +156,7 @@ MALFORMED = [
     ('name = "x"\n[[tasks]]\nname = "t"\ntimeout_seconds = 5\n',
      "tasks[0].timeout_seconds: unknown key; did you mean 'timeoutSeconds'?"),
     ('name = "x"\n[[applications]]\nname = "a"\ncolour = "blue"\n',
-     "applications[0].colour: unknown key (allowed: name, roles, store, grants, owned, keyMaxAge)"),
+     "applications[0].colour: unknown key (allowed: name, roles, store, grants, workflowTasks, owned, keyMaxAge)"),
     ('[[applications]]\nname = "a"\n', "required key 'name' is missing"),
     ('name = "x"\n[[applications]]\nroles = ["WORKER"]\n', "applications[0]: required key 'name' is missing"),
     ('name = "x"\n[[applications]]\nname = "a"\nroles = ["BOSS"]\n',

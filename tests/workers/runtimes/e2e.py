@@ -123,11 +123,12 @@ class Lab:
         return subprocess.run([str(PROVISION), *args], cwd=self.project if self.project.is_dir() else self.tmp,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def start_worker(self) -> Run:
+    def start_worker(self, *options: str) -> Run:
         n = len(self.runs)
         stdout, stderr = self.tmp / f"worker{n}.out", self.tmp / f"worker{n}.err"
         with stdout.open("wb") as out, stderr.open("wb") as err:
-            proc = subprocess.Popen([str(PROVISION), "worker", "run", "greetings", "--json"], cwd=self.project,
+            proc = subprocess.Popen([str(PROVISION), "worker", "run", "greetings", "--json", *options],
+                                    cwd=self.project,
                                     env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True)
         run = Run(proc, stderr, stdout)

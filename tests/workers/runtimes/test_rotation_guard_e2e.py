@@ -43,7 +43,7 @@ def test_a_new_worker_that_cannot_authenticate_leaves_the_old_worker_and_key_and
                                        f'command = ["sh", "-c", {json.dumps(GUARDED)}]')
     text = text.replace("# env = { CONDUCTOR_LOG_LEVEL = \"INFO\" }", f'env = {{ FIRST_KEY = "{first_key}" }}')
     project.write_text(text)
-    run = lab.start_worker()
+    run = lab.start_worker("--no-agent")  # the supervisor's key switch; behind the agent no process is replaced
     wait_for(lambda: run.events("started") or run.proc.poll() is not None, 60, "the worker to start")
     old = run.events("started")[0]
     assert complete_workflow(lab, "Orkes", run)["output"] == {"greeting": "Hello, Orkes"}
