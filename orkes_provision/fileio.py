@@ -13,10 +13,13 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orkes_provision import trust
+
+R = TypeVar("R")
 
 PRIVATE_MODE = 0o600
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -102,3 +105,34 @@ def write_state(path: Path, data: bytes) -> None:
     """Replace a state file (deliveries, intents, rotation records): its directory made 0700 and checked."""
     trust.private_directory(path.parent)
     write_private_file(path, data)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def live_records(directory: Path, read: Callable[[Path], R | None], pid_of: Callable[[R], int]) -> list[R]:
+    """The registration files (``*.json``) that running processes keep in ``directory`` (supervisors,
+    agents), read with ``read``; the file of a process that is gone is removed on the way (a SIGKILLed
+    process cannot remove its own)."""
+    try:
+        paths = sorted(directory.glob("*.json"))
+    except OSError:
+        return []
+    found: list[R] = []
+    for path in paths:
+        record = read(path)
+        if record is None:
+            continue
+        if not pid_alive(pid_of(record)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        found.append(record)
+    return found

@@ -30,7 +30,8 @@ from orkes_provision.agent.instances import Instances, LocalCredential
 from orkes_provision.agent.metrics import Metrics
 from orkes_provision.agent.proxy import Proxy
 from orkes_provision.agent.registry import AgentRecord, record_path, remove_record, write_record
-from orkes_provision.agent.upstream import AgentKey, KeyHolder, Unavailable, fingerprint
+from orkes_provision.agent.upstream import KeyHolder, Unavailable, fingerprint
+from orkes_provision.credentials.stores.base import HeldKey
 from orkes_provision.errors import AuthenticationError, ProvisionError, UsageError
 from orkes_provision.orkes.transport import proxy_for
 from orkes_provision.orkes.urls import is_loopback_address, is_loopback_host, normalize_server_url, server_root
@@ -46,7 +47,7 @@ class Agent:
     never switched. ``on_event(message)`` receives one line per thing worth saying (no secret).
     """
 
-    def __init__(self, key: AgentKey, *, app: str, key_watch: Callable[[], AgentKey | None] | None = None,
+    def __init__(self, key: HeldKey, *, app: str, key_watch: Callable[[], HeldKey | None] | None = None,
                  host: str = "127.0.0.1", port: int = 0, on_event: Callable[[str], None] | None = None,
                  key_poll: float = 1.0, insecure_http: bool = False, register: bool = True) -> None:
         if not is_loopback_host(host):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orkes_provision.credentials.stores.base import canonical_server
-from orkes_provision.fileio import atomic_write
+from orkes_provision.fileio import atomic_write, live_records, read_json
 from orkes_provision.paths import state_dir
 
 
@@ -59,40 +59,16 @@ def remove_record(path: Path) -> None:
 def serving_agents(server: str, app: str) -> list[AgentRecord]:
     """The live local agents of ``app`` on ``server``."""
     server = canonical_server(server)
-    found: list[AgentRecord] = []
-    try:
-        paths = sorted(agents_dir().glob("*.json"))
-    except OSError:
-        return found
-    for path in paths:
-        record = _read(path)
-        if record is None:
-            continue
-        if not _alive(record.pid):
-            with contextlib.suppress(OSError):
-                path.unlink()
-            continue
-        if canonical_server(record.server) == server and record.app == app:
-            found.append(record)
-    return found
+    return [record for record in live_records(agents_dir(), _read, lambda record: record.pid)
+            if canonical_server(record.server) == server and record.app == app]
 
 
 def _read(path: Path) -> AgentRecord | None:
     try:
-        data: Any = json.loads(path.read_text())
+        data: Any = read_json(path, None)  # under the trust rule, as the supervisors' files are
         refused = data.get("refusedKeyId")
         return AgentRecord(pid=int(data["pid"]), server=str(data["server"]), app=str(data["app"]),
                            key_id=str(data["keyId"]), url=str(data["url"]), state=str(data["state"]),
                            refused_key_id=str(refused) if refused else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Protocol
 
-from pydantic import SecretStr
-
+from orkes_provision.credentials.stores.base import HeldKey
 from orkes_provision.errors import AuthenticationError, ProvisionError
 from orkes_provision.orkes.auth import jwt_lifetime
 from orkes_provision.orkes.client import OrkesClient
@@ -22,19 +20,6 @@ from orkes_provision.orkes.urls import normalize_server_url
 
 DEFAULT_LIFETIME = 45 * 60.0
 REFRESH_MARGIN = 60.0
-
-
-class AgentKey(Protocol):
-    """What the agent needs of a stored key (``credentials.stores.StoredKey`` has it)."""
-
-    @property
-    def server(self) -> str: ...
-
-    @property
-    def key_id(self) -> str: ...
-
-    @property
-    def secret(self) -> SecretStr: ...
 
 
 class Unavailable(Exception):
@@ -46,7 +31,7 @@ class Unavailable(Exception):
         self.message = message
 
 
-def fingerprint(key: AgentKey) -> str:
+def fingerprint(key: HeldKey) -> str:
     """Tells two keys apart without keeping or showing the secret."""
     return hashlib.sha256(f"{key.key_id.strip()}\0{key.secret.get_secret_value().strip()}".encode()).hexdigest()
 
@@ -54,7 +39,7 @@ def fingerprint(key: AgentKey) -> str:
 class KeyHolder:
     """The current key and token; used from the agent's event loop only."""
 
-    def __init__(self, key: AgentKey, *, insecure_http: bool = False, timeout: float = 10.0) -> None:
+    def __init__(self, key: HeldKey, *, insecure_http: bool = False, timeout: float = 10.0) -> None:
         self.key = key
         self.insecure_http = insecure_http
         self.timeout = timeout
@@ -98,7 +83,7 @@ class KeyHolder:
             raise Unavailable(503, f"the server does not answer the agent ({err.message})") from None
         self._install(token, started)
 
-    def switch(self, key: AgentKey, token: str, started: float) -> None:
+    def switch(self, key: HeldKey, token: str, started: float) -> None:
         """Use ``key`` from now on, with ``token`` already minted for it (``exchange``)."""
         self.key = key
         self._install(token, started)
@@ -110,12 +95,12 @@ class KeyHolder:
         self._token = token
         self.state, self.problem = "ready", None
 
-    async def exchange(self, key: AgentKey) -> str:
+    async def exchange(self, key: HeldKey) -> str:
         """A token for ``key`` (to verify a new key before switching to it); raises ``ProvisionError``."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._exchange_sync, key)
 
-    def _exchange_sync(self, key: AgentKey) -> str:
+    def _exchange_sync(self, key: HeldKey) -> str:
         server = normalize_server_url(key.server, insecure_http=True)
         credentials = Credentials(server=server, key_id=key.key_id.strip(), secret=key.secret)
         with OrkesClient(credentials, timeout=self.timeout, max_retries=1, insecure_http=self.insecure_http) as client:

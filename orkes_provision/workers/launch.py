@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from pydantic import SecretStr
 
+from orkes_provision.credentials.stores.base import HeldKey
 from orkes_provision.errors import ConfigError, ProvisionError, StoreError, VerificationFailed
 from orkes_provision.orkes.urls import is_loopback_host, normalize_server_url
 
@@ -63,19 +64,6 @@ RUNTIME_ALIASES: dict[str, dict[str, str]] = {
 }
 
 
-class WorkerKey(Protocol):
-    """What the launcher needs of a stored key (``stores.StoredKey`` has it)."""
-
-    @property
-    def server(self) -> str: ...
-
-    @property
-    def key_id(self) -> str: ...
-
-    @property
-    def secret(self) -> SecretStr: ...
-
-
 class CommandNotFound(ProvisionError):
     """The worker command does not exist (exit 127, as a shell would)."""
 
@@ -92,7 +80,7 @@ class CommandNotExecutable(ProvisionError):
     default_hint = "check that the file is executable (chmod +x) and is a program or a script with a #! line"
 
 
-def worker_environment(base_env: Mapping[str, str], key: WorkerKey, runtime: str | None = None,
+def worker_environment(base_env: Mapping[str, str], key: HeldKey, runtime: str | None = None,
                        extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a worker process: ``base_env`` plus ``extra`` plus the credentials.
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from orkes_provision.credentials.stores.base import HeldKey
 from orkes_provision.errors import ProvisionError
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.orkes.urls import normalize_server_url
-from orkes_provision.workers.launch import WorkerKey
 
 
-def has_polled(key: WorkerKey, worker_id: str, task_types: Sequence[str], *, timeout: float = 5.0) -> bool:
+def has_polled(key: HeldKey, worker_id: str, task_types: Sequence[str], *, timeout: float = 5.0) -> bool:
     """True when the poll data of one of ``task_types`` shows a poll under ``worker_id``.
 
     Read with ``key`` itself; a key that cannot read it (does not authenticate) answers False.

@@ -34,12 +34,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orkes_provision.credentials.stores.base import HeldKey
 from orkes_provision.errors import PermissionDenied
 from orkes_provision.orkes import serverfacts
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, app_subject
 from orkes_provision.orkes.urls import normalize_server_url
-from orkes_provision.workers.launch import WorkerKey
 
 PAGE_SIZE = 100
 MAX_CANDIDATES = 1000  # bounds the reads of one pass; the next pass takes the rest
@@ -48,7 +48,7 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
 # The key to requeue with is the worker's own (a ``StoredKey``), which may execute its tasks.
-RequeueKey = WorkerKey
+RequeueKey = HeldKey
 
 
 class RequeueImpossible(PermissionDenied):

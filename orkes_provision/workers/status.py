@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orkes_provision.credentials.stores.base import canonical_server
-from orkes_provision.fileio import read_json, write_state
+from orkes_provision.fileio import live_records, read_json, write_state
 from orkes_provision.paths import state_dir
 
 log = logging.getLogger(__name__)
@@ -98,22 +98,8 @@ class SupervisorStatus:
 def supervised_workers(server: str, app: str) -> list[SupervisedWorkers]:
     """The live local supervisors of ``app`` on ``server`` and the keys their workers use."""
     server = canonical_server(server)
-    found: list[SupervisedWorkers] = []
-    try:
-        paths = sorted(status_dir().glob("*.json"))
-    except OSError:
-        return found
-    for path in paths:
-        entry = _read(path)
-        if entry is None:
-            continue
-        if not _alive(entry.supervisor_pid):
-            with contextlib.suppress(OSError):
-                path.unlink()  # a supervisor that was killed: its file is stale
-            continue
-        if entry.server == server and entry.app == app:
-            found.append(entry)
-    return found
+    return [entry for entry in live_records(status_dir(), _read, lambda entry: entry.supervisor_pid)
+            if entry.server == server and entry.app == app]
 
 
 def _read(path: Path) -> SupervisedWorkers | None:
@@ -126,14 +112,6 @@ def _read(path: Path) -> SupervisedWorkers | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 @dataclass(frozen=True)

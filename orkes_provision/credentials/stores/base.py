@@ -10,6 +10,20 @@ from pydantic import SecretStr
 from orkes_provision.orkes.urls import normalize_server_url
 
 
+class HeldKey(Protocol):
+    """A key with the server it is for, whatever holds it (``StoredKey`` is one): what the launcher,
+    the agent and the hand-back need of a key."""
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def secret(self) -> SecretStr: ...
+
+
 @dataclass(frozen=True)
 class StoredKey:
     """An access key of application ``app`` on ``server`` (normalised, ends with ``/api``)."""
