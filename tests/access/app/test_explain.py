@@ -15,7 +15,7 @@ import pytest
 
 from orkes_provision.errors import PermissionDenied
 from orkes_provision.orkes.client import OrkesClient
-from orkes_provision.orkes.models import Credentials, Subject, TaskDef, Target, app_subject, group_subject
+from orkes_provision.orkes.models import Credentials, Subject, Target, TaskDef, app_subject, group_subject
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests.cli import output, provision
 from tests.sandbox_fixtures import one_sandbox
@@ -75,7 +75,8 @@ def make_case(admin: OrkesClient, kind: str) -> tuple[Case, OrkesClient]:
     name = f"explain-{uuid.uuid4().hex[:8]}"
     app = admin.create_application(name)
     if kind == "task":
-        admin.register_task_defs([TaskDef.model_validate({"name": name, "tags": [{"key": "team", "value": "explain"}]})])
+        tags = [{"key": "team", "value": "explain"}]
+        admin.register_task_defs([TaskDef.model_validate({"name": name, "tags": tags})])
         admin.add_role(app.id, "WORKER")
     else:
         admin.register_task_defs([TaskDef(name=f"{name}-task")])
