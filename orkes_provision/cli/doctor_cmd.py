@@ -3,7 +3,8 @@ application holds what its workers and starters need."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,14 +26,39 @@ if TYPE_CHECKING:
     from orkes_provision.access.doctor import DoctorReport, KeyPolicy
 
 
+def _needs(task_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--task, --workflow and --domain: what doctor and explain check."""
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed([
+            click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME, help=task_help),
+            click.option("--workflow", "workflows", multiple=True, metavar="WORKFLOW", type=WORKFLOW_NAME,
+                         help="A workflow APP starts (repeatable): checks EXECUTE on it."),
+            click.option("--domain", "domains", multiple=True, metavar="DOMAIN", type=DOMAIN,
+                         help="A domain the worker polls in (repeatable): a DOMAIN grant counts for these only."),
+        ]):
+            func = option(func)
+        return func
+    return apply
+
+
+def _emit_report(report: DoctorReport, extra: dict[str, Any]) -> None:
+    """The report on stdout; a failed check is an error like any other command's: its object is on
+    stdout too (in the report, which stays one document), not only on stderr."""
+    from orkes_provision.errors import VerificationFailed
+
+    failure = None
+    if not report.ok:
+        first = report.problems[0]
+        failure = VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
+                                     first.fix or "see the report above")
+    emit(report.to_dict() | extra | (failure.to_dict() if failure else {}), report.render)
+    if failure is not None:
+        raise failure
+
+
 @click.command("doctor")
 @click.argument("app", required=False, type=APP_NAME)
-@click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME,
-              help="A task the worker polls (repeatable; default: the project file's, else the app's granted tasks).")
-@click.option("--workflow", "workflows", multiple=True, metavar="WORKFLOW", type=WORKFLOW_NAME,
-              help="A workflow the application starts (repeatable): checks EXECUTE on it.")
-@click.option("--domain", "domains", multiple=True, metavar="DOMAIN", type=DOMAIN,
-              help="A domain the worker polls in (repeatable): a DOMAIN grant counts for these only.")
+@_needs("A task the worker polls (repeatable; default: the project file's, else the app's granted tasks).")
 @click.option("--store", "store_spec", metavar="SPEC",
               help="Where the worker's key is (default: the project file's, else where this machine delivered "
                    f"it, else the keyring): {STORE_KINDS}.")
@@ -79,7 +105,7 @@ def doctor(app: str | None, tasks: tuple[str, ...], workflows: tuple[str, ...], 
         unknown_application,
     )
     from orkes_provision.credentials.stores import open_store
-    from orkes_provision.errors import ProvisionError, StoreError, VerificationFailed
+    from orkes_provision.errors import ProvisionError, StoreError
     from orkes_provision.workers.project import load_project
 
     project = load_project()
@@ -112,27 +138,12 @@ def doctor(app: str | None, tasks: tuple[str, ...], workflows: tuple[str, ...], 
                           require_tasks=True, polls=True, key_policy=policy, workflows=list(workflows),
                           domains=domains)
     _agents(report, credentials.server, name, key.key_id if key is not None else None)
-    failure = None
-    if not report.ok:
-        first = report.problems[0]
-        failure = VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
-                                     first.fix or "see the report above")
-    # A failed check is an error like any other command's: its object is on stdout too (in the report,
-    # which stays one document), not only on stderr.
-    emit(report.to_dict() | {"store": choice.value, "storeSource": choice.source}
-         | (failure.to_dict() if failure else {}), report.render)
-    if failure is not None:
-        raise failure
+    _emit_report(report, {"store": choice.value, "storeSource": choice.source})
 
 
 @click.command("explain")
 @click.argument("app", required=False, type=APP_NAME)
-@click.option("--task", "tasks", multiple=True, metavar="TASK", type=TASK_NAME,
-              help="A task a worker of APP polls (repeatable).")
-@click.option("--workflow", "workflows", multiple=True, metavar="WORKFLOW", type=WORKFLOW_NAME,
-              help="A workflow APP starts (repeatable).")
-@click.option("--domain", "domains", multiple=True, metavar="DOMAIN", type=DOMAIN,
-              help="A domain the worker polls in (repeatable): a DOMAIN grant counts for these only.")
+@_needs("A task a worker of APP polls (repeatable).")
 @common_options
 def explain(app: str | None, tasks: tuple[str, ...], workflows: tuple[str, ...], domains: tuple[str, ...]) -> None:
     """Explain how APP holds what its workers and starters need, or why it would get 403.
@@ -156,7 +167,6 @@ def explain(app: str | None, tasks: tuple[str, ...], workflows: tuple[str, ...],
     from orkes_provision.access.state import find_application
     from orkes_provision.cli.context import hint_options, make_client, resolve_server_credentials
     from orkes_provision.credentials.delivery import Hints, choose_app_name
-    from orkes_provision.errors import VerificationFailed
     from orkes_provision.workers.project import load_project
 
     project = load_project()
@@ -169,14 +179,7 @@ def explain(app: str | None, tasks: tuple[str, ...], workflows: tuple[str, ...],
                                     and project.application and project.application.name == name else [])
         report = explain_access(client, application, tasks=task_list, workflows=list(workflows), domains=domains,
                                 hints=Hints(app=application.name, options=hint_options()))
-    failure = None
-    if not report.ok:
-        first = report.problems[0]
-        failure = VerificationFailed(f"{len(report.problems)} problem(s) found; first: {first.problem}",
-                                     first.fix or "see the report above")
-    emit(report.to_dict() | (failure.to_dict() if failure else {}), report.render)
-    if failure is not None:
-        raise failure
+    _emit_report(report, {})
 
 
 def _agents(report: DoctorReport, server: str, app: str, stored_key_id: str | None) -> None:
