@@ -67,13 +67,9 @@ MODIFICATIONS = [
     "GET /api/groups/{id}/users: the document types the answer as an object, but the Orkes docs "
     "(get-all-users-in-group) and the SDKs read a list of users (ConductorUser); the subset says so.",
     "UpsertUserRequest.roles, UpsertGroupRequest.roles: dropped the 'enum' on the array itself (a generator slip "
-    "that no array can match), and the items' enum lists every role the Orkes docs (users/create-user, "
-    "groups/create-group: USER_READ_ONLY) and the Java SDK's RolesEnum accept; the document's five are among them.",
+    "that no array can match) and the items' enum: users and groups also hold custom roles (custom-roles.mdx), "
+    "any name created through /api/roles; the server checks that the role exists (the sandbox: 400).",
 ]
-# The roles users and groups may hold (conductor-oss/java-sdk UpsertUserRequest.RolesEnum, in its order).
-PEOPLE_ROLES = ["ADMIN", "USER", "USER_READ_ONLY", "WORKER", "UNRESTRICTED_WORKER", "METADATA_MANAGER",
-                "WORKFLOW_MANAGER", "APPLICATION_MANAGER", "APPLICATION_CREATOR", "METADATA_API", "PROMPT_MANAGER"]
-
 ACCESS_KEY_LIST = {"type": "array", "items": {
     "type": "object", "required": ["id", "createdAt", "status"], "properties": {
         "id": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"},
@@ -99,7 +95,7 @@ def _corrected(spec: dict[str, Any]) -> dict[str, Any]:
     for name in ("UpsertUserRequest", "UpsertGroupRequest"):
         roles = schemas[name]["properties"]["roles"]
         roles.pop("enum", None)
-        roles["items"]["enum"] = PEOPLE_ROLES
+        roles["items"].pop("enum", None)
     return schemas
 
 
