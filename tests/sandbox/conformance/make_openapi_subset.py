@@ -69,7 +69,41 @@ MODIFICATIONS = [
     "UpsertUserRequest.roles, UpsertGroupRequest.roles: dropped the 'enum' on the array itself (a generator slip "
     "that no array can match) and the items' enum: users and groups also hold custom roles (custom-roles.mdx), "
     "any name created through /api/roles; the server checks that the role exists (the sandbox: 400).",
+    "/api/roles...: added (the document lacks them) as conductor-python's RoleResourceApi calls them, with the "
+    "document's Role schema and the SDK's CreateOrUpdateRoleRequest.",
 ]
+# Operations the document lacks that an official SDK calls: conductor-python's RoleResourceApi
+# (``http/api/role_resource_api.py``; ``http/models/role.py``, ``create_or_update_role_request.py``), with the
+# response types it declares. Added to both files, so that requests to them are checked like the others.
+_ROLE = {"$ref": "#/components/schemas/Role"}
+_ROLE_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/CreateOrUpdateRoleRequest"}}}}
+_NAME = [{"in": "path", "name": "name", "required": True, "schema": {"type": "string"}}]
+
+
+def _answer(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
+SDK_PATHS: dict[str, dict[str, Any]] = {
+    "/api/roles": {
+        "get": {"operationId": "listAllRoles", "responses": _answer({"type": "array", "items": _ROLE})},
+        "post": {"operationId": "createRole", "requestBody": _ROLE_BODY, "responses": _answer({"type": "object"})}},
+    "/api/roles/system": {"get": {"operationId": "listSystemRoles", "responses": _answer(
+        {"type": "object", "additionalProperties": _ROLE})}},
+    "/api/roles/custom": {"get": {"operationId": "listCustomRoles",
+                                  "responses": _answer({"type": "array", "items": _ROLE})}},
+    "/api/roles/permissions": {"get": {"operationId": "listAvailablePermissions",
+                                       "responses": _answer({"type": "object"})}},
+    "/api/roles/{name}": {
+        "get": {"operationId": "getRole", "parameters": _NAME, "responses": _answer({"type": "object"})},
+        "put": {"operationId": "updateRole", "parameters": _NAME, "requestBody": _ROLE_BODY,
+                "responses": _answer({"type": "object"})},
+        "delete": {"operationId": "deleteRole", "parameters": _NAME, "responses": _answer({"type": "object"})}},
+}
+SDK_SCHEMAS = {"CreateOrUpdateRoleRequest": {"type": "object", "properties": {
+    "name": {"type": "string"}, "permissions": {"type": "array", "items": {"type": "string"}}}}}
+
 ACCESS_KEY_LIST = {"type": "array", "items": {
     "type": "object", "required": ["id", "createdAt", "status"], "properties": {
         "id": {"type": "string"}, "createdAt": {"type": "integer", "format": "int64"},
@@ -90,7 +124,7 @@ def _refs(node: Any, found: set[str]) -> None:
 
 def _corrected(spec: dict[str, Any]) -> dict[str, Any]:
     """The component schemas with the corrections of ``MODIFICATIONS`` (on a copy)."""
-    schemas: dict[str, Any] = json.loads(json.dumps(spec["components"]["schemas"]))
+    schemas: dict[str, Any] = json.loads(json.dumps(spec["components"]["schemas"])) | SDK_SCHEMAS
     schemas["TargetRef"]["properties"]["id"].pop("enum", None)
     for name in ("UpsertUserRequest", "UpsertGroupRequest"):
         roles = schemas[name]["properties"]["roles"]
@@ -107,6 +141,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
         kept["responses"] = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         paths.setdefault(path, {})[method] = kept
     schemas = _corrected(spec)
+    paths.update(json.loads(json.dumps(SDK_PATHS)))
     keys = paths["/api/applications/{id}/accessKeys"]["get"]["responses"]["200"]["content"]["application/json"]
     keys["schema"] = ACCESS_KEY_LIST
     members = paths["/api/groups/{id}/users"]["get"]["responses"]["200"]["content"]
@@ -160,7 +195,7 @@ def _binding_schema(node: Any) -> Any:
 def build_sandbox(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = _corrected(spec)
     operations = []
-    for path, ops in sorted(spec["paths"].items()):
+    for path, ops in sorted((spec["paths"] | SDK_PATHS).items()):
         for method, op in sorted(ops.items()):
             integers = {p["name"]: p["schema"].get("format", "int64") for p in op.get("parameters", [])
                         if p.get("in") == "query" and p.get("schema", {}).get("type") == "integer"}
