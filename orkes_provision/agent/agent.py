@@ -109,9 +109,10 @@ class Agent:
         ready.result(timeout=START_TIMEOUT)
         return self
 
-    def register(self, label: str) -> LocalCredential:
-        """A local key for one worker process; ``label`` names it in ``/metrics`` and for ``release``."""
-        return self.instances.register(label)
+    def register(self, label: str, given: LocalCredential | None = None) -> LocalCredential:
+        """A local key for one worker process (``given``, or a new one); ``label`` names it in ``/metrics``
+        and for ``release``."""
+        return self.instances.register(label, given)
 
     def environment(self, credential: LocalCredential) -> dict[str, str]:
         return {"CONDUCTOR_SERVER_URL": self.url, "CONDUCTOR_AUTH_KEY": credential.key_id,
