@@ -15,7 +15,9 @@ Kept dependency-free: the CLI's argument types import it at start-up.
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
+from collections.abc import Iterable
 
 from orkes_provision.errors import UsageError
 
@@ -94,3 +96,16 @@ _C0_NAMES = {"\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\t": "TAB", "\v": "LIN
              "\f": "FORM FEED", "\x00": "NUL", "\x1b": "ESCAPE", "\x1c": "FILE SEPARATOR",
              "\x1d": "GROUP SEPARATOR", "\x1e": "RECORD SEPARATOR", "\x7f": "DELETE",
              "\x85": "NEXT LINE"}
+
+
+def closest(word: str, known: Iterable[str], *, cutoff: float = 0.75) -> str | None:
+    """The name of ``known`` that ``word`` most likely meant: the same but for case, else the closest one.
+
+    difflib's ratio: 'greetngs'/'greetings' is 0.94, 'shipp'/'ship' 0.89; unrelated names stay below 0.75.
+    """
+    names = sorted(set(known))
+    same_case = [n for n in names if n.lower() == word.lower()]
+    if same_case:
+        return same_case[0]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+    return close[0] if close else None

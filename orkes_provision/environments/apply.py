@@ -246,13 +246,10 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
-    try:
-        plan = plan_apps(state, specs, server=server, key_status=statuses,
-                         store_names={name: store.describe() for name, store in stores.items()},
-                         tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
-    except NotFound as err:
-        raise NotFound(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
-            from None
+    env.check_task_names(state.task_names)  # every unknown task at its line, before plan_apps meets the first
+    plan = plan_apps(state, specs, server=server, key_status=statuses,
+                     store_names={name: store.describe() for name, store in stores.items()},
+                     tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
     plan.apps = [_mark_adoption(app_plan, env.name) for app_plan in plan.apps]
     plan_key_rotations(plan, state, (now or _utcnow)())
     payloads = _task_payloads(env, state)
@@ -322,14 +319,7 @@ def tagged_tasks(state: ServerState) -> dict[str, set[str]] | None:
 
 def _plan_people(env: Environment, state: ServerState, plan: Plan, *, prune: bool) -> None:
     """Users' and groups' changes into ``plan``: additions after the applications', removals with the deletions."""
-    groups = env.group_specs()
-    known_tasks = state.task_names | {t.name for t in env.tasks}
-    missing = sorted({t for g in groups for t in g.task_names} - known_tasks)
-    if missing:
-        raise NotFound(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
-                          f"{', '.join(missing)}", f"declare them under [[tasks]] in {_file(env)}, or register them "
-                                                   "first")
-    people = plan_people(state.people, env.user_specs(), groups, prune=prune)
+    people = plan_people(state.people, env.user_specs(), env.group_specs(), prune=prune)
     plan.people_changes = people.changes
     plan.prune_changes.extend(people.removals)
     plan.user_upserts = people.user_upserts
