@@ -85,7 +85,7 @@ class Problem:
         return {"file": self.file, "line": self.line, "path": self.path, "message": self.message, "hint": self.hint}
 
 
-def with_problems(kind: type[ProvisionError], problems: Iterable[Problem], *, docs: str) -> ProvisionError:
+def with_problems(kind: type[ProvisionError], problems: Iterable[Problem], *, docs: str = "") -> ProvisionError:
     """One error of ``kind`` carrying every problem, sorted by file and line.
 
     One problem is the error itself (its line and hint); of several, the error is the count and the
@@ -97,7 +97,7 @@ def with_problems(kind: type[ProvisionError], problems: Iterable[Problem], *, do
     else:
         files = ", ".join(dict.fromkeys(p.file for p in found))
         error = kind(f"{files}: {len(found)} problems",
-                     f"fix each at its line, then run the command again; {docs}")
+                     "fix each at its line, then run the command again" + (f"; {docs}" if docs else ""))
     error.problems = found
     return error
 

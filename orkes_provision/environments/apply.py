@@ -42,7 +42,7 @@ from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.environments.environment import Environment
 from orkes_provision.environments.lint import Finding, lint_environment
-from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError
+from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError, with_problems
 from orkes_provision.orkes.models import MANAGED_TAG, Application, Tag, TaskDef
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter, LimiterStats
 
@@ -246,7 +246,11 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
-    env.check_task_names(state.task_names)  # every unknown task at its line, before plan_apps meets the first
+    # Every unknown task and member at its line, before plan_apps meets the first.
+    unknown = env.unknown_tasks(state.task_names) + (env.unknown_members(state.people.users)
+                                                     if env.declares_people else [])
+    if unknown:
+        raise with_problems(NotFound, unknown)
     plan = plan_apps(state, specs, server=server, key_status=statuses,
                      store_names={name: store.describe() for name, store in stores.items()},
                      tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))

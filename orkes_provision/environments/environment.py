@@ -30,7 +30,7 @@ Every problem of the file is reported at once, each as one line naming the file 
 "did you mean" for a near miss: ``env.toml:14: access: 'execute' is not one of CREATE, READ, UPDATE,
 DELETE, EXECUTE; did you mean 'EXECUTE'?`` (``Problem``; the key path, ``applications[2].grants[0].access[1]``,
 is in ``--json``). Values are read strictly: ``"30"`` is not a number. Task names the file grants are
-checked against ``[[tasks]]`` and the server when planning (``check_task_names``). A TOML syntax error
+checked against ``[[tasks]]`` and the server when planning (``unknown_tasks``). A TOML syntax error
 names the line and column. The file holds no secrets.
 """
 
@@ -59,7 +59,7 @@ from pydantic.alias_generators import to_camel
 from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec, not_blank
 from orkes_provision.access.workflow_tasks import Fetch, WorkflowTasks, local_first, workflow_tasks
 from orkes_provision.durations import parse_duration
-from orkes_provision.errors import ConfigError, NotFound, Problem, UsageError, with_problems
+from orkes_provision.errors import ConfigError, Problem, UsageError, with_problems
 from orkes_provision.names import closest, describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
 from orkes_provision.toml.read import first_lower, format_location, parse_toml, read_file, schema_problems
@@ -368,29 +368,46 @@ class Environment(BaseModel):
                               for at, task in enumerate(grant.tasks)]
         return found
 
-    def check_task_names(self, registered: Iterable[str]) -> None:
-        """``NotFound`` listing each task a grant or a ``workflowTasks`` names that neither ``[[tasks]]``
-        declares nor ``registered`` (the server's) holds, at its line, with the name it likely meant."""
+    def unknown_tasks(self, registered: Iterable[str]) -> list[Problem]:
+        """Each task a grant or a ``workflowTasks`` names that neither ``[[tasks]]`` declares nor ``registered``
+        (the server's) holds, at its line, with the name it likely meant."""
         known = set(registered) | {t.name for t in self.tasks}
-        problems = []
-        for loc, name in self.task_references():
-            if name not in known:
-                problems.append(self._unknown_task(loc, name, known, f"task {name!r}"))
+        where = "declared under [[tasks]] nor on the server"
+        declare = f"declare it under [[tasks]] in {self.shown}, or register it first"
+        problems = self.unknown_names(self.task_references(), known, what="task {!r}", where=where, fix=declare)
         for index, app in enumerate(self.applications):
-            for name in self.derived_tasks(app):
-                if name not in known:
-                    problems.append(self._unknown_task(("applications", index, "workflowTasks"), name, known,
-                                                       f"task {name!r}, which its workflows use,"))
-        if problems:
-            raise with_problems(NotFound, problems, docs=_DOCS)
+            used = [(("applications", index, "workflowTasks"), name) for name in self.derived_tasks(app)]
+            problems += self.unknown_names(used, known, what="task {!r}, which its workflows use,", where=where,
+                                           fix=declare)
+        return problems
 
-    def _unknown_task(self, loc: tuple[str | int, ...], name: str, known: set[str], what: str) -> Problem:
-        meant = closest(name, known)
-        if meant is not None:
-            return self.problem(loc, f"{what} is neither declared under [[tasks]] nor on the server; did you "
-                                     f"mean {meant!r}?", f"replace {name!r} with {meant!r}", name)
-        return self.problem(loc, f"{what} is neither declared under [[tasks]] nor on the server",
-                            f"declare it under [[tasks]] in {self.shown}, or register it first", name)
+    def unknown_members(self, users: Iterable[str]) -> list[Problem]:
+        """Each group member that neither ``[[users]]`` declares nor ``users`` (the server's) holds."""
+        members = [(("groups", index, "members", at), member) for index, group in enumerate(self.groups)
+                   for at, member in enumerate(group.members)]
+        return self.unknown_names(members, {u.id for u in self.users} | set(users), what="member {!r}",
+                                  where="declared under [[users]] nor a user on the server",
+                                  fix=f"declare it under [[users]] in {self.shown}, or fix the id")
+
+    def unknown_names(self, references: Iterable[tuple[tuple[str | int, ...], str]], known: Iterable[str], *,
+                      what: str, where: str, fix: str) -> list[Problem]:
+        """A problem for each name of ``references`` (its place in the file, the name) not in ``known``, with
+        the known name it likely meant (``shipp`` -> ``ship``, ``Pack`` -> ``pack``) and the edit that uses
+        it; ``fix`` is the hint otherwise. ``what`` names the thing (``"task {!r}"``), ``where`` where it
+        was looked for (``"declared under [[tasks]] nor on the server"``)."""
+        names = set(known)
+        problems = []
+        for loc, name in references:
+            if name in names:
+                continue
+            meant = closest(name, names, typos_only=True)
+            message = f"{what.format(name)} is neither {where}"
+            if meant is not None:
+                problems.append(self.problem(loc, f"{message}; did you mean {meant!r}?",
+                                             f"replace {name!r} with {meant!r}", name))
+            else:
+                problems.append(self.problem(loc, message, fix, name))
+        return problems
 
     @property
     def workflow_defs(self) -> list[dict[str, Any]]:

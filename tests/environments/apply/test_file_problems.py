@@ -1,11 +1,11 @@
 """Every problem of an environment file at once, each at its line (issue 25, item 5).
 
 Walked as a user would, with the real CLI: ``plan -f FILE``, ``apply`` and ``lint`` list every problem
-as ``FILE:LINE: what is wrong`` with its hint, sorted by line, then one summary line; a value that differs
-only in case (``metadata_api``) and a task name close to one declared in the file or registered on the
-server (``shipp`` -> ``ship``) get "did you mean"; ``"30"`` where a number belongs is a problem, never
-converted. Each hint is then carried out as printed (the edit it names, at the line it names) and the
-command run again does what the file meant.
+as ``FILE:LINE: what is wrong`` with its hint, sorted by line, then one summary line. A value that
+differs only in case (``metadata_api``), a task name close to one declared in the file or registered
+on the server (``shipp`` -> ``ship``) and a group member close to a declared user get "did you mean";
+``"30"`` where a number belongs is a problem, never converted. Each hint is then carried out as
+printed (the edit it names, at the line it names) and the command run again does what the file meant.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ tasks = [
   "shipp",
   "Pack",
 ]
+
+[[users]]
+id = "ada@example.com"
+
+[[groups]]
+id = "packers"
+members = ["ada@exmaple.com"]
 """
 
 _PROBLEM = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+): (?P<message>.+)$")
@@ -170,7 +177,7 @@ def test_plan_apply_and_lint_list_every_schema_problem_at_its_line_and_each_hint
         assert client.get_task_def("ship").timeout_seconds == 30
 
 
-def test_task_names_neither_declared_nor_registered_are_listed_with_the_name_meant(
+def test_task_names_and_members_neither_declared_nor_on_the_server_are_listed_with_the_name_meant(
         sandbox: SandboxProcess, tmp_path: Path) -> None:
     with admin_client(sandbox) as client:
         client.register_task_defs([TaskDef(name="pack")])
@@ -186,8 +193,11 @@ def test_task_names_neither_declared_nor_registered_are_listed_with_the_name_mea
          "replace 'shipp' with 'ship'"),
         (13, "task 'Pack' is neither declared under [[tasks]] nor on the server; did you mean 'pack'?",
          "replace 'Pack' with 'pack'"),
+        (21, "member 'ada@exmaple.com' is neither declared under [[users]] nor a user on the server; did you "
+             "mean 'ada@example.com'?", "replace 'ada@exmaple.com' with 'ada@example.com'"),
     ]
-    assert planned.stderr.splitlines()[-2].startswith("error: env.toml: 2 problems")
+    assert planned.stderr.splitlines()[-2:] == ["error: env.toml: 3 problems",
+                                                "hint: fix each at its line, then run the command again"]
     assert run(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve").returncode == 6
     assert sandbox.write_requests(mark) == []
 
@@ -196,6 +206,7 @@ def test_task_names_neither_declared_nor_registered_are_listed_with_the_name_mea
     assert executes == {"ship", "pack"}
     with admin_client(sandbox) as client:
         assert not {"shipp", "Pack"} & {t.name for t in client.list_task_defs()}
+        assert [g.id for g in client.get_user("ada@example.com").groups] == ["packers"]
 
 
 class _Section(BaseModel):
