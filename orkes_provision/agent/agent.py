@@ -24,8 +24,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from orkes_provision.agent.connections import upstream_for
 from orkes_provision.agent.instances import Instances, LocalCredential
 from orkes_provision.agent.metrics import Metrics
 from orkes_provision.agent.proxy import Proxy
@@ -110,9 +109,10 @@ class Agent:
         ready.result(timeout=START_TIMEOUT)
         return self
 
-    def register(self, label: str) -> LocalCredential:
-        """A local key for one worker process; ``label`` names it in ``/metrics`` and for ``release``."""
-        return self.instances.register(label)
+    def register(self, label: str, given: LocalCredential | None = None) -> LocalCredential:
+        """A local key for one worker process (``given``, or a new one); ``label`` names it in ``/metrics``
+        and for ``release``."""
+        return self.instances.register(label, given)
 
     def environment(self, credential: LocalCredential) -> dict[str, str]:
         return {"CONDUCTOR_SERVER_URL": self.url, "CONDUCTOR_AUTH_KEY": credential.key_id,
@@ -162,19 +162,13 @@ class Agent:
     # ----- shared -----------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        proxy = proxy_for(self.server, insecure_http=self.insecure_http)
-        client = httpx.AsyncClient(
-            proxy=proxy, trust_env=False, follow_redirects=False,
-            timeout=httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=60.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
-        client.headers.clear()  # what the worker sent, nothing of httpx's own
-        self._proxy = Proxy(server_root(self.server), self.holder, self.instances, self.metrics, client,
-                            self.on_event)
+        upstream = upstream_for(server_root(self.server), proxy_for(self.server, insecure_http=self.insecure_http))
+        self._proxy = Proxy(self.holder, self.instances, self.metrics, upstream, self.on_event)
         try:
             await self.holder.renew()
         except Unavailable as err:
             if self.holder.state == "unauthenticated":
-                await client.aclose()
+                await upstream.aclose()
                 raise AuthenticationError(f"the agent cannot start: the server rejects key {self.key_id} of "
                                           f"{self.app}", f"store a new key: provision app {self.app} --new-key") \
                     from None
@@ -220,7 +214,7 @@ class Agent:
         if held:
             await self._hand_back_held(held)
         if self._proxy is not None:
-            await self._proxy.client.aclose()
+            await self._proxy.upstream.aclose()
         if self._record is not None:
             remove_record(self._record)
 

@@ -54,6 +54,7 @@ from orkes_provision.orkes.models import (
     GrantedAccess,
     Group,
     PollData,
+    Role,
     Subject,
     Tag,
     Target,
@@ -385,6 +386,49 @@ class OrkesClient:
         path = f"/auth/authorization/{_seg(target.type)}/{_seg(target.id)}"
         data = self._dict(self._get(path), f"GET {path}")
         return {access: self._models(Subject, subjects or [], f"GET {path}") for access, subjects in data.items()}
+
+    # ----------------------------------------------------------------------------- custom roles
+
+    def list_custom_roles(self) -> list[Role]:
+        """The custom roles with their permissions (``GET /api/roles/custom``; system roles are not listed)."""
+        return self._models(Role, self._get("/roles/custom"), "GET /roles/custom")
+
+    def get_role(self, name: str) -> Role:
+        """A role, system or custom; ``NotFound`` when there is none."""
+        path = f"/roles/{_seg(name)}"
+        return self._model(Role, self._get(path), f"GET {path}")
+
+    def list_role_permissions(self) -> dict[str, list[str]]:
+        """What a custom role may hold, by resource: ``{"WORKFLOW_DEF": ["READ_WORKFLOW_DEF", ...]}``.
+
+        Each resource's value is read as a list of names or as ``{"permissions": [...]}``: conductor-python
+        types the answer only as ``Dict[str, Dict]``, so the exact shape is unconfirmed.
+        """
+        data = self._dict(self._get("/roles/permissions"), "GET /roles/permissions")
+        out: dict[str, list[str]] = {}
+        for resource, value in data.items():
+            names = value.get("permissions") if isinstance(value, dict) else value
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ServerError(f"unexpected answer to GET /roles/permissions: {resource!r} is not a list of "
+                                  "permission names", "run with -v for details")
+            out[str(resource)] = list(names)
+        return out
+
+    def create_role(self, name: str, permissions: list[str]) -> Role:
+        """Create a custom role. Not retried: a second try after a lost answer would find the name taken."""
+        body = {"name": name, "permissions": list(dict.fromkeys(permissions))}
+        return self._model(Role, self._json(self._send("POST", "/roles", json=body, safe=False), "POST /roles"),
+                           "POST /roles")
+
+    def update_role(self, name: str, permissions: list[str]) -> Role:
+        """Set a custom role's permissions to exactly these (a replacement, so retried)."""
+        path = f"/roles/{_seg(name)}"
+        body = {"name": name, "permissions": list(dict.fromkeys(permissions))}
+        return self._model(Role, self._json(self._send("PUT", path, json=body, safe=True), f"PUT {path}"),
+                           f"PUT {path}")
+
+    def delete_role(self, name: str) -> None:
+        self._send("DELETE", f"/roles/{_seg(name)}", safe=True)
 
     # ----------------------------------------------------------------------------- metadata
 
@@ -834,7 +878,7 @@ def _first_error(err: ValidationError) -> str:
 
 def _permission_hint(path: str) -> str:
     """Name the role a 403 most likely means is missing."""
-    if path.startswith(("/applications", "/users", "/groups", "/auth", "/sandbox")):
+    if path.startswith(("/applications", "/users", "/groups", "/auth", "/roles", "/sandbox")):
         return "the provisioning key needs the ADMIN role (its application is missing it)"
     if path.startswith("/metadata"):
         return "the key needs the METADATA_API role (or ADMIN) to manage definitions"

@@ -69,8 +69,19 @@ class CreatedKey(ApiModel):
     secret: SecretStr
 
 
-class Role(ApiModel):
+class Permission(ApiModel):
     name: str
+
+
+class Role(ApiModel):
+    """A role as the server shows it: on a user or group, and from ``/api/roles`` (with its permissions)."""
+
+    name: str
+    permissions: list[Permission] = Field(default_factory=list)
+
+    @property
+    def permission_names(self) -> set[str]:
+        return {p.name for p in self.permissions}
 
 
 class Group(ApiModel):

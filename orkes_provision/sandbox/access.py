@@ -13,9 +13,11 @@ Rules (each endpoint module applies them through the helpers below):
   changing or deleting one (its keys, roles and tags included) needs ``APPLICATION_MANAGER``, or
   being its creator (a creator gets access to what it creates). An application may also read
   itself. Listing shows everything to managers, and only their own applications to creators.
-- Roles: only known role names (``ROLES``); every role except ``WORKER``, ``METADATA_API`` and
-  ``APPLICATION_CREATOR`` is admin-only and needs an ``ADMIN`` caller (403 otherwise); roles of
-  people only (``USER_ONLY_ROLES``) are refused on applications (400).
+- Roles: only known role names (``ROLES``, or a custom role: ``roles``); every role except ``WORKER``,
+  ``METADATA_API`` and ``APPLICATION_CREATOR`` is admin-only and needs an ``ADMIN`` caller (403 otherwise); roles of
+  people only (``USER_ONLY_ROLES``) are refused on applications (400). Custom roles (``/api/roles``)
+  are managed by an ``ADMIN`` only and given to an application by an ``ADMIN`` only; the sandbox
+  stores their permissions but enforces none of them (a holder gets no more than without it).
 - Task search: ``ADMIN``, ``USER`` or ``USER_READ_ONLY`` (403 to a ``WORKER`` application).
 - Users ``app:<appId>``: readable by whoever may read the application; their permissions
   (``/api/users/{id}/permissions``) by an ``ADMIN`` only, as the docs say.
@@ -44,18 +46,27 @@ from dataclasses import dataclass
 
 from orkes_provision.sandbox.db import Database
 
+# System roles and their permissions. ADMIN, USER, METADATA_API, METADATA_MANAGER and WORKER carry the
+# permission names the Orkes docs show for them (reference-docs/api/users/get-all-users.mdx,
+# groups/create-group.mdx, groups/get-all-users-in-group.mdx); the others' names are UNCONFIRMED.
 ROLES: dict[str, list[str]] = {
-    "ADMIN": ["ADMIN"],
-    "USER": ["CREATE_WORKFLOW_DEF", "CREATE_TASK_DEF", "START_WORKFLOW"],
-    "USER_READ_ONLY": ["READ_ONLY"],
+    "ADMIN": ["API_GATEWAY_VIEW", "API_GATEWAY_MANAGEMENT", "WORKFLOW_MANAGEMENT", "PROMPT_MANAGEMENT",
+              "EVENT_HANDLER_MANAGEMENT", "USER_MANAGEMENT", "PERMISSION_MANAGEMENT", "METADATA_VIEW",
+              "ADMIN_MANAGEMENT", "METADATA_MANAGEMENT", "APPLICATION_MANAGEMENT", "BULK_MANAGEMENT",
+              "SCHEDULE_MANAGEMENT", "AUTHORIZATION_MANAGEMENT", "WORKFLOW_SEARCH", "PUBLISHER_MANAGEMENT"],
+    "USER": ["CREATE_SECRET", "API_GATEWAY_VIEW", "CREATE_USER_FORM_TEMPLATE", "CREATE_WORKFLOW_DEF",
+             "CREATE_TASK_DEF", "WORKFLOW_SEARCH", "CREATE_INTEGRATION", "CREATE_APPLICATION",
+             "API_GATEWAY_MANAGEMENT"],
+    "USER_READ_ONLY": ["METADATA_VIEW", "WORKFLOW_SEARCH"],
     "WORKER": [],
     "UNRESTRICTED_WORKER": ["EXECUTE_ANY_TASK"],
     "METADATA_API": ["CREATE_TASK_DEF", "CREATE_WORKFLOW_DEF", "CREATE_USER_FORM_TEMPLATE"],
-    "METADATA_MANAGER": ["MANAGE_TASK_DEF", "MANAGE_WORKFLOW_DEF"],
-    "WORKFLOW_MANAGER": ["MANAGE_WORKFLOW_EXECUTIONS"],
-    "APPLICATION_MANAGER": ["MANAGE_APPLICATIONS"],
+    "METADATA_MANAGER": ["CREATE_SECRET", "CREATE_INTEGRATION", "API_GATEWAY_MANAGEMENT", "API_GATEWAY_VIEW",
+                         "METADATA_MANAGEMENT", "METADATA_VIEW"],
+    "WORKFLOW_MANAGER": ["WORKFLOW_MANAGEMENT", "WORKFLOW_SEARCH"],
+    "APPLICATION_MANAGER": ["APPLICATION_MANAGEMENT"],
     "APPLICATION_CREATOR": ["CREATE_APPLICATION"],
-    "PROMPT_MANAGER": ["MANAGE_PROMPTS"],
+    "PROMPT_MANAGER": ["PROMPT_MANAGEMENT"],
 }
 # Roles a non-admin may give an application (Java SDK util/RoleValidation.java); the others need an
 # ADMIN caller: the docs call UNRESTRICTED_WORKER, METADATA_MANAGER, WORKFLOW_MANAGER,

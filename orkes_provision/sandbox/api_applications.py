@@ -17,6 +17,7 @@ from orkes_provision.sandbox.access import (
     Principal,
     app_user_id,
 )
+from orkes_provision.sandbox.db import Database
 from orkes_provision.sandbox.endpoint import caller, state_of
 from orkes_provision.sandbox.hashing import hash_secret, new_key_id, new_secret
 from orkes_provision.sandbox.http import (
@@ -30,6 +31,7 @@ from orkes_provision.sandbox.http import (
     ok,
     param,
 )
+from orkes_provision.sandbox.roles import is_role, known_roles
 from orkes_provision.sandbox.state import SandboxState
 from orkes_provision.sandbox.users import user_record
 
@@ -153,10 +155,10 @@ async def add_role(request: Request) -> Response:
     st, principal = state_of(request), caller(request)
     app_id, role = param(request, "applicationId"), param(request, "role")
     row = managed_app(request, app_id)
-    _check_role(role)
+    _check_role(st.db, role)
     if role in USER_ONLY_ROLES:
         raise bad_request(f"The role {role} is for users, not applications", "role", role)
-    if role in ADMIN_ONLY_ROLES and not principal.is_admin:
+    if _admin_only(role) and not principal.is_admin:
         raise forbidden(f"Only an ADMIN can assign the role {role}")
     with st.db.tx() as db:
         db.execute("INSERT OR IGNORE INTO app_roles (app_id, role) VALUES (?, ?)", (app_id, role))
@@ -167,17 +169,22 @@ async def remove_role(request: Request) -> Response:
     st, principal = state_of(request), caller(request)
     app_id, role = param(request, "applicationId"), param(request, "role")
     row = managed_app(request, app_id)
-    _check_role(role)
-    if role in ADMIN_ONLY_ROLES and not principal.is_admin:
+    _check_role(st.db, role)
+    if _admin_only(role) and not principal.is_admin:
         raise forbidden(f"Only an ADMIN can remove the role {role}")
     with st.db.tx() as db:
         db.execute("DELETE FROM app_roles WHERE app_id = ? AND role = ?", (app_id, role))
     return ok(user_record(st, row))
 
 
-def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise bad_request(f"Unknown role '{role}'; known roles: {', '.join(ROLES)}", "role", role)
+def _check_role(db: Database, role: str) -> None:
+    if not is_role(db, role):
+        raise bad_request(f"Unknown role '{role}'; known roles: {', '.join(known_roles(db))}", "role", role)
+
+
+def _admin_only(role: str) -> bool:
+    # A custom role can hold any permission, so only an ADMIN gives it (custom roles are admin-only).
+    return role in ADMIN_ONLY_ROLES or role not in ROLES
 
 
 def _tags_body(body: Any) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orkes_provision.sandbox.access import ROLES, Principal
+from orkes_provision.sandbox.access import Principal
 from orkes_provision.sandbox.db import Database, dumps
 from orkes_provision.sandbox.endpoint import caller, state_of
 from orkes_provision.sandbox.http import (
@@ -39,6 +39,7 @@ from orkes_provision.sandbox.people import (
     user_record,
     user_roles,
 )
+from orkes_provision.sandbox.roles import is_role, known_roles
 from orkes_provision.sandbox.users import user_record as app_user_record
 
 
@@ -49,15 +50,16 @@ def admin_only(request: Request, what: str) -> Principal:
     return principal
 
 
-def _roles(body: dict[str, Any], where: str) -> list[str] | None:
+def _roles(db: Database, body: dict[str, Any], where: str) -> list[str] | None:
+    """The roles to hold: system roles, or custom roles that exist (``/api/roles``)."""
     roles = body.get("roles")
     if roles is None:
         return None
     if isinstance(roles, str):
         roles = [roles]  # Jackson's single value as a list of one (binding accepted it)
-    unknown = [r for r in roles if r not in ROLES]
+    unknown = [r for r in roles if not is_role(db, r)]
     if unknown:
-        raise bad_request(f"Unknown role '{unknown[0]}'; known roles: {', '.join(ROLES)}", f"{where}.roles",
+        raise bad_request(f"Unknown role '{unknown[0]}'; known roles: {', '.join(known_roles(db))}", f"{where}.roles",
                           unknown[0])
     roles = sorted(set(roles))
     if READ_ONLY in roles and len(roles) > 1:
@@ -99,7 +101,7 @@ async def upsert_user(request: Request) -> Response:
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise bad_request("name cannot be null or empty", "name", name)
-    roles = _roles(body, "body")
+    roles = _roles(st.db, body, "body")
     groups = body.get("groups")
     now = now_ms()
     with st.db.tx() as db:
@@ -181,7 +183,7 @@ async def upsert_group(request: Request) -> Response:
     description = body.get("description")
     if not isinstance(description, str):
         raise bad_request("description is required", "description", description)
-    roles = _roles(body, "body")
+    roles = _roles(st.db, body, "body")
     default_access = _default_access(body)
     if READ_ONLY in (roles or []) and default_access:
         raise bad_request(f"A group with the role {READ_ONLY} cannot have defaultAccess", "defaultAccess",

@@ -1,7 +1,7 @@
 """The sandbox's state: one SQLite database in WAL mode under the data dir.
 
 Everything survives a restart: applications, roles, keys (salted hashes only), grants, users,
-groups and their members, task and workflow definitions, workflows, queued tasks and the JWT
+groups and their members, custom roles, task and workflow definitions, workflows, queued tasks and the JWT
 signing key. The server runs every
 statement on its event loop thread through this single connection; the lock only matters for
 callers on other threads (the Starlette test client), and makes each transaction atomic.
@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS group_roles (group_id TEXT NOT NULL, role TEXT NOT NU
 CREATE TABLE IF NOT EXISTS group_members (
     group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id));
 CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user_id);
+CREATE TABLE IF NOT EXISTS custom_roles (
+    name TEXT PRIMARY KEY, permissions TEXT NOT NULL, create_time INTEGER NOT NULL, update_time INTEGER NOT NULL);
 """
 
 

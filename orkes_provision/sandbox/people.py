@@ -18,15 +18,11 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from orkes_provision.sandbox.access import ROLES
 from orkes_provision.sandbox.db import Database, loads_obj
+from orkes_provision.sandbox.roles import role_dict
 
 READ_ONLY = "USER_READ_ONLY"
 DEFAULT_ACCESS_TARGETS = ("WORKFLOW_DEF", "TASK_DEF", "WORKFLOW_SCHEDULE")
-
-
-def role_dict(role: str) -> dict[str, Any]:
-    return {"name": role, "permissions": [{"name": p} for p in ROLES.get(role, [])]}
 
 
 def find_user(db: Database, user_id: str) -> sqlite3.Row | None:
@@ -63,7 +59,7 @@ def members_of(db: Database, group_id: str) -> list[str]:
 def group_record(db: Database, row: sqlite3.Row) -> dict[str, Any]:
     group_id = str(row["id"])
     return {"id": group_id, "description": row["description"],
-            "roles": [role_dict(r) for r in group_roles(db, [group_id])],
+            "roles": [role_dict(db, r) for r in group_roles(db, [group_id])],
             "defaultAccess": loads_obj(str(row["default_access"])), "contactInformation": {}}
 
 
@@ -79,7 +75,7 @@ def groups_records(db: Database, user_id: str) -> list[dict[str, Any]]:
 def user_record(db: Database, row: sqlite3.Row) -> dict[str, Any]:
     """A person's ConductorUser: own roles, and the groups (with their roles) it is in."""
     user_id = str(row["id"])
-    return {"id": user_id, "name": row["name"], "roles": [role_dict(r) for r in user_roles(db, user_id)],
+    return {"id": user_id, "name": row["name"], "roles": [role_dict(db, r) for r in user_roles(db, user_id)],
             "groups": groups_records(db, user_id), "uuid": row["uuid"], "contactInformation": {},
             "applicationUser": False, "encryptedId": False, "encryptedIdDisplayValue": user_id,
             "orkesWorkersApp": False, "orkesApiGateway": False, "orkesApp": False}

@@ -6,7 +6,8 @@ import sqlite3
 from typing import Any
 
 from orkes_provision.sandbox.access import app_roles, app_user_id
-from orkes_provision.sandbox.people import groups_records, role_dict
+from orkes_provision.sandbox.people import groups_records
+from orkes_provision.sandbox.roles import role_dict
 from orkes_provision.sandbox.state import SandboxState
 
 
@@ -14,7 +15,7 @@ def user_record(st: SandboxState, app_row: sqlite3.Row) -> dict[str, Any]:
     app_id = str(app_row["id"])
     return {
         "id": app_user_id(app_id), "name": app_row["name"],
-        "roles": [role_dict(r) for r in app_roles(st.db, app_id)],
+        "roles": [role_dict(st.db, r) for r in app_roles(st.db, app_id)],
         "groups": groups_records(st.db, app_user_id(app_id)), "uuid": app_id, "applicationUser": True,
         "encryptedId": False, "encryptedIdDisplayValue": app_user_id(app_id), "contactInformation": {},
         "orkesApp": False, "orkesWorkersApp": False, "orkesApiGateway": False,

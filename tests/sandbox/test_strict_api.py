@@ -103,7 +103,7 @@ def test_operations_of_the_orkes_document_the_sandbox_lacks_answer_501(api: Api)
                                       "(getWorkflowTags)")
     assert api.client.put("/api/workflow/bulk/pause", json=[], headers=api.admin).status_code == 501
     # Outside the document: still 404 and 405.
-    assert api.client.get("/api/roles", headers=api.admin).status_code == 404
+    assert api.client.get("/api/no-such-resource", headers=api.admin).status_code == 404
     assert api.client.patch("/api/applications", headers=api.admin).status_code == 405
 
 

@@ -67,12 +67,42 @@ MODIFICATIONS = [
     "GET /api/groups/{id}/users: the document types the answer as an object, but the Orkes docs "
     "(get-all-users-in-group) and the SDKs read a list of users (ConductorUser); the subset says so.",
     "UpsertUserRequest.roles, UpsertGroupRequest.roles: dropped the 'enum' on the array itself (a generator slip "
-    "that no array can match), and the items' enum lists every role the Orkes docs (users/create-user, "
-    "groups/create-group: USER_READ_ONLY) and the Java SDK's RolesEnum accept; the document's five are among them.",
+    "that no array can match) and the items' enum: users and groups also hold custom roles (custom-roles.mdx), "
+    "any name created through /api/roles; the server checks that the role exists (the sandbox: 400).",
+    "/api/roles...: added (the document lacks them) as conductor-python's RoleResourceApi calls them, with the "
+    "document's Role schema and the SDK's CreateOrUpdateRoleRequest.",
 ]
-# The roles users and groups may hold (conductor-oss/java-sdk UpsertUserRequest.RolesEnum, in its order).
-PEOPLE_ROLES = ["ADMIN", "USER", "USER_READ_ONLY", "WORKER", "UNRESTRICTED_WORKER", "METADATA_MANAGER",
-                "WORKFLOW_MANAGER", "APPLICATION_MANAGER", "APPLICATION_CREATOR", "METADATA_API", "PROMPT_MANAGER"]
+# Operations the document lacks that an official SDK calls: conductor-python's RoleResourceApi
+# (``http/api/role_resource_api.py``; ``http/models/role.py``, ``create_or_update_role_request.py``), with the
+# response types it declares. Added to both files, so that requests to them are checked like the others.
+_ROLE = {"$ref": "#/components/schemas/Role"}
+_ROLE_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/CreateOrUpdateRoleRequest"}}}}
+_NAME = [{"in": "path", "name": "name", "required": True, "schema": {"type": "string"}}]
+
+
+def _answer(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
+SDK_PATHS: dict[str, dict[str, Any]] = {
+    "/api/roles": {
+        "get": {"operationId": "listAllRoles", "responses": _answer({"type": "array", "items": _ROLE})},
+        "post": {"operationId": "createRole", "requestBody": _ROLE_BODY, "responses": _answer({"type": "object"})}},
+    "/api/roles/system": {"get": {"operationId": "listSystemRoles", "responses": _answer(
+        {"type": "object", "additionalProperties": _ROLE})}},
+    "/api/roles/custom": {"get": {"operationId": "listCustomRoles",
+                                  "responses": _answer({"type": "array", "items": _ROLE})}},
+    "/api/roles/permissions": {"get": {"operationId": "listAvailablePermissions",
+                                       "responses": _answer({"type": "object"})}},
+    "/api/roles/{name}": {
+        "get": {"operationId": "getRole", "parameters": _NAME, "responses": _answer({"type": "object"})},
+        "put": {"operationId": "updateRole", "parameters": _NAME, "requestBody": _ROLE_BODY,
+                "responses": _answer({"type": "object"})},
+        "delete": {"operationId": "deleteRole", "parameters": _NAME, "responses": _answer({"type": "object"})}},
+}
+SDK_SCHEMAS = {"CreateOrUpdateRoleRequest": {"type": "object", "properties": {
+    "name": {"type": "string"}, "permissions": {"type": "array", "items": {"type": "string"}}}}}
 
 ACCESS_KEY_LIST = {"type": "array", "items": {
     "type": "object", "required": ["id", "createdAt", "status"], "properties": {
@@ -94,12 +124,12 @@ def _refs(node: Any, found: set[str]) -> None:
 
 def _corrected(spec: dict[str, Any]) -> dict[str, Any]:
     """The component schemas with the corrections of ``MODIFICATIONS`` (on a copy)."""
-    schemas: dict[str, Any] = json.loads(json.dumps(spec["components"]["schemas"]))
+    schemas: dict[str, Any] = json.loads(json.dumps(spec["components"]["schemas"])) | SDK_SCHEMAS
     schemas["TargetRef"]["properties"]["id"].pop("enum", None)
     for name in ("UpsertUserRequest", "UpsertGroupRequest"):
         roles = schemas[name]["properties"]["roles"]
         roles.pop("enum", None)
-        roles["items"]["enum"] = PEOPLE_ROLES
+        roles["items"].pop("enum", None)
     return schemas
 
 
@@ -111,6 +141,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
         kept["responses"] = {code: r for code, r in op["responses"].items() if code.startswith("2")}
         paths.setdefault(path, {})[method] = kept
     schemas = _corrected(spec)
+    paths.update(json.loads(json.dumps(SDK_PATHS)))
     keys = paths["/api/applications/{id}/accessKeys"]["get"]["responses"]["200"]["content"]["application/json"]
     keys["schema"] = ACCESS_KEY_LIST
     members = paths["/api/groups/{id}/users"]["get"]["responses"]["200"]["content"]
@@ -164,7 +195,7 @@ def _binding_schema(node: Any) -> Any:
 def build_sandbox(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = _corrected(spec)
     operations = []
-    for path, ops in sorted(spec["paths"].items()):
+    for path, ops in sorted((spec["paths"] | SDK_PATHS).items()):
         for method, op in sorted(ops.items()):
             integers = {p["name"]: p["schema"].get("format", "int64") for p in op.get("parameters", [])
                         if p.get("in") == "query" and p.get("schema", {}).get("type") == "integer"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from conductor.client.http.models.create_or_update_application_request import CreateOrUpdateApplicationRequest
+from conductor.client.http.models.create_or_update_role_request import CreateOrUpdateRoleRequest
 from conductor.client.http.models.subject_ref import SubjectRef, SubjectType
 from conductor.client.http.models.target_ref import TargetRef, TargetType
 from conductor.client.http.models.upsert_group_request import UpsertGroupRequest
@@ -87,3 +88,28 @@ def test_sdk_sees_the_orkes_refusals_for_users_and_groups(sandbox: SandboxProces
     with pytest.raises(AuthorizationException) as denied:
         plain.upsert_group(UpsertGroupRequest(description="x", roles=["USER"]), "g")
     assert denied.value.status == 403
+
+
+def test_sdk_custom_roles_conform(sandbox: SandboxProcess) -> None:
+    """conductor-python 2.0.0's role client (``RoleResourceApi``) reads what ``/api/roles`` answers."""
+    auth = sdk_clients(sandbox.url, sandbox.admin_key_id, sandbox.admin_secret.get_secret_value()) \
+        .get_authorization_client()
+    system = auth.list_system_roles()
+    assert {"USER", "ADMIN", "METADATA_MANAGER", "WORKFLOW_MANAGER", "WORKER"} <= set(system)
+    permissions = auth.list_available_permissions()
+    assert "READ_WORKFLOW_DEF" in permissions["WORKFLOW_DEF"]["permissions"]
+
+    created = auth.create_role(CreateOrUpdateRoleRequest(name="SDK_OPERATOR", permissions=["READ_WORKFLOW_DEF"]))
+    assert created["name"] == "SDK_OPERATOR"
+    assert "READ_WORKFLOW_DEF" in [p["name"] for p in auth.get_role("SDK_OPERATOR")["permissions"]]
+    auth.update_role("SDK_OPERATOR", CreateOrUpdateRoleRequest(
+        name="SDK_OPERATOR", permissions=["READ_WORKFLOW_DEF", "EXECUTE_WORKFLOW_DEF"]))
+    [custom] = auth.list_custom_roles()
+    assert (custom.name, {"READ_WORKFLOW_DEF", "EXECUTE_WORKFLOW_DEF"} <= {p.name for p in custom.permissions}) == \
+        ("SDK_OPERATOR", True)
+    assert "SDK_OPERATOR" in {r.name for r in auth.list_all_roles()}
+    with pytest.raises(ApiException) as refused:
+        auth.create_role(CreateOrUpdateRoleRequest(name="SDK_BAD", permissions=["workflow:read"]))
+    assert refused.value.status == 400
+    auth.delete_role("SDK_OPERATOR")
+    assert auth.list_custom_roles() == []
