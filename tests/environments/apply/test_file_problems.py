@@ -23,7 +23,8 @@ from orkes_provision.orkes.models import TaskDef, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.toml.read import parse_toml, schema_problems
 from orkes_provision.toml.write import FileLines
-from tests.cli import output
+from tests.cli import output, provision
+from tests.conventions import jsondoc
 from tests.environments.apply.helpers import admin_client, apps_named, run
 from tests.sandbox_fixtures import one_sandbox
 
@@ -160,6 +161,7 @@ def test_plan_apply_and_lint_list_every_schema_problem_at_its_line_and_each_hint
 
     machine = run(sandbox, tmp_path, "plan", "-f", "env.toml", "--json")
     document = json.loads(machine.stdout)
+    assert jsondoc.check("Errors", document) is None, document  # the shape docs/json.md shows
     assert (document["error"], document["exitCode"], document["message"]) == ("config", 3, "env.toml: 4 problems")
     assert [(p["file"], p["line"], p["path"], p["hint"]) for p in document["problems"]] == [
         ("env.toml", 5, "tasks[0].timeoutSeconds", problems[0][3]),
@@ -207,6 +209,22 @@ def test_task_names_and_members_neither_declared_nor_on_the_server_are_listed_wi
     with admin_client(sandbox) as client:
         assert not {"shipp", "Pack"} & {t.name for t in client.list_task_defs()}
         assert [g.id for g in client.get_user("ada@example.com").groups] == ["packers"]
+
+
+def test_lint_lists_the_problems_of_every_file_it_is_given_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(SCHEMA_PROBLEMS)
+    (tmp_path / "b.toml").write_text('name = "b"\n[[applications]]\nname = "x"\nroles = ["WORKR"]\n')
+
+    linted = provision(["lint", "-f", "a.toml", "b.toml"], cwd=tmp_path)
+
+    assert linted.returncode == 1, output(linted)
+    assert [(file, line) for file, line, *_ in listed(linted.stderr)] == [
+        ("a.toml", 5), ("a.toml", 9), ("a.toml", 11), ("a.toml", 15), ("b.toml", 4)]
+    assert listed(linted.stderr)[-1][2:] == (
+        "roles: 'WORKR' is not one of ADMIN, USER, USER_READ_ONLY, WORKER, UNRESTRICTED_WORKER, METADATA_API, "
+        "METADATA_MANAGER, WORKFLOW_MANAGER, APPLICATION_MANAGER, APPLICATION_CREATOR, PROMPT_MANAGER; did you "
+        "mean 'WORKER'?", "replace 'WORKR' with 'WORKER'")
+    assert linted.stderr.splitlines()[-2] == "error: a.toml, b.toml: 5 problems"
 
 
 class _Section(BaseModel):
