@@ -12,6 +12,7 @@ pieces fill that gap for the shapes environment and project files have:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
@@ -173,13 +174,21 @@ class FileLines:
             return self._element_line(found, value)
         return found
 
+    @functools.cached_property
+    def _lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @functools.cached_property
+    def _starts(self) -> list[int]:
+        return sorted(set(self.index.values()))
+
     def _element_line(self, start: int, value: str) -> int:
         # A list written over several lines: its element is between its key and the next key or table.
-        after = [n for n in self.index.values() if n > start]
-        end = min(after) if after else None
+        following = bisect.bisect_right(self._starts, start)
+        end = self._starts[following] - 1 if following < len(self._starts) else len(self._lines)
         quoted = (json.dumps(value, ensure_ascii=False), f"'{value}'")
-        for number, text in enumerate(self.text.splitlines()[start - 1:end and end - 1], start=start):
-            if any(q in text for q in quoted):
+        for number in range(start, end + 1):
+            if any(q in self._lines[number - 1] for q in quoted):
                 return number
         return start
 

@@ -24,6 +24,7 @@ from orkes_provision.sandbox.harness import SandboxProcess
 from orkes_provision.toml.read import parse_toml, schema_problems
 from orkes_provision.toml.write import FileLines
 from tests.cli import output, provision
+from tests.conventions import jsondoc
 from tests.environments.apply.helpers import admin_client, apps_named, run
 from tests.sandbox_fixtures import one_sandbox
 
@@ -160,6 +161,7 @@ def test_plan_apply_and_lint_list_every_schema_problem_at_its_line_and_each_hint
 
     machine = run(sandbox, tmp_path, "plan", "-f", "env.toml", "--json")
     document = json.loads(machine.stdout)
+    assert jsondoc.check("Errors", document) is None, document  # the shape docs/json.md shows
     assert (document["error"], document["exitCode"], document["message"]) == ("config", 3, "env.toml: 4 problems")
     assert [(p["file"], p["line"], p["path"], p["hint"]) for p in document["problems"]] == [
         ("env.toml", 5, "tasks[0].timeoutSeconds", problems[0][3]),
