@@ -83,6 +83,8 @@ def normalize_store_spec(spec: str, *, base: Path | None = None) -> str:
         if not path.is_absolute():
             path = (base or Path.cwd()) / path
         return f"env-file:{os.path.normpath(path)}"
+    if kind == "mounted-secret" and arg.strip():
+        return f"mounted-secret:{os.path.normpath(Path(arg.strip()).expanduser().absolute())}"
     if kind == "k8s-secret":
         from orkes_provision.credentials.stores.k8s_secret import PREFIX, parse_spec
 
