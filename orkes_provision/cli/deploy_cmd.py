@@ -23,7 +23,9 @@ from orkes_provision.cli.common import (
 from orkes_provision.errors import UsageError
 
 if TYPE_CHECKING:
+    from orkes_provision.credentials.stores.base import CredentialStore
     from orkes_provision.workers.deploy import WorkerManifests
+    from orkes_provision.workers.project import Project
 
 
 @click.group("deploy", cls=ProvisionGroup)
@@ -100,37 +102,15 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
       provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --no-agent --apply
       kubectl apply --server-side -f k8s/
     """
-    from orkes_provision.cli.context import credentials_server
-    from orkes_provision.credentials.delivery import choose_key_server, choose_store
-    from orkes_provision.credentials.stores import open_store
-    from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
-    from orkes_provision.orkes.urls import normalize_server_url
     from orkes_provision.workers.deploy import apply_to_cluster, render_to_directory, worker_manifests
     from orkes_provision.workers.project import require_project
 
-    if render_dir is not None and apply_:
-        raise UsageError("--render and --apply exclude each other", "render to a directory, or apply; not both")
-    if wait and not apply_:
-        raise UsageError("--wait needs --apply", "add --apply, or drop --wait")
-    if no_agent and agent_image:
-        raise UsageError("--agent-image and --no-agent exclude each other", "drop one of them")
+    _check_deploy_flags(render_dir=render_dir, apply_=apply_, wait=wait, no_agent=no_agent, agent_image=agent_image)
     project = require_project(project_file)
-    defaults = project.defaults()
-    app = project.app_name or ""
-    choice = choose_store(store_spec, app=app, project=defaults)
-    if choice.source != "--store":
-        info(f"Key store: {choice.value} (from {choice.source})")
-    store = open_store(choice.value)
-    # A Secret in the cluster names its own server (--server is checked against it); any other
-    # store is keyed by the server.
-    given = opts().server
-    flag = normalize_server_url(given, insecure_http=opts().insecure_http) if given else None
-    server = flag if isinstance(store, K8sSecretStore) or not app else choose_key_server(
-        app=app, store=store, flag=opts().server, project=defaults, credentials_server=credentials_server,
-        insecure_http=opts().insecure_http).value
+    store, server, flag = _store_and_server(project, store_spec)
     rendered = worker_manifests(project, worker, store=store, server=server, image=image, namespace=namespace,
                                 replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory,
-                                run_as_user=run_as_user, server_flag=flag is not None, agent=not no_agent,
+                                run_as_user=run_as_user, server_flag=flag, agent=not no_agent,
                                 agent_image=agent_image)
     result = rendered.to_dict()
     if render_dir is not None:
@@ -150,6 +130,40 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
     if hidden:
         info(f"Not printed: {', '.join(hidden)} (it holds the key); use --render DIR or --apply.")
     emit(result, lambda: "---\n".join(m.text for m in rendered.public_manifests).rstrip("\n"))
+
+
+def _check_deploy_flags(*, render_dir: Path | None, apply_: bool, wait: bool, no_agent: bool,
+                        agent_image: str | None) -> None:
+    if render_dir is not None and apply_:
+        raise UsageError("--render and --apply exclude each other", "render to a directory, or apply; not both")
+    if wait and not apply_:
+        raise UsageError("--wait needs --apply", "add --apply, or drop --wait")
+    if no_agent and agent_image:
+        raise UsageError("--agent-image and --no-agent exclude each other", "drop one of them")
+
+
+def _store_and_server(project: Project, store_spec: str | None) -> tuple[CredentialStore, str | None, bool]:
+    """The store the worker's key is read from, the server it is for, and whether --server named it."""
+    from orkes_provision.cli.context import credentials_server
+    from orkes_provision.credentials.delivery import choose_key_server, choose_store
+    from orkes_provision.credentials.stores import open_store
+    from orkes_provision.credentials.stores.k8s_secret import K8sSecretStore
+    from orkes_provision.orkes.urls import normalize_server_url
+
+    defaults = project.defaults()
+    app = project.app_name or ""
+    choice = choose_store(store_spec, app=app, project=defaults)
+    if choice.source != "--store":
+        info(f"Key store: {choice.value} (from {choice.source})")
+    store = open_store(choice.value)
+    # A Secret in the cluster names its own server (--server is checked against it); any other
+    # store is keyed by the server.
+    given = opts().server
+    flag = normalize_server_url(given, insecure_http=opts().insecure_http) if given else None
+    server = flag if isinstance(store, K8sSecretStore) or not app else choose_key_server(
+        app=app, store=store, flag=opts().server, project=defaults, credentials_server=credentials_server,
+        insecure_http=opts().insecure_http).value
+    return store, server, flag is not None
 
 
 def _render_text(rendered: WorkerManifests, paths: list[Path]) -> str:

@@ -104,23 +104,7 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
         raise UsageError(f"worker name {worker.name!r} cannot name a Deployment",
                          "rename the worker with letters, digits or '-'")
     if isinstance(store, K8sSecretStore):
-        if namespace is not None and namespace != store.namespace:
-            raise UsageError(f"--namespace {namespace} differs from the store's namespace {store.namespace}",
-                             "a pod can only read a Secret of its own namespace; drop --namespace or change --store")
-        if secret_name is not None and secret_name != store.name:
-            raise UsageError(f"--secret {secret_name} differs from the store's Secret {store.name}",
-                             "drop --secret; the store names the Secret")
-        key = store.read()
-        if key is None:
-            raise ConfigError(f"Secret {store.namespace}/{store.name} holds no key yet",
-                              f"create one: {Hints(app=app, store=store.spec).create_app('--worker')}")
-        if key.app and key.app != app:
-            raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of application {key.app!r}, "
-                              f"not {app!r}", "point [application].store or --store at this application's Secret")
-        if server is not None and key.server != server:
-            raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of {app} for {key.server}, "
-                              f"not {server}", f"write a key for {server} into it: "
-                              f"{Hints(app=app, store=store.spec, options=('--server', server)).new_key()}")
+        key = _secret_in_cluster(store, app=app, server=server, namespace=namespace, secret_name=secret_name)
         namespace, credentials = store.namespace, store.name
         extra: list[Manifest] = []
         redact: tuple[SecretStr, ...] = ()
@@ -142,6 +126,29 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
                            credentials=credentials, key_id=key.key_id, store=store.spec,
                            secret_in_cluster=isinstance(store, K8sSecretStore), agent=agent, extra=extra,
                            redact=redact)
+
+
+def _secret_in_cluster(store: K8sSecretStore, *, app: str, server: str | None, namespace: str | None,
+                       secret_name: str | None) -> StoredKey:
+    """The key a Secret in the cluster holds, checked against the flags and the application it must serve."""
+    if namespace is not None and namespace != store.namespace:
+        raise UsageError(f"--namespace {namespace} differs from the store's namespace {store.namespace}",
+                         "a pod can only read a Secret of its own namespace; drop --namespace or change --store")
+    if secret_name is not None and secret_name != store.name:
+        raise UsageError(f"--secret {secret_name} differs from the store's Secret {store.name}",
+                         "drop --secret; the store names the Secret")
+    key = store.read()
+    if key is None:
+        raise ConfigError(f"Secret {store.namespace}/{store.name} holds no key yet",
+                          f"create one: {Hints(app=app, store=store.spec).create_app('--worker')}")
+    if key.app and key.app != app:
+        raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of application {key.app!r}, "
+                          f"not {app!r}", "point [application].store or --store at this application's Secret")
+    if server is not None and key.server != server:
+        raise ConfigError(f"Secret {store.namespace}/{store.name} holds the key of {app} for {key.server}, "
+                          f"not {server}", f"write a key for {server} into it: "
+                          f"{Hints(app=app, store=store.spec, options=('--server', server)).new_key()}")
+    return key
 
 
 def default_secret_name(app: str) -> str:
