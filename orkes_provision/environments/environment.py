@@ -25,6 +25,9 @@ documentation with a full example is ``docs/environment.md``. In short::
     members = ["ada@example.com"]
     [[groups.grants]]                             # as applications.grants; given to GROUP payments-team
     workflows = ["payments_flow"]
+    [[roles]]
+    name = "WORKFLOW_OPERATOR"                    # a custom role: users and groups may hold it by name
+    permissions = ["READ_WORKFLOW_DEF", "EXECUTE_WORKFLOW_DEF"]
 
 Every problem is reported as ONE line naming the file and the path inside it, e.g.
 ``env.toml: applications[2].grants[0].access[1]: 'EXECUT' is not one of CREATE, READ, UPDATE,
@@ -33,9 +36,11 @@ DELETE, EXECUTE``; TOML syntax errors name the line and column. The file holds n
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -52,7 +57,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec, not_blank
+from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, RoleSpec, UserSpec, not_blank
 from orkes_provision.access.workflow_tasks import Fetch, WorkflowTasks, local_first, workflow_tasks
 from orkes_provision.durations import parse_duration
 from orkes_provision.errors import ConfigError, UsageError
@@ -76,6 +81,37 @@ Role = Literal[
 ]
 assert set(get_args(Access)) == set(ACCESS_TYPES)
 assert set(get_args(Role)) == set(KNOWN_ROLES)
+# A custom role's name, as Orkes wants it: "uppercase with underscores between words" (custom-roles.mdx).
+CUSTOM_ROLE_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$")
+# A permission of a custom role, <ACTION>_<RESOURCE> (READ_WORKFLOW_DEF); the server's catalogue decides which exist.
+_PERMISSION = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _role_of_people(value: str) -> str:
+    if value in KNOWN_ROLES or CUSTOM_ROLE_NAME.match(value):
+        return value
+    raise ValueError(f"{value!r} is not a system role ({', '.join(KNOWN_ROLES)}) nor a custom role's name "
+                     "(uppercase words joined by '_', declared under [[roles]] or on the server)")
+
+
+def _custom_role_name(value: str) -> str:
+    if value in KNOWN_ROLES:
+        raise ValueError(f"{value!r} is a system role; a custom role needs a name of its own")
+    if not CUSTOM_ROLE_NAME.match(value):
+        raise ValueError(f"{value!r} is not a role name Orkes accepts: uppercase letters and digits, words joined "
+                         "by '_' (e.g. WORKFLOW_OPERATOR)")
+    return value
+
+
+def _permission_form(value: str) -> str:
+    if not _PERMISSION.match(value):
+        raise ValueError(f"{value!r} is not a permission name: they read like READ_WORKFLOW_DEF (see "
+                         "docs/environment.md)")
+    return value
+
+
+# What a user or a group may hold: a system role, or a custom role (declared under [[roles]] or on the server).
+PeopleRole = Annotated[str, AfterValidator(_role_of_people)]
 
 
 def _tag_form(value: str) -> str:
@@ -242,7 +278,7 @@ def _unique_list(value: list[Any]) -> list[Any]:
     return list(dict.fromkeys(value))
 
 
-def _read_only_alone(roles: list[Role]) -> list[Role]:
+def _read_only_alone(roles: list[str]) -> list[str]:
     # Orkes refuses USER_READ_ONLY next to any other role (the Java SDK checks it before sending).
     if READ_ONLY_ROLE in roles and len(roles) > 1:
         raise ValueError(f"{READ_ONLY_ROLE} cannot be combined with other roles")
@@ -267,8 +303,9 @@ class UserEntry(BaseModel):
 
     id: PersonId = Field(description="User id, as people sign in (an e-mail address).")
     name: Name | None = Field(default=None, description="Display name; omitted: the server's (a new user: the id).")
-    roles: list[Role] = Field(default_factory=list, description="Roles of the user itself; default none. "
-                                                                "Members also hold their groups' roles.")
+    roles: list[PeopleRole] = Field(default_factory=list, description="Roles of the user itself (system roles, or "
+                                                                      "custom roles); default none. Members also "
+                                                                      "hold their groups' roles.")
 
     _unique_roles = field_validator("roles")(_unique_list)
     _read_only = field_validator("roles")(_read_only_alone)
@@ -282,7 +319,8 @@ class GroupEntry(BaseModel):
     id: Name = Field(description="Group id (its name in the Orkes UI).")
     description: str | None = Field(default=None, description="Description; omitted: the server's (a new group: "
                                                               "empty).")
-    roles: list[Role] = Field(default_factory=list, description="Roles every member holds; default none.")
+    roles: list[PeopleRole] = Field(default_factory=list, description="Roles every member holds (system roles, or "
+                                                                      "custom roles); default none.")
     members: list[PersonId] = Field(default_factory=list, description="User ids: declared under [[users]] or "
                                                                      "already on the server.")
     grants: list[GrantEntry] = Field(default_factory=list, description="Given to the subject GROUP <id>.")
@@ -290,6 +328,22 @@ class GroupEntry(BaseModel):
     _unique_roles = field_validator("roles")(_unique_list)
     _read_only = field_validator("roles")(_read_only_alone)
     _unique_members = field_validator("members")(_unique_list)
+
+
+class RoleEntry(BaseModel):
+    """``[[roles]]``: a custom role and its permissions, which users and groups may hold by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, AfterValidator(not_blank), AfterValidator(_custom_role_name)] = Field(
+        description="Role name: uppercase words joined by '_' (WORKFLOW_OPERATOR); it cannot change later.")
+    permissions: list[Annotated[str, AfterValidator(not_blank), AfterValidator(_permission_form)]] = Field(
+        default_factory=list, description="Permissions, as the server names them (READ_WORKFLOW_DEF, "
+                                          "EXECUTE_TASK_DEF, ...); 'provision apply' checks them against the "
+                                          "server's list. Orkes adds CREATE_EVENT_HANDLER and "
+                                          "CREATE_USER_FORM_TEMPLATE to every custom role.")
+
+    _unique_permissions = field_validator("permissions")(_unique_list)
 
 
 class Environment(BaseModel):
@@ -305,6 +359,7 @@ class Environment(BaseModel):
     applications: list[ApplicationEntry] = Field(default_factory=list)
     users: list[UserEntry] = Field(default_factory=list)
     groups: list[GroupEntry] = Field(default_factory=list)
+    roles: list[RoleEntry] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
     _text: str = PrivateAttr(default="")
@@ -323,7 +378,7 @@ class Environment(BaseModel):
     def _unique(self) -> Environment:
         for what, names in (("applications", [a.name for a in self.applications]),
                             ("tasks", [t.name for t in self.tasks]), ("users", [u.id for u in self.users]),
-                            ("groups", [g.id for g in self.groups])):
+                            ("groups", [g.id for g in self.groups]), ("roles", [r.name for r in self.roles])):
             seen: set[str] = set()
             for name in names:
                 if name in seen:
@@ -426,9 +481,52 @@ class Environment(BaseModel):
         return [GroupSpec(id=g.id, description=g.description, roles=tuple(g.roles), members=tuple(g.members),
                           grants=_merged_grants(g.grants)) for g in self.groups]
 
+    def role_specs(self) -> list[RoleSpec]:
+        """The ``[[roles]]`` as the engine's ``RoleSpec``."""
+        return [RoleSpec(name=r.name, permissions=tuple(r.permissions)) for r in self.roles]
+
     @property
     def declares_people(self) -> bool:
         return bool(self.users or self.groups)
+
+    @property
+    def uses_custom_roles(self) -> bool:
+        """Whether the file declares custom roles or gives users or groups a role that is not a system role."""
+        return bool(self.roles) or any(r not in KNOWN_ROLES for r in self._people_roles())
+
+    def _people_roles(self) -> list[str]:
+        return [r for u in self.users for r in u.roles] + [r for g in self.groups for r in g.roles]
+
+    def check_roles(self, server_roles: Iterable[str], catalogue: Iterable[str] | None) -> None:
+        """Refuse, in the file's terms and before any write, a user's or group's role that is neither a system
+        role, nor declared under ``[[roles]]``, nor a custom role on the server (``server_roles``), and a
+        permission the server's ``catalogue`` lacks (None: the server did not say); with "did you mean"."""
+        declared = {r.name for r in self.roles}
+        known = [*KNOWN_ROLES, *sorted(declared | set(server_roles))]
+        held = [("users", index, entry.roles) for index, entry in enumerate(self.users)] + \
+            [("groups", index, group.roles) for index, group in enumerate(self.groups)]
+        for kind, index, roles in held:
+            for at, role in enumerate(roles):
+                if role not in known:
+                    raise ConfigError(f"{self.shown}: {kind}[{index}].roles[{at}]: role {role!r} is neither a system "
+                                      "role, nor declared under [[roles]], nor a custom role on the server"
+                                      f"{_did_you_mean(role, known)}",
+                                      "declare it under [[roles]] with its permissions, or fix the name")
+        if catalogue is None:
+            return
+        allowed = sorted(set(catalogue))
+        for index, entry in enumerate(self.roles):
+            for at, permission in enumerate(entry.permissions):
+                if permission not in allowed:
+                    raise ConfigError(f"{self.shown}: roles[{index}].permissions[{at}]: the server has no permission "
+                                      f"{permission!r}{_did_you_mean(permission, allowed)}",
+                                      "'provision apply' takes the names the server lists (GET /api/roles/permissions)"
+                                      "; docs/environment.md shows the common ones")
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _merged_grants(grants: list[GrantEntry], executes: tuple[str, ...] = ()) -> tuple[GrantSpec, ...]:
