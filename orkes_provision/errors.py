@@ -8,6 +8,8 @@ The exit-code table of docs/exit-codes.md is generated from ``EXIT_CODES``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 # Three base64url parts, the first a JSON header ("eyJ" is '{"' encoded): a JWT, such as an Orkes token.
@@ -41,6 +43,8 @@ class ProvisionError(Exception):
         # Words of the command line that were typos, with what was meant (``greetngs`` -> ``greetings``):
         # the CLI then offers the corrected command as the hint.
         self.corrections: dict[str, str] = {}
+        # Every problem found in a file the user wrote, each at its line (``with_problems``).
+        self.problems: list[Problem] = []
 
     @property
     def code(self) -> int:
@@ -48,8 +52,54 @@ class ProvisionError(Exception):
         return self.exit_code if self.exit_override is None else self.exit_override
 
     def to_dict(self) -> dict[str, object]:
-        return {"error": self.kind, "message": self.message, "hint": self.hint,
-                "exitCode": self.code}
+        data: dict[str, object] = {"error": self.kind, "message": self.message, "hint": self.hint,
+                                   "exitCode": self.code}
+        if self.problems:
+            data["problems"] = [p.to_dict() for p in self.problems]
+        return data
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong at one place of a file the user wrote, and how to fix it there.
+
+    ``path`` is the key path (``applications[3].grants[0].access[1]``), for scripts; people read the line.
+    """
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    hint: str
+
+    @property
+    def location(self) -> str:
+        if self.line is not None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}: {self.path}" if self.path else self.file
+
+    def render(self) -> str:
+        return f"{self.location}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message, "hint": self.hint}
+
+
+def with_problems(kind: type[ProvisionError], problems: Iterable[Problem], *, docs: str = "") -> ProvisionError:
+    """One error of ``kind`` carrying every problem, sorted by file and line.
+
+    One problem is the error itself (its line and hint); of several, the error is the count and the
+    CLI lists each before it. ``docs`` says where the file's keys are documented.
+    """
+    found = sorted(problems, key=lambda p: (p.file, p.line or 0, p.path))
+    if len(found) == 1:
+        error = kind(found[0].render(), found[0].hint)
+    else:
+        files = ", ".join(dict.fromkeys(p.file for p in found))
+        error = kind(f"{files}: {len(found)} problems",
+                     "fix each at its line, then run the command again" + (f"; {docs}" if docs else ""))
+    error.problems = found
+    return error
 
 
 class UsageError(ProvisionError):
@@ -186,7 +236,7 @@ EXIT_CODES: dict[int, str] = {
     8: "server unreachable, timed out or failing (5xx)",
     9: "rate limited (429) after retries",
     10: "credential store unreadable, unwritable, or an env file another user could have written",
-    11: "verification failed (doctor, preflight, new key)",
+    11: "verification failed (doctor, explain, preflight, new key)",
     12: "lock held by another run",
     13: "unexpected server answer",
     126: "'run': the worker command cannot be executed",

@@ -15,7 +15,9 @@ Kept dependency-free: the CLI's argument types import it at start-up.
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
+from collections.abc import Iterable
 
 from orkes_provision.errors import UsageError
 
@@ -94,3 +96,34 @@ _C0_NAMES = {"\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\t": "TAB", "\v": "LIN
              "\f": "FORM FEED", "\x00": "NUL", "\x1b": "ESCAPE", "\x1c": "FILE SEPARATOR",
              "\x1d": "GROUP SEPARATOR", "\x1e": "RECORD SEPARATOR", "\x7f": "DELETE",
              "\x85": "NEXT LINE"}
+
+
+def closest(word: str, known: Iterable[str], *, cutoff: float = 0.75, typos_only: bool = False) -> str | None:
+    """The name of ``known`` that ``word`` most likely meant: the same but for case, else the closest one.
+
+    difflib's ratio: 'greetngs'/'greetings' is 0.94, 'shipp'/'ship' 0.89; unrelated names stay below 0.75.
+    Names that share a long part (e-mail addresses of one domain: 'cy@example.com'/'bob@example.com' is
+    0.9) need ``typos_only``: the guess must then be a typo away, at most one edit (a letter added,
+    dropped, changed, or two swapped) in five letters.
+    """
+    names = sorted(set(known))
+    same_case = [n for n in names if n.lower() == word.lower()]
+    if same_case:
+        return same_case[0]
+    close = difflib.get_close_matches(word, names, n=len(names) or 1, cutoff=cutoff)
+    if typos_only:
+        close = [c for c in close if _edits(word.lower(), c.lower()) <= max(1, len(word) // 5)]
+    return close[0] if close else None
+
+
+def _edits(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours turning ``a`` into ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]

@@ -7,23 +7,12 @@ the answer is "did you mean", never "register it" (``--register-tasks`` would re
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from orkes_provision.errors import NotFound
+from orkes_provision.names import closest
 
-# difflib's ratio: 'greetngs'/'greetings' is 0.94, 'shipp'/'ship' 0.89; unrelated names stay below.
-_CUTOFF = 0.75
-
-
-def closest(word: str, known: Iterable[str]) -> str | None:
-    """The registered name ``word`` most likely meant: the same but for case, else the closest one."""
-    names = sorted(set(known))
-    same_case = [n for n in names if n.lower() == word.lower()]
-    if same_case:
-        return same_case[0]
-    close = difflib.get_close_matches(word, names, n=1, cutoff=_CUTOFF)
-    return close[0] if close else None
+__all__ = ["UnknownTasks", "check_tasks_exist", "closest"]
 
 
 class UnknownTasks(NotFound):

@@ -52,9 +52,10 @@ class Instances:
         self._by_token: dict[str, Instance] = {}
         self._by_label: dict[str, Instance] = {}
 
-    def register(self, label: str) -> LocalCredential:
-        key_id = LOCAL_KEY_PREFIX + secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+    def register(self, label: str, given: LocalCredential | None = None) -> LocalCredential:
+        """A new local credential for ``label``; ``given`` when the workers' one is fixed beforehand (a pod)."""
+        key_id = given.key_id if given is not None else LOCAL_KEY_PREFIX + secrets.token_hex(8)
+        secret = given.secret.get_secret_value() if given is not None else secrets.token_urlsafe(32)
         instance = Instance(label=label, key_id=key_id, digest=_digest(secret), token=secrets.token_urlsafe(32))
         with self._lock:
             self._by_key[key_id] = instance

@@ -18,6 +18,7 @@ class Metrics:
     upstream_auth_failures: Counter[int] = field(default_factory=Counter)  # 401/403 from the server
     upstream_errors: int = 0  # no answer from the server
     key_switches: int = 0
+    loop_restarts: int = 0  # the event loop ended without close and was started again on the same port
     latency_count: int = 0
     latency_sum: float = 0.0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
@@ -52,6 +53,8 @@ class Metrics:
                       f"orkes_agent_upstream_errors_total {self.upstream_errors}",
                       "# TYPE orkes_agent_key_switches_total counter",
                       f"orkes_agent_key_switches_total {self.key_switches}",
+                      "# TYPE orkes_agent_loop_restarts_total counter",
+                      f"orkes_agent_loop_restarts_total {self.loop_restarts}",
                       "# TYPE orkes_agent_upstream_latency_seconds histogram"]
             lines += [f'orkes_agent_upstream_latency_seconds_bucket{{le="{b}"}} {n}'
                       for b, n in zip(LATENCY_BUCKETS, self.latency_buckets, strict=True)]

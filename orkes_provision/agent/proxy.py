@@ -1,8 +1,8 @@
 """The agent's HTTP/1.1 side: loopback connections from workers, forwarded to the server with the real token.
 
-asyncio streams with ``h11`` (already installed with httpx) on the workers' side and an
-``httpx.AsyncClient`` with a connection pool on the server's side: one event loop serves any
-number of waiting long polls without a thread each. Bodies are streamed both ways; only what the
+asyncio streams with ``h11`` (already installed with httpx) on both sides, a keep-alive pool of
+connections to the server (``connections``): one event loop serves any number of waiting long
+polls without a thread each. Bodies are streamed both ways; only what the
 agent must read is buffered, and bounded: the answers of polls (to see which tasks an instance
 now holds), task updates (to see which it finished), and small request bodies (to replay a
 request once when the server says the token expired). Nothing is cached.
@@ -22,13 +22,21 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import h11
-import httpx
 
+from orkes_provision.agent.connections import (
+    Body,
+    Upstream,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+    read_limited,
+)
 from orkes_provision.agent.instances import Instance, Instances
 from orkes_provision.agent.metrics import Metrics
 from orkes_provision.agent.tracking import UPDATE_V2, hand_back_body, is_poll, is_update, polled_tasks, updated_task
 from orkes_provision.agent.upstream import KeyHolder, Unavailable
 from orkes_provision.orkes.auth import TOKEN_ERRORS
+from orkes_provision.orkes.denials import Denial, denial_in_body
 
 MAX_HEAD = 64 * 1024
 READ_CHUNK = 64 * 1024
@@ -38,6 +46,7 @@ RETRY_AFTER = "2"
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
                         b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"})
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"x-authorization", b"authorization", b"content-length"}
+NOT_ANSWERED = HOP_BY_HOP | {b"content-length"}
 TOKEN_HEADER = b"x-authorization"
 
 
@@ -46,14 +55,14 @@ class _Closed(Exception):
 
 
 class Proxy:
-    def __init__(self, base: str, holder: KeyHolder, instances: Instances, metrics: Metrics,
-                 client: httpx.AsyncClient, on_event: Callable[[str], None]) -> None:
-        self.base = base  # the server's URL without /api: worker paths are appended as they are
+    def __init__(self, holder: KeyHolder, instances: Instances, metrics: Metrics, upstream: Upstream,
+                 on_event: Callable[[str], None], on_denied: Callable[[Denial], None] | None = None) -> None:
         self.holder = holder
         self.instances = instances
         self.metrics = metrics
-        self.client = client
+        self.upstream = upstream  # worker paths (/api/...) are sent as they are
         self.on_event = on_event
+        self.on_denied = on_denied  # a 403 naming the definition and the access refused
 
     # ----- connections -----------------------------------------------------------------------
 
@@ -71,8 +80,8 @@ class Proxy:
         except h11.RemoteProtocolError:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await self._simple(conn, writer, 400, {"status": 400, "message": "malformed HTTP request"})
-        except (_Closed, ConnectionError, h11.LocalProtocolError, asyncio.IncompleteReadError):
-            pass
+        except (_Closed, ConnectionError, h11.LocalProtocolError, asyncio.IncompleteReadError, UpstreamError):
+            pass  # an answer that broke off in the middle: the worker sees its connection close
         finally:
             writer.close()
 
@@ -159,7 +168,7 @@ class Proxy:
         poll = is_poll(method, path) or (method == "POST" and path == UPDATE_V2)
         update = is_update(method, path)
         headers = _forwarded_headers(request, tracked=poll or update)
-        body: bytes | AsyncIterator[bytes] | None
+        body: Body
         if update or _replayable(request, method):
             body = await self._read_body(conn, reader, MAX_TRACKED_BODY)
             if body is None:
@@ -171,7 +180,6 @@ class Proxy:
             instance.polls += 1
             with self.metrics.lock:
                 self.metrics.polls += 1
-        url = self.base + target
         stale: str | None = None
         for attempt in (1, 2):
             try:
@@ -181,16 +189,20 @@ class Proxy:
                 await self._simple(conn, writer, err.status, {"status": err.status, "message": err.message},
                                    retry_after=True)
                 return
-            response = await self._send_upstream(conn, writer, self.client.build_request(
-                method, url, headers=[*headers, (TOKEN_HEADER, token.encode())], content=body))
+            response = await self._send_upstream(conn, writer, request, [*headers, (TOKEN_HEADER, token.encode())],
+                                                 body)
             if response is None:
                 return
             try:
-                if response.status_code in (401, 403) or poll or update:
-                    data = await _read_raw(response, MAX_TRACKED_BODY)
-                    if attempt == 1 and isinstance(body, bytes) and _is_token_error(response.status_code, data):
+                if response.status in (401, 403) or poll or update:
+                    data = await read_limited(response, MAX_TRACKED_BODY)
+                    if attempt == 1 and isinstance(body, bytes) and _is_token_error(response.status, data):
                         stale = token  # the server no longer takes this token: mint one and replay once
                         continue
+                    if response.status == 403 and self.on_denied is not None:
+                        denial = denial_in_body(data)
+                        if denial is not None:
+                            self.on_denied(denial)
                     await self._answer_tracked(conn, writer, response, data, body, instance, poll, update)
                 else:
                     await self._stream_answer(conn, writer, response)
@@ -198,29 +210,29 @@ class Proxy:
                 await response.aclose()
             return
 
-    async def _send_upstream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                             upstream_request: httpx.Request) -> httpx.Response | None:
+    async def _send_upstream(self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request,
+                             headers: list[tuple[bytes, bytes]], body: Body) -> UpstreamResponse | None:
         """The server's answer (streamed), or ``None`` once the worker was told the server is not answering."""
         started = time.perf_counter()
         try:
-            response = await self.client.send(upstream_request, stream=True)
-        except httpx.TimeoutException:
+            response = await self.upstream.send(request.method, request.target, headers, body)
+        except UpstreamTimeout:
             self.metrics.observe_upstream(time.perf_counter() - started, None)
             await self._simple(conn, writer, 504, {"status": 504, "message": "the server did not answer in time"},
                                retry_after=True)
             return None
-        except httpx.TransportError:
+        except UpstreamError:
             self.metrics.observe_upstream(time.perf_counter() - started, None)
             await self._simple(conn, writer, 503, {"status": 503, "message": "the server does not answer"},
                                retry_after=True)
             return None
-        self.metrics.observe_upstream(time.perf_counter() - started, response.status_code)
+        self.metrics.observe_upstream(time.perf_counter() - started, response.status)
         return response
 
-    async def _answer_tracked(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: httpx.Response,
-                              data: bytes | None, body: bytes | AsyncIterator[bytes] | None, instance: Instance,
+    async def _answer_tracked(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                              response: UpstreamResponse, data: bytes | None, body: Body, instance: Instance,
                               poll: bool, update: bool) -> None:
-        ok = response.is_success
+        ok = 200 <= response.status < 300
         if update and ok and isinstance(body, bytes):
             finished = updated_task(body)
             if finished is not None and instance.held.pop(finished, None) is not None:
@@ -233,28 +245,28 @@ class Proxy:
         if data is None:
             await self._simple(conn, writer, 502, {"status": 502, "message": "the server's answer is too large"})
             return
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP | {b"content-length"}]
+        headers = [(k, v) for k, v in response.headers if k.lower() not in NOT_ANSWERED]
         try:
             if instance.gone and got:
                 raise _Closed()
             sized = [*headers, (b"content-length", str(len(data)).encode())]
-            await self._write(conn, writer, h11.Response(status_code=response.status_code, headers=sized),
+            await self._write(conn, writer, h11.Response(status_code=response.status, headers=sized),
                               h11.Data(data=data), h11.EndOfMessage())
         except (_Closed, ConnectionError):
             if got:  # polled for a worker that is gone: nobody will run them
                 await self.hand_back({t: instance.held.pop(t) for t in got if t in instance.held})
             raise _Closed() from None
-        self._count(response.status_code)
+        self._count(response.status)
 
     async def _stream_answer(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                             response: httpx.Response) -> None:
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
-        await self._write(conn, writer, h11.Response(status_code=response.status_code, headers=headers))
-        async for chunk in response.aiter_raw():
+                             response: UpstreamResponse) -> None:
+        headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
+        await self._write(conn, writer, h11.Response(status_code=response.status, headers=headers))
+        async for chunk in response.chunks():
             if chunk:
                 await self._write(conn, writer, h11.Data(data=chunk))
         await self._write(conn, writer, h11.EndOfMessage())
-        self._count(response.status_code)
+        self._count(response.status)
 
     # ----- the agent's own answers ------------------------------------------------------------
 
@@ -302,19 +314,23 @@ class Proxy:
         for _ in (1, 2):
             try:
                 token = await self.holder.token(stale=stale)
-                response = await self.client.post(
-                    self.base + "/api/tasks", content=hand_back_body(task_id, workflow_id),
-                    headers={"content-type": "application/json", "x-authorization": token})
-            except (Unavailable, httpx.HTTPError) as err:
+                response = await self.upstream.send(b"POST", b"/api/tasks", [
+                    (b"content-type", b"application/json"), (TOKEN_HEADER, token.encode())],
+                    hand_back_body(task_id, workflow_id))
+                try:
+                    data = await read_limited(response, MAX_TRACKED_BODY)
+                finally:
+                    await response.aclose()
+            except (Unavailable, UpstreamError) as err:
                 self.on_event(f"cannot hand task {task_id} back to the queue ({_reason(err)}); "
                               "it waits for its response timeout")
                 return False
-            if _is_token_error(response.status_code, response.content):
+            if _is_token_error(response.status, data):
                 stale = token
                 continue
-            if response.is_success:
+            if 200 <= response.status < 300:
                 return True
-            self.on_event(f"cannot hand task {task_id} back to the queue (HTTP {response.status_code}); "
+            self.on_event(f"cannot hand task {task_id} back to the queue (HTTP {response.status}); "
                           "it waits for its response timeout")
             return False
         return False
@@ -322,14 +338,13 @@ class Proxy:
     # ----- plumbing ---------------------------------------------------------------------------
 
     async def _write(self, conn: h11.Connection, writer: asyncio.StreamWriter, *events: Any) -> None:
-        for event in events:
-            data = conn.send(event)
-            if data:
-                writer.write(data)
+        data = b"".join(conn.send(event) or b"" for event in events)  # one send: head and body together
+        if data:
+            writer.write(data)
         await writer.drain()
 
     @staticmethod
-    async def _drain(body: bytes | AsyncIterator[bytes] | None) -> None:
+    async def _drain(body: Body) -> None:
         if body is not None and not isinstance(body, bytes):
             async for _ in body:
                 pass
@@ -337,17 +352,6 @@ class Proxy:
     def _count(self, status: int) -> None:
         with self.metrics.lock:
             self.metrics.requests[status] += 1
-
-
-async def _read_raw(response: httpx.Response, limit: int) -> bytes | None:
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _is_token_error(status: int, data: bytes | None) -> bool:
@@ -361,7 +365,7 @@ def _is_token_error(status: int, data: bytes | None) -> bool:
 
 
 def _reason(err: Exception) -> str:
-    return err.message if isinstance(err, Unavailable) else type(err).__name__
+    return err.message if isinstance(err, Unavailable) else str(err)
 
 
 def _forwarded_headers(request: h11.Request, *, tracked: bool) -> list[tuple[bytes, bytes]]:

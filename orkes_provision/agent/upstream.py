@@ -49,6 +49,10 @@ class KeyHolder:
         self._refresh_at = 0.0
         self._lock = asyncio.Lock()
 
+    def new_loop(self) -> None:
+        """The agent serves from a new event loop (a restart): a lock bound to the old one would refuse it."""
+        self._lock = asyncio.Lock()
+
     @property
     def key_id(self) -> str:
         return self.key.key_id.strip()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from orkes_provision.cli.common import APP_NAME, STORE_KINDS, command_options, emit, in_command, opts
+
+if TYPE_CHECKING:
+    from orkes_provision.agent.instances import LocalCredential
+
+LOCAL_KEY_VAR = "ORKES_AGENT_LOCAL_KEY"
+LOCAL_SECRET_VAR = "ORKES_AGENT_LOCAL_SECRET"
 
 
 @click.command("agent")
@@ -52,17 +59,38 @@ def agent(app_name: str | None, store_spec: str | None, listen: str, env_file: P
     target = env_file or data_dir() / f"agent-{app}.env"
 
     runner = Agent(home.key, app=app, key_watch=home.watch, host=host, port=port, on_event=in_command(agent_event),
-                   insecure_http=opts().insecure_http)
+                   insecure_http=opts().insecure_http, hints=home.hints)
+
+    given = local_key_from_environment()
 
     def ready(started: Agent) -> None:
-        env = started.environment(started.register("standalone"))
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private_file(target, "".join(f"{k}={v}\n" for k, v in env.items()).encode())
+        env = started.environment(started.register("standalone", given))
+        if given is None or env_file is not None:  # a pod's workers have the fixed local key already
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private_file(target, "".join(f"{k}={v}\n" for k, v in env.items()).encode())
         emit({"url": started.url, "app": app, "keyId": started.key_id, "envFile": str(target), "pid": os.getpid()},
              lambda: f"provision: agent for {app} (key {started.key_id}) on {started.url}; workers: the variables "
                      f"in {target}")
 
     return runner.serve(in_command(ready))
+
+
+def local_key_from_environment() -> LocalCredential | None:
+    """The workers' local key when it is fixed beforehand: ORKES_AGENT_LOCAL_KEY and ORKES_AGENT_LOCAL_SECRET
+    (set by 'deploy kubernetes' for the agent's sidecar and its worker container alike)."""
+    from pydantic import SecretStr
+
+    from orkes_provision.agent.instances import LocalCredential
+    from orkes_provision.errors import UsageError
+
+    key_id = os.environ.get(LOCAL_KEY_VAR, "").strip()
+    secret = os.environ.get(LOCAL_SECRET_VAR, "").strip()
+    if not key_id and not secret:
+        return None
+    if not key_id or len(secret) < 16:
+        raise UsageError(f"{LOCAL_KEY_VAR} and {LOCAL_SECRET_VAR} go together, the secret at least 16 characters",
+                         "set both, or neither (the agent then makes a local key of its own)")
+    return LocalCredential(key_id, SecretStr(secret))
 
 
 def _listen(value: str) -> tuple[str, int]:

@@ -231,14 +231,22 @@ def info(message: str) -> None:
 
 
 def report_error(err: ProvisionError, options: GlobalOptions) -> None:
-    """``error:`` and ``hint:`` on stderr. Under --json the error is the outcome, so it goes to stdout,
-    unless the command already printed its result there (then stderr, one JSON line)."""
+    """``error:`` and ``hint:`` on stderr, after each of several problems in a file at its line with its hint.
+    Under --json the error is the outcome, so it goes to stdout, unless the command already printed its
+    result there (then stderr, one JSON line)."""
     WAITS.end_line()
     message, hint = redact_tokens(err.message), redact_tokens(err.hint)
     if options.json:
         data = err.to_dict() | {"message": message, "hint": hint}
+        if err.problems:  # what a file says may hold a pasted token
+            data["problems"] = [p.to_dict() | {"message": redact_tokens(p.message), "hint": redact_tokens(p.hint)}
+                                for p in err.problems]
         click.echo(json.dumps(data, sort_keys=True), err=options.result_printed)
         return
+    if len(err.problems) > 1:  # each at its line first; the error line then counts them
+        for problem in err.problems:
+            click.echo(terminal_safe(redact_tokens(problem.render()), one_line=True), err=True)
+            click.echo(f"    hint: {terminal_safe(redact_tokens(problem.hint), one_line=True)}", err=True)
     click.echo(f"error: {terminal_safe(message, one_line=True)}", err=True)
     click.echo(f"hint: {terminal_safe(hint, one_line=True)}", err=True)
 

@@ -54,6 +54,11 @@ def deploy() -> None:
 @click.option("--memory", default="256Mi", show_default=True, metavar="QTY", help="Memory request and limit.")
 @click.option("--run-as-user", type=click.IntRange(min=1, max=2**31 - 1), default=65532, show_default=True,
               metavar="UID", help="The non-root user id the worker runs as (one that can read the image's files).")
+@click.option("--no-agent", is_flag=True,
+              help="No credential agent: the worker container gets the key from the Secret, and a rotation "
+                   "rolls the pods.")
+@click.option("--agent-image", metavar="IMAGE",
+              help="Image of the agent's sidecar, one with orkes-provision installed (default: --image).")
 @click.option("--wait", is_flag=True, help="With --apply: wait until the rollout completes.")
 @click.option("--timeout", type=DURATION, default="5m", show_default=True, metavar="DURATION",
               help="How long --wait waits (90s, 5m, ...).")
@@ -62,12 +67,21 @@ def deploy() -> None:
 @command_options(timeout=False)
 def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: str | None, replicas: int | None,
                image: str | None, store_spec: str | None, secret_name: str | None, cpu: str, memory: str,
-               run_as_user: int, wait: bool, timeout: timedelta, project_file: Path | None) -> None:
+               run_as_user: int, no_agent: bool, agent_image: str | None, wait: bool, timeout: timedelta,
+               project_file: Path | None) -> None:
     """Render a Deployment for WORKER of the project file, or apply it with kubectl.
 
-    The pods get CONDUCTOR_SERVER_URL from a ConfigMap and CONDUCTOR_AUTH_KEY and
-    CONDUCTOR_AUTH_SECRET from a Secret of the same name; the Deployment holds no secret. Its pod
-    template carries a checksum of the key id, so a key rotation restarts the pods.
+    Each pod runs the credential agent ('provision agent') as a native sidecar (Kubernetes
+    1.29+): it alone mounts the Secret (the key) and the ConfigMap (the server URL) of the same
+    name, and follows the Secret as kubelet refreshes the files, so a key rotation reaches running
+    pods without a restart. The worker container gets the agent's loopback URL and a local key
+    only that agent accepts, never the real one. The sidecar runs --agent-image (default: --image,
+    which must then have orkes-provision installed).
+
+    With --no-agent the worker container gets CONDUCTOR_SERVER_URL, CONDUCTOR_AUTH_KEY and
+    CONDUCTOR_AUTH_SECRET from the ConfigMap and the Secret, and its pod template carries a
+    checksum of the key id, so a key rotation restarts the pods. The Deployment holds no secret
+    either way.
 
     With a k8s-secret:NS/NAME store the Secret already is in the cluster. With another store
     (keyring, env file) the key is read from it and a Secret and ConfigMap are rendered too; the
@@ -83,6 +97,7 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
       provision app greetings-app --worker --grant greetings --store k8s-secret:workers/greetings
       provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --apply --wait
       provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --render k8s/
+      provision deploy kubernetes greetings --image ghcr.io/acme/greetings:1.0 --no-agent --apply
       kubectl apply --server-side -f k8s/
     """
     from orkes_provision.cli.context import credentials_server
@@ -97,6 +112,8 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
         raise UsageError("--render and --apply exclude each other", "render to a directory, or apply; not both")
     if wait and not apply_:
         raise UsageError("--wait needs --apply", "add --apply, or drop --wait")
+    if no_agent and agent_image:
+        raise UsageError("--agent-image and --no-agent exclude each other", "drop one of them")
     project = require_project(project_file)
     defaults = project.defaults()
     app = project.app_name or ""
@@ -113,7 +130,8 @@ def kubernetes(worker: str, render_dir: Path | None, apply_: bool, namespace: st
         insecure_http=opts().insecure_http).value
     rendered = worker_manifests(project, worker, store=store, server=server, image=image, namespace=namespace,
                                 replicas=replicas, secret_name=secret_name, cpu=cpu, memory=memory,
-                                run_as_user=run_as_user, server_flag=flag is not None)
+                                run_as_user=run_as_user, server_flag=flag is not None, agent=not no_agent,
+                                agent_image=agent_image)
     result = rendered.to_dict()
     if render_dir is not None:
         paths = render_to_directory(rendered, render_dir)

@@ -12,7 +12,7 @@ import click
 
 from orkes_provision.cli.common import command_options, emit, opts, report_error
 from orkes_provision.cli.drift_cmd import ExitOneOnUsageError
-from orkes_provision.errors import ProvisionError, UsageError
+from orkes_provision.errors import ConfigError, ProvisionError, UsageError, with_problems
 
 if TYPE_CHECKING:
     from orkes_provision.environments.environment import Environment
@@ -83,6 +83,7 @@ def _load_all(paths: tuple[str, ...]) -> tuple[list[Environment], list[ProjectDe
 
     environments: list[Environment] = []
     projects: list[ProjectDecl] = []
+    failed: list[ProvisionError] = []  # every file's problems, listed together: one run shows all to fix
     for raw_path in paths:
         path = Path(raw_path)
         data = parse_toml(read_file(path, raw_path, "file", missing_hint="check the path given to -f",
@@ -92,6 +93,16 @@ def _load_all(paths: tuple[str, ...]) -> tuple[list[Environment], list[ProjectDe
             project = load_project(path)
             assert project is not None  # a path was given: a missing file raises instead
             projects.append(project_decl(project))
-        else:
+            continue
+        try:
             environments.append(load_environment(path))
+        except ProvisionError as err:
+            if not err.problems:
+                raise
+            failed.append(err)
+    if len(failed) > 1:
+        raise with_problems(ConfigError, [p for err in failed for p in err.problems],
+                            docs="docs/environment.md documents every key")
+    if failed:
+        raise failed[0]
     return environments, projects

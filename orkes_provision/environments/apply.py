@@ -43,7 +43,7 @@ from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_
 from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.environments.environment import Environment
 from orkes_provision.environments.lint import Finding, lint_environment
-from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError
+from orkes_provision.errors import Conflict, NotFound, ProvisionError, StoreError, with_problems
 from orkes_provision.orkes.models import MANAGED_TAG, Application, Tag, TaskDef
 from orkes_provision.orkes.ratelimit import AdaptiveLimiter, LimiterStats
 
@@ -245,18 +245,19 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         server_workflows = {k: f.result() for k, f in workflows.items()}
         accepted = {name for name, f in key_checks.items() if f.result()} | trusted
         roles = custom_roles(env, roles_read.result) if roles_read is not None else RolesState()
-    env.check_roles(roles.custom, roles.catalogue)
     _refuse_foreign(env, state, specs, stores, client, server)
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
-    try:
-        plan = plan_apps(state, specs, server=server, key_status=statuses,
-                         store_names={name: store.describe() for name, store in stores.items()},
-                         tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
-    except NotFound as err:
-        raise NotFound(err.message, f"declare them under [[tasks]] in {_file(env)}, or register them first") \
-            from None
+    # Every unknown task, member, role and permission at its line, before plan_apps meets the first.
+    unknown = env.unknown_tasks(state.task_names) + (env.unknown_members(state.people.users)
+                                                     if env.declares_people else [])
+    unknown += env.unknown_roles(roles.custom) + env.unknown_permissions(roles.catalogue or ())
+    if unknown:
+        raise with_problems(NotFound, unknown)
+    plan = plan_apps(state, specs, server=server, key_status=statuses,
+                     store_names={name: store.describe() for name, store in stores.items()},
+                     tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
     plan.apps = [_mark_adoption(app_plan, env.name) for app_plan in plan.apps]
     plan_key_rotations(plan, state, (now or _utcnow)())
     payloads = _task_payloads(env, state)
@@ -336,14 +337,7 @@ def tagged_tasks(state: ServerState) -> dict[str, set[str]] | None:
 
 def _plan_people(env: Environment, state: ServerState, plan: Plan, *, prune: bool) -> None:
     """Users' and groups' changes into ``plan``: additions after the applications', removals with the deletions."""
-    groups = env.group_specs()
-    known_tasks = state.task_names | {t.name for t in env.tasks}
-    missing = sorted({t for g in groups for t in g.task_names} - known_tasks)
-    if missing:
-        raise NotFound(f"task definition{'s' if len(missing) > 1 else ''} not found on the server: "
-                          f"{', '.join(missing)}", f"declare them under [[tasks]] in {_file(env)}, or register them "
-                                                   "first")
-    people = plan_people(state.people, env.user_specs(), groups, prune=prune)
+    people = plan_people(state.people, env.user_specs(), env.group_specs(), prune=prune)
     plan.people_changes = people.changes
     plan.prune_changes.extend(people.removals)
     plan.user_upserts = people.user_upserts

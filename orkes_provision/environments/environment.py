@@ -29,18 +29,20 @@ documentation with a full example is ``docs/environment.md``. In short::
     name = "WORKFLOW_OPERATOR"                    # a custom role: users and groups may hold it by name
     permissions = ["READ_WORKFLOW_DEF", "EXECUTE_WORKFLOW_DEF"]
 
-Every problem is reported as ONE line naming the file and the path inside it, e.g.
-``env.toml: applications[2].grants[0].access[1]: 'EXECUT' is not one of CREATE, READ, UPDATE,
-DELETE, EXECUTE``; TOML syntax errors name the line and column. The file holds no secrets.
+Every problem of the file is reported at once, each as one line naming the file and its line, with
+"did you mean" for a near miss: ``env.toml:14: access: 'execute' is not one of CREATE, READ, UPDATE,
+DELETE, EXECUTE; did you mean 'EXECUTE'?`` (``Problem``; the key path, ``applications[2].grants[0].access[1]``,
+is in ``--json``). Values are read strictly: ``"30"`` is not a number. Task names the file grants are
+checked against ``[[tasks]]`` and the server when planning (``unknown_tasks``). A TOML syntax error
+names the line and column. The file holds no secrets.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -60,10 +62,11 @@ from pydantic.alias_generators import to_camel
 from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, RoleSpec, UserSpec, not_blank
 from orkes_provision.access.workflow_tasks import Fetch, WorkflowTasks, local_first, workflow_tasks
 from orkes_provision.durations import parse_duration
-from orkes_provision.errors import ConfigError, UsageError
-from orkes_provision.names import describe_character, forbidden_character
+from orkes_provision.errors import ConfigError, Problem, UsageError, with_problems
+from orkes_provision.names import closest, describe_character, forbidden_character
 from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES
-from orkes_provision.toml.read import first_lower, parse_toml, read_file, validation_error
+from orkes_provision.toml.read import first_lower, format_location, parse_toml, read_file, schema_problems
+from orkes_provision.toml.write import FileLines
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 STORE_FORMS = "keyring, env-file:PATH"
@@ -363,6 +366,8 @@ class Environment(BaseModel):
 
     _path: Path | None = PrivateAttr(default=None)
     _text: str = PrivateAttr(default="")
+    _shown: str = PrivateAttr(default="")
+    _lines: FileLines = PrivateAttr(default_factory=lambda: FileLines(""))
     _workflow_defs: list[dict[str, Any]] = PrivateAttr(default_factory=list)
     # Application -> the tasks its workflowTasks use, once derived (derive_workflow_tasks).
     _derived: dict[str, tuple[str, ...]] | None = PrivateAttr(default=None)
@@ -373,34 +378,6 @@ class Environment(BaseModel):
         if not _NAME.match(value):
             raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
-
-    @model_validator(mode="after")
-    def _unique(self) -> Environment:
-        for what, names in (("applications", [a.name for a in self.applications]),
-                            ("tasks", [t.name for t in self.tasks]), ("users", [u.id for u in self.users]),
-                            ("groups", [g.id for g in self.groups]), ("roles", [r.name for r in self.roles])):
-            seen: set[str] = set()
-            for name in names:
-                if name in seen:
-                    raise ValueError(f"two {what} are named {name!r}; names must be unique")
-                seen.add(name)
-        read_only = {u.id for u in self.users if READ_ONLY_ROLE in u.roles}
-        for group in self.groups:
-            for member in group.members:
-                if member in read_only:
-                    raise ValueError(f"user {member!r} has the role {READ_ONLY_ROLE}, which Orkes refuses to a "
-                                     f"member of a group (group {group.id!r})")
-        # Compared normalised: env-file:dup.env and env-file:./dup.env are one file. All paths are relative to
-        # the same directory (this file's), so any base gives the same answer.
-        stores = [(a.store, _same_file_key(a.store)) for a in self.applications
-                  if a.store and a.store.startswith("env-file:")]
-        seen_stores: dict[str, str] = {}
-        for store, normal in stores:
-            if normal in seen_stores:
-                raise ValueError(f"two applications write their key to {seen_stores[normal]!r} and {store!r}, "
-                                 "which are one file; each needs its own")
-            seen_stores[normal] = store
-        return self
 
     @property
     def path(self) -> Path | None:
@@ -418,7 +395,72 @@ class Environment(BaseModel):
     @property
     def shown(self) -> str:
         """The file's name as the user would type it (relative to the cwd when below it)."""
+        if self._shown:
+            return self._shown
         return _display(self._path) if self._path is not None else "the environment file"
+
+    def line(self, loc: tuple[str | int, ...], value: object = None) -> int | None:
+        """The line of ``loc`` (``("applications", 2, "grants", 0, "tasks", 1)``) or of what holds it
+        (``value``: the element of a list at ``loc``, found on its own line)."""
+        return self._lines.line(loc, value)
+
+    def problem(self, loc: tuple[str | int, ...], message: str, hint: str, value: object = None) -> Problem:
+        """A problem at ``loc`` (about ``value``, an element of a list there), located at its line."""
+        return Problem(file=self.shown, line=self.line(loc, value), path=format_location(loc), message=message,
+                       hint=hint)
+
+    def task_references(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Where the file names a task definition in a grant, and the name (``tasks`` of every ``grants``)."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        holders: list[tuple[str, list[list[GrantEntry]]]] = [
+            ("applications", [a.grants for a in self.applications]), ("groups", [g.grants for g in self.groups])]
+        for section, grant_lists in holders:
+            for index, grants in enumerate(grant_lists):
+                for number, grant in enumerate(grants):
+                    found += [((section, index, "grants", number, "tasks", at), task)
+                              for at, task in enumerate(grant.tasks)]
+        return found
+
+    def unknown_tasks(self, registered: Iterable[str]) -> list[Problem]:
+        """Each task a grant or a ``workflowTasks`` names that neither ``[[tasks]]`` declares nor ``registered``
+        (the server's) holds, at its line, with the name it likely meant."""
+        known = set(registered) | {t.name for t in self.tasks}
+        where = "declared under [[tasks]] nor on the server"
+        declare = f"declare it under [[tasks]] in {self.shown}, or register it first"
+        problems = self.unknown_names(self.task_references(), known, what="task {!r}", where=where, fix=declare)
+        for index, app in enumerate(self.applications):
+            used = [(("applications", index, "workflowTasks"), name) for name in self.derived_tasks(app)]
+            problems += self.unknown_names(used, known, what="task {!r}, which its workflows use,", where=where,
+                                           fix=declare)
+        return problems
+
+    def unknown_members(self, users: Iterable[str]) -> list[Problem]:
+        """Each group member that neither ``[[users]]`` declares nor ``users`` (the server's) holds."""
+        members = [(("groups", index, "members", at), member) for index, group in enumerate(self.groups)
+                   for at, member in enumerate(group.members)]
+        return self.unknown_names(members, {u.id for u in self.users} | set(users), what="member {!r}",
+                                  where="declared under [[users]] nor a user on the server",
+                                  fix=f"declare it under [[users]] in {self.shown}, or fix the id")
+
+    def unknown_names(self, references: Iterable[tuple[tuple[str | int, ...], str]], known: Iterable[str], *,
+                      what: str, where: str, fix: str) -> list[Problem]:
+        """A problem for each name of ``references`` (its place in the file, the name) not in ``known``, with
+        the known name it likely meant (``shipp`` -> ``ship``, ``Pack`` -> ``pack``) and the edit that uses
+        it; ``fix`` is the hint otherwise. ``what`` names the thing (``"task {!r}"``), ``where`` where it
+        was looked for (``"declared under [[tasks]] nor on the server"``)."""
+        names = set(known)
+        problems = []
+        for loc, name in references:
+            if name in names:
+                continue
+            meant = closest(name, names, typos_only=True)
+            message = f"{what.format(name)} is neither {where}"
+            if meant is not None:
+                problems.append(self.problem(loc, f"{message}; did you mean {meant!r}?",
+                                             f"replace {name!r} with {meant!r}", name))
+            else:
+                problems.append(self.problem(loc, message, fix, name))
+        return problems
 
     @property
     def workflow_defs(self) -> list[dict[str, Any]]:
@@ -438,18 +480,28 @@ class Environment(BaseModel):
         fetch = local_first(self._workflow_defs, server)
         derived: dict[str, tuple[str, ...]] = {}
         walks: list[WorkflowTasks] = []
+        problems: list[Problem] = []
+        declared = [str(d["name"]) for d in self._workflow_defs]
+        where = "[[workflows]]" + (" or on the server" if server is not None else "")
         for index, app in enumerate(self.applications):
             tasks: set[str] = set()
             for name in app.workflow_tasks:
                 walked = workflow_tasks(name, fetch)
                 if walked is None:
-                    where = "[[workflows]]" + (" or on the server" if server is not None else "")
-                    raise ConfigError(f"{self.shown}: applications[{index}].workflowTasks: workflow {name!r} is not "
-                                      f"in {where}", "check the name, or declare its definition under [[workflows]]")
+                    meant = closest(name, declared)
+                    problems.append(self.problem(
+                        ("applications", index, "workflowTasks"),
+                        f"workflowTasks: workflow {name!r} is not in {where}"
+                        + (f"; did you mean {meant!r}?" if meant else ""),
+                        f"replace {name!r} with {meant!r}" if meant else
+                        "check the name, or declare its definition under [[workflows]]"))
+                    continue
                 tasks |= walked.tasks
                 walks.append(walked)
             if app.workflow_tasks:
                 derived[app.name] = tuple(sorted(tasks))
+        if problems:
+            raise with_problems(ConfigError, problems, docs=_DOCS)
         self._derived = derived
         return walks
 
@@ -497,37 +549,39 @@ class Environment(BaseModel):
     def _people_roles(self) -> list[str]:
         return [r for u in self.users for r in u.roles] + [r for g in self.groups for r in g.roles]
 
-    def check_roles(self, server_roles: Iterable[str], catalogue: Iterable[str] | None) -> None:
-        """Refuse, in the file's terms and before any write, a user's or group's role that is neither a system
-        role, nor declared under ``[[roles]]``, nor a custom role on the server (``server_roles``), and a
-        permission the server's ``catalogue`` lacks (None: the server did not say); with "did you mean"."""
-        declared = {r.name for r in self.roles}
-        known = [*KNOWN_ROLES, *sorted(declared | set(server_roles))]
-        held = [("users", index, entry.roles) for index, entry in enumerate(self.users)] + \
-            [("groups", index, group.roles) for index, group in enumerate(self.groups)]
-        for kind, index, roles in held:
-            for at, role in enumerate(roles):
-                if role not in known:
-                    raise ConfigError(f"{self.shown}: {kind}[{index}].roles[{at}]: role {role!r} is neither a system "
-                                      "role, nor declared under [[roles]], nor a custom role on the server"
-                                      f"{_did_you_mean(role, known)}",
-                                      "declare it under [[roles]] with its permissions, or fix the name")
-        if catalogue is None:
-            return
-        allowed = sorted(set(catalogue))
-        for index, entry in enumerate(self.roles):
-            for at, permission in enumerate(entry.permissions):
-                if permission not in allowed:
-                    raise ConfigError(f"{self.shown}: roles[{index}].permissions[{at}]: the server has no permission "
-                                      f"{permission!r}{_did_you_mean(permission, allowed)}",
-                                      "'provision apply' takes the names the server lists (GET /api/roles/permissions)"
-                                      "; docs/environment.md shows the common ones")
+    def unknown_roles(self, server_roles: Iterable[str]) -> list[Problem]:
+        """Each role of a user or a group that is neither a system role, nor declared under ``[[roles]]``, nor
+        among ``server_roles`` (the server's custom roles)."""
+        held = [(("users", index, "roles", at), role) for index, user in enumerate(self.users)
+                for at, role in enumerate(user.roles)]
+        held += [(("groups", index, "roles", at), role) for index, group in enumerate(self.groups)
+                 for at, role in enumerate(group.roles)]
+        known = set(KNOWN_ROLES) | {r.name for r in self.roles} | set(server_roles)
+        return self.unknown_names(held, known, what="role {!r}",
+                                  where="a system role, nor declared under [[roles]], nor a custom role on the server",
+                                  fix=f"declare it under [[roles]] in {self.shown} with its permissions, or fix the "
+                                      "name")
 
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
+    def unknown_permissions(self, catalogue: Iterable[str]) -> list[Problem]:
+        """Each permission of a ``[[roles]]`` entry that the server's ``catalogue`` lacks, with the one it likely
+        meant (``GET /api/roles/permissions``)."""
+        allowed = set(catalogue)
+        problems = []
+        for index, role in enumerate(self.roles):
+            for at, permission in enumerate(role.permissions):
+                if permission in allowed:
+                    continue
+                meant = closest(permission, allowed)
+                message = f"the server has no permission {permission!r} (role {role.name})"
+                loc = ("roles", index, "permissions", at)
+                if meant is not None:
+                    problems.append(self.problem(loc, f"{message}; did you mean {meant!r}?",
+                                                 f"replace {permission!r} with {meant!r}", permission))
+                else:
+                    problems.append(self.problem(loc, message, "use a name the server lists (GET /api/roles/"
+                                                               "permissions); docs/environment.md shows the common "
+                                                               "ones", permission))
+        return problems
 
 def _merged_grants(grants: list[GrantEntry], executes: tuple[str, ...] = ()) -> tuple[GrantSpec, ...]:
     merged: dict[tuple[str, str], set[str]] = {}
@@ -554,82 +608,141 @@ def environment_schema() -> dict[str, Any]:
 def load_environment(path: Path | str) -> Environment:
     """Read, parse and validate an environment file, and the workflow files it names.
 
-    Raises ``ConfigError`` with a one-line message naming the file and the place in it.
+    Raises ``ConfigError`` listing every problem, each at its line (``Problem``); a TOML syntax error
+    is one line naming the line and column.
     """
     path = Path(path)
     shown = _display(path)
     raw = read_file(path, shown, "environment file", missing_hint="check the path given to -f",
                     directory_hint="give the .toml file to -f")
-    env = validate_environment(parse_toml(raw, shown), shown)
-    env._path = path.resolve()
-    env._text = raw.decode("utf-8")
-    env._workflow_defs = [_load_workflow(env, index, entry, shown) for index, entry in enumerate(env.workflows)]
-    _check_unique_workflows(env, shown)
+    data = parse_toml(raw, shown)
+    return validate_environment(data, shown, text=raw.decode("utf-8"), root=path.resolve())
+
+
+def validate_environment(data: Any, shown: str, *, text: str = "", root: Path | None = None) -> Environment:
+    """Validate parsed data strictly (``"30"`` is not a number): ``ConfigError`` listing every problem, located
+    in ``text`` (the file as read) when given. With ``root`` (the file's path), the workflow files it names
+    are read too."""
+    lines = FileLines(text)
+    try:
+        env = Environment.model_validate(data, strict=True)
+    except ValidationError as err:
+        raise with_problems(ConfigError, schema_problems(shown, lines, err, Environment, _DOCS), docs=_DOCS) \
+            from None
+    env._text, env._shown, env._lines = text, shown, lines
+    problems = _cross_problems(env)
+    if root is not None:
+        env._path = root
+        problems += _read_workflows(env)
+    if problems:
+        raise with_problems(ConfigError, problems, docs=_DOCS)
     return env
 
 
-def validate_environment(data: Any, shown: str) -> Environment:
-    """Validate parsed data; ``ConfigError`` with the likeliest problem, located, on one line."""
-    try:
-        return Environment.model_validate(data)
-    except ValidationError as err:
-        raise validation_error(shown, err, Environment, _DOCS) from None
+def _cross_problems(env: Environment) -> list[Problem]:
+    """What no single entry shows: names used twice, a read-only member of a group, two keys in one file."""
+    problems = []
+    for section, key, names in (("applications", "name", [a.name for a in env.applications]),
+                                ("tasks", "name", [t.name for t in env.tasks]),
+                                ("users", "id", [u.id for u in env.users]),
+                                ("groups", "id", [g.id for g in env.groups]),
+                                ("roles", "name", [r.name for r in env.roles])):
+        first: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name in first:
+                problems.append(env.problem(
+                    (section, index, key), f"two {section} are named {name!r} (the other at line "
+                                           f"{env.line((section, first[name], key))}); "
+                                           "names must be unique", "rename or remove one of them"))
+            first.setdefault(name, index)
+    read_only = {u.id for u in env.users if READ_ONLY_ROLE in u.roles}
+    for index, group in enumerate(env.groups):
+        for number, member in enumerate(group.members):
+            if member in read_only:
+                problems.append(env.problem(
+                    ("groups", index, "members", number), f"user {member!r} has the role {READ_ONLY_ROLE}, which "
+                                                          f"Orkes refuses to a member of a group (group {group.id!r})",
+                    f"remove {member!r} from the members, or give the user another role"))
+    # Compared normalised: env-file:dup.env and env-file:./dup.env are one file. All paths are relative to
+    # the same directory (this file's), so any base gives the same answer.
+    seen_stores: dict[str, str] = {}
+    for index, app in enumerate(env.applications):
+        if not (app.store and app.store.startswith("env-file:")):
+            continue
+        normal = _same_file_key(app.store)
+        if normal in seen_stores:
+            problems.append(env.problem(
+                ("applications", index, "store"), f"two applications write their key to {seen_stores[normal]!r} "
+                                                  f"and {app.store!r}, which are one file", "give each its own file"))
+        seen_stores.setdefault(normal, app.store)
+    return problems
 
 
-def _load_workflow(env: Environment, index: int, entry: WorkflowEntry, shown: str) -> dict[str, Any]:
-    where = f"{shown}: workflows[{index}].file"
+def _read_workflows(env: Environment) -> list[Problem]:
+    """Read the ``[[workflows]]`` files into ``env``; a problem for each that cannot be used."""
+    problems: list[Problem] = []
+    seen: dict[tuple[str, int], int] = {}
+    for index, entry in enumerate(env.workflows):
+        loc = ("workflows", index, "file")
+        try:
+            definition = _load_workflow(env, entry)
+        except ConfigError as err:
+            problems.append(env.problem(loc, f"file: {err.message}", err.hint))
+            continue
+        key = (definition["name"], definition.get("version", 1))
+        if key in seen:
+            problems.append(env.problem(loc, f"file: workflow {key[0]!r} version {key[1]} is also defined at line "
+                                             f"{env.line(('workflows', seen[key], 'file'))}",
+                                        "keep one definition per name and version"))
+            continue
+        seen[key] = index
+        env._workflow_defs.append(definition)
+    return problems
+
+
+def _load_workflow(env: Environment, entry: WorkflowEntry) -> dict[str, Any]:
     path = Path(entry.file).expanduser()
     path = path if path.is_absolute() else env.root / path
     try:
         if path.stat().st_size > MAX_WORKFLOW_BYTES:
-            raise ConfigError(f"{where}: {entry.file} is larger than {MAX_WORKFLOW_BYTES // 1024 // 1024} MiB",
+            raise ConfigError(f"{entry.file} is larger than {MAX_WORKFLOW_BYTES // 1024 // 1024} MiB",
                               "point it at a workflow definition (JSON)")
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{where}: {entry.file}: no such file",
+        raise ConfigError(f"{entry.file}: no such file",
                           f"paths are relative to {_display(env.root)}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{where}: {entry.file} is a directory", "point it at a JSON workflow definition") from None
+        raise ConfigError(f"{entry.file} is a directory", "point it at a JSON workflow definition") from None
     except OSError as err:
-        raise ConfigError(f"{where}: cannot read {entry.file}: {err.strerror}", "check the file's permissions") \
+        raise ConfigError(f"cannot read {entry.file}: {err.strerror}", "check the file's permissions") \
             from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError(f"{where}: {entry.file} is not UTF-8 text", "save it as UTF-8 JSON") from None
+        raise ConfigError(f"{entry.file} is not UTF-8 text", "save it as UTF-8 JSON") from None
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: {entry.file}: line {err.lineno}, column {err.colno}: JSON syntax: "
+        raise ConfigError(f"{entry.file}: line {err.lineno}, column {err.colno}: JSON syntax: "
                           f"{first_lower(err.msg)}", "fix the JSON at that place") from None
     except RecursionError:
-        raise ConfigError(f"{where}: {entry.file}: JSON nested too deeply", "fix the JSON") from None
+        raise ConfigError(f"{entry.file}: JSON nested too deeply", "fix the JSON") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: {entry.file} must hold one JSON object (a workflow definition)",
+        raise ConfigError(f"{entry.file} must hold one JSON object (a workflow definition)",
                           "export the definition from Orkes, or see docs/environment.md")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{where}: {entry.file}: 'name' is missing or not a string",
+        raise ConfigError(f"{entry.file}: 'name' is missing or not a string",
                           "a workflow definition needs a name")
     if (bad := forbidden_character(name)) is not None:
-        raise ConfigError(f"{where}: {entry.file}: 'name' contains {describe_character(bad)}, a control or "
+        raise ConfigError(f"{entry.file}: 'name' contains {describe_character(bad)}, a control or "
                           "line-separator character", "names are plain text on one line")
     if not isinstance(data.get("tasks"), list):
-        raise ConfigError(f"{where}: {entry.file}: 'tasks' is missing or not a list",
+        raise ConfigError(f"{entry.file}: 'tasks' is missing or not a list",
                           "a workflow definition needs its list of tasks")
     version = data.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ConfigError(f"{where}: {entry.file}: 'version' must be a whole number >= 1",
+        raise ConfigError(f"{entry.file}: 'version' must be a whole number >= 1",
                           "leave it out for version 1")
     return data
-
-
-def _check_unique_workflows(env: Environment, shown: str) -> None:
-    seen: dict[tuple[str, int], int] = {}
-    for index, definition in enumerate(env._workflow_defs):
-        key = (definition["name"], definition.get("version", 1))
-        if key in seen:
-            raise ConfigError(f"{shown}: workflows[{index}].file: workflow {key[0]!r} version {key[1]} is also "
-                              f"defined by workflows[{seen[key]}]", "keep one definition per name and version")
-        seen[key] = index
 
 
 def _display(path: Path) -> str:

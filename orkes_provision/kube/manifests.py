@@ -6,6 +6,13 @@ and every string value is double-quoted so that kubectl's YAML parser reads back
 The worker's pod passes Pod Security "restricted": non-root with a fixed non-zero user, no
 privilege escalation, every capability dropped, the runtime's seccomp profile, and a read-only
 root filesystem with a writable ``/tmp`` (an ``emptyDir``).
+
+With the credential agent (``agent_image``), the pod runs ``provision agent`` as a native sidecar
+(an init container with ``restartPolicy: Always``, Kubernetes 1.29+): it alone mounts the Secret
+and the ConfigMap (one projected volume, read through ``--store mounted-secret:DIR``), and kubelet
+refreshes those files when the Secret changes, so a rotation reaches running pods without a
+rollout; the pod template then carries no key-id checksum. The worker container gets only the
+agent's loopback URL and a local key (``local_agent_key``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,12 @@ AUTH_SECRET = "CONDUCTOR_AUTH_SECRET"
 # The user the worker runs as when the image does not matter (distroless images call it "nonroot"):
 # "restricted" needs a non-root user the kubelet can check, and a name in the image it cannot.
 DEFAULT_RUN_AS_USER = 65532
+
+AGENT_PORT = 8765
+AGENT_CONTAINER = "orkes-agent"
+KEY_MOUNT = "/var/run/orkes-provision/key"
+LOCAL_KEY_VAR = "ORKES_AGENT_LOCAL_KEY"
+LOCAL_SECRET_VAR = "ORKES_AGENT_LOCAL_SECRET"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -94,6 +107,18 @@ def key_id_checksum(key_id: str) -> str:
     read the Deployment.
     """
     return hashlib.sha256(key_id.encode("utf-8")).hexdigest()
+
+
+def local_agent_key(namespace: str, deployment: str, app: str) -> tuple[str, str]:
+    """The local key id and secret the worker container presents to its agent sidecar.
+
+    Derived from the names, so that rendering twice gives the same pod template (no rollout on a
+    re-apply) and a rotation leaves it alone. It guards nothing the pod boundary does not: the agent
+    answers on the pod's own loopback only, which no one outside the pod reaches, and the server
+    and every other agent refuse it. It is never derived from the application's key.
+    """
+    digest = hashlib.sha256(f"orkes-provision agent\0{namespace}\0{deployment}\0{app}".encode()).hexdigest()
+    return f"local-{digest[:16]}", digest[16:]
 
 
 # --- YAML -------------------------------------------------------------------------------------
@@ -215,6 +240,7 @@ class WorkerDeployment:
     cpu: str = "100m"
     memory: str = "256Mi"
     run_as_user: int = DEFAULT_RUN_AS_USER
+    agent_image: str | None = None  # the credential agent as a sidecar, from this image; None: key in env
 
     def selector(self) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "conductor-worker"}
@@ -226,9 +252,10 @@ class WorkerDeployment:
         check_object_name(self.credentials, "Secret")
         check_quantity(self.cpu, "--cpu")
         check_quantity(self.memory, "--memory")
-        if not self.image.strip() or any(ch.isspace() for ch in self.image):
-            raise UsageError(f"not a container image reference: {self.image[:80]!r}",
-                             "give --image REGISTRY/NAME:TAG, e.g. --image ghcr.io/acme/greetings-worker:1.0")
+        for image, flag in ((self.image, "--image"), (self.agent_image, "--agent-image")):
+            if image is not None and (not image.strip() or any(ch.isspace() for ch in image)):
+                raise UsageError(f"not a container image reference: {image[:80]!r}",
+                                 f"give {flag} REGISTRY/NAME:TAG, e.g. {flag} ghcr.io/acme/greetings-worker:1.0")
         bad = sorted(n for n in self.env if not _ENV_NAME.match(n))
         if bad:
             raise UsageError(f"worker {self.worker}: {bad[0]!r} is not a valid environment variable name",
@@ -243,20 +270,31 @@ class WorkerDeployment:
         """The Deployment as data (``check`` first)."""
         self.check()
         labels = {**self.selector(), **managed_labels(self.app)}
-        env: list[dict[str, Any]] = [
+        local_id, local_secret = local_agent_key(self.namespace, self.name, self.app)
+        credentials: list[dict[str, Any]] = [
+            {"name": SERVER_KEY, "value": f"http://127.0.0.1:{AGENT_PORT}/api"},
+            {"name": AUTH_KEY, "value": local_id},
+            {"name": AUTH_SECRET, "value": local_secret},
+        ] if self.agent_image is not None else [
             {"name": SERVER_KEY, "valueFrom": {"configMapKeyRef": {"name": self.credentials, "key": SERVER_KEY}}},
             {"name": AUTH_KEY, "valueFrom": {"secretKeyRef": {"name": self.credentials, "key": AUTH_KEY}}},
             {"name": AUTH_SECRET, "valueFrom": {"secretKeyRef": {"name": self.credentials, "key": AUTH_SECRET}}},
-            *({"name": k, "value": v} for k, v in self.env.items()),
         ]
+        env = [*credentials, *({"name": k, "value": v} for k, v in self.env.items())]
         container = {
             "name": dns_label(self.worker) or "worker", "image": self.image, "imagePullPolicy": "IfNotPresent",
             "command": list(self.command), "env": env,
             "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}, "limits": {"memory": self.memory}},
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
+            "securityContext": _RESTRICTED_CONTAINER,
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
+        volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+        pod_annotations = {CHECKSUM_ANNOTATION: key_id_checksum(self.key_id)}
+        agent: list[dict[str, Any]] = []
+        if self.agent_image is not None:
+            agent = [self._agent_container(local_id, local_secret)]
+            volumes += [{"name": "agent-tmp", "emptyDir": {}}, self._key_volume()]
+            pod_annotations = {}  # the agent follows the mounted Secret: a new key rolls nothing
         return {
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": _metadata(self.name, self.namespace, labels,
@@ -270,7 +308,7 @@ class WorkerDeployment:
                 # old key (still active during a rotation) until their replacements run.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
-                    "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: key_id_checksum(self.key_id)}},
+                    "metadata": {"labels": labels, "annotations": pod_annotations},
                     "spec": {
                         # A worker talks to Conductor, not to the Kubernetes API.
                         "automountServiceAccountToken": False,
@@ -278,20 +316,56 @@ class WorkerDeployment:
                         "securityContext": {"runAsNonRoot": True, "runAsUser": self.run_as_user,
                                             "runAsGroup": self.run_as_user, "fsGroup": self.run_as_user,
                                             "seccompProfile": {"type": "RuntimeDefault"}},
+                        **({"initContainers": agent} if agent else {}),
                         "containers": [container],
                         # The root filesystem is read-only; SDKs and interpreters still want a /tmp.
-                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                        "volumes": volumes,
                     },
                 },
             },
         }
 
+    def _agent_container(self, local_id: str, local_secret: str) -> dict[str, Any]:
+        assert self.agent_image is not None
+        return {
+            "name": AGENT_CONTAINER, "image": self.agent_image, "imagePullPolicy": "IfNotPresent",
+            # A native sidecar: started before the worker, restarted whenever it exits, stopped after it.
+            "restartPolicy": "Always",
+            "command": ["provision", "agent", "--app", self.app, "--store", f"mounted-secret:{KEY_MOUNT}",
+                        "--listen", f"127.0.0.1:{AGENT_PORT}"],
+            "env": [{"name": LOCAL_KEY_VAR, "value": local_id}, {"name": LOCAL_SECRET_VAR, "value": local_secret},
+                    {"name": "HOME", "value": "/tmp"},
+                    {"name": "ORKES_PROVISION_STATE_DIR", "value": "/tmp/orkes-provision"}],
+            "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "160Mi"}},
+            "securityContext": _RESTRICTED_CONTAINER,
+            "volumeMounts": [{"name": "agent-tmp", "mountPath": "/tmp"},
+                             {"name": "orkes-key", "mountPath": KEY_MOUNT, "readOnly": True}],
+        }
+
+    def _key_volume(self) -> dict[str, Any]:
+        """The Secret's key and the ConfigMap's server URL as files of one directory, for the agent only."""
+        return {"name": "orkes-key", "projected": {"defaultMode": 0o440, "sources": [
+            {"secret": {"name": self.credentials, "items": [{"key": AUTH_KEY, "path": AUTH_KEY},
+                                                             {"key": AUTH_SECRET, "path": AUTH_SECRET}]}},
+            {"configMap": {"name": self.credentials, "items": [{"key": SERVER_KEY, "path": SERVER_KEY}]}},
+        ]}}
+
     def render(self) -> Manifest:
+        if self.agent_image is not None:
+            comment = ("A Conductor worker with its credential agent, rendered by 'provision deploy kubernetes'.\n"
+                       "The agent (a native sidecar, Kubernetes 1.29+) alone reads the key from the Secret, mounted\n"
+                       "as files that kubelet refreshes: a key rotation reaches running pods without a restart.\n"
+                       "The worker gets the agent's loopback URL and a local key only it accepts.")
+            return Manifest("Deployment", self.name, self.namespace, to_yaml(self.document(), comment))
         comment = ("A Conductor worker, rendered by 'provision deploy kubernetes'. It holds no secret: the key id\n"
                    "and secret come from the Secret, the server URL from the ConfigMap, both written by the\n"
                    "credential store. The pod template's key-id checksum changes with the key, so a key\n"
                    "rotation restarts the pods (an SDK worker reads its key only when it starts).")
         return Manifest("Deployment", self.name, self.namespace, to_yaml(self.document(), comment))
+
+
+_RESTRICTED_CONTAINER: dict[str, Any] = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                         "capabilities": {"drop": ["ALL"]}}
 
 
 def manifest_stream(manifests: Iterable[Manifest]) -> str:

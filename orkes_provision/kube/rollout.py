@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -149,15 +149,33 @@ def _gone(namespace: str, deployment: str, old: Sequence[str] | None, deadline: 
 
 def deployments_using_secret(namespace: str, secret: str) -> list[str]:
     """Names of the Deployments in ``namespace`` whose pods read Secret ``secret`` (env, envFrom or volume)."""
+    return _deployments(namespace, lambda item: secret in _secrets_read_by(item))
+
+
+def deployments_following_secret(namespace: str, secret: str) -> list[str]:
+    """Names of the Deployments whose credential agent reads ``secret`` as mounted files (a projected
+    volume, as ``deploy kubernetes`` renders it): they take a new key without a rollout, once kubelet
+    has refreshed the files."""
+    return _deployments(namespace, lambda item: secret in _secrets_projected(item))
+
+
+def _deployments(namespace: str, chosen: Callable[[Mapping[str, Any]], bool]) -> list[str]:
     done = kubectl(["get", "deployments", "-n", namespace, "-o", "json"])
     listing = parse_json(done.stdout, "kubectl get deployments")
     names: list[str] = []
     for item in listing.get("items") or []:
-        if isinstance(item, dict) and secret in _secrets_read_by(item):
+        if isinstance(item, dict) and chosen(item):
             name = (item.get("metadata") or {}).get("name")
             if isinstance(name, str):
                 names.append(name)
     return sorted(names)
+
+
+def _secrets_projected(deployment: Mapping[str, Any]) -> set[str]:
+    pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {name for volume in pod.get("volumes") or []
+            for source in ((volume.get("projected") or {}).get("sources") or [])
+            if isinstance(name := (source.get("secret") or {}).get("name"), str)}
 
 
 def _secrets_read_by(deployment: Mapping[str, Any]) -> set[str]:

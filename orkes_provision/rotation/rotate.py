@@ -569,6 +569,10 @@ class _Rotation:
                 hook(key)
                 self.after_rotation.append(spec)
                 replaced.extend(getattr(store, "replaced_workers", None) or [])
+                followers = getattr(store, "followers", None)
+                if followers:
+                    self.on_step(f"the credential agents of Deployment(s) {', '.join(followers)} read the new key "
+                                 f"from the mounted {store.describe()} (waited for kubelet to refresh it)")
         if replaced:
             self._requeue(replaced)
         if switch_wait > 0:

@@ -11,7 +11,6 @@ is read with the same functions.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -23,7 +22,9 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from orkes_provision.errors import ConfigError
+from orkes_provision.errors import ConfigError, Problem
+from orkes_provision.names import closest
+from orkes_provision.toml.write import FileLines
 
 _TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)\s*$")
 _TOML_EOF = re.compile(r"\s*\(at end of document\)\s*$")
@@ -68,9 +69,11 @@ def parse_toml(raw: bytes, shown: str) -> dict[str, Any]:
         else:
             message = _TOML_EOF.sub("", message)
             where = f"line {text.count(chr(10)) + 1} (end of file)"
-        message = message.strip().rstrip(".") or "invalid TOML"
-        raise ConfigError(f"{shown}: {where}: TOML syntax: {first_lower(message)}",
-                          "fix the TOML at that place (syntax: https://toml.io)") from None
+        message = f"TOML syntax: {first_lower(message.strip().rstrip('.') or 'invalid TOML')}"
+        error = ConfigError(f"{shown}: {where}: {message}", "fix the TOML at that place (syntax: https://toml.io)")
+        line = int(position["line"]) if position is not None else text.count("\n") + 1
+        error.problems = [Problem(file=shown, line=line, path="", message=message, hint=error.hint)]
+        raise error from None
     except (ValueError, RecursionError):
         # tomllib only promises TOMLDecodeError, but deeply nested input can exhaust the stack.
         raise ConfigError(f"{shown}: TOML syntax: the document is nested too deeply or malformed",
@@ -87,22 +90,67 @@ def validation_error(shown: str, err: ValidationError, model: type[BaseModel], d
     loc = tuple(first.get("loc", ()))
     more = len(errors) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    kind = first.get("type")
+    message, hint = _describe(first, model, docs)
+    where = format_location(loc[:-1] if first.get("type") == "missing" else loc)
+    return ConfigError(" ".join(f"{shown}: {where + ': ' if where else ''}{message}{suffix}".split()), hint)
+
+
+def schema_problems(shown: str, lines: FileLines, err: ValidationError, model: type[BaseModel],
+                    docs: str) -> list[Problem]:
+    """Every problem of a failed ``model.model_validate``, each at its line of the file (``lines``)."""
+    problems = []
+    for error in err.errors(include_url=False):
+        loc = tuple(error.get("loc", ()))
+        message, hint = _describe(error, model, docs)
+        held = loc[:-1] if error.get("type") == "missing" else loc
+        label = key_label(held, model)
+        problems.append(Problem(file=shown, line=lines.line(loc, error.get("input")), path=format_location(loc),
+                                message=" ".join(f"{label + ': ' if label else ''}{message}".split()), hint=hint))
+    return problems
+
+
+def key_label(loc: tuple[int | str, ...], model: type[BaseModel]) -> str:
+    """How the file names the place ``loc``: its key (``access``, also for an element of its list), or the
+    header of its table (``[[applications.grants]]``); empty for the top-level table."""
+    while loc and isinstance(loc[-1], int) and _model_in(_annotation(model, loc)) is None:
+        loc = loc[:-1]  # an element of a list of values: the key holding the list
+    if loc and isinstance(loc[-1], str):
+        return loc[-1]
+    tables = [str(part) for part in loc if isinstance(part, str)]
+    return f"[[{'.'.join(tables)}]]" if tables else ""
+
+
+def _describe(error: Any, model: type[BaseModel], docs: str) -> tuple[str, str]:
+    """What is wrong with one pydantic error, in the file's terms, and the fix."""
+    loc = tuple(error.get("loc", ()))
+    kind = error.get("type")
     if kind == "extra_forbidden":
         allowed = allowed_keys(model, loc[:-1])
-        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6) if loc else []
-        did_you_mean = f"; did you mean {guess[0]!r}?" if guess else ""
-        message = f"unknown key{did_you_mean} (allowed: {', '.join(allowed) or 'none'})"
-        hint = f"rename the key to {guess[0]!r}" if guess else f"remove the key; {docs}"
-    elif kind == "missing":
-        table, name = format_location(loc[:-1]), loc[-1] if loc else "?"
-        return ConfigError(f"{shown}: {table + ': ' if table else ''}required key {name!r} is "
-                           f"missing{suffix}", f"add it; {docs}")
-    else:
-        message = _value_message(first, _annotation(model, loc))
-        hint = f"fix the value; {docs}"
-    where = format_location(loc)
-    return ConfigError(" ".join(f"{shown}: {where + ': ' if where else ''}{message}{suffix}".split()), hint)
+        guess = closest(str(loc[-1]), allowed, cutoff=0.6) if loc else None
+        did_you_mean = f"; did you mean {guess!r}?" if guess else ""
+        return (f"unknown key{did_you_mean} (allowed: {', '.join(allowed) or 'none'})",
+                f"rename the key to {guess!r}" if guess else f"remove the key; {docs}")
+    if kind == "missing":
+        return f"required key {loc[-1] if loc else '?'!r} is missing", f"add it; {docs}"
+    message = _value_message(error, _annotation(model, loc))
+    value = error.get("input")
+    if kind == "literal_error" and (guess := _literal_guess(error)) is not None:
+        case = " (values are case-sensitive)" if guess.lower() == str(value).lower() else ""
+        return message, f"replace {_short(value)} with {guess!r}{case}"
+    if kind in _NUMBER_OR_BOOL and isinstance(value, str) and _unquoted(value) is not None:
+        return message, f"remove the quotes: {loc[-1]} = {_unquoted(value)}"
+    return message, f"fix the value; {docs}"
+
+
+_NUMBER_OR_BOOL = {"int_type", "int_parsing", "int_from_float", "bool_type", "bool_parsing"}
+
+
+def _unquoted(value: str) -> str | None:
+    """A quoted number or boolean as TOML writes it without quotes, if it is one."""
+    text = value.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return str(int(text))
+    return text.lower() if text.lower() in ("true", "false") else None
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:
@@ -193,16 +241,16 @@ def _value_message(error: Any, annotation: Any) -> str:
             return f"must be a list of strings{example} (got {_short(value)})"
         return f"must be a list (got {_short(value)})"
     if kind == "literal_error":
-        expected = [e.strip().strip("'") for e in re.split(r",| or ", str(ctx.get("expected", ""))) if e.strip()]
-        guess = difflib.get_close_matches(str(value), expected, n=1, cutoff=0.6)
-        did_you_mean = f"; did you mean {guess[0]!r}?" if guess else ""
-        return f"{_short(value)} is not one of {', '.join(expected)}{did_you_mean}"
+        guess = _literal_guess(error)
+        did_you_mean = f"; did you mean {guess!r}?" if guess else ""
+        return f"{_short(value)} is not one of {', '.join(_expected(error))}{did_you_mean}"
     if kind == "string_type":
         return f"must be a string (got {_short(value)})"
+    quoted = ", a string" if isinstance(value, str) else ""
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be a whole number (got {_short(value)})"
+        return f"must be a whole number (got {_short(value)}{quoted})"
     if kind in ("bool_type", "bool_parsing"):
-        return f"must be true or false (got {_short(value)})"
+        return f"must be true or false (got {_short(value)}{quoted})"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"must be a table (got {_short(value)})"
     if kind == "too_short":
@@ -213,6 +261,16 @@ def _value_message(error: Any, annotation: Any) -> str:
                  "greater_than": "more than", "less_than": "less than"}[kind]
         return f"must be {words} {bound} (got {_short(value)})"
     return first_lower(str(error.get("msg", "invalid value")).removeprefix("Value error, "))
+
+
+def _expected(error: Any) -> list[str]:
+    expected = str((error.get("ctx") or {}).get("expected", ""))
+    return [e.strip().strip("'") for e in re.split(r",| or ", expected) if e.strip()]
+
+
+def _literal_guess(error: Any) -> str | None:
+    value = error.get("input")
+    return closest(value, _expected(error), cutoff=0.6) if isinstance(value, str) else None
 
 
 def _words(value: str) -> list[str]:

@@ -12,6 +12,8 @@ pieces fill that gap for the shapes environment and project files have:
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
 import math
 import re
@@ -143,6 +145,52 @@ def line_index(text: str) -> dict[str, int]:
         index.setdefault(path, number)
         scanner.feed(rest)
     return index
+
+
+class FileLines:
+    """The lines of one file's keys and tables, indexed on first use (a file without problems never is)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        return line_index(self.text)
+
+    def line(self, loc: Sequence[str | int], value: object = None) -> int | None:
+        """The line of the key or table at ``loc`` (``("applications", 2, "grants", 0, "access", 1)``), else of
+        the nearest one holding it: a missing key belongs to its table, a key of an inline table is on the
+        line of the key holding it, and an element of a list on its key's line, or, given the element's
+        ``value`` (a string), on the line of the list that has it. Line 1 for the top-level table."""
+        if not self.text:
+            return None
+        path, found, exact = "", 1, True
+        for part in loc:
+            path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+            exact = path in self.index
+            if exact:
+                found = self.index[path]
+        if not exact and isinstance(value, str):
+            return self._element_line(found, value)
+        return found
+
+    @functools.cached_property
+    def _lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @functools.cached_property
+    def _starts(self) -> list[int]:
+        return sorted(set(self.index.values()))
+
+    def _element_line(self, start: int, value: str) -> int:
+        # A list written over several lines: its element is between its key and the next key or table.
+        following = bisect.bisect_right(self._starts, start)
+        end = self._starts[following] - 1 if following < len(self._starts) else len(self._lines)
+        quoted = (json.dumps(value, ensure_ascii=False), f"'{value}'")
+        for number in range(start, end + 1):
+            if any(q in self._lines[number - 1] for q in quoted):
+                return number
+        return start
 
 
 def _resolve(parts: list[str], counts: Mapping[str, int]) -> str:

@@ -10,7 +10,10 @@ come from depends on the credential store of the application:
   rendered beside the Deployment. The Secret then holds the key: it is written only to a file
   created 0600 (``render_to_directory``) or to ``kubectl apply`` on stdin, never printed.
 
-Either way the pod template carries the SHA-256 of the key id, so that a new key rolls the pods.
+Either way the pod template carries the SHA-256 of the key id, so that a new key rolls the pods
+(``agent=False``). With the credential agent (the default of the command) the agent runs as a
+native sidecar that alone mounts the Secret and follows it as kubelet refreshes it: a new key rolls
+nothing, and the worker container holds only a local key (``kube.manifests``).
 
 The pods reach Conductor at the server URL the key was created for. A loopback URL there
 (``127.0.0.1``, ``localhost``, ``::1``) would be each pod's own loopback: rendering refuses it,
@@ -51,6 +54,7 @@ class WorkerManifests:
     key_id: str
     store: str
     secret_in_cluster: bool
+    agent: bool = False
     extra: list[Manifest] = field(default_factory=list)
     redact: tuple[SecretStr, ...] = field(default=(), repr=False)
 
@@ -68,14 +72,16 @@ class WorkerManifests:
         return {"worker": self.worker, "app": self.app, "namespace": self.namespace,
                 "deployment": self.deployment.name, "credentials": self.credentials, "keyId": self.key_id,
                 "keyIdChecksum": manifests.key_id_checksum(self.key_id), "store": self.store,
-                "secretInCluster": self.secret_in_cluster, "objects": [m.ref for m in self.manifests]}
+                "secretInCluster": self.secret_in_cluster, "agent": self.agent,
+                "objects": [m.ref for m in self.manifests]}
 
 
 def worker_manifests(project: Project, worker_name: str, *, store: CredentialStore, server: str | None,
                      image: str | None = None, namespace: str | None = None, replicas: int | None = None,
                      secret_name: str | None = None, cpu: str = "100m", memory: str = "256Mi",
                      run_as_user: int = manifests.DEFAULT_RUN_AS_USER,
-                     server_flag: bool = False) -> WorkerManifests:
+                     server_flag: bool = False, agent: bool = False,
+                     agent_image: str | None = None) -> WorkerManifests:
     """Render the Deployment of ``worker_name`` (and, for a store outside the cluster, its Secret and ConfigMap).
 
     ``server`` keys the stored credentials of a store outside the cluster; for a Secret in the
@@ -130,10 +136,12 @@ def worker_manifests(project: Project, worker_name: str, *, store: CredentialSto
     deployment = manifests.WorkerDeployment(
         name=name, namespace=namespace, app=app, worker=worker.name, image=image, command=list(worker.command),
         credentials=credentials, key_id=key.key_id, replicas=worker.replicas if replicas is None else replicas,
-        env=dict(worker.env), cpu=cpu, memory=memory, run_as_user=run_as_user).render()
+        env=dict(worker.env), cpu=cpu, memory=memory, run_as_user=run_as_user,
+        agent_image=(agent_image or image) if agent else None).render()
     return WorkerManifests(worker=worker.name, app=app, namespace=namespace, deployment=deployment,
                            credentials=credentials, key_id=key.key_id, store=store.spec,
-                           secret_in_cluster=isinstance(store, K8sSecretStore), extra=extra, redact=redact)
+                           secret_in_cluster=isinstance(store, K8sSecretStore), agent=agent, extra=extra,
+                           redact=redact)
 
 
 def default_secret_name(app: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from orkes_provision.agent.agent import Agent
 from orkes_provision.agent.instances import LocalCredential
 from tests.agent.conftest import APP, AgentLab
+from tests.workers.launch_helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +75,42 @@ def test_with_the_server_down_workers_get_503_with_retry_after_and_health_says_n
         answer = worker.get("tasks/poll/greetings")
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "2"
+
+
+def _crash_with_system_exit(loop: asyncio.AbstractEventLoop) -> None:
+    def fail() -> None:
+        raise SystemExit(3)  # what asyncio lets out of run_forever, as a library's sys.exit() would
+    loop.call_soon_threadsafe(fail)
+
+
+def _stop_from_outside(loop: asyncio.AbstractEventLoop) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+
+
+@pytest.mark.parametrize("kill", [_crash_with_system_exit, _stop_from_outside], ids=["SystemExit", "loop.stop"])
+def test_an_agent_whose_event_loop_dies_serves_again_on_the_same_port_with_what_it_held(
+        lab: AgentLab, agent: Agent, kill: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    with lab.admin() as admin:
+        workflow_id = admin.start_workflow("greetings", {"name": "held"})
+    credential = agent.register("survivor")
+    url, dead = agent.url, agent._loop
+    assert dead is not None
+    with _client(agent, credential) as worker:
+        polled = worker.get("tasks/poll/greetings", params={"workerid": "survivor"}).json()
+        assert polled["workflowInstanceId"] == workflow_id
+
+        kill(dead)
+        wait_for(lambda: agent._loop is not dead and agent._serving.is_set(), timeout=60,
+                 what="the agent serving from a new event loop")
+
+        assert agent.url == url  # the same port: the worker's CONDUCTOR_SERVER_URL still points at it
+        # The same local token still works (no new token exchange): the worker only saw a dropped connection.
+        again = worker.get("tasks/poll/greetings")
+        assert again.status_code == 204
+    metrics = httpx.get(url.removesuffix("/api") + "/metrics", trust_env=False).text
+    assert "orkes_agent_loop_restarts_total 1" in metrics
+    assert 'orkes_agent_tasks_held{instance="survivor"} 1' in metrics
+    # The task it held before the crash is still known, and goes back to the queue when the worker stops.
+    assert agent.release("survivor") == [polled["taskId"]]
+    with lab.admin() as admin:
+        assert admin.get_task(polled["taskId"])["status"] == "SCHEDULED"

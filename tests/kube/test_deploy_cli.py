@@ -60,7 +60,7 @@ def test_render_with_k8s_store_writes_only_the_deployment(kubectl: Kubectl, proj
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     put_key_in_cluster("key-1")
     out_dir = project / "k8s"
-    result = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--render", str(out_dir))
+    result = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--no-agent", "--render", str(out_dir))
     assert result.code == 0, result.err
     assert sorted(p.name for p in out_dir.iterdir()) == ["greetings.deployment.yaml"]
     path = out_dir / "greetings.deployment.yaml"
@@ -75,6 +75,23 @@ def test_render_with_k8s_store_writes_only_the_deployment(kubectl: Kubectl, proj
     assert SECRET not in path.read_text()
     assert f"Wrote 1 manifest(s) for worker greetings (namespace workers):\n  {path}\n" in result.out
     assert "Next: kubectl apply --server-side -f" in result.out
+
+
+def test_render_by_default_runs_the_agent_as_a_sidecar_reading_the_store_s_secret(
+        kubectl: Kubectl, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    put_key_in_cluster("key-1")
+    out_dir = project / "k8s"
+    result = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--render", str(out_dir), "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["agent"] is True
+    [doc] = load_documents((out_dir / "greetings.deployment.yaml").read_text())
+    validate_strict(doc)
+    pod = doc["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == IMAGE  # --agent-image defaults to the worker's image
+    assert "valueFrom" not in str(pod["containers"][0]["env"])
+    conflict = run(capsys, "deploy", "kubernetes", "greetings", "--image", IMAGE, "--no-agent",
+                   "--agent-image", IMAGE)
+    assert conflict.code == 2 and "exclude each other" in conflict.err
 
 
 def test_apply_with_k8s_store_applies_the_deployment_and_waits(kubectl: Kubectl, project: Path,

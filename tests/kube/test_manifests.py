@@ -152,3 +152,51 @@ def test_names_are_turned_into_dns_labels() -> None:
     assert manifests.dns_label("Greetings_Worker v2") == "greetings-worker-v2"
     assert manifests.dns_label("***") == ""
     assert len(manifests.dns_label("a" * 100)) == 63
+
+
+def test_with_the_agent_only_its_sidecar_mounts_the_key_and_the_worker_gets_a_local_one() -> None:
+    [doc] = load_documents(worker(agent_image="ghcr.io/acme/agent:1.0").render().text)
+    validate_strict(doc)
+    pod = doc["spec"]["template"]["spec"]
+    [sidecar] = pod["initContainers"]
+    [container] = pod["containers"]
+    assert sidecar["restartPolicy"] == "Always"  # a native sidecar: restarted when it exits, outlives the worker
+    assert sidecar["image"] == "ghcr.io/acme/agent:1.0"
+    assert sidecar["command"][:2] == ["provision", "agent"]
+    assert "mounted-secret:/var/run/orkes-provision/key" in sidecar["command"]
+    assert {"name": "orkes-key", "mountPath": "/var/run/orkes-provision/key", "readOnly": True} \
+        in sidecar["volumeMounts"]
+    [key_volume] = [v for v in pod["volumes"] if v["name"] == "orkes-key"]
+    sources = key_volume["projected"]["sources"]
+    assert sources[0]["secret"]["name"] == sources[1]["configMap"]["name"] == "conductor-credentials"
+    # The worker container: no Secret reference, no key mount, only the agent's URL and the local key.
+    env = {e["name"]: e for e in container["env"]}
+    assert all("valueFrom" not in e for e in container["env"])
+    assert env["CONDUCTOR_SERVER_URL"]["value"] == "http://127.0.0.1:8765/api"
+    local_id, local_secret = manifests.local_agent_key("workers", "greetings", "greetings-app")
+    assert env["CONDUCTOR_AUTH_KEY"]["value"] == local_id.strip() and local_id.startswith("local-")
+    agent_env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert agent_env["ORKES_AGENT_LOCAL_KEY"] == local_id and agent_env["ORKES_AGENT_LOCAL_SECRET"] == local_secret
+    assert env["CONDUCTOR_AUTH_SECRET"]["value"] == local_secret
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    # A new key rolls nothing: the template carries no key-id checksum, and renders the same for any key.
+    assert not doc["spec"]["template"]["metadata"]["annotations"]
+    [other] = load_documents(worker(agent_image="ghcr.io/acme/agent:1.0", key_id="key-2").render().text)
+    assert other == doc
+
+
+def test_the_pod_with_its_agent_sidecar_meets_pod_security_restricted() -> None:
+    [doc] = load_documents(worker(agent_image="ghcr.io/acme/agent:1.0").render().text)
+    pod = doc["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                "capabilities": {"drop": ["ALL"]}}
+    # "restricted" allows these volume types only (no hostPath, no plain secret volume needed).
+    allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+               "secret"}
+    assert all(set(v) - {"name"} <= allowed for v in pod["volumes"])
+    with pytest.raises(UsageError, match="not a container image") as caught:
+        worker(agent_image="bad image").render()
+    assert "--agent-image" in caught.value.hint

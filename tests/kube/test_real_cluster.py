@@ -104,6 +104,40 @@ def test_deploy_apply_is_admitted_under_restricted_and_rolls_out(
     assert configmap["data"] == {"CONDUCTOR_SERVER_URL": SERVER}
 
 
+def test_the_agent_sidecar_is_admitted_under_restricted_and_stored_as_a_native_sidecar(
+        cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    (tmp_path / "orkes-provision.toml").write_text(PROJECT)
+    EnvFileStore(tmp_path / "worker.env").save(
+        StoredKey(server=SERVER, app="greetings-app", key_id="key-1", secret=SecretStr("sidecar-cluster-secret")))
+    result = provision(["deploy", "kubernetes", "greetings", "--server", SERVER, "--image", IMAGE,
+                        "--agent-image", "ghcr.io/acme/orkes-provision:1.0", "--store", "env-file:worker.env",
+                        "--namespace", namespace, "--apply", "--json"],
+                       env={"KUBECONFIG": str(cluster.kubeconfig)}, cwd=tmp_path, timeout=180)
+    assert result.returncode == 0, output(result)
+    assert "Warning" not in result.stderr  # no PodSecurity warning for the sidecar either
+    assert json.loads(result.stdout)["agent"] is True
+    deployment: dict[str, Any] = cluster.get("deployment", "greetings", namespace)
+    pod = deployment["spec"]["template"]["spec"]
+    # The API server kept restartPolicy: it knows native sidecars (it drops the field where it does not).
+    [sidecar] = pod["initContainers"]
+    assert (sidecar["name"], sidecar["restartPolicy"]) == ("orkes-agent", "Always")
+    [container] = pod["containers"]
+    assert all("valueFrom" not in e for e in container["env"])  # the worker reads no Secret
+    assert "sidecar-cluster-secret" not in json.dumps(deployment)
+    # A bare Pod with this template is admitted by Pod Security "restricted" at once.
+    probe = json.dumps(pod_of(deployment, namespace))
+    admitted = cluster.kubectl("create", "--dry-run=server", "-f", "-", stdin=probe, check=False)
+    assert admitted.returncode == 0, admitted.stderr
+    # The same sidecar with a writable root filesystem would not be: the check above can fail.
+    bad = pod_of(deployment, namespace)
+    del bad["spec"]["initContainers"][0]["securityContext"]["capabilities"]
+    refused = cluster.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(bad), check=False)
+    assert refused.returncode != 0 and 'violates PodSecurity "restricted:latest"' in refused.stderr
+    # What a rotation rolls: Deployments reading the Secret through env; this one follows the file instead.
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    assert "greetings" not in K8sSecretStore(namespace, "greetings-app-conductor").deployments_to_roll()
+
+
 AWKWARD = ["1e3", "0o17", "0X1F", "1_000", "yes", "on", "~", "", "0x_1f", "<<", "= x", "a: b", "- c", "#d",
            "\u2028line", "tab\there", "caf\u00e9", "\U0001f600", "'quoted'", '"double"', "\\back"]
 

@@ -88,3 +88,20 @@ def test_store_rolls_exactly_the_deployments_that_read_its_secret(kubectl: Kubec
     assert checksum_of(kubectl, "billing") == hashlib.sha256(b"key-1").hexdigest()
     assert sorted(kubectl.state()["rolled"]) == ["by-hand", "farewells", "greetings"]
     assert "new-secret" not in kubectl.argv_text()
+
+
+def test_a_deployment_whose_agent_follows_the_secret_is_not_rolled_but_waited_for(kubectl: Kubectl) -> None:
+    deploy(kubectl, "by-env", "creds")
+    manifest = manifests.WorkerDeployment(name="with-agent", namespace="workers", app="greetings-app",
+                                          worker="with-agent", image="ghcr.io/acme/w:1", command=["python3"],
+                                          credentials="creds", key_id="key-1", agent_image="ghcr.io/acme/a:1").render()
+    [document] = load_documents(manifest.text)
+    kubectl.put(document)
+    store = K8sSecretStore("workers", "creds")
+    assert store.deployments_to_roll() == ["by-env"]
+    store.agent_refresh_wait = 0  # the wait for kubelet is its own; here only who is waited for
+    store.save(StoredKey(server=SERVER, app="greetings-app", key_id="key-2", secret=SecretStr("new-secret")))
+    store.after_rotation(StoredKey(server=SERVER, app="greetings-app", key_id="key-2", secret=SecretStr("new-secret")))
+    assert sorted(kubectl.state()["rolled"]) == ["by-env"]
+    assert store.followers == ["with-agent"]
+    assert rollout.deployments_following_secret("workers", "billing-creds") == []

@@ -82,9 +82,15 @@ def start_together(sandbox: SandboxProcess, tmp_path: Path, name: str, stores: l
     (hook / "sitecustomize.py").write_text(RACE_HOOK)
     env = {**os.environ, **sandbox.admin_env, "PYTHONPATH": str(hook), "RACE_BARRIER_DIR": str(barrier),
            "RACE_NO_LOCK": "0" if lock else "1"}
+    # Without the lock the runs stand for two machines (where no lock can help), so each gets a state
+    # directory of its own: sharing one, each would take the other's in-flight key creation for one a
+    # killed run left behind, and retire that key, which the lock prevents on one machine.
+    envs = [env if lock else {**env, "ORKES_PROVISION_STATE_DIR": str(tmp_path / f"state-{i}")}
+            for i in range(len(stores))]
     procs = [subprocess.Popen([PROVISION, "app", name, "--worker", "--grant", f"{name}-task", "--register-tasks",
-                               "--store", f"env-file:{store}", "--json"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True) for store in stores]
+                               "--store", f"env-file:{store}", "--json"], env=run_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+             for store, run_env in zip(stores, envs, strict=True)]
     results = []
     for proc in procs:
         try:
@@ -131,7 +137,7 @@ def test_control_without_the_lock_the_same_race_makes_two_applications(rel_sandb
                                                                         tmp_path: Path) -> None:
     results = start_together(rel_sandbox, tmp_path, "race-no-lock", [tmp_path / "a.env", tmp_path / "b.env"],
                              lock=False)
-    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert [r.returncode for r in results] == [0, 0], [(r.stdout, r.stderr) for r in results]
     with admin(rel_sandbox) as client:
         duplicates = applications_named(client, "race-no-lock")
         assert len(duplicates) == 2, "without the lock both runs create the application"

@@ -187,7 +187,7 @@ def mutated(draw: st.DrawFn, text: str) -> bytes:
 
 
 def assert_one_line_config_error(err: ConfigError, shown: str) -> None:
-    assert err.message.startswith(f"{shown}: "), err.message
+    assert err.message.startswith(f"{shown}:"), err.message  # env.toml:4: or env.toml: 3 problems
     assert "\n" not in err.message and "\n" not in err.hint
     assert "Traceback" not in err.message
 

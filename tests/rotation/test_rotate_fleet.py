@@ -377,7 +377,7 @@ def test_ctrl_c_stops_every_rotation_at_once_and_the_rerun_finishes_them(
         started = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 130
-        assert time.monotonic() - started < 10  # not the 60 s switch waits
+        assert time.monotonic() - started < 40  # not the 60 s switch waits
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

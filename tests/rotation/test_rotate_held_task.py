@@ -132,14 +132,14 @@ def test_rotation_hands_the_task_the_old_worker_held_to_the_new_worker_within_se
         Path(env["HOLD_FILE"]).unlink()  # workers started from now on complete at once
 
         started = time.monotonic()
-        rotation = subprocess.Popen([PROVISION, "keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "8",
+        rotation = subprocess.Popen([PROVISION, "keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "90s",
                                      "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            done = until(lambda: (w := admin.get_workflow(workflow_id))["status"] != "RUNNING" and w, 60,
+            done = until(lambda: (w := admin.get_workflow(workflow_id))["status"] != "RUNNING" and w, 120,
                          "the workflow to finish")
             took = time.monotonic() - started
         finally:
-            out, err = rotation.communicate(timeout=60)
+            out, err = rotation.communicate(timeout=120)
         assert rotation.returncode == 0, err
         new_key = json.loads(out)["newKeyId"]
 
@@ -149,7 +149,10 @@ def test_rotation_hands_the_task_the_old_worker_held_to_the_new_worker_within_se
     assert task["outputData"]["completedWithKey"] == new_key
     assert task["outputData"]["completedBy"] not in ("-", holding["workerId"])
     assert (task["retryCount"], task["pollCount"]) == (0, 2)  # the same attempt, handed on: no retry
-    assert took < 30, f"the held task took {took:.1f}s after the rotation started"
+    # Without the hand-back the task would come back after 660 s (response timeout + retry delay). The
+    # switch itself waits for the new worker's first poll: a conductor-python start-up, slow on a loaded
+    # CI host (it took over 8 s there), hence the wide bound; it still tells 660 s from "seconds".
+    assert took < 90, f"the held task took {took:.1f}s after the rotation started"
     requeued = [e for e in events(log) if e["event"] == "requeued"]
     assert requeued and requeued[0]["taskIds"] == [task["taskId"]]
     assert requeued[0]["workerId"] == holding["workerId"]
@@ -189,4 +192,4 @@ def test_worker_run_stopped_by_sigterm_hands_its_task_to_the_next_worker(
     [task] = done["tasks"]
     assert (done["status"], task["taskId"], task["retryCount"]) == ("COMPLETED", task_id, 0)
     assert task["outputData"]["completedBy"] not in ("-", holding["workerId"])
-    assert took < 30, f"the second worker took {took:.1f}s"
+    assert took < 90, f"the second worker took {took:.1f}s"  # not 660 s: see the test above

@@ -18,10 +18,9 @@ from orkes_provision.sandbox.harness import SandboxProcess
 from tests.sandbox_fixtures import SandboxFactory
 
 
-def test_healthy_quickly_with_admin_env_0600_carrying_the_real_port(sandbox: SandboxProcess) -> None:
+def test_healthy_with_admin_env_0600_carrying_the_real_port(sandbox: SandboxProcess) -> None:
     assert sandbox.startup_seconds is not None
-    print(f"sandbox healthy after {sandbox.startup_seconds:.2f}s")
-    assert sandbox.startup_seconds < 10
+    print(f"sandbox healthy after {sandbox.startup_seconds:.2f}s")  # measured by benchmarks, never asserted
     mode = stat.S_IMODE(os.stat(sandbox.admin_env_path).st_mode)
     assert mode == 0o600
     env = sandbox.admin_env
@@ -99,8 +98,8 @@ def test_latency_is_added_without_blocking_other_requests(sandbox_factory: Sandb
     total = time.monotonic() - started
     assert len(durations) == 8
     assert min(durations) >= 0.3
-    # Serialised would take at least 2.4 s; overlapping takes about 0.3 s, more on a loaded machine.
-    assert total < 8 * 0.3 * 0.75
+    # Serialised would take at least 2.4 s (8 x 0.3 s); overlapping takes about 0.3 s, more on a loaded host.
+    assert total < 8 * 0.3
 
 
 def test_drop_after_commit_commits_then_drops_the_connection(sandbox: SandboxProcess) -> None:

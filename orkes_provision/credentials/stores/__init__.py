@@ -6,7 +6,8 @@
 - ``env-file:PATH``: ``CONDUCTOR_SERVER_URL``/``CONDUCTOR_AUTH_KEY``/``CONDUCTOR_AUTH_SECRET`` in a file;
 - ``json``: printed once to stdout, for piping into another secret manager;
 - ``memory``: kept in the process (tests);
-- ``k8s-secret:NAMESPACE/NAME``: a Kubernetes Secret (and ConfigMap) written through kubectl, see ``k8s_secret``.
+- ``k8s-secret:NAMESPACE/NAME``: a Kubernetes Secret (and ConfigMap) written through kubectl, see ``k8s_secret``;
+- ``mounted-secret:DIR``: that Secret as a pod mounts it (read-only, followed as kubelet updates it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from orkes_provision.errors import UsageError
 
 __all__ = ["STORE_FORMS", "CredentialStore", "StoredKey", "open_store"]
 
-STORE_FORMS = "keyring, env-file:PATH, json, k8s-secret:NAMESPACE/NAME"
+STORE_FORMS = "keyring, env-file:PATH, json, k8s-secret:NAMESPACE/NAME, mounted-secret:DIR"
 
 
 def open_store(spec: str | None, *, stdout: TextIO | None = None, show_secret: bool = False) -> CredentialStore:
@@ -56,4 +57,11 @@ def open_store(spec: str | None, *, stdout: TextIO | None = None, show_secret: b
         k8s_store = K8sSecretStore.from_spec(spec)
         k8s_store.check_usable()
         return k8s_store
+    if kind == "mounted-secret":
+        if not sep or not arg.strip():
+            raise UsageError("--store mounted-secret needs a directory",
+                             "write it as --store mounted-secret:/var/run/orkes-provision/key")
+        from orkes_provision.credentials.stores.mounted_secret import MountedSecretStore
+
+        return MountedSecretStore(arg.strip())
     raise UsageError(f"unknown credential store {spec!r}", f"use one of: {STORE_FORMS}")

@@ -23,6 +23,7 @@ import binascii
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from pydantic import SecretStr
@@ -47,6 +48,10 @@ def parse_spec(arg: str) -> tuple[str, str]:
     return manifests.check_namespace(namespace), manifests.check_object_name(name, "Secret")
 
 
+# kubelet's default sync period (60 s) plus its jitter and the Secret cache's propagation.
+AGENT_REFRESH_WAIT = 90.0
+
+
 class K8sSecretStore:
     """One application's key in Secret ``namespace/name`` (and its server URL in the ConfigMap ``name``)."""
 
@@ -58,6 +63,9 @@ class K8sSecretStore:
         # Names of the pods the last after_rotation replaced: the worker ids (host names) under which
         # those pods' SDK workers held tasks, for rotation to hand back to the queue.
         self.replaced_workers: list[str] = []
+        # Deployments whose agent sidecar follows the Secret, and how long the last rotation gave them.
+        self.followers: list[str] = []
+        self.agent_refresh_wait = AGENT_REFRESH_WAIT
 
     @classmethod
     def from_spec(cls, spec: str) -> K8sSecretStore:
@@ -150,12 +158,23 @@ class K8sSecretStore:
         return rollout.roll_deployments(self.namespace, self.deployments_to_roll(), key_id, wait)
 
     def after_rotation(self, key: StoredKey) -> None:
-        """The rotation hook (``rotation._Rotation._switch``): restart the pods onto the new key and wait."""
+        """The rotation hook (``rotation._Rotation._switch``): restart the pods onto the new key and wait.
+
+        Pods whose credential agent reads the Secret as mounted files are not restarted: kubelet
+        rewrites those files within its sync period (about a minute) and the agents switch by
+        themselves. Nothing outside the pod can ask an agent which key it uses, so the old key
+        stays ACTIVE for ``agent_refresh_wait`` seconds more (``followers`` names those Deployments).
+        """
         self.replaced_workers = []
         for done in self.restart_consumers(key.key_id):
             self.replaced_workers.extend(done.replaced_pods)
             log.info("Deployment %s/%s %s key %s", done.namespace, done.deployment,
                      "rolled out onto" if done.changed else "already runs", key.key_id)
+        self.followers = rollout.deployments_following_secret(self.namespace, self.name)
+        if self.followers and self.agent_refresh_wait > 0:
+            log.info("waiting %.0f s for the agents of %s to read key %s from the mounted Secret",
+                     self.agent_refresh_wait, ", ".join(self.followers), key.key_id)
+            time.sleep(self.agent_refresh_wait)
 
     def _configmap_server(self) -> str | None:
         configmap = kubectl.get_object("configmap", self.namespace, self.name)

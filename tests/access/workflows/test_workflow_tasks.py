@@ -119,8 +119,7 @@ def test_environment_workflow_tasks_name_a_workflow_found_nowhere(sandbox: Sandb
         'name = "wtenv"\n\n[[applications]]\nname = "nx-worker"\nworkflowTasks = ["nx_flow"]\n')
     plan = provision(["plan", "-f", "env.toml"], env=sandbox.admin_env, cwd=tmp_path)
     assert plan.returncode == 3
-    assert "env.toml: applications[0].workflowTasks: workflow 'nx_flow' is not in [[workflows]] or on the server" \
-        in plan.stderr
+    assert "env.toml:5: workflowTasks: workflow 'nx_flow' is not in [[workflows]] or on the server" in plan.stderr
 
 
 LINTED = """\

@@ -214,7 +214,8 @@ def test_lint_command_exit_codes_text_and_json(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('name = "x"\n[[applications]]\nname = "a"\nroles = ["KING"]\n')
     invalid = provision(["lint", "-f", "bad.toml", "--json"], cwd=tmp_path)
     assert invalid.returncode == 1
-    assert "applications[0].roles[0]" in json.loads(invalid.stdout)["message"]
+    assert json.loads(invalid.stdout)["message"].startswith("bad.toml:4: roles: 'KING' is not one of ADMIN")
+    assert [p["path"] for p in json.loads(invalid.stdout)["problems"]] == ["applications[0].roles[0]"]
     assert json.loads(invalid.stdout)["exitCode"] == 1
     assert provision(["lint"], cwd=tmp_path).returncode == 1  # a usage error is 1: 2 means findings
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orkes_provision.toml.write import NotRepresentable, dumps, line_index
+from orkes_provision.toml.write import FileLines, NotRepresentable, dumps, line_index
 
 _scalars = st.one_of(st.text(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.booleans(),
                      st.floats(allow_nan=False))
@@ -81,3 +81,16 @@ grants = [{ tasks = ["b"] }]
 def test_keys_that_are_not_bare_are_quoted(key: str) -> None:
     # Found by the property above: "0\n" passed a bare-key check anchored with "$", which matches before a newline.
     assert tomllib.loads(dumps({key: 1, "t": [{key: [key]}]})) == {key: 1, "t": [{key: [key]}]}
+
+
+def test_a_problem_is_located_at_its_key_its_list_element_or_the_table_it_belongs_in() -> None:
+    lines = FileLines('name = "x"\n\n[[applications]]\nname = "a"\nroles = [\n  "WORKER",\n  "worker",\n]\n'
+                      'env = { LEVEL = 3 }\n\n[[applications]]\nroles = ["worker"]\n')
+
+    assert lines.line(("applications", 0, "roles")) == 5
+    assert lines.line(("applications", 0, "roles", 1), "worker") == 7  # on its own line of the list
+    assert lines.line(("applications", 1, "roles", 0), "worker") == 12  # not in the list before it
+    assert lines.line(("applications", 1, "name")) == 11  # missing: where its table starts
+    assert lines.line(("applications", 0, "env", "LEVEL")) == 9  # inside an inline table: the key holding it
+    assert lines.line(("server",)) == 1  # a missing top-level key: the top of the file
+    assert FileLines("").line(("applications", 0)) is None  # no text: no line to name

@@ -175,9 +175,10 @@ def test_a_member_neither_declared_nor_on_the_server_stops_the_plan_with_exit_6(
     mark = sandbox.mark()
     result = run(sandbox, tmp_path, "plan", "-f", "env.toml")
     assert result.returncode == 6, output(result)
+    line = next(n for n, text in enumerate((tmp_path / "env.toml").read_text().splitlines(), 1) if "cy@" in text)
     assert result.stderr.splitlines() == [
-        "error: group member not found: cy@example.com (neither declared under [[users]] nor a user on the server)",
-        "hint: declare them under [[users]], or fix the ids in members"]
+        f"error: env.toml:{line}: member 'cy@example.com' is neither declared under [[users]] nor a user on the "
+        "server", "hint: declare it under [[users]] in env.toml, or fix the id"]  # bob@example.com: no typo away
     assert sandbox.write_requests(mark) == []
 
 
