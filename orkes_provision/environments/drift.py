@@ -336,13 +336,8 @@ def _role(ctx: _Context, roles: RolesState, index: int, spec: RoleSpec) -> list[
         return [Difference("custom_role_missing", "-", subject, "not on the server", ctx.apply(),
                            f"remove the [[roles]] entry {spec.name}", ctx.where(at))]
     have, declared = current.permission_names - IMPLICIT_ROLE_PERMISSIONS, set(spec.permissions)
-    where = ctx.where(f"{at}.permissions", at)
-    out = [Difference("permission_missing", "-", subject, f"lacks permission {name}", ctx.apply(),
-                      f"remove {json.dumps(name)} from permissions", where) for name in sorted(declared - have)]
-    out += [Difference("permission_extra", "+", subject, f"holds permission {name}, which the file does not declare",
-                       ctx.apply(prune=True), f"add {json.dumps(name)} to permissions", where)
-            for name in sorted(have - declared)]
-    return out
+    return _listed(ctx, subject, declared, have, ctx.where(f"{at}.permissions", at), what="permission",
+                   key="permissions")
 
 
 def _user(ctx: _Context, people: PeopleState, index: int, spec: UserSpec) -> list[Difference]:
@@ -411,11 +406,18 @@ def _group(ctx: _Context, people: PeopleState, index: int, spec: GroupSpec) -> l
 
 def _roles(ctx: _Context, subject: str, declared: set[str], have: set[str], where: str) -> list[Difference]:
     """Roles of a declared user or group: --prune trims what the file does not give (no ownership tags here)."""
-    out = [Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
-                      f"remove {json.dumps(role)} from roles", where) for role in sorted(declared - have)]
-    out += [Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
-                       ctx.apply(prune=True), f"add {json.dumps(role)} to roles", where)
-            for role in sorted(have - declared)]
+    return _listed(ctx, subject, declared, have, where, what="role", key="roles")
+
+
+def _listed(ctx: _Context, subject: str, declared: set[str], have: set[str], where: str, *, what: str,
+            key: str) -> list[Difference]:
+    """What one list of a declared object (its ``key``: roles, permissions) lacks on the server (``<what>_missing``)
+    and holds besides (``<what>_extra``, which --prune trims)."""
+    out = [Difference(f"{what}_missing", "-", subject, f"lacks {what} {name}", ctx.apply(),
+                      f"remove {json.dumps(name)} from {key}", where) for name in sorted(declared - have)]
+    out += [Difference(f"{what}_extra", "+", subject, f"holds {what} {name}, which the file does not declare",
+                       ctx.apply(prune=True), f"add {json.dumps(name)} to {key}", where)
+            for name in sorted(have - declared)]
     return out
 
 

@@ -81,7 +81,7 @@ def test_a_permission_changed_by_hand_is_added_back_and_an_extra_one_goes_only_w
                                                "Plan: 0 to add, 1 to change, 0 to delete."]
     gate = run(sandbox, tmp_path, "plan", "-f", "env.toml", "--prune", "--fail-on", "removes-access")
     assert "~ update role WORKFLOW_OPERATOR (add EXECUTE_WORKFLOW_DEF; remove DELETE_WORKFLOW_DEF)" in gate.stdout
-    assert gate.returncode != 0, output(gate)
+    assert gate.returncode == 2, output(gate)
     run_ok(sandbox, tmp_path, "apply", "-f", "env.toml", "--auto-approve", "--prune")
     with admin_client(sandbox) as client:
         have = client.get_role("WORKFLOW_OPERATOR").permission_names
