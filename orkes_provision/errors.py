@@ -236,7 +236,7 @@ EXIT_CODES: dict[int, str] = {
     8: "server unreachable, timed out or failing (5xx)",
     9: "rate limited (429) after retries",
     10: "credential store unreadable, unwritable, or an env file another user could have written",
-    11: "verification failed (doctor, preflight, new key)",
+    11: "verification failed (doctor, explain, preflight, new key)",
     12: "lock held by another run",
     13: "unexpected server answer",
     126: "'run': the worker command cannot be executed",

@@ -314,3 +314,80 @@ def test_the_run_step_of_apply(world: World, cwd: Path) -> None:
     assert given["CONDUCTOR_AUTH_KEY"] != parse_env((cwd / "secrets" / "a.env").read_text())["CONDUCTOR_AUTH_KEY"]
     assert given["tokenStatus"] == 200, "the agent serving the applied key accepts the worker's local key"
     entry.effect = "worker started behind the agent serving the applied key"
+
+
+# ----- a 403 the server gives a worker or a starter behind the agent ------------------------------------
+
+# Starts workflow argv[1] (or polls task argv[2]) three times as the application, through the URL and
+# key 'run' gives it; prints what the server answered. Exit 0 when the server accepted.
+CALLER = """import json, os, sys, urllib.request
+url = os.environ["CONDUCTOR_SERVER_URL"]
+body = json.dumps({"keyId": os.environ["CONDUCTOR_AUTH_KEY"], "keySecret": os.environ["CONDUCTOR_AUTH_SECRET"]})
+request = urllib.request.Request(url + "/token", body.encode(), {"Content-Type": "application/json"})
+token = json.load(urllib.request.urlopen(request, timeout=30))["token"]
+kind, name = sys.argv[1], sys.argv[2]
+for _ in range(3):
+    if kind == "start":
+        call = urllib.request.Request(url + "/workflow/" + name, b"{}", {"Content-Type": "application/json",
+                                                                         "X-Authorization": token})
+    else:
+        call = urllib.request.Request(url + "/tasks/poll/batch/" + name + "?count=1&timeout=100",
+                                      headers={"X-Authorization": token})
+    try:
+        print("accepted", urllib.request.urlopen(call, timeout=30).status)
+        sys.exit(0)
+    except urllib.error.HTTPError as err:
+        print("refused", err.code, err.read().decode(), file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def call_as(world: World, cwd: Path, app: str, store: str, kind: str, name: str,
+            *flags: str) -> subprocess.CompletedProcess[str]:
+    return provision(world, cwd, "run", "--app", app, "--store", store, *flags, "--", sys.executable, "-c", CALLER,
+                     kind, name)
+
+
+def test_a_starter_refused_a_workflow_someone_else_registered_is_told_the_grant_that_fixes_it(
+        world: World, cwd: Path) -> None:
+    world.admin.register_workflow_def({"name": "hint_flow", "version": 1, "ownerEmail": "ops@example.com",
+                                       "timeoutSeconds": 60, "tasks": [
+                                           {"name": "greetings", "taskReferenceName": "g", "type": "SIMPLE"}]})
+    store = f"env-file:{cwd}/s.env"
+    assert provision(world, cwd, "app", "hint starter", "--store", store).returncode == 0
+    refused = call_as(world, cwd, "hint starter", store, "start", "hint_flow", "--starter")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.count("refused 403") == 3
+    told = [line for line in refused.stderr.splitlines() if line.startswith("provision: agent: 403 ")]
+    # One line per refused (definition, access), however often the server refuses it.
+    assert told == ["provision: agent: 403 from the server: hint starter lacks EXECUTE on workflow hint_flow; grant "
+                    "it: provision --profile sandbox grant 'hint starter' --workflow hint_flow"]
+    doctor = provision(world, cwd, "doctor", "hint starter", "--workflow", "hint_flow", "--store", store)
+    explained = provision(world, cwd, "explain", "hint starter", "--workflow", "hint_flow")
+    assert (doctor.returncode, explained.returncode) == (11, 11), doctor.stdout + explained.stdout
+    (command,) = set(commands_in(refused)) | set(commands_in(doctor)) | set(commands_in(explained))
+
+    entry = run_printed(world, "a starter refused a workflow it did not register", "run: agent", command, cwd)
+
+    started = call_as(world, cwd, "hint starter", store, "start", "hint_flow", "--starter")
+    assert started.returncode == 0 and "accepted 200" in started.stdout, started.stderr
+    assert "403" not in started.stderr
+    assert provision(world, cwd, "doctor", "hint starter", "--workflow", "hint_flow", "--store", store).returncode == 0
+    entry.effect = "the starter starts the workflow; doctor and explain pass"
+
+
+def test_a_worker_refused_a_task_behind_the_agent_is_told_the_grant_that_fixes_it(world: World, cwd: Path) -> None:
+    store = f"env-file:{cwd}/t.env"
+    assert provision(world, cwd, "app", "hint poller", "--worker", "--store", store).returncode == 0
+    refused = call_as(world, cwd, "hint poller", store, "poll", "greetings", "--no-preflight")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    told = [line for line in refused.stderr.splitlines() if line.startswith("provision: agent: 403 ")]
+    assert told == ["provision: agent: 403 from the server: hint poller lacks EXECUTE on task greetings; grant it: "
+                    "provision --profile sandbox grant 'hint poller' greetings"]
+    (command,) = commands_in(refused)
+
+    entry = run_printed(world, "a worker refused a task (run --no-preflight)", "run: agent", command, cwd)
+
+    polled = call_as(world, cwd, "hint poller", store, "poll", "greetings")
+    assert polled.returncode == 0 and "accepted 200" in polled.stdout, polled.stderr
+    entry.effect = "the worker polls the task"

@@ -1,9 +1,10 @@
 """Why would a worker get 401 or 403? Each finding names the command that fixes it.
 
 The checks, in the order a worker meets them: the server answers, the stored key is known,
-ACTIVE and accepted, the application holds WORKER (or UNRESTRICTED_WORKER), each task
-definition exists, and the application holds EXECUTE on it (directly, or through a TAG or
-DOMAIN grant).
+ACTIVE and accepted, the application holds WORKER (or UNRESTRICTED_WORKER), its own or a group's,
+each task definition exists, and the application holds EXECUTE on it; for a starter, EXECUTE on each
+workflow it starts. How each access is held (directly, through a group, a tag, a domain, a role) is
+decided by ``holdings``, the resolver ``provision explain`` uses too (``explain.access_findings``).
 
 With ``polls`` it also reads the server's poll data (``GET /api/tasks/queue/polldata``) for each
 task and says which worker polled it last, and when: the quickest answer to "my workflow is stuck
@@ -20,18 +21,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from orkes_provision.access.explain import access_findings, check_worker_role
+from orkes_provision.access.holdings import Holding, read_access
 from orkes_provision.access.keyage import oldest_active, policy_text
-from orkes_provision.access.tasknames import UnknownTasks
 from orkes_provision.credentials.delivery import Hints
 from orkes_provision.errors import AuthenticationError, NotFound, ProvisionError, ServerUnavailable
-from orkes_provision.orkes.models import AccessKey, Application, PollData, app_subject
+from orkes_provision.orkes.models import AccessKey, Application, PollData
 
 if TYPE_CHECKING:
     from orkes_provision.credentials.stores import StoredKey
     from orkes_provision.orkes.client import OrkesClient
 
 WORKER_ROLES = {"WORKER", "UNRESTRICTED_WORKER", "ADMIN"}
-UNRESTRICTED = {"UNRESTRICTED_WORKER", "ADMIN"}
 # An SDK worker polls every 100 ms, and backs off to at most 60 s after errors: a poll older than
 # this means no worker is polling now.
 RECENT_POLL_SECONDS = 60
@@ -66,6 +67,8 @@ class DoctorReport:
     app_id: str | None = None
     findings: list[Finding] = field(default_factory=list)
     polls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> who polled it, when
+    access: list[Holding] = field(default_factory=list)  # how each task and workflow checked is held
+    summary: str = "All checks passed: a worker with this key can poll these tasks."
 
     @property
     def ok(self) -> bool:
@@ -83,6 +86,8 @@ class DoctorReport:
                                "findings": [f.to_dict() for f in self.findings]}
         if self.polls:
             out["polls"] = self.polls
+        if self.access:
+            out["access"] = [h.to_dict() for h in self.access]
         return out
 
     def render(self) -> str:
@@ -92,23 +97,28 @@ class DoctorReport:
             lines.append(f"{level} {f.check}: {f.problem}")
             if f.fix:
                 lines.append(f"     {'hint' if f.info else 'fix'}: {f.fix}")
-        lines.append("All checks passed: a worker with this key can poll these tasks." if self.ok
-                     else f"{len(self.problems)} problem(s) found.")
+        lines.append(self.summary if self.ok else f"{len(self.problems)} problem(s) found.")
         return "\n".join(lines)
 
 
 def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: StoredKey | None,
              server: str, hints: Hints | None = None, require_tasks: bool = False, polls: bool = False,
-             now_ms: Callable[[], int] | None = None, key_policy: KeyPolicy | None = None) -> DoctorReport:
+             now_ms: Callable[[], int] | None = None, key_policy: KeyPolicy | None = None,
+             workflows: list[str] | None = None, domains: tuple[str, ...] = ()) -> DoctorReport:
     """Run every check that applies; stop early only where later checks cannot mean anything.
 
     ``hints`` renders the fixing commands (with the store and profile they need); ``require_tasks``
-    makes "no task to check" a finding (``provision doctor``: a pass that checked no grant is no pass).
+    makes "no task to check" a finding (``provision doctor``: a pass that checked no grant is no pass),
+    unless ``workflows`` are named: a starter of them polls nothing and needs no WORKER role.
     ``polls`` adds what the server's poll data says about each existing task (``now_ms``, epoch
     milliseconds, is the clock its times are compared with). ``key_policy`` adds a warning when an
-    ACTIVE key is older than it allows.
+    ACTIVE key is older than it allows. ``domains`` are the domains the worker polls in.
     """
+    workflows = workflows or []
     report = DoctorReport(app=app)
+    if workflows:
+        report.summary = f"All checks passed: this key can {'poll these tasks and ' if tasks else ''}start these " \
+                         "workflows."
     name = app or (key.app if key else None) or "APP"
     hints = replace(hints, app=name) if hints is not None else Hints(app=name)
     try:
@@ -127,19 +137,10 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
         report.add("key", False, f"no key for {name} in the store", hints.create_app("--worker", tasks=tasks))
     else:
         _check_key(client, report, application, key, hints, key_policy)
-    roles = client.get_app_user(application.id).role_names
-    if roles & WORKER_ROLES:
-        report.add("role", True, f"{name} has {', '.join(sorted(roles & WORKER_ROLES))}")
-    else:
-        report.add("role", False, f"{name} lacks the WORKER role (has: {', '.join(sorted(roles)) or 'none'})",
-                   hints.create_app("--worker", tasks=()))
-    if not tasks:
-        if require_tasks:
-            report.add("task", False, f"no task checked: {name} holds EXECUTE on no task definition and no "
-                                      "task was named, so a worker of it could poll nothing",
-                       "grant the tasks the worker polls ('provision grant APP TASK...'), or name them with --task")
+    missing_defs = _access_checks(client, report, application, tasks, workflows, domains, hints,
+                                  require_tasks=require_tasks)
+    if missing_defs is None:
         return report
-    missing_defs = _check_tasks(client, report, application, tasks, roles, hints)
     if polls:
         now = now_ms() if now_ms is not None else int(time.time() * 1000)
         for task in tasks:
@@ -148,43 +149,23 @@ def diagnose(client: OrkesClient, *, app: str | None, tasks: list[str], key: Sto
     return report
 
 
-def _check_tasks(client: OrkesClient, report: DoctorReport, application: Application, tasks: list[str],
-                 roles: set[str], hints: Hints) -> list[str]:
-    """EXECUTE on each task (directly, through a tag, or by an unrestricted role); the task definitions missing."""
-    granted = client.get_user_permissions(app_subject(application.id).id)
-    executable = {(g.target.type, g.target.id) for g in granted if "EXECUTE" in {a.upper() for a in g.access}}
-    missing_defs, missing_grants = [], []
-    for task in tasks:
-        try:
-            task_def = client.get_task_def(task)
-        except NotFound:
-            missing_defs.append(task)
-            continue
-        tags = _tag_ids(getattr(task_def, "tags", None))
-        covered = (("TASK_DEF", task) in executable or any(("TAG", t) in executable for t in tags)
-                   or bool(roles & UNRESTRICTED))
-        (report.add("execute", True, f"EXECUTE on task {task}") if covered else missing_grants.append(task))
-    if missing_defs:
-        _report_missing_defs(client, report, missing_defs, tasks, hints)
-    if missing_grants:
-        report.add("execute", False, f"{application.name} lacks EXECUTE on task {', '.join(missing_grants)}",
-                   hints.grant(missing_grants))
-    return missing_defs
-
-
-def _report_missing_defs(client: OrkesClient, report: DoctorReport, missing: list[str], tasks: list[str],
-                         hints: Hints) -> None:
-    """A typo of a registered task gets "did you mean" and the check with the name meant; only names
-    close to nothing get the command that registers them."""
-    near = UnknownTasks(missing, {t.name for t in client.list_task_defs()}).near
-    typos, unknown = [t for t in missing if t in near], [t for t in missing if t not in near]
-    if typos:
-        meant = [near.get(t, t) for t in tasks]
-        report.add("task", False, "task definition missing: " + ", ".join(
-            f"{t} (did you mean {near[t]}?)" for t in typos), replace(hints, tasks=tuple(meant)).doctor())
-    if unknown:
-        report.add("task", False, f"task definition missing: {', '.join(unknown)}",
-                   hints.create_app("--register-tasks", tasks=unknown))
+def _access_checks(client: OrkesClient, report: DoctorReport, application: Application, tasks: list[str],
+                   workflows: list[str], domains: tuple[str, ...], hints: Hints, *,
+                   require_tasks: bool) -> list[str] | None:
+    """The role (for a worker) and what each task and workflow needs; the task definitions missing,
+    ``None`` when nothing was named."""
+    view = read_access(client, application, grants=bool(tasks or workflows))
+    if tasks or not workflows:
+        check_worker_role(report, view, application.name, hints)
+    if not tasks and not workflows:
+        if require_tasks:
+            report.add("task", False, f"no task checked: {application.name} holds EXECUTE on no task definition "
+                                      "and no task was named, so a worker of it could poll nothing",
+                       "grant the tasks the worker polls ('provision grant APP TASK...'), or name them with --task "
+                       "(a starter: --workflow WORKFLOW)")
+        return None
+    return access_findings(client, report, view, tasks=tasks, workflows=workflows, domains=domains, hints=hints,
+                           rerun=Hints.doctor)
 
 
 def _check_polls(client: OrkesClient, report: DoctorReport, app: str, task: str, now: int, hints: Hints) -> None:
@@ -285,10 +266,3 @@ def _check_age(report: DoctorReport, keys: list[AccessKey], policy: KeyPolicy, h
         report.findings.append(Finding(
             "key-age", True, f"the oldest ACTIVE {oldest.describe()}, within {policy_text(policy.limit)} "
                              f"({policy.source})"))
-
-
-def _tag_ids(raw: object) -> set[str]:
-    """Task definition tags as TAG target ids (``key:value``); they arrive as plain JSON objects."""
-    if not isinstance(raw, list):
-        return set()
-    return {f"{t.get('key')}:{t.get('value')}" for t in raw if isinstance(t, dict)}

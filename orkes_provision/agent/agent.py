@@ -5,6 +5,10 @@
 process is gone); ``Agent.serve()`` runs it in the foreground until SIGTERM or SIGINT
 (``provision agent``). Either way, stopping hands back every task still held.
 
+A 403 from the server that names a definition and the access refused (``orkes.denials``) is said
+once per (definition, access), with the ``provision grant`` command that grants it (``hints``), so
+that a worker or starter refused by the server is not a mystery buried in its own retries.
+
 Rotation without restart: every ``key_poll`` seconds the agent re-reads the key from its store;
 a changed key is verified (a token is minted for it) before anything uses it. A key the server
 rejects is refused, said once, and recorded in the registration file (rotation then keeps the
@@ -21,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,10 @@ from orkes_provision.agent.metrics import Metrics
 from orkes_provision.agent.proxy import Proxy
 from orkes_provision.agent.registry import AgentRecord, record_path, remove_record, write_record
 from orkes_provision.agent.upstream import KeyHolder, Unavailable, fingerprint
+from orkes_provision.credentials.delivery import Hints
 from orkes_provision.credentials.stores.base import HeldKey
 from orkes_provision.errors import AuthenticationError, ProvisionError, UsageError
+from orkes_provision.orkes.denials import Denial
 from orkes_provision.orkes.transport import proxy_for
 from orkes_provision.orkes.urls import is_loopback_address, is_loopback_host, normalize_server_url, server_root
 
@@ -44,11 +51,13 @@ class Agent:
 
     ``key_watch()`` re-reads the key from its store (``None``: not there); without it the key is
     never switched. ``on_event(message)`` receives one line per thing worth saying (no secret).
+    ``hints`` renders the grant command a refused permission is told with (``--profile`` and all).
     """
 
     def __init__(self, key: HeldKey, *, app: str, key_watch: Callable[[], HeldKey | None] | None = None,
                  host: str = "127.0.0.1", port: int = 0, on_event: Callable[[str], None] | None = None,
-                 key_poll: float = 1.0, insecure_http: bool = False, register: bool = True) -> None:
+                 key_poll: float = 1.0, insecure_http: bool = False, register: bool = True,
+                 hints: Hints | None = None) -> None:
         if not is_loopback_host(host):
             raise UsageError(f"the agent listens on loopback only, not {host}",
                              "use --listen 127.0.0.1:PORT (workers on other hosts need their own agent)")
@@ -60,6 +69,8 @@ class Agent:
         self.key_poll = key_poll
         self.insecure_http = insecure_http
         self.on_event = on_event or (lambda message: None)
+        self.hints = replace(hints, app=app) if hints is not None else Hints(app=app)
+        self._denials: set[Denial] = set()  # said once each; touched only on the agent's event loop
         self.instances = Instances()
         self.metrics = Metrics()
         self.holder = KeyHolder(key, insecure_http=insecure_http)
@@ -214,7 +225,7 @@ class Agent:
 
     async def _open(self) -> None:
         upstream = upstream_for(server_root(self.server), proxy_for(self.server, insecure_http=self.insecure_http))
-        self._proxy = Proxy(self.holder, self.instances, self.metrics, upstream, self.on_event)
+        self._proxy = Proxy(self.holder, self.instances, self.metrics, upstream, self.on_event, self._denied)
         self.holder.new_loop()
         try:
             if self.holder.due or self.holder.state != "ready":  # a restarted loop keeps the token it had
@@ -230,6 +241,16 @@ class Agent:
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._write_record()
         self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
+
+    def _denied(self, denial: Denial) -> None:
+        if denial in self._denials:
+            return
+        self._denials.add(denial)
+        command = self.hints.grant([denial.name] if denial.target_type == "TASK_DEF" else [],
+                                   workflows=[denial.name] if denial.target_type == "WORKFLOW_DEF" else [],
+                                   access=denial.access)
+        self.on_event(f"403 from the server: {self.app} lacks {denial.access} on {denial.resource}; "
+                      f"grant it: {command}")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")

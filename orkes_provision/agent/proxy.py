@@ -36,6 +36,7 @@ from orkes_provision.agent.metrics import Metrics
 from orkes_provision.agent.tracking import UPDATE_V2, hand_back_body, is_poll, is_update, polled_tasks, updated_task
 from orkes_provision.agent.upstream import KeyHolder, Unavailable
 from orkes_provision.orkes.auth import TOKEN_ERRORS
+from orkes_provision.orkes.denials import Denial, denial_in_body
 
 MAX_HEAD = 64 * 1024
 READ_CHUNK = 64 * 1024
@@ -55,12 +56,13 @@ class _Closed(Exception):
 
 class Proxy:
     def __init__(self, holder: KeyHolder, instances: Instances, metrics: Metrics, upstream: Upstream,
-                 on_event: Callable[[str], None]) -> None:
+                 on_event: Callable[[str], None], on_denied: Callable[[Denial], None] | None = None) -> None:
         self.holder = holder
         self.instances = instances
         self.metrics = metrics
         self.upstream = upstream  # worker paths (/api/...) are sent as they are
         self.on_event = on_event
+        self.on_denied = on_denied  # a 403 naming the definition and the access refused
 
     # ----- connections -----------------------------------------------------------------------
 
@@ -197,6 +199,10 @@ class Proxy:
                     if attempt == 1 and isinstance(body, bytes) and _is_token_error(response.status, data):
                         stale = token  # the server no longer takes this token: mint one and replay once
                         continue
+                    if response.status == 403 and self.on_denied is not None:
+                        denial = denial_in_body(data)
+                        if denial is not None:
+                            self.on_denied(denial)
                     await self._answer_tracked(conn, writer, response, data, body, instance, poll, update)
                 else:
                     await self._stream_answer(conn, writer, response)

@@ -59,7 +59,7 @@ def agent(app_name: str | None, store_spec: str | None, listen: str, env_file: P
     target = env_file or data_dir() / f"agent-{app}.env"
 
     runner = Agent(home.key, app=app, key_watch=home.watch, host=host, port=port, on_event=in_command(agent_event),
-                   insecure_http=opts().insecure_http)
+                   insecure_http=opts().insecure_http, hints=home.hints)
 
     given = local_key_from_environment()
 

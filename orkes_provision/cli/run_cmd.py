@@ -37,6 +37,7 @@ from orkes_provision.workers.project import RESTART_POLICIES, Project, RestartPo
 if TYPE_CHECKING:
     from orkes_provision.agent.agent import Agent
     from orkes_provision.cli.context import KeyHome
+    from orkes_provision.credentials.delivery import Hints
     from orkes_provision.credentials.stores import StoredKey
     from orkes_provision.workers.supervise import SupervisorEvent
 
@@ -106,7 +107,7 @@ def run(app_name: str | None, store_spec: str | None, supervise: bool, replicas:
         _preflight(app, list(grants), home, does, ask_starter=not (as_worker or as_starter or own))
     return _launch(list(command), app, home.key, home.watch, runtime=None, extra={}, cwd=None, supervise=supervise,
                    replicas=replicas, restart_policy=cast(RestartPolicy, restart_policy), name=Path(command[0]).name,
-                   tasks=list(grants), use_agent=not no_agent)
+                   tasks=list(grants), use_agent=not no_agent, hints=home.hints)
 
 
 @click.group("worker", cls=ProvisionGroup)
@@ -174,7 +175,8 @@ def worker_run(name: str, replicas: int | None, restart_policy: str | None, app_
     return _launch(list(spec_worker.command), app, home.key, home.watch, runtime=spec_worker.runtime,
                    extra=spec_worker.env,
                    cwd=cwd, supervise=True, replicas=replicas or spec_worker.replicas, restart_policy=policy,
-                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds, use_agent=not no_agent)
+                   name=name, tasks=tasks, stop_grace=spec_worker.stop_grace_seconds, use_agent=not no_agent,
+                   hints=home.hints)
 
 
 @worker.command("list")
@@ -314,13 +316,14 @@ def _key_only_checks(app: str, home: KeyHome, reason: str, does: frozenset[str],
 
 def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], StoredKey | None], *, runtime: str | None,
             extra: dict[str, str], cwd: Path | None, supervise: bool, replicas: int, restart_policy: RestartPolicy,
-            name: str, tasks: list[str], stop_grace: float | None = None, use_agent: bool = True) -> int:
+            name: str, tasks: list[str], stop_grace: float | None = None, use_agent: bool = True,
+            hints: Hints | None = None) -> int:
     from orkes_provision.workers.launch import require_program, worker_environment
 
     base = dict(os.environ)
     env = worker_environment(base, key, runtime, extra)
     require_program(command, env, cwd)
-    agent = _start_agent(app, key, watch) if use_agent else None
+    agent = _start_agent(app, key, watch, hints) if use_agent else None
     try:
         return _run_workers(command, app, key, watch, base, env, agent, runtime=runtime, extra=extra, cwd=cwd,
                             supervise=supervise, replicas=replicas, restart_policy=restart_policy, name=name,
@@ -330,10 +333,11 @@ def _launch(command: list[str], app: str, key: StoredKey, watch: Callable[[], St
             agent.close()
 
 
-def _start_agent(app: str, key: StoredKey, watch: Callable[[], StoredKey | None]) -> Agent:
+def _start_agent(app: str, key: StoredKey, watch: Callable[[], StoredKey | None], hints: Hints | None) -> Agent:
     from orkes_provision.agent.agent import Agent
 
-    agent = Agent(key, app=app, key_watch=watch, on_event=in_command(agent_event), insecure_http=opts().insecure_http)
+    agent = Agent(key, app=app, key_watch=watch, on_event=in_command(agent_event), insecure_http=opts().insecure_http,
+                  hints=hints)
     agent.start()
     agent_event(f"serving {app} (key {key.key_id}) on {agent.url}; workers get a local key (--no-agent: the "
                  "real one)")

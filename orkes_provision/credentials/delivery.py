@@ -487,14 +487,19 @@ class Hints:
     def new_key(self) -> str:
         return self.command("app", self.app, "--new-key", *self._store())
 
-    def grant(self, tasks: Iterable[str]) -> str:
-        return self.command("grant", self.app, *tasks)
+    def grant(self, tasks: Iterable[str] = (), *, workflows: Iterable[str] = (), access: str = "EXECUTE") -> str:
+        targets = [*tasks, *(w for name in workflows for w in ("--workflow", name))]
+        return self.command("grant", self.app, *targets, *(("--access", access) if access != "EXECUTE" else ()))
 
     def keys(self, action: str, *args: str) -> str:
         # A printed step is run as printed, often with no terminal to answer the question the
         # destructive actions ask; printing it is the moment the user decides.
         confirm = ("--yes",) if action in ("deactivate", "delete") else ()
         return self.command("keys", action, self.app, *args, *confirm)
+
+    def explain(self, *, tasks: Iterable[str] = (), workflows: Iterable[str] = ()) -> str:
+        named = [*(w for t in tasks for w in ("--task", t)), *(w for f in workflows for w in ("--workflow", f))]
+        return self.command("explain", self.app, *named)
 
     def doctor(self) -> str:
         tasks = [w for t in self.tasks for w in ("--task", t)]

@@ -137,6 +137,8 @@ PLAN: tuple[Step, ...] = (
     Step("revoke", ("revoke", "{app}", TASK, "--access", "READ", "--yes"), says="Revoked READ on TASK_DEF"),
     Step("doctor", ("doctor", "{app}", "--task", TASK, "--store", W), says="All checks passed"),
     Step("doctor", ("doctor", "{app}", "--task", "conv-missing", "--store", W), says="problem(s) found", expect=11),
+    Step("explain", ("explain", "{app}", "--task", TASK), says="All held: "),
+    Step("explain", ("explain", "{app}", "--workflow", "conv-missing"), says="problem(s) found", expect=11),
     Step("plan", ("plan", "-f", "{root}/env.toml"), says="Plan: ", before=write_environment),
     Step("apply", ("apply", "-f", "{root}/env.toml", "--yes"), says="Plan: "),
     Step("drift", ("drift", "-f", "{root}/env.toml"), says="No drift: the server matches"),
