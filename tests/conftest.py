@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.sandbox_fixtures", "tests.hostile", "tests.second_user"]
+pytest_plugins = ["tests.sandbox_fixtures", "tests.hostile", "tests.second_user", "tests.scheduling"]
 
 HAVE_SECRET_SERVICE = os.environ.get("ORKES_PROVISION_SECRET_SERVICE") == "1"
 REQUIRE_SECRET_SERVICE = os.environ.get("REQUIRE_SECRET_SERVICE") == "1"

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orkes_provision.access.workflow_tasks import WorkflowTasks, local_first, workflow_tasks
-from orkes_provision.environments.environment import ApplicationEntry, Environment
+from orkes_provision.environments.environment import ApplicationEntry, Environment, GrantEntry
 from orkes_provision.errors import ConfigError
 from orkes_provision.toml.write import line_index
 
@@ -184,8 +184,6 @@ def lint_environment(env: Environment, *, worker_tasks: Mapping[str, set[str]] |
     return findings
 
 
-# complexity: one walk over the applications' grants gathers both what each may execute (for
-# workflow-unexecutable) and the grants no workflow uses (execute-unused); two walks would repeat its rules.
 def _workflow_findings(where: _Located, env: Environment,
                        tagged_tasks: Mapping[str, set[str]] | None) -> list[Finding]:
     """``execute-unused`` and ``workflow-unexecutable``, from the workflows the file itself declares."""
@@ -197,39 +195,11 @@ def _workflow_findings(where: _Located, env: Environment,
             walks.append((index, walked))
     if not walks:
         return []
-    out: list[Finding] = []
     used = {t for _, w in walks for t in w.tasks}
     open_ended = any(w.dynamic or w.missing for _, w in walks)
-    names = ", ".join(w.workflow for _, w in walks)
-    executable: set[str] = set()
-    reaches_any = False
-    for index, app in enumerate(env.applications):
-        derived = _derived_or_none(env, app)
-        if derived is None or "UNRESTRICTED_WORKER" in app.roles:
-            reaches_any = True
-            continue
-        executable.update(derived)
-        for g_index, grant in enumerate(app.grants):
-            if "EXECUTE" not in grant.access:
-                continue
-            executable.update(grant.tasks)
-            if grant.domains:
-                reaches_any = True
-            for tag in grant.tags:
-                if tagged_tasks is None:
-                    reaches_any = True
-                else:
-                    executable.update(tagged_tasks.get(tag, set()))
-            if "WORKER" not in app.roles or open_ended:
-                continue
-            for task in grant.tasks:
-                if task not in used:
-                    out.append(where.finding(
-                        "execute-unused", f"applications[{index}].grants[{g_index}].tasks",
-                        f"application {app.name} has EXECUTE on {task}, which no workflow of this file uses "
-                        f"({names})", f"drop {task} from its grants, or declare the workflow that uses it",
-                        f"applications[{index}].grants[{g_index}]", f"applications[{index}]"))
-    if reaches_any:
+    out = [] if open_ended else _unused_grants(where, env, used, ", ".join(w.workflow for _, w in walks))
+    executable = _executable(env, tagged_tasks)
+    if executable is None:
         return out
     for index, walked in walks:
         missing = sorted(walked.tasks - executable)
@@ -241,6 +211,49 @@ def _workflow_findings(where: _Located, env: Environment,
                 f'give its worker application workflowTasks = ["{walked.workflow}"] (EXECUTE on each task it uses)',
                 f"workflows[{index}]"))
     return out
+
+
+def _bounded(env: Environment, app: ApplicationEntry) -> bool:
+    """Whether lint can list every task ``app`` may execute (no UNRESTRICTED_WORKER, workflowTasks in the file)."""
+    return "UNRESTRICTED_WORKER" not in app.roles and _derived_or_none(env, app) is not None
+
+
+def _execute_grants(app: ApplicationEntry) -> Iterator[tuple[int, GrantEntry]]:
+    return ((i, grant) for i, grant in enumerate(app.grants) if "EXECUTE" in grant.access)
+
+
+def _unused_grants(where: _Located, env: Environment, used: set[str], names: str) -> list[Finding]:
+    """``execute-unused``: tasks a worker application may execute that no workflow of the file uses."""
+    out: list[Finding] = []
+    for index, app in enumerate(env.applications):
+        if "WORKER" not in app.roles or not _bounded(env, app):
+            continue
+        for g_index, grant in _execute_grants(app):
+            for task in (t for t in grant.tasks if t not in used):
+                out.append(where.finding(
+                    "execute-unused", f"applications[{index}].grants[{g_index}].tasks",
+                    f"application {app.name} has EXECUTE on {task}, which no workflow of this file uses ({names})",
+                    f"drop {task} from its grants, or declare the workflow that uses it",
+                    f"applications[{index}].grants[{g_index}]", f"applications[{index}]"))
+    return out
+
+
+def _executable(env: Environment, tagged_tasks: Mapping[str, set[str]] | None) -> set[str] | None:
+    """Every task some application of the file may execute; ``None`` when one may execute tasks lint cannot
+    list (an unrestricted role, workflowTasks or tags it cannot resolve, a domain grant)."""
+    executable: set[str] = set()
+    for app in env.applications:
+        derived = _derived_or_none(env, app)
+        if derived is None or "UNRESTRICTED_WORKER" in app.roles:
+            return None
+        executable.update(derived)
+        for _, grant in _execute_grants(app):
+            if grant.domains or (grant.tags and tagged_tasks is None):
+                return None
+            executable.update(grant.tasks)
+            for tag in grant.tags:
+                executable.update(tagged_tasks.get(tag, set()) if tagged_tasks is not None else set())
+    return executable
 
 
 def _derived_or_none(env: Environment, app: ApplicationEntry) -> tuple[str, ...] | None:

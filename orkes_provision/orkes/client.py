@@ -18,6 +18,7 @@ import functools
 import json as _json
 import logging
 import re
+import shlex
 import ssl
 import threading
 import time
@@ -45,6 +46,7 @@ from orkes_provision.errors import (
     redact_tokens,
 )
 from orkes_provision.orkes.auth import OrkesTokenAuth
+from orkes_provision.orkes.denials import denial_in
 from orkes_provision.orkes.models import (
     AccessKey,
     Application,
@@ -728,7 +730,7 @@ class OrkesClient:
             text = f"the server rejected key {who}" if who else "the server wants credentials"
             return AuthenticationError(f"{text} ({where}{suffix})")
         if status == 403:
-            return PermissionDenied(f"{message or 'permission denied'} ({where})", _permission_hint(path))
+            return PermissionDenied(f"{message or 'permission denied'} ({where})", _permission_hint(path, message))
         if status == 404:
             return NotFound(f"{message or 'not found'} ({where})")
         if status == 409:
@@ -876,8 +878,14 @@ def _first_error(err: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _permission_hint(path: str) -> str:
-    """Name the role a 403 most likely means is missing."""
+def _permission_hint(path: str, message: str = "") -> str:
+    """Name the grant a 403 says is missing, else the role it most likely means is missing."""
+    denial = denial_in(message)
+    if denial is not None:
+        words = [denial.name] if denial.target_type == "TASK_DEF" else ["--workflow", denial.name]
+        words += ["--access", denial.access] if denial.access != "EXECUTE" else []
+        return (f"the key's application lacks {denial.access} on {denial.resource}: 'provision grant APP "
+                f"{shlex.join(words)}' grants it, 'provision explain APP' shows how it holds its access")
     if path.startswith(("/applications", "/users", "/groups", "/auth", "/roles", "/sandbox")):
         return "the provisioning key needs the ADMIN role (its application is missing it)"
     if path.startswith("/metadata"):

@@ -178,3 +178,14 @@ def test_explain_names_a_mistyped_workflow(server: SandboxProcess, admin: OrkesC
 
     assert result.returncode == 11
     assert f"workflow definition missing: {made.name[:-1]} (did you mean {made.name}?)" in result.stdout
+
+
+def test_a_403_the_tool_meets_names_the_missing_grant(admin: OrkesClient) -> None:
+    made, own = make_case(admin, "workflow")
+
+    with own, pytest.raises(PermissionDenied) as refused:
+        own.start_workflow(made.name, {})
+
+    assert refused.value.hint == (f"the key's application lacks EXECUTE on workflow {made.name}: 'provision grant APP "
+                                  f"--workflow {made.name}' grants it, 'provision explain APP' shows how it holds its "
+                                  "access")
