@@ -28,8 +28,9 @@ typecheck: $(STAMP)
 
 # The tests start thousands of `provision` and sandbox processes: with PYTHONDONTWRITEBYTECODE set (as on
 # the shared machine), each would compile the package's sources again, about 0.15 s of CPU a process.
+# MAKEFLAGS is cleared: under `make test` it names the jobserver of -j2, which the tests that run make do not share.
 unit: $(STAMP)
-	PYTHONDONTWRITEBYTECODE= scripts/with-keyring $(BIN)/pytest -q -rs $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	MAKEFLAGS= MFLAGS= MAKELEVEL= PYTHONDONTWRITEBYTECODE= scripts/with-keyring $(BIN)/pytest -q -rs $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # mypy (minutes without its cache, as in a fresh clone) runs beside the tests, which mostly wait.
 test: lint

@@ -10,7 +10,8 @@ process.
 (a) Added latency: ``--requests`` single polls with ``timeout=0`` (the sandbox answers 204 at once,
     after its injected latency), alternating one straight to the sandbox with the real token and
     one through the agent with a local token, each over its own keep-alive connection. p50 and p99
-    of each, and their difference: what the agent adds per request.
+    of each, and their difference: what the agent adds per request; and the agent's CPU time per
+    request (``/proc/PID/stat``, user and system, over the timed polls).
 (b) Throughput: a conductor-python 2.0.0 worker (10 threads, 1 process) started by ``provision run
     -- python3 worker.py``, once through its agent (default) and once with ``--no-agent``; for each,
     ``--workflows`` workflows are started at once and the tasks per second are counted from the
@@ -74,6 +75,12 @@ if __name__ == "__main__":  # the task processes import this module again
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -143,7 +150,7 @@ class Bench:
             time.sleep(0.05)
         return proc, dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line)
 
-    def latency(self, local: dict[str, str]) -> dict[str, Any]:
+    def latency(self, local: dict[str, str], agent_pid: int) -> dict[str, Any]:
         key = EnvFileStore(self.tmp / "worker.env").load(self.sandbox.url, APP)
         assert key is not None
         direct_token = httpx.post(self.sandbox.url + "/token", json={
@@ -160,6 +167,7 @@ class Bench:
             for client in (direct, through):  # warm both connections and the agent's pool
                 for _ in range(20):
                     client.get("tasks/poll/greetings", params={"timeout": 0})
+            cpu_before = cpu_seconds(agent_pid)
             for _ in range(self.args.requests):
                 for name, client in (("direct", direct), ("agent", through)):
                     started = time.perf_counter()
@@ -167,7 +175,8 @@ class Bench:
                     times[name].append((time.perf_counter() - started) * 1000)
                     if answer.status_code != 204:
                         raise SystemExit(f"{name}: unexpected {answer.status_code}")
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"agentCpuPerRequestMs": round((cpu_seconds(agent_pid) - cpu_before)
+                                                              / self.args.requests * 1000, 3)}
         for name, values in times.items():
             out[name] = {"p50Ms": round(statistics.median(values), 3), "p99Ms": round(percentile(values, 99), 3)}
         out["addedP50Ms"] = round(out["agent"]["p50Ms"] - out["direct"]["p50Ms"], 3)
@@ -246,7 +255,7 @@ def main() -> int:
         try:
             bench.start()
             agent, local = bench.standalone_agent()
-            latency = bench.latency(local)
+            latency = bench.latency(local, agent.pid)
             print(f"latency: {latency}", file=sys.stderr)
             memory = bench.memory(agent.pid, local)
             print(f"memory: {memory}", file=sys.stderr)
@@ -265,7 +274,8 @@ def main() -> int:
         print(json.dumps(result, indent=2))
     else:
         print(f"added latency: p50 {latency['addedP50Ms']} ms, p99 {latency['addedP99Ms']} ms "
-              f"(direct p50 {latency['direct']['p50Ms']} ms, agent p50 {latency['agent']['p50Ms']} ms)")
+              f"(direct p50 {latency['direct']['p50Ms']} ms, agent p50 {latency['agent']['p50Ms']} ms); "
+              f"agent CPU {latency['agentCpuPerRequestMs']} ms per request")
         print(f"throughput: direct {direct['tasksPerSecond']}/s, agent {through['tasksPerSecond']}/s "
               f"({ratio:.1%})")
         print(f"memory with {memory['longPolls']} long polls: {memory['rssFirstKiB']} -> {memory['rssLastKiB']} KiB "

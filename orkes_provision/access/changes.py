@@ -20,14 +20,15 @@ ChangeKind = Literal[
     "revoke", "remove_role", "delete_app", "update_task", "register_workflow", "update_workflow",
     "create_user", "update_user", "add_user_role", "remove_user_role",
     "create_group", "update_group", "add_group_role", "remove_group_role", "add_member", "remove_member",
-    "rotate_key",
+    "rotate_key", "create_role", "update_role",
 ]
 Symbol = Literal["+", "~", "-"]
 # Something a change makes true on the server and other changes may wait for, such as
 # ("app", NAME): the application exists. Changes that need a fact no change of the plan provides
 # do not wait (it holds already).
 Fact = tuple[str, ...]
-# What a change is about: ("app", NAME), ("user", ID) or ("group", ID). Its removals wait for its additions.
+# What a change is about: ("app", NAME), ("user", ID), ("group", ID) or ("role", NAME). Its removals wait for
+# its additions.
 Owner = tuple[str, str]
 
 # Stages, in the order they run (a change may start before a later stage's changes end, never before what it
@@ -390,6 +391,70 @@ class DeleteApp(AppChange):
         return iter(())
 
 
+# ----- custom roles --------------------------------------------------------------------------------
+# A role is created or updated in one request that sends its whole list of permissions
+# (``Plan.role_upserts``); users and groups that are given it wait for it.
+
+@dataclass(frozen=True, kw_only=True)
+class RoleChange(Change):
+    role: str
+    stage: ClassVar[int] = CREATE
+    priority: ClassVar[int] = FIRST
+
+    @property
+    def owner(self) -> Owner | None:
+        return ("role", self.role)
+
+    @property
+    def target(self) -> str:
+        return self.role
+
+    @property
+    def audit_target(self) -> str:
+        return self.describe(symbol=False)
+
+    def bundle(self) -> tuple[str, str] | None:
+        return ("role", self.role)
+
+    def provides(self) -> Iterator[Fact]:
+        yield ("role", self.role)
+        yield from super().provides()
+
+    def _details(self) -> dict[str, Any]:
+        return {"role": self.role}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateRole(RoleChange):
+    permissions: tuple[str, ...] = ()
+    kind: ClassVar[ChangeKind] = "create_role"
+    symbol: ClassVar[Symbol] = "+"
+
+    def summary(self) -> str:
+        return f"create role {self.role} ({', '.join(self.permissions) or 'no permissions'})"
+
+    def _details(self) -> dict[str, Any]:
+        return super()._details() | {"permissions": list(self.permissions)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateRole(RoleChange):
+    """Every holder of the role gains ``added`` and loses ``removed``."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    kind: ClassVar[ChangeKind] = "update_role"
+    symbol: ClassVar[Symbol] = "~"
+
+    def summary(self) -> str:
+        parts = [f"add {', '.join(self.added)}" if self.added else "",
+                 f"remove {', '.join(self.removed)}" if self.removed else ""]
+        return f"update role {self.role} ({'; '.join(p for p in parts if p)})"
+
+    def _details(self) -> dict[str, Any]:
+        return super()._details() | {"added": list(self.added), "removed": list(self.removed)}
+
+
 # ----- users and groups ----------------------------------------------------------------------------
 # A user's or a group's own changes (created, renamed, roles) are carried out together, in one upsert of
 # the whole record (``Plan.user_upserts``/``group_upserts``); the plan still shows each of them.
@@ -453,6 +518,10 @@ class AddUserRole(UserChange):
 
     def summary(self) -> str:
         return f"add role {self.role} to user {self.user}"
+
+    def needs(self) -> Iterator[Fact]:
+        yield from super().needs()
+        yield ("role", self.role)  # a custom role the plan creates
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -542,6 +611,10 @@ class AddGroupRole(GroupRecordChange):
 
     def summary(self) -> str:
         return f"add role {self.role} to group {self.group}"
+
+    def needs(self) -> Iterator[Fact]:
+        yield from super().needs()
+        yield ("role", self.role)  # a custom role the plan creates
 
 
 @dataclass(frozen=True, kw_only=True)

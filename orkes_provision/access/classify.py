@@ -1,17 +1,17 @@
 """What each kind of planned change does to access, for a CI job to gate on (``plan --fail-on``).
 
-Classes: ``grants-access`` (someone gains a role, a grant, a group's access), ``removes-access``
-(someone loses one, or an application goes with its keys), ``key`` (a key is created or rotated),
-``destructive`` (something is deleted for good). A change may be in several classes or in none
-(registering a definition, tagging, renaming). ``PLAN_SCHEMA_VERSION`` is the version of
-``plan --json``'s shape: it changes when a field changes meaning or goes away.
+Classes: ``grants-access`` (someone gains a role, a grant, a group's access, or a role they hold gains a
+permission), ``removes-access`` (someone loses one, or an application goes with its keys), ``key``
+(a key is created or rotated), ``destructive`` (something is deleted for good). A change may be in
+several classes or in none (registering a definition, tagging, renaming, creating a role).
+``PLAN_SCHEMA_VERSION`` is the version of ``plan --json``'s shape: it changes when a field changes meaning or goes away.
 """
 
 from __future__ import annotations
 
 from typing import get_args
 
-from orkes_provision.access.changes import Change, ChangeKind
+from orkes_provision.access.changes import Change, ChangeKind, UpdateRole
 from orkes_provision.errors import UsageError
 
 PLAN_SCHEMA_VERSION = 1
@@ -26,11 +26,15 @@ _BY_KIND: dict[str, tuple[str, ...]] = {
     "revoke": ("removes-access",), "remove_role": ("removes-access",), "remove_user_role": ("removes-access",),
     "remove_group_role": ("removes-access",), "remove_member": ("removes-access",),
     "delete_app": ("removes-access", "destructive"),
+    # A new role gives no one anything until someone is given it; an update is classed by what it does.
+    "create_role": (), "update_role": (),
 }
 assert set(_BY_KIND) == set(get_args(ChangeKind)), "every kind of change needs its classes"
 
 
 def classes_of(change: Change) -> tuple[str, ...]:
+    if isinstance(change, UpdateRole):  # every holder of the role gains or loses what it changes
+        return (("grants-access",) if change.added else ()) + (("removes-access",) if change.removed else ())
     return _BY_KIND[change.kind]
 
 

@@ -26,6 +26,7 @@ from orkes_provision.access.changes import (
     Change,
     CreateApp,
     CreateKey,
+    CreateRole,
     DeleteApp,
     Grant,
     GroupGrant,
@@ -37,6 +38,7 @@ from orkes_provision.access.changes import (
     Revoke,
     RotateKey,
     TagApp,
+    UpdateRole,
     UpdateWorkflow,
     UserChange,
 )
@@ -176,9 +178,13 @@ class Executor:
                      actor=self.actor, app=change.app if isinstance(change, AppChange) else None, key_id=key_id)
 
     def _run_bundle(self, members: list[Change], plan: Plan) -> list[Outcome]:
-        """One request for all of ``members``: a user's or a group's upsert, or a group's members."""
+        """One request for all of ``members``: a role's, a user's or a group's upsert, or a group's members."""
         try:
             match members[0]:
+                case CreateRole(role=name):
+                    self.client.create_role(name, list(plan.role_upserts[name]))
+                case UpdateRole(role=name):
+                    self.client.update_role(name, list(plan.role_upserts[name]))
                 case UserChange(user=user_id):
                     user = plan.user_upserts[user_id]
                     self.client.upsert_user(user_id, user.name, list(user.roles), list(user.groups))

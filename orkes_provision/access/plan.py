@@ -18,6 +18,7 @@ from orkes_provision.access.changes import (
     CreateApp,
     CreateGroup,
     CreateKey,
+    CreateRole,
     CreateUser,
     DeleteApp,
     Grant,
@@ -32,13 +33,14 @@ from orkes_provision.access.changes import (
     Revoke,
     TagApp,
     UpdateGroup,
+    UpdateRole,
     UpdateUser,
 )
-from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, UserSpec
+from orkes_provision.access.spec import IMPLICIT_ROLE_PERMISSIONS, AppSpec, GrantSpec, GroupSpec, RoleSpec, UserSpec
 from orkes_provision.access.state import PeopleState, ServerState
 from orkes_provision.credentials.stores import StoredKey
 from orkes_provision.errors import NotFound
-from orkes_provision.orkes.models import Group
+from orkes_provision.orkes.models import Group, Role
 
 
 @dataclass
@@ -104,12 +106,16 @@ class Plan:
     people_changes: list[Change] = field(default_factory=list)
     user_upserts: dict[str, UserUpsert] = field(default_factory=dict)
     group_upserts: dict[str, GroupUpsert] = field(default_factory=dict)
+    # Custom roles created or updated, before the users and groups that hold them; what each then holds.
+    role_changes: list[Change] = field(default_factory=list)
+    role_upserts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def changes(self) -> list[Change]:
         ordered = list(self.task_changes)
         for app_plan in self.apps:
             ordered.extend(app_plan.changes)
+        ordered.extend(self.role_changes)
         ordered.extend(self.people_changes)
         ordered.extend(self.prune_changes)
         return ordered
@@ -236,6 +242,34 @@ def plan_prune(state: ServerState, specs: Sequence[AppSpec], managed: Iterable[A
         changes.extend(Revoke(app=spec.name, app_id=app_state.app.id, on=on, access=extra)
                        for on, extra in _extra_access(app_state.grants, spec.grants))
     return changes
+
+
+def plan_roles(server: dict[str, Role], specs: Sequence[RoleSpec], *,
+               prune: bool = False) -> tuple[list[Change], dict[str, tuple[str, ...]]]:
+    """Compare declared custom roles with the server's: the changes, and the permissions each role changed
+    is sent (its whole list: ``PUT /api/roles/{name}`` replaces it).
+
+    Without ``prune`` a role gains what it lacks and keeps the rest; with ``prune`` it also loses what the
+    file does not give it. The permissions Orkes adds to every custom role are never a difference. Roles
+    the file does not declare are never changed nor deleted, like users and groups: nothing on the server
+    marks a role as this environment's own.
+    """
+    changes: list[Change] = []
+    upserts: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        current = server.get(spec.name)
+        want = set(spec.permissions)
+        if current is None:
+            changes.append(CreateRole(role=spec.name, permissions=tuple(sorted(want))))
+            upserts[spec.name] = tuple(sorted(want))
+            continue
+        have = current.permission_names - IMPLICIT_ROLE_PERMISSIONS
+        missing = sorted(want - have)
+        extra = sorted(have - want) if prune else []
+        if missing or extra:
+            changes.append(UpdateRole(role=spec.name, added=tuple(missing), removed=tuple(extra)))
+            upserts[spec.name] = tuple(sorted((have - set(extra)) | want))
+    return changes, upserts
 
 
 @dataclass

@@ -126,6 +126,22 @@ class GroupSpec(BaseModel):
         return [g.id for g in self.grants if g.type == "TASK_DEF"]
 
 
+class RoleSpec(BaseModel):
+    """A custom role as the server should hold it: its name and permissions (``READ_WORKFLOW_DEF``, ...).
+    Orkes adds ``IMPLICIT_ROLE_PERMISSIONS`` to every custom role; a spec need not name them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    permissions: tuple[str, ...] = ()
+
+
+# "Every custom role automatically includes Event Handlers - Create and User Forms - Create, and these
+# permissions cannot be removed" (orkes-io/docs access-control-and-security/custom-roles.mdx): the server
+# holds them whatever was sent, so plans and drift never count them as a difference.
+IMPLICIT_ROLE_PERMISSIONS = frozenset({"CREATE_EVENT_HANDLER", "CREATE_USER_FORM_TEMPLATE"})
+
+
 def parse_tag_target(value: str) -> str:
     """A TAG target id is ``key:value``; refuse anything else with a hint."""
     key, sep, val = value.partition(":")

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orkes_provision.errors import Conflict
-from orkes_provision.orkes.models import AccessKey, Application, GrantedAccess, Group, TaskDef, User, app_subject
+from orkes_provision.orkes.models import (
+    AccessKey,
+    Application,
+    GrantedAccess,
+    Group,
+    Role,
+    TaskDef,
+    User,
+    app_subject,
+)
 
 if TYPE_CHECKING:
     from orkes_provision.orkes.client import OrkesClient
@@ -50,6 +59,24 @@ class PeopleState:
     users: dict[str, User] = field(default_factory=dict)
     all_groups: dict[str, Group] = field(default_factory=dict)
     groups: dict[str, GroupState] = field(default_factory=dict)
+
+
+@dataclass
+class RolesState:
+    """The custom roles on the server by name, with their permissions, and (when asked for) the permissions
+    a custom role may hold (``catalogue``; None when not read)."""
+
+    custom: dict[str, Role] = field(default_factory=dict)
+    catalogue: frozenset[str] | None = None
+
+
+def read_roles(client: OrkesClient, *, catalogue: bool = False) -> RolesState:
+    """The custom roles (one request) and, with ``catalogue``, the permission catalogue (one more)."""
+    custom = {r.name: r for r in client.list_custom_roles()}
+    if not catalogue:
+        return RolesState(custom=custom)
+    names = frozenset(p for permissions in client.list_role_permissions().values() for p in permissions)
+    return RolesState(custom=custom, catalogue=names)
 
 
 @dataclass

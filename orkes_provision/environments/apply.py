@@ -3,9 +3,10 @@
 ``plan_environment`` only reads: the applications (one list call, then each named application's
 roles, grants and keys), the task definitions, the declared workflows, whether each stored key is
 still good and, when the file declares users or groups, every user and group (then each declared
-group's members and grants); then it compares, with the same pure ``plan_apps`` that
-``provision app`` uses, and ``plan_people``. ``apply_environment`` carries the plan out with the
-executor: bounded, adaptive concurrency, dependency order, one batched call for all task
+group's members and grants), and when it declares or uses custom roles, the server's custom roles
+(and, for ``[[roles]]``, the permissions a role may hold); then it compares, with the same pure
+``plan_apps`` that ``provision app`` uses, ``plan_roles`` and ``plan_people``. ``apply_environment``
+carries the plan out with the executor: bounded, adaptive concurrency, dependency order, one batched call for all task
 definitions. A plan never holds a secret, and a second apply of the same file makes no write.
 """
 
@@ -34,9 +35,9 @@ from orkes_provision.access.classify import PLAN_SCHEMA_VERSION, classes_of
 from orkes_provision.access.execute import ApplyResult, Executor, Outcome
 from orkes_provision.access.keyage import plan_key_rotations
 from orkes_provision.access.keys import check_stores_free, key_authenticates
-from orkes_provision.access.plan import AppPlan, Plan, key_status, plan_apps, plan_people, plan_prune
+from orkes_provision.access.plan import AppPlan, Plan, key_status, plan_apps, plan_people, plan_prune, plan_roles
 from orkes_provision.access.spec import AppSpec
-from orkes_provision.access.state import ServerState, read_state
+from orkes_provision.access.state import RolesState, ServerState, read_roles, read_state
 from orkes_provision.credentials.delivery import Hints, deliveries
 from orkes_provision.credentials.stores import CredentialStore, StoredKey, open_store
 from orkes_provision.credentials.stores.envfile import EnvFileStore
@@ -239,16 +240,19 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
         workflows = {workflow_key(d): pool.submit(get_workflow, client, d) for d in env.workflow_defs}
         key_checks = {name: pool.submit(key_authenticates, client, key) for name, key in stored.items()
                       if key is not None and name not in trusted}
+        roles_read = pool.submit(read_roles, client, catalogue=bool(env.roles)) if env.uses_custom_roles else None
         state = _read_state(client, env, specs, parallelism)
         server_workflows = {k: f.result() for k, f in workflows.items()}
         accepted = {name for name, f in key_checks.items() if f.result()} | trusted
+        roles = custom_roles(env, roles_read.result) if roles_read is not None else RolesState()
     _refuse_foreign(env, state, specs, stores, client, server)
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
-    # Every unknown task and member at its line, before plan_apps meets the first.
+    # Every unknown task, member, role and permission at its line, before plan_apps meets the first.
     unknown = env.unknown_tasks(state.task_names) + (env.unknown_members(state.people.users)
                                                      if env.declares_people else [])
+    unknown += env.unknown_roles(roles.custom) + env.unknown_permissions(roles.catalogue or ())
     if unknown:
         raise with_problems(NotFound, unknown)
     plan = plan_apps(state, specs, server=server, key_status=statuses,
@@ -261,6 +265,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     plan.task_changes.extend(_workflow_changes(env, server_workflows))
     if prune:
         plan.prune_changes = plan_prune(state, specs, _managed(state, env.name))
+    plan.role_changes, plan.role_upserts = plan_roles(roles.custom, env.role_specs(), prune=prune)
     if env.declares_people:
         _plan_people(env, state, plan, prune=prune)
     return EnvironmentPlan(environment=env, server=server, plan=plan, prune=prune, stores=stores,
@@ -268,6 +273,15 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
                            workflow_payloads={workflow_id(d): d for d in env.workflow_defs},
                            read_requests=client.request_count - before,
                            findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
+
+
+def custom_roles(env: Environment, read: Callable[[], RolesState]) -> RolesState:
+    """The server's custom roles for ``env``; a server without ``/api/roles`` (404) is said in the file's terms."""
+    try:
+        return read()
+    except NotFound:
+        raise NotFound(f"{_file(env)} declares or uses custom roles, and this server has none (/api/roles answers "
+                       "404)", "give users and groups system roles only, and remove [[roles]]") from None
 
 
 def _delivered_here(server: str, stored: Mapping[str, StoredKey | None],

@@ -1,10 +1,10 @@
 """``provision drift``: what differs between the server and an environment file, and how to settle it.
 
 Where ``plan`` lists what ``apply`` would do, drift lists every difference on what the file declares
-(definitions, applications, users, groups), in both directions: what the file declares and the
+(definitions, applications, custom roles, users, groups), in both directions: what the file declares and the
 server lacks (``-``), what the server holds on a declared object and the file does not say (``+``: a
-role, a grant, a group member added by hand), and what both have but differently (``~``). Each comes
-with the command that makes the server match the file and, where it makes sense, the change to the
+role, a grant, a group member, a role's permission added by hand), and what both have but differently
+(``~``). Each comes with the command that makes the server match the file and, where it makes sense, the change to the
 file that makes the file match the server. Reads only; keys are not read from any store (drift runs
 on machines that hold none), but an application whose file names a store must have an ACTIVE key on
 the server.
@@ -22,9 +22,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from orkes_provision.access.keyage import format_age, oldest_active, policy_text
-from orkes_provision.access.spec import AppSpec, GroupSpec, UserSpec
-from orkes_provision.access.state import AppState, PeopleState, read_state
-from orkes_provision.environments.apply import covers, get_workflow, owned_by, ownership_tags, workflow_key
+from orkes_provision.access.spec import IMPLICIT_ROLE_PERMISSIONS, AppSpec, GroupSpec, RoleSpec, UserSpec
+from orkes_provision.access.state import AppState, PeopleState, RolesState, read_roles, read_state
+from orkes_provision.environments.apply import (
+    covers,
+    custom_roles,
+    get_workflow,
+    owned_by,
+    ownership_tags,
+    workflow_key,
+)
 from orkes_provision.environments.environment import Environment
 from orkes_provision.orkes.models import Application
 from orkes_provision.toml.write import line_index
@@ -97,6 +104,7 @@ class _Server:
     task_defs: dict[str, dict[str, Any]]
     workflows: dict[str, dict[str, Any] | None]
     people: PeopleState = field(default_factory=PeopleState)
+    roles: RolesState = field(default_factory=RolesState)
 
 
 def drift_environment(client: OrkesClient, env: Environment, *, server: str, parallelism: int = 16,
@@ -112,6 +120,8 @@ def drift_environment(client: OrkesClient, env: Environment, *, server: str, par
     for index, spec in enumerate(env.app_specs()):
         differences += _application(ctx, state, index, spec)
     differences += _undeclared(ctx, state)
+    for index, role in enumerate(env.role_specs()):
+        differences += _role(ctx, state.roles, index, role)
     for index, user in enumerate(env.user_specs()):
         differences += _user(ctx, state.people, index, user)
     for index, group in enumerate(env.group_specs()):
@@ -125,12 +135,14 @@ def _read(client: OrkesClient, env: Environment, parallelism: int) -> _Server:
     groups = [g.id for g in env.groups] if env.declares_people else None
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         workflows = {workflow_key(d): pool.submit(get_workflow, client, d) for d in env.workflow_defs}
+        roles = pool.submit(read_roles, client) if env.uses_custom_roles else None
         # A name several applications share is reported as a duplicate, not read.
         state = read_state(client, [a.name for a in env.applications], parallelism=parallelism, groups=groups,
                            skip_ambiguous=True)
         task_defs = {name: t.model_dump(mode="json", by_alias=True) for name, t in state.task_defs.items()}
         return _Server(by_name=state.by_name, apps=state.apps, task_defs=task_defs, people=state.people,
-                       workflows={k: f.result() for k, f in workflows.items()})
+                       workflows={k: f.result() for k, f in workflows.items()},
+                       roles=custom_roles(env, roles.result) if roles is not None else RolesState())
 
 
 @dataclass
@@ -315,6 +327,19 @@ def _undeclared(ctx: _Context, state: _Server) -> list[Difference]:
     return out
 
 
+def _role(ctx: _Context, roles: RolesState, index: int, spec: RoleSpec) -> list[Difference]:
+    """A declared custom role: missing, or a permission missing or extra (--prune trims it; Orkes's own
+    two are never a difference)."""
+    at, subject = f"roles[{index}]", f"role {spec.name}"
+    current = roles.custom.get(spec.name)
+    if current is None:
+        return [Difference("custom_role_missing", "-", subject, "not on the server", ctx.apply(),
+                           f"remove the [[roles]] entry {spec.name}", ctx.where(at))]
+    have, declared = current.permission_names - IMPLICIT_ROLE_PERMISSIONS, set(spec.permissions)
+    return _listed(ctx, subject, declared, have, ctx.where(f"{at}.permissions", at), what="permission",
+                   key="permissions")
+
+
 def _user(ctx: _Context, people: PeopleState, index: int, spec: UserSpec) -> list[Difference]:
     at = f"users[{index}]"
     subject = f"user {spec.id}"
@@ -381,11 +406,18 @@ def _group(ctx: _Context, people: PeopleState, index: int, spec: GroupSpec) -> l
 
 def _roles(ctx: _Context, subject: str, declared: set[str], have: set[str], where: str) -> list[Difference]:
     """Roles of a declared user or group: --prune trims what the file does not give (no ownership tags here)."""
-    out = [Difference("role_missing", "-", subject, f"lacks role {role}", ctx.apply(),
-                      f"remove {json.dumps(role)} from roles", where) for role in sorted(declared - have)]
-    out += [Difference("role_extra", "+", subject, f"holds role {role}, which the file does not declare",
-                       ctx.apply(prune=True), f"add {json.dumps(role)} to roles", where)
-            for role in sorted(have - declared)]
+    return _listed(ctx, subject, declared, have, where, what="role", key="roles")
+
+
+def _listed(ctx: _Context, subject: str, declared: set[str], have: set[str], where: str, *, what: str,
+            key: str) -> list[Difference]:
+    """What one list of a declared object (its ``key``: roles, permissions) lacks on the server (``<what>_missing``)
+    and holds besides (``<what>_extra``, which --prune trims)."""
+    out = [Difference(f"{what}_missing", "-", subject, f"lacks {what} {name}", ctx.apply(),
+                      f"remove {json.dumps(name)} from {key}", where) for name in sorted(declared - have)]
+    out += [Difference(f"{what}_extra", "+", subject, f"holds {what} {name}, which the file does not declare",
+                       ctx.apply(prune=True), f"add {json.dumps(name)} to {key}", where)
+            for name in sorted(have - declared)]
     return out
 
 

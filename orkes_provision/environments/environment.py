@@ -25,6 +25,9 @@ documentation with a full example is ``docs/environment.md``. In short::
     members = ["ada@example.com"]
     [[groups.grants]]                             # as applications.grants; given to GROUP payments-team
     workflows = ["payments_flow"]
+    [[roles]]
+    name = "WORKFLOW_OPERATOR"                    # a custom role: users and groups may hold it by name
+    permissions = ["READ_WORKFLOW_DEF", "EXECUTE_WORKFLOW_DEF"]
 
 Every problem of the file is reported at once, each as one line naming the file and its line, with
 "did you mean" for a near miss: ``env.toml:14: access: 'execute' is not one of CREATE, READ, UPDATE,
@@ -56,7 +59,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, UserSpec, not_blank
+from orkes_provision.access.spec import AppSpec, GrantSpec, GroupSpec, Name, RoleSpec, UserSpec, not_blank
 from orkes_provision.access.workflow_tasks import Fetch, WorkflowTasks, local_first, workflow_tasks
 from orkes_provision.durations import parse_duration
 from orkes_provision.errors import ConfigError, Problem, UsageError, with_problems
@@ -81,6 +84,37 @@ Role = Literal[
 ]
 assert set(get_args(Access)) == set(ACCESS_TYPES)
 assert set(get_args(Role)) == set(KNOWN_ROLES)
+# A custom role's name, as Orkes wants it: "uppercase with underscores between words" (custom-roles.mdx).
+CUSTOM_ROLE_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$")
+# A permission of a custom role, <ACTION>_<RESOURCE> (READ_WORKFLOW_DEF); the server's catalogue decides which exist.
+_PERMISSION = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _role_of_people(value: str) -> str:
+    if value in KNOWN_ROLES or CUSTOM_ROLE_NAME.match(value):
+        return value
+    raise ValueError(f"{value!r} is not a system role ({', '.join(KNOWN_ROLES)}) nor a custom role's name "
+                     "(uppercase words joined by '_', declared under [[roles]] or on the server)")
+
+
+def _custom_role_name(value: str) -> str:
+    if value in KNOWN_ROLES:
+        raise ValueError(f"{value!r} is a system role; a custom role needs a name of its own")
+    if not CUSTOM_ROLE_NAME.match(value):
+        raise ValueError(f"{value!r} is not a role name Orkes accepts: uppercase letters and digits, words joined "
+                         "by '_' (e.g. WORKFLOW_OPERATOR)")
+    return value
+
+
+def _permission_form(value: str) -> str:
+    if not _PERMISSION.match(value):
+        raise ValueError(f"{value!r} is not a permission name: they read like READ_WORKFLOW_DEF (see "
+                         "docs/environment.md)")
+    return value
+
+
+# What a user or a group may hold: a system role, or a custom role (declared under [[roles]] or on the server).
+PeopleRole = Annotated[str, AfterValidator(_role_of_people)]
 
 
 def _tag_form(value: str) -> str:
@@ -247,7 +281,7 @@ def _unique_list(value: list[Any]) -> list[Any]:
     return list(dict.fromkeys(value))
 
 
-def _read_only_alone(roles: list[Role]) -> list[Role]:
+def _read_only_alone(roles: list[str]) -> list[str]:
     # Orkes refuses USER_READ_ONLY next to any other role (the Java SDK checks it before sending).
     if READ_ONLY_ROLE in roles and len(roles) > 1:
         raise ValueError(f"{READ_ONLY_ROLE} cannot be combined with other roles")
@@ -272,8 +306,9 @@ class UserEntry(BaseModel):
 
     id: PersonId = Field(description="User id, as people sign in (an e-mail address).")
     name: Name | None = Field(default=None, description="Display name; omitted: the server's (a new user: the id).")
-    roles: list[Role] = Field(default_factory=list, description="Roles of the user itself; default none. "
-                                                                "Members also hold their groups' roles.")
+    roles: list[PeopleRole] = Field(default_factory=list, description="Roles of the user itself (system roles, or "
+                                                                      "custom roles); default none. Members also "
+                                                                      "hold their groups' roles.")
 
     _unique_roles = field_validator("roles")(_unique_list)
     _read_only = field_validator("roles")(_read_only_alone)
@@ -287,7 +322,8 @@ class GroupEntry(BaseModel):
     id: Name = Field(description="Group id (its name in the Orkes UI).")
     description: str | None = Field(default=None, description="Description; omitted: the server's (a new group: "
                                                               "empty).")
-    roles: list[Role] = Field(default_factory=list, description="Roles every member holds; default none.")
+    roles: list[PeopleRole] = Field(default_factory=list, description="Roles every member holds (system roles, or "
+                                                                      "custom roles); default none.")
     members: list[PersonId] = Field(default_factory=list, description="User ids: declared under [[users]] or "
                                                                      "already on the server.")
     grants: list[GrantEntry] = Field(default_factory=list, description="Given to the subject GROUP <id>.")
@@ -295,6 +331,22 @@ class GroupEntry(BaseModel):
     _unique_roles = field_validator("roles")(_unique_list)
     _read_only = field_validator("roles")(_read_only_alone)
     _unique_members = field_validator("members")(_unique_list)
+
+
+class RoleEntry(BaseModel):
+    """``[[roles]]``: a custom role and its permissions, which users and groups may hold by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, AfterValidator(not_blank), AfterValidator(_custom_role_name)] = Field(
+        description="Role name: uppercase words joined by '_' (WORKFLOW_OPERATOR); it cannot change later.")
+    permissions: list[Annotated[str, AfterValidator(not_blank), AfterValidator(_permission_form)]] = Field(
+        default_factory=list, description="Permissions, as the server names them (READ_WORKFLOW_DEF, "
+                                          "EXECUTE_TASK_DEF, ...); 'provision apply' checks them against the "
+                                          "server's list. Orkes adds CREATE_EVENT_HANDLER and "
+                                          "CREATE_USER_FORM_TEMPLATE to every custom role.")
+
+    _unique_permissions = field_validator("permissions")(_unique_list)
 
 
 class Environment(BaseModel):
@@ -310,6 +362,7 @@ class Environment(BaseModel):
     applications: list[ApplicationEntry] = Field(default_factory=list)
     users: list[UserEntry] = Field(default_factory=list)
     groups: list[GroupEntry] = Field(default_factory=list)
+    roles: list[RoleEntry] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
     _text: str = PrivateAttr(default="")
@@ -480,10 +533,55 @@ class Environment(BaseModel):
         return [GroupSpec(id=g.id, description=g.description, roles=tuple(g.roles), members=tuple(g.members),
                           grants=_merged_grants(g.grants)) for g in self.groups]
 
+    def role_specs(self) -> list[RoleSpec]:
+        """The ``[[roles]]`` as the engine's ``RoleSpec``."""
+        return [RoleSpec(name=r.name, permissions=tuple(r.permissions)) for r in self.roles]
+
     @property
     def declares_people(self) -> bool:
         return bool(self.users or self.groups)
 
+    @property
+    def uses_custom_roles(self) -> bool:
+        """Whether the file declares custom roles or gives users or groups a role that is not a system role."""
+        return bool(self.roles) or any(r not in KNOWN_ROLES for r in self._people_roles())
+
+    def _people_roles(self) -> list[str]:
+        return [r for u in self.users for r in u.roles] + [r for g in self.groups for r in g.roles]
+
+    def unknown_roles(self, server_roles: Iterable[str]) -> list[Problem]:
+        """Each role of a user or a group that is neither a system role, nor declared under ``[[roles]]``, nor
+        among ``server_roles`` (the server's custom roles)."""
+        held = [(("users", index, "roles", at), role) for index, user in enumerate(self.users)
+                for at, role in enumerate(user.roles)]
+        held += [(("groups", index, "roles", at), role) for index, group in enumerate(self.groups)
+                 for at, role in enumerate(group.roles)]
+        known = set(KNOWN_ROLES) | {r.name for r in self.roles} | set(server_roles)
+        return self.unknown_names(held, known, what="role {!r}",
+                                  where="a system role, nor declared under [[roles]], nor a custom role on the server",
+                                  fix=f"declare it under [[roles]] in {self.shown} with its permissions, or fix the "
+                                      "name")
+
+    def unknown_permissions(self, catalogue: Iterable[str]) -> list[Problem]:
+        """Each permission of a ``[[roles]]`` entry that the server's ``catalogue`` lacks, with the one it likely
+        meant (``GET /api/roles/permissions``)."""
+        allowed = set(catalogue)
+        problems = []
+        for index, role in enumerate(self.roles):
+            for at, permission in enumerate(role.permissions):
+                if permission in allowed:
+                    continue
+                meant = closest(permission, allowed)
+                message = f"the server has no permission {permission!r} (role {role.name})"
+                loc = ("roles", index, "permissions", at)
+                if meant is not None:
+                    problems.append(self.problem(loc, f"{message}; did you mean {meant!r}?",
+                                                 f"replace {permission!r} with {meant!r}", permission))
+                else:
+                    problems.append(self.problem(loc, message, "use a name the server lists (GET /api/roles/"
+                                                               "permissions); docs/environment.md shows the common "
+                                                               "ones", permission))
+        return problems
 
 def _merged_grants(grants: list[GrantEntry], executes: tuple[str, ...] = ()) -> tuple[GrantSpec, ...]:
     merged: dict[tuple[str, str], set[str]] = {}
@@ -547,7 +645,8 @@ def _cross_problems(env: Environment) -> list[Problem]:
     for section, key, names in (("applications", "name", [a.name for a in env.applications]),
                                 ("tasks", "name", [t.name for t in env.tasks]),
                                 ("users", "id", [u.id for u in env.users]),
-                                ("groups", "id", [g.id for g in env.groups])):
+                                ("groups", "id", [g.id for g in env.groups]),
+                                ("roles", "name", [r.name for r in env.roles])):
         first: dict[str, int] = {}
         for index, name in enumerate(names):
             if name in first:

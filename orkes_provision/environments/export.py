@@ -20,6 +20,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,14 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ValidationError
 
 from orkes_provision import trust
-from orkes_provision.access.spec import GRANT_TARGET_TYPES, parse_tag_target
-from orkes_provision.access.state import PeopleState, grants_by_target, read_people
+from orkes_provision.access.spec import GRANT_TARGET_TYPES, IMPLICIT_ROLE_PERMISSIONS, parse_tag_target
+from orkes_provision.access.state import PeopleState, grants_by_target, read_people, read_roles
 from orkes_provision.environments.environment import (
     APP_USER_PREFIX,
     ENVIRONMENT_NAME,
     READ_ONLY_ROLE,
     GroupEntry,
+    RoleEntry,
     TaskEntry,
     UserEntry,
     validate_environment,
@@ -43,7 +45,15 @@ from orkes_provision.environments.environment import (
 from orkes_provision.environments.written import not_ours, remember
 from orkes_provision.errors import ConfigError, Conflict, NotFound, PermissionDenied, ProvisionError, UsageError
 from orkes_provision.fileio import write_private_file
-from orkes_provision.orkes.models import ACCESS_TYPES, KNOWN_ROLES, MANAGED_TAG, Application, TaskDef, app_subject
+from orkes_provision.orkes.models import (
+    ACCESS_TYPES,
+    KNOWN_ROLES,
+    MANAGED_TAG,
+    Application,
+    Role,
+    TaskDef,
+    app_subject,
+)
 from orkes_provision.toml.read import parse_toml
 from orkes_provision.toml.write import NotRepresentable, dumps
 
@@ -90,8 +100,8 @@ class Export:
         return HEADER + "\n" + dumps(self.document)
 
     def counts(self) -> dict[str, int]:
-        return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "users",
-                                                                    "groups")}
+        return {key: len(self.document.get(key) or []) for key in ("tasks", "workflows", "applications", "roles",
+                                                                    "users", "groups")}
 
     def write(self, path: Path, *, force: bool = False) -> list[Path]:
         """Write the workflow files, then the environment file (so it never names a missing file).
@@ -136,6 +146,8 @@ class Export:
                  _count(counts["applications"], "application")]
         if not narrowed:
             parts += [_count(counts["users"], "user"), _count(counts["groups"], "group")]
+            if counts["roles"]:
+                parts.append(_count(counts["roles"], "custom role"))
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         return f"Exported environment {self.name} from {self.server}: {', '.join(parts)}."
@@ -299,10 +311,13 @@ def export_environment(client: OrkesClient, *, server: str, name: str | None = N
         else read.task_defs
     task_entries = [entry for n in sorted(set(used) & set(read.task_defs))
                     if (entry := task_entry(read.task_defs[n], skipped)) is not None]
-    user_entries, group_entries = _people_entries(read.people, skipped) if read.people is not None else ([], [])
+    custom = read.custom_roles or {}
+    role_entries = _role_entries(custom, skipped)
+    user_entries, group_entries = _people_entries(read.people, skipped, {r["name"] for r in role_entries}) \
+        if read.people is not None else ([], [])
     document = {"name": env_name} | {key: entries for key, entries in (
         ("tasks", task_entries), ("workflows", workflow_entries), ("applications", app_entries),
-        ("users", user_entries), ("groups", group_entries)) if entries}
+        ("roles", role_entries), ("users", user_entries), ("groups", group_entries)) if entries}
     result = Export(name=env_name, server=server, document=document, workflow_files=workflow_files,
                     skipped=skipped, read_requests=client.request_count - before)
     _check_loads(result)
@@ -330,6 +345,7 @@ class _ServerRead:
     task_defs: dict[str, TaskDef]
     workflow_defs: dict[str, dict[str, Any]]
     people: PeopleState | None
+    custom_roles: dict[str, Role] | None = None
 
 
 def _read_server(client: OrkesClient, *, applications: Sequence[str], tags: Sequence[tuple[str, str]],
@@ -340,6 +356,7 @@ def _read_server(client: OrkesClient, *, applications: Sequence[str], tags: Sequ
         task_future = pool.submit(client.list_task_defs)
         workflow_future = pool.submit(client.list_workflow_defs)
         people_futures = (pool.submit(client.list_users), pool.submit(client.list_groups)) if with_people else None
+        roles_future = pool.submit(_custom_roles, client, skipped) if with_people else None
         self_future = pool.submit(_own_app_id, client, self_key_id) if self_key_id else None
         all_apps = client.list_applications()
         own_id = self_future.result() if self_future is not None else None
@@ -353,7 +370,17 @@ def _read_server(client: OrkesClient, *, applications: Sequence[str], tags: Sequ
         return _ServerRead(apps=chosen, roles={a.id: u.result().role_names for a, u in zip(chosen, users, strict=True)},
                            grants={a.id: grants_by_target(p.result()) for a, p in zip(chosen, perms, strict=True)},
                            task_defs={t.name: t for t in task_future.result()},
-                           workflow_defs=_latest_versions(workflow_future.result()), people=people)
+                           workflow_defs=_latest_versions(workflow_future.result()), people=people,
+                           custom_roles=roles_future.result() if roles_future is not None else None)
+
+
+def _custom_roles(client: OrkesClient, skipped: list[Skipped]) -> dict[str, Role] | None:
+    """The custom roles; None (and said) on a server without ``/api/roles``."""
+    try:
+        return read_roles(client).custom
+    except NotFound:
+        skipped.append(Skipped("custom roles", "the server has no /api/roles (404)"))
+        return None
 
 
 def _own_app_id(client: OrkesClient, key_id: str) -> str | None:
@@ -421,8 +448,20 @@ def _owned(app: Application, env_name: str) -> bool:
     return (MANAGED_TAG.key, MANAGED_TAG.value) in have and (ENVIRONMENT_TAG_KEY, env_name) in have
 
 
-def _people_entries(people: PeopleState, skipped: list[Skipped]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``[[users]]`` and ``[[groups]]``: every person and group, with roles, members and grants."""
+def _role_entries(custom: Mapping[str, Role], skipped: list[Skipped]) -> list[dict[str, Any]]:
+    """``[[roles]]``: every custom role, without the permissions Orkes adds to each by itself."""
+    entries: list[dict[str, Any]] = []
+    for name in sorted(custom):
+        entry = {"name": name, "permissions": sorted(custom[name].permission_names - IMPLICIT_ROLE_PERMISSIONS)}
+        if _valid(RoleEntry, entry, f"role {name}", skipped):
+            entries.append(entry)
+    return entries
+
+
+def _people_entries(people: PeopleState, skipped: list[Skipped],
+                    custom: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``[[users]]`` and ``[[groups]]``: every person and group, with roles (``custom`` ones included),
+    members and grants."""
     users: list[dict[str, Any]] = []
     read_only: set[str] = set()
     for user_id in sorted(people.users):
@@ -435,7 +474,7 @@ def _people_entries(people: PeopleState, skipped: list[Skipped]) -> tuple[list[d
         entry: dict[str, Any] = {"id": user_id}
         if user.name and user.name.strip() == user.name:
             entry["name"] = user.name
-        entry["roles"] = _known_roles(user.role_names, f"user {user_id}", skipped)
+        entry["roles"] = _known_roles(user.role_names, f"user {user_id}", skipped, custom)
         if not _valid(UserEntry, entry, f"user {user_id}", skipped):
             continue
         if READ_ONLY_ROLE in entry["roles"]:
@@ -452,7 +491,7 @@ def _people_entries(people: PeopleState, skipped: list[Skipped]) -> tuple[list[d
         entry = {"id": group_id}
         if state.group.description:
             entry["description"] = state.group.description
-        entry["roles"] = _known_roles(state.group.role_names, f"group {group_id}", skipped)
+        entry["roles"] = _known_roles(state.group.role_names, f"group {group_id}", skipped, custom)
         members: list[str] = []
         for member in sorted(state.members):
             if member in exported_users and member not in read_only:
@@ -473,10 +512,12 @@ def _people_entries(people: PeopleState, skipped: list[Skipped]) -> tuple[list[d
     return users, groups
 
 
-def _known_roles(roles: set[str], owner: str, skipped: list[Skipped]) -> list[str]:
-    for role in sorted(roles - set(KNOWN_ROLES)):
+def _known_roles(roles: set[str], owner: str, skipped: list[Skipped],
+                 custom: AbstractSet[str] = frozenset()) -> list[str]:
+    """System roles first (in their order), then the ``custom`` roles written under ``[[roles]]``."""
+    for role in sorted(roles - set(KNOWN_ROLES) - custom):
         skipped.append(Skipped(f"role {role} of {owner}", "not a role the environment file knows (a custom role?)"))
-    return [r for r in KNOWN_ROLES if r in roles]
+    return [r for r in KNOWN_ROLES if r in roles] + sorted(roles & custom)
 
 
 def _valid(model: type[BaseModel], entry: dict[str, Any], what: str, skipped: list[Skipped]) -> bool:

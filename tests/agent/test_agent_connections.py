@@ -165,3 +165,30 @@ def test_a_server_that_is_not_there_is_an_upstream_error_that_names_no_header() 
         assert "real-token-value" not in str(caught.value)
         await pool.aclose()
     run(scenario())
+
+
+@pytest.mark.parametrize("answer", [b"SSH-2.0-OpenSSH_9.6\r\n",
+                                    b"HTTP/1.1 200 OK\r\nx: " + b"a" * 300_000 + b"\r\n\r\n",  # held: 64 KiB a read
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"],
+                         ids=["not HTTP", "head too large", "body cut short"])
+def test_a_server_answering_garbage_is_an_upstream_error_and_its_connection_is_dropped(answer: bytes) -> None:
+    async def garbage(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer)
+        await writer.drain()
+        return False
+
+    async def scenario() -> None:
+        async with Server(garbage) as server:
+            pool = Pool(server.root)
+            async def whole() -> bytes | None:
+                response = await pool.send(b"GET", b"/api/x", [], None)
+                try:
+                    return await read_limited(response, 1 << 20)
+                finally:
+                    await response.aclose()
+
+            with pytest.raises(UpstreamError):
+                await whole()
+            assert not pool._idle  # nothing broken is kept for the next request
+            await pool.aclose()
+    run(scenario())

@@ -240,7 +240,7 @@ def test_what_the_file_cannot_hold_is_skipped_with_a_warning_never_silently(
     assert [s["what"] for s in as_json["skipped"]] == [
         "application twin", "grant READ on SECRET_NAME db-password to application greetings-worker",
         f"member app:{ids['billing-worker']} of group payments-team"]
-    assert as_json["counts"] == {"tasks": 3, "workflows": 1, "applications": 3, "users": 3, "groups": 2}
+    assert as_json["counts"] == {"tasks": 3, "workflows": 1, "applications": 3, "roles": 0, "users": 3, "groups": 2}
     assert as_json["workflowFiles"] == ["workflows/greet_flow.json"]
     # The skipped grant is not lost from view: drift reports it as held on the server only.
     drift = run(sandbox, tmp_path, "drift", "-f", "env.toml", "--json")

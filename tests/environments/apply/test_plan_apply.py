@@ -188,7 +188,8 @@ def test_schema_command_prints_the_json_schema(tmp_path: Path) -> None:
     assert printed.returncode == 0, output(printed)
     schema = json.loads(printed.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert set(schema["properties"]) == {"name", "server", "tasks", "workflows", "applications", "users", "groups"}
+    assert set(schema["properties"]) == {"name", "server", "tasks", "workflows", "applications", "users", "groups",
+                                          "roles"}
     assert schema["additionalProperties"] is False
 
 
