@@ -194,27 +194,10 @@ class Pool:
         request = h11.Request(method=method, target=self.prefix + target, headers=head)
         while True:
             connection = await self._take()
-            started_body = False
+            started_body = not (isinstance(body, bytes) or body is None)
             try:
-                if isinstance(body, bytes) or body is None:  # the whole request in one write
-                    events = [request, h11.Data(data=body), h11.EndOfMessage()] if body else \
-                        [request, h11.EndOfMessage()]
-                    connection.writer.write(b"".join(connection.h11.send(e) or b"" for e in events))
-                else:
-                    await connection.write(request)
-                    started_body = True
-                    async for chunk in body:
-                        if chunk:
-                            await connection.write(h11.Data(data=chunk))
-                    await connection.write(h11.EndOfMessage())
-                async with asyncio.timeout(WRITE_TIMEOUT):
-                    await connection.writer.drain()
-                event = await connection.next_event()
-                while isinstance(event, h11.InformationalResponse):
-                    event = await connection.next_event()
-                if not isinstance(event, h11.Response):
-                    raise UpstreamError("the server closed the connection without answering")
-                return _PooledResponse(self, connection, event)
+                await _write_request(connection, request, body)
+                return _PooledResponse(self, connection, await _read_answer(connection))
             except TimeoutError:
                 self._discard(connection)
                 raise UpstreamTimeout("the server did not answer in time") from None
@@ -318,3 +301,28 @@ class ProxiedUpstream:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def _write_request(connection: _Connection, request: h11.Request, body: Body) -> None:
+    """Send ``request``: a whole body in one write, a streamed one chunk by chunk."""
+    if isinstance(body, bytes) or body is None:
+        events = [request, h11.Data(data=body), h11.EndOfMessage()] if body else [request, h11.EndOfMessage()]
+        connection.writer.write(b"".join(connection.h11.send(e) or b"" for e in events))
+    else:
+        await connection.write(request)
+        async for chunk in body:
+            if chunk:
+                await connection.write(h11.Data(data=chunk))
+        await connection.write(h11.EndOfMessage())
+    async with asyncio.timeout(WRITE_TIMEOUT):
+        await connection.writer.drain()
+
+
+async def _read_answer(connection: _Connection) -> h11.Response:
+    """The head of the server's answer, past any 1xx."""
+    event = await connection.next_event()
+    while isinstance(event, h11.InformationalResponse):
+        event = await connection.next_event()
+    if not isinstance(event, h11.Response):
+        raise UpstreamError("the server closed the connection without answering")
+    return event

@@ -218,6 +218,9 @@ def prepare_stores(env_plan: EnvironmentPlan) -> None:
                             _file_hint(env_plan.environment, change.app, err)) from None
 
 
+# complexity: every section of the file (applications, keys, tasks, workflows, roles, people) is read and
+# planned here in the one order its reads overlap in and its changes depend on; each section's planning
+# lives in its own module, what is left is the sequence.
 def plan_environment(client: OrkesClient, env: Environment, *, server: str, prune: bool = False,
                      parallelism: int = DEFAULT_PARALLELISM, verify_keys: bool = False,
                      now: Callable[[], datetime] | None = None) -> EnvironmentPlan:
@@ -249,12 +252,7 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
     statuses = {spec.name: key_status(state, spec, stored.get(spec.name), partial(accepted.__contains__, spec.name))
                 for spec in specs if spec.store is not None}
     env_tag = ownership_tags(env.name)[1]
-    # Every unknown task, member, role and permission at its line, before plan_apps meets the first.
-    unknown = env.unknown_tasks(state.task_names) + (env.unknown_members(state.people.users)
-                                                     if env.declares_people else [])
-    unknown += env.unknown_roles(roles.custom) + env.unknown_permissions(roles.catalogue or ())
-    if unknown:
-        raise with_problems(NotFound, unknown)
+    _refuse_unknown(env, state, roles)
     plan = plan_apps(state, specs, server=server, key_status=statuses,
                      store_names={name: store.describe() for name, store in stores.items()},
                      tasks_to_register=[t.name for t in env.tasks], managed_tag=(env_tag.key, env_tag.value))
@@ -273,6 +271,15 @@ def plan_environment(client: OrkesClient, env: Environment, *, server: str, prun
                            workflow_payloads={workflow_id(d): d for d in env.workflow_defs},
                            read_requests=client.request_count - before,
                            findings=lint_environment(env, tagged_tasks=tagged_tasks(state)))
+
+
+def _refuse_unknown(env: Environment, state: ServerState, roles: RolesState) -> None:
+    """Every unknown task, member, role and permission at its line, before plan_apps meets the first."""
+    unknown = env.unknown_tasks(state.task_names) + (env.unknown_members(state.people.users)
+                                                     if env.declares_people else [])
+    unknown += env.unknown_roles(roles.custom) + env.unknown_permissions(roles.catalogue or ())
+    if unknown:
+        raise with_problems(NotFound, unknown)
 
 
 def custom_roles(env: Environment, read: Callable[[], RolesState]) -> RolesState:

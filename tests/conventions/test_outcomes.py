@@ -151,7 +151,10 @@ def test_a_command_that_shows_server_options_uses_them(step: Step, json_runs: tu
     node = next(n for n in LEAVES if n.path == step.command)
     if "--server" not in node.option_names():
         env = ctx.env(server=False)  # and one that shows none needs none
-        args = [ctx.fill(a.replace("{root}/proj", "{root}/proj-offline")) for a in step.args]
+        # init writes a project, so it writes a new one; the others read what the PLAN's init wrote
+        # (no test's order may matter: xdist runs them on any worker).
+        args = [ctx.fill(a.replace("{root}/proj", "{root}/proj-offline") if step.command == "init" else a)
+                for a in step.args]
         result = run_cli(args, env=env, cwd=ctx.root)
         assert result.code == 0, result
         return

@@ -189,6 +189,8 @@ PLAN: tuple[Step, ...] = (
     Step("doctor", ("doctor", "leak-stale", "--store", "env-file:{root}/wrong.env", "--json"), expect=11,
          before=seed_wrong_secret_store),
     Step("doctor", ("doctor", APP, "--store", W), variant="sentinel", expect=4),
+    Step("explain", ("explain", APP, "--task", TASK, "-v")),
+    Step("explain", ("explain", APP, "--workflow", "leak-missing-flow", "--json"), expect=11),
     Step("schema", ("schema",)),
     Step("completion", ("completion", "bash")),
     Step("plan", ("plan", "-f", "{root}/env/env.toml", "--json", "-v"), before=write_environment),

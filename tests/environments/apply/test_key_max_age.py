@@ -195,9 +195,9 @@ def test_export_over_the_file_keeps_its_key_max_age(sandbox: SandboxProcess, tmp
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ('"0s"', "applications[0].keyMaxAge: must be longer than 0s"),
-    ('"soon"', "applications[0].keyMaxAge: 'soon' is not a duration: write it like 90d, 30d or 12h"),
-    ("90", "applications[0].keyMaxAge: must be a string (got 90)"),
+    ('"0s"', "env.toml:5: keyMaxAge: must be longer than 0s"),
+    ('"soon"', "env.toml:5: keyMaxAge: 'soon' is not a duration: write it like 90d, 30d or 12h"),
+    ("90", "env.toml:5: keyMaxAge: must be a string (got 90)"),
 ])
 def test_a_bad_key_max_age_is_one_line_naming_its_place(tmp_path: Path, value: str, message: str) -> None:
     (tmp_path / "env.toml").write_text(f'name = "x"\n[[applications]]\nname = "a"\nstore = "keyring"\n'
@@ -211,4 +211,4 @@ def test_key_max_age_without_a_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "env.toml").write_text('name = "x"\n[[applications]]\nname = "a"\nkeyMaxAge = "90d"\n')
     with pytest.raises(ConfigError) as caught:
         load_environment(tmp_path / "env.toml")
-    assert "applications[0]: keyMaxAge needs a store" in caught.value.message
+    assert "env.toml:2: [[applications]]: keyMaxAge needs a store" in caught.value.message
