@@ -93,6 +93,7 @@ class _Connection:
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.idle_since = time.monotonic()
         self.reused = False
+        self.body_started = False  # a streamed body, once read from, cannot be sent again
 
     def usable(self, now: float, keepalive: float) -> bool:
         return (now - self.idle_since < keepalive and not self.writer.is_closing()
@@ -194,7 +195,6 @@ class Pool:
         request = h11.Request(method=method, target=self.prefix + target, headers=head)
         while True:
             connection = await self._take()
-            started_body = not (isinstance(body, bytes) or body is None)
             try:
                 await _write_request(connection, request, body)
                 return _PooledResponse(self, connection, await _read_answer(connection))
@@ -203,7 +203,7 @@ class Pool:
                 raise UpstreamTimeout("the server did not answer in time") from None
             except (OSError, UpstreamError, h11.ProtocolError) as err:
                 self._discard(connection)
-                if connection.reused and not started_body:
+                if connection.reused and not connection.body_started:
                     continue  # the server closed this idle connection as it was taken: once more on a new one
                 raise UpstreamError(f"the server does not answer ({type(err).__name__})") from None
             except BaseException:
@@ -310,6 +310,7 @@ async def _write_request(connection: _Connection, request: h11.Request, body: Bo
         connection.writer.write(b"".join(connection.h11.send(e) or b"" for e in events))
     else:
         await connection.write(request)
+        connection.body_started = True
         async for chunk in body:
             if chunk:
                 await connection.write(h11.Data(data=chunk))

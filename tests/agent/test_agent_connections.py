@@ -192,3 +192,56 @@ def test_a_server_answering_garbage_is_an_upstream_error_and_its_connection_is_d
             assert not pool._idle  # nothing broken is kept for the next request
             await pool.aclose()
     run(scenario())
+
+
+def test_a_streamed_body_is_sent_again_on_a_new_connection_when_a_reused_one_fails_before_the_body_started(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for part in (b"one,", b"two"):
+            yield part
+
+    async def scenario() -> None:
+        async with Server(ok) as server:
+            pool = Pool(server.root)
+            response = await pool.send(b"GET", b"/api/first", [], None)
+            await read_limited(response, 1024)
+            await response.aclose()
+            stale = pool._idle[-1]
+
+            async def head_write_fails(event: object) -> None:
+                raise ConnectionResetError("the server closed it as it was taken")
+            monkeypatch.setattr(stale, "write", head_write_fails)
+            response = await pool.send(b"PUT", b"/api/second", [], body())
+            assert await read_limited(response, 1024) == b"seen /api/second"
+            await response.aclose()
+            await pool.aclose()
+        assert server.connections == 2
+        assert server.requests[-1].endswith(b"one,two")
+    run(scenario())
+
+
+def test_a_streamed_body_already_read_from_is_not_sent_again_when_its_reused_connection_fails() -> None:
+    async def close_after_answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await ok(request, writer)
+        return False
+
+    pulled = []
+
+    async def body() -> AsyncIterator[bytes]:
+        pulled.append(1)
+        yield b"once"
+
+    async def scenario() -> None:
+        async with Server(close_after_answer) as server:
+            pool = Pool(server.root)
+            response = await pool.send(b"GET", b"/api/first", [], None)
+            await read_limited(response, 1024)
+            await response.aclose()
+            stale = pool._idle[-1]
+            stale.reader.at_eof = lambda: False  # type: ignore[method-assign]
+            stale.writer.is_closing = lambda: False  # type: ignore[method-assign]
+            with pytest.raises(UpstreamError):
+                await pool.send(b"PUT", b"/api/second", [], body())
+            await pool.aclose()
+        assert pulled == [1]  # read once, never replayed as an empty or partial body
+    run(scenario())
