@@ -25,13 +25,13 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
-import h11
 import httpx
 
+from orkes_provision.agent import http1
+
 READ_CHUNK = 64 * 1024
-MAX_HEAD = 64 * 1024
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # longer than any long poll the server holds
 WRITE_TIMEOUT = 60.0
@@ -83,75 +83,62 @@ def upstream_for(root: str, proxy: str | None) -> Upstream:
     return ProxiedUpstream(root, proxy) if proxy is not None else Pool(root)
 
 
-# ----- direct: h11 on asyncio streams -----------------------------------------------------------
+# ----- direct: httptools on asyncio streams ------------------------------------------------------
 
 
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.answer: http1.ResponseReader | None = None  # the answer being read, a new parser for each
         self.idle_since = time.monotonic()
         self.reused = False
         self.body_started = False  # a streamed body, once read from, cannot be sent again
 
     def usable(self, now: float, keepalive: float) -> bool:
-        return (now - self.idle_since < keepalive and not self.writer.is_closing()
-                and not self.reader.at_eof() and self.h11.our_state is h11.IDLE)
+        return now - self.idle_since < keepalive and not self.writer.is_closing() and not self.reader.at_eof()
 
     def close(self) -> None:
         self.writer.close()
 
-    async def next_event(self) -> Any:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            async with asyncio.timeout(READ_TIMEOUT):
-                data = await self.reader.read(READ_CHUNK)
-            self.h11.receive_data(data)
-
-    async def write(self, event: Any) -> None:
-        data = self.h11.send(event)
-        if data:
-            self.writer.write(data)
-            if self.writer.transport.get_write_buffer_size() > READ_CHUNK:
-                async with asyncio.timeout(WRITE_TIMEOUT):
-                    await self.writer.drain()
+    async def drain(self) -> None:
+        """Wait for the server to take what was written, only when there is something to wait for."""
+        if self.writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self.writer.drain()
 
 
 class _PooledResponse:
-    def __init__(self, pool: Pool, connection: _Connection, head: h11.Response) -> None:
-        self.status = head.status_code
-        self.headers: Headers = list(head.headers)
+    def __init__(self, pool: Pool, connection: _Connection, answer: http1.ResponseReader,
+                 head: http1.ResponseHead) -> None:
+        self.status = head.status
+        self.headers: Headers = head.headers
         self._pool = pool
         self._connection: _Connection | None = connection
+        self._answer = answer
         self._done = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        connection = self._connection
-        if connection is None or self._done:
+        if self._connection is None or self._done:
             return
+        answer = self._answer
         try:
             while True:
-                event = await connection.next_event()
-                if isinstance(event, h11.Data):
-                    yield bytes(event.data)
-                elif isinstance(event, h11.EndOfMessage):
+                event = await answer.next()
+                if event is http1.END:
                     self._done = True
                     return
-                else:
-                    raise UpstreamError("the server closed the connection in the middle of an answer")
+                yield event
         except TimeoutError:
             raise UpstreamTimeout("the server stopped sending its answer") from None
-        except (OSError, h11.ProtocolError) as err:
+        except (OSError, http1.Malformed, http1.Truncated) as err:
             raise UpstreamError(f"the server's answer broke off ({type(err).__name__})") from None
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        self._pool.give_back(connection, reusable=self._done)
+        self._pool.give_back(connection, reusable=self._done and self._answer.finished_cleanly)
 
 
 class Pool:
@@ -175,11 +162,14 @@ class Pool:
         self._open: set[_Connection] = set()
 
     async def send(self, method: bytes, target: bytes, headers: Headers, body: Body) -> UpstreamResponse:
-        try:
-            async with asyncio.timeout(POOL_TIMEOUT):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise UpstreamTimeout("too many requests to the server in flight") from None
+        if self._slots.locked():  # a free slot is taken at once: no timeout to arm and disarm
+            try:
+                async with asyncio.timeout(POOL_TIMEOUT):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise UpstreamTimeout("too many requests to the server in flight") from None
+        else:
+            await self._slots.acquire()
         try:
             return await self._send(method, target, headers, body)
         except BaseException:
@@ -187,21 +177,28 @@ class Pool:
             raise
 
     async def _send(self, method: bytes, target: bytes, headers: Headers, body: Body) -> UpstreamResponse:
-        head = [(b"host", self.authority), *headers]
+        framing: Headers = []
         if body is not None and not isinstance(body, bytes):
-            head.append((b"transfer-encoding", b"chunked"))
+            framing = [(b"transfer-encoding", b"chunked")]
         elif body or method not in BODILESS:
-            head.append((b"content-length", str(len(body or b"")).encode()))
-        request = h11.Request(method=method, target=self.prefix + target, headers=head)
+            framing = [(b"content-length", b"%d" % len(body or b""))]
+        try:
+            start = http1.head(method + b" " + self.prefix + target + b" HTTP/1.1",
+                               [(b"host", self.authority), *headers, *framing])
+        except ValueError:
+            raise UpstreamError("a header that cannot be sent") from None
         while True:
             connection = await self._take()
             try:
-                await _write_request(connection, request, body)
-                return _PooledResponse(self, connection, await _read_answer(connection))
+                await _write_request(connection, start, body)
+                answer = http1.ResponseReader(connection.reader)
+                answer.read_timeout = READ_TIMEOUT
+                connection.answer = answer
+                return _PooledResponse(self, connection, answer, await _read_answer(answer, method))
             except TimeoutError:
                 self._discard(connection)
                 raise UpstreamTimeout("the server did not answer in time") from None
-            except (OSError, UpstreamError, h11.ProtocolError) as err:
+            except (OSError, UpstreamError) as err:
                 self._discard(connection)
                 if connection.reused and not connection.body_started:
                     continue  # the server closed this idle connection as it was taken: once more on a new one
@@ -237,10 +234,8 @@ class Pool:
     def give_back(self, connection: _Connection, *, reusable: bool) -> None:
         """The answer on ``connection`` is finished with (read whole when ``reusable``)."""
         self._slots.release()
-        state = connection.h11
-        if reusable and state.our_state is h11.DONE and state.their_state is h11.DONE \
-                and len(self._idle) < self.max_idle:
-            state.start_next_cycle()
+        if reusable and len(self._idle) < self.max_idle:
+            connection.answer = None
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
             return
@@ -263,7 +258,7 @@ class Pool:
 class _ProxiedResponse:
     def __init__(self, response: httpx.Response) -> None:
         self.status = response.status_code
-        self.headers: Headers = list(response.headers.raw)
+        self.headers: Headers = [(k.lower(), v) for k, v in response.headers.raw]
         self._response = response
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -303,27 +298,26 @@ class ProxiedUpstream:
         await self.client.aclose()
 
 
-async def _write_request(connection: _Connection, request: h11.Request, body: Body) -> None:
-    """Send ``request``: a whole body in one write, a streamed one chunk by chunk."""
+async def _write_request(connection: _Connection, start: bytes, body: Body) -> None:
+    """Send the request head ``start`` and its body: a whole body in one write, a streamed one chunk by chunk."""
+    writer = connection.writer
     if isinstance(body, bytes) or body is None:
-        events = [request, h11.Data(data=body), h11.EndOfMessage()] if body else [request, h11.EndOfMessage()]
-        connection.writer.write(b"".join(connection.h11.send(e) or b"" for e in events))
+        writer.write(start + body if body else start)
     else:
-        await connection.write(request)
+        writer.write(start)
         connection.body_started = True
-        async for chunk in body:
-            if chunk:
-                await connection.write(h11.Data(data=chunk))
-        await connection.write(h11.EndOfMessage())
-    async with asyncio.timeout(WRITE_TIMEOUT):
-        await connection.writer.drain()
+        async for piece in body:
+            if piece:
+                writer.write(http1.chunk(piece))
+                if writer.transport.get_write_buffer_size() > READ_CHUNK:
+                    await connection.drain()
+        writer.write(http1.LAST_CHUNK)
+    await connection.drain()
 
 
-async def _read_answer(connection: _Connection) -> h11.Response:
+async def _read_answer(answer: http1.ResponseReader, method: bytes) -> http1.ResponseHead:
     """The head of the server's answer, past any 1xx."""
-    event = await connection.next_event()
-    while isinstance(event, h11.InformationalResponse):
-        event = await connection.next_event()
-    if not isinstance(event, h11.Response):
-        raise UpstreamError("the server closed the connection without answering")
-    return event
+    try:
+        return await answer.response(head_request=method == b"HEAD")
+    except (http1.Malformed, http1.Truncated):
+        raise UpstreamError("the server closed the connection without answering") from None

@@ -21,10 +21,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import h11
-
+from orkes_provision.agent import http1
 from orkes_provision.agent.connections import (
     Body,
+    Headers,
     Upstream,
     UpstreamError,
     UpstreamResponse,
@@ -38,8 +38,6 @@ from orkes_provision.agent.upstream import KeyHolder, Unavailable
 from orkes_provision.orkes.auth import TOKEN_ERRORS
 from orkes_provision.orkes.denials import Denial, denial_in_body
 
-MAX_HEAD = 64 * 1024
-READ_CHUNK = 64 * 1024
 REPLAYABLE_BODY = 1024 * 1024  # request bodies up to this are buffered (replay on an expired token)
 MAX_TRACKED_BODY = 64 * 1024 * 1024  # polls and updates are read whole, up to this
 RETRY_AFTER = "2"
@@ -52,6 +50,31 @@ TOKEN_HEADER = b"x-authorization"
 
 class _Closed(Exception):
     """The worker closed its connection."""
+
+
+class _Worker:
+    """One worker's connection: its requests (parsed), the answers written to it, the request being served."""
+
+    __slots__ = ("answered", "close_after", "request", "requests", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests = http1.RequestReader(reader)
+        self.writer = writer
+        self.request: http1.RequestHead | None = None
+        self.answered = False  # the head of the answer to ``request`` was written
+        self.close_after = False  # the connection ends with this answer
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()  # no wait unless the worker is slow to read; raises once it is gone
+
+    async def respond(self, status: int, headers: Headers, body: bytes | None = None) -> None:
+        """The whole answer, head and ``body`` (sized by the caller) in one write."""
+        if self.close_after:
+            headers = [*headers, (b"connection", b"close")]
+        data = http1.head(http1.status_line(status), headers)
+        self.answered = True
+        await self.write(data + body if body else data)
 
 
 class Proxy:
@@ -67,89 +90,81 @@ class Proxy:
     # ----- connections -----------------------------------------------------------------------
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        worker = _Worker(reader, writer)
         try:
             while True:
-                event = await self._next(conn, reader)
-                if not isinstance(event, h11.Request):
+                request = await worker.requests.request()
+                if request is None:
                     break
-                await self._handle(conn, reader, writer, event)
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                worker.request, worker.answered = request, False
+                worker.close_after = not request.keep_alive
+                await self._handle(worker, request)
+                if worker.close_after or worker.requests.upgraded:
                     break
-                conn.start_next_cycle()
-        except h11.RemoteProtocolError:
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await self._simple(conn, writer, 400, {"status": 400, "message": "malformed HTTP request"})
-        except (_Closed, ConnectionError, h11.LocalProtocolError, asyncio.IncompleteReadError, UpstreamError):
+        except http1.Malformed:
+            if not worker.answered:
+                worker.close_after = True
+                await self._simple(worker, 400, {"status": 400, "message": "malformed HTTP request"})
+        except (_Closed, ConnectionError, http1.Truncated, UpstreamError, ValueError):
             pass  # an answer that broke off in the middle: the worker sees its connection close
         finally:
             writer.close()
 
     @staticmethod
-    async def _next(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            if conn.they_are_waiting_for_100_continue:
-                raise h11.RemoteProtocolError("Expect: 100-continue is not supported")
-            data = await reader.read(READ_CHUNK)
-            conn.receive_data(data)  # b"" marks the end; h11 answers ConnectionClosed or an error
-
-    async def _read_body(self, conn: h11.Connection, reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    async def _read_body(worker: _Worker, limit: int) -> bytes | None:
         """The whole request body, or ``None`` (and the rest discarded) when it is longer than ``limit``."""
         parts: list[bytes] = []
         size = 0
+        requests = worker.requests
         while True:
-            event = await self._next(conn, reader)
-            if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size <= limit:
-                    parts.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
+            event = await requests.next()
+            if event is http1.END:
                 return b"".join(parts) if size <= limit else None
-            else:
+            if not isinstance(event, bytes):
                 raise _Closed()
+            size += len(event)
+            if size <= limit:
+                parts.append(event)
 
-    async def _stream_body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    @staticmethod
+    async def _stream_body(worker: _Worker) -> AsyncIterator[bytes]:
+        requests = worker.requests
         while True:
-            event = await self._next(conn, reader)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            event = await requests.next()
+            if event is http1.END:
                 return
-            else:
+            if not isinstance(event, bytes):
                 raise _Closed()
+            yield event
 
     # ----- requests --------------------------------------------------------------------------
 
-    async def _handle(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      request: h11.Request) -> None:
+    async def _handle(self, worker: _Worker, request: http1.RequestHead) -> None:
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("ascii", "replace")
         path = target.split("?", 1)[0]
         if path in ("/health", "/metrics") and method == "GET":
-            await self._read_body(conn, reader, 0)
-            await self._local_page(conn, writer, path)
+            await self._read_body(worker, 0)
+            await self._local_page(worker, path)
             return
         if not path.startswith("/api/"):
-            await self._read_body(conn, reader, 0)
-            await self._simple(conn, writer, 404, {"status": 404, "message": "the agent serves /api only"})
+            await self._read_body(worker, 0)
+            await self._simple(worker, 404, {"status": 404, "message": "the agent serves /api only"})
             return
         if path == "/api/token" and method == "POST":
-            await self._token(conn, reader, writer)
+            await self._token(worker)
             return
         token = next((v for k, v in request.headers if k == TOKEN_HEADER), b"").decode("ascii", "replace")
         instance = self.instances.by_token(token) if token else None
         if instance is None:
-            await self._read_body(conn, reader, 0)
-            await self._simple(conn, writer, 401, {"status": 401, "error": "INVALID_TOKEN",
-                                                   "message": "not a token of this agent"})
+            await self._read_body(worker, 0)
+            await self._simple(worker, 401, {"status": 401, "error": "INVALID_TOKEN",
+                                             "message": "not a token of this agent"})
             return
-        await self._forward(conn, reader, writer, request, method, target, path, instance)
+        await self._forward(worker, request, method, path, instance)
 
-    async def _token(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        body = await self._read_body(conn, reader, 64 * 1024)
+    async def _token(self, worker: _Worker) -> None:
+        body = await self._read_body(worker, 64 * 1024)
         key_id = secret = ""
         try:
             data = json.loads(body or b"")
@@ -159,23 +174,23 @@ class Proxy:
             pass
         token = self.instances.token_for(key_id.strip(), secret.strip())
         if token is None:
-            await self._simple(conn, writer, 401, {"status": 401, "message": "invalid key id or secret for this agent"})
+            await self._simple(worker, 401, {"status": 401, "message": "invalid key id or secret for this agent"})
             return
-        await self._simple(conn, writer, 200, {"token": token})
+        await self._simple(worker, 200, {"token": token})
 
-    async def _forward(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       request: h11.Request, method: str, target: str, path: str, instance: Instance) -> None:
+    async def _forward(self, worker: _Worker, request: http1.RequestHead, method: str, path: str,
+                       instance: Instance) -> None:
         poll = is_poll(method, path) or (method == "POST" and path == UPDATE_V2)
         update = is_update(method, path)
         headers = _forwarded_headers(request, tracked=poll or update)
         body: Body
         if update or _replayable(request, method):
-            body = await self._read_body(conn, reader, MAX_TRACKED_BODY)
+            body = await self._read_body(worker, MAX_TRACKED_BODY)
             if body is None:
-                await self._simple(conn, writer, 413, {"status": 413, "message": "request body too large"})
+                await self._simple(worker, 413, {"status": 413, "message": "request body too large"})
                 return
         else:
-            body = self._stream_body(conn, reader)
+            body = self._stream_body(worker)
         if poll:
             instance.polls += 1
             with self.metrics.lock:
@@ -186,11 +201,10 @@ class Proxy:
                 token = await self.holder.token(stale=stale)
             except Unavailable as err:
                 await self._drain(body)
-                await self._simple(conn, writer, err.status, {"status": err.status, "message": err.message},
+                await self._simple(worker, err.status, {"status": err.status, "message": err.message},
                                    retry_after=True)
                 return
-            response = await self._send_upstream(conn, writer, request, [*headers, (TOKEN_HEADER, token.encode())],
-                                                 body)
+            response = await self._send_upstream(worker, request, [*headers, (TOKEN_HEADER, token.encode())], body)
             if response is None:
                 return
             try:
@@ -203,14 +217,14 @@ class Proxy:
                         denial = denial_in_body(data)
                         if denial is not None:
                             self.on_denied(denial)
-                    await self._answer_tracked(conn, writer, response, data, body, instance, poll, update)
+                    await self._answer_tracked(worker, response, data, body, instance, poll, update)
                 else:
-                    await self._stream_answer(conn, writer, response)
+                    await self._stream_answer(worker, response)
             finally:
                 await response.aclose()
             return
 
-    async def _send_upstream(self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request,
+    async def _send_upstream(self, worker: _Worker, request: http1.RequestHead,
                              headers: list[tuple[bytes, bytes]], body: Body) -> UpstreamResponse | None:
         """The server's answer (streamed), or ``None`` once the worker was told the server is not answering."""
         started = time.perf_counter()
@@ -218,20 +232,19 @@ class Proxy:
             response = await self.upstream.send(request.method, request.target, headers, body)
         except UpstreamTimeout:
             self.metrics.observe_upstream(time.perf_counter() - started, None)
-            await self._simple(conn, writer, 504, {"status": 504, "message": "the server did not answer in time"},
+            await self._simple(worker, 504, {"status": 504, "message": "the server did not answer in time"},
                                retry_after=True)
             return None
         except UpstreamError:
             self.metrics.observe_upstream(time.perf_counter() - started, None)
-            await self._simple(conn, writer, 503, {"status": 503, "message": "the server does not answer"},
+            await self._simple(worker, 503, {"status": 503, "message": "the server does not answer"},
                                retry_after=True)
             return None
         self.metrics.observe_upstream(time.perf_counter() - started, response.status)
         return response
 
-    async def _answer_tracked(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                              response: UpstreamResponse, data: bytes | None, body: Body, instance: Instance,
-                              poll: bool, update: bool) -> None:
+    async def _answer_tracked(self, worker: _Worker, response: UpstreamResponse, data: bytes | None, body: Body,
+                              instance: Instance, poll: bool, update: bool) -> None:
         ok = 200 <= response.status < 300
         if update and ok and isinstance(body, bytes):
             finished = updated_task(body)
@@ -243,58 +256,69 @@ class Proxy:
             with self.metrics.lock:
                 self.metrics.tasks_polled += len(got)
         if data is None:
-            await self._simple(conn, writer, 502, {"status": 502, "message": "the server's answer is too large"})
+            await self._simple(worker, 502, {"status": 502, "message": "the server's answer is too large"})
             return
-        headers = [(k, v) for k, v in response.headers if k.lower() not in NOT_ANSWERED]
+        headers = [(k, v) for k, v in response.headers if k not in NOT_ANSWERED]
         try:
             if instance.gone and got:
                 raise _Closed()
-            sized = [*headers, (b"content-length", str(len(data)).encode())]
-            await self._write(conn, writer, h11.Response(status_code=response.status, headers=sized),
-                              h11.Data(data=data), h11.EndOfMessage())
+            if not _bodiless(worker, response.status):
+                headers.append((b"content-length", b"%d" % len(data)))
+            await worker.respond(response.status, headers, data)
         except (_Closed, ConnectionError):
             if got:  # polled for a worker that is gone: nobody will run them
                 await self.hand_back({t: instance.held.pop(t) for t in got if t in instance.held})
             raise _Closed() from None
         self._count(response.status)
 
-    async def _stream_answer(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                             response: UpstreamResponse) -> None:
-        headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
-        await self._write(conn, writer, h11.Response(status_code=response.status, headers=headers))
-        async for chunk in response.chunks():
-            if chunk:
-                await self._write(conn, writer, h11.Data(data=chunk))
-        await self._write(conn, writer, h11.EndOfMessage())
+    async def _stream_answer(self, worker: _Worker, response: UpstreamResponse) -> None:
+        headers = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP]
+        request = worker.request
+        assert request is not None
+        if _bodiless(worker, response.status):
+            await worker.respond(response.status, headers)
+            async for _ in response.chunks():
+                pass
+            self._count(response.status)
+            return
+        sized = any(k == b"content-length" for k, _ in headers)
+        chunked = not sized and request.http11
+        if chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif not sized:
+            worker.close_after = True  # HTTP/1.0 without a length: the end of the body is the end of the connection
+        await worker.respond(response.status, headers)
+        async for piece in response.chunks():
+            if piece:
+                await worker.write(http1.chunk(piece) if chunked else piece)
+        if chunked:
+            await worker.write(http1.LAST_CHUNK)
         self._count(response.status)
 
     # ----- the agent's own answers ------------------------------------------------------------
 
-    async def _local_page(self, conn: h11.Connection, writer: asyncio.StreamWriter, path: str) -> None:
+    async def _local_page(self, worker: _Worker, path: str) -> None:
         ready = self.holder.state == "ready"
         if path == "/health":
             body: dict[str, Any] = {"status": "ready" if ready else "not ready", "state": self.holder.state,
                                     "keyId": self.holder.key_id}
             if self.holder.problem:
                 body["problem"] = self.holder.problem
-            await self._simple(conn, writer, 200 if ready else 503, body)
+            await self._simple(worker, 200 if ready else 503, body)
             return
         held = {i.label: len(i.held) for i in self.instances.all()}
         text = self.metrics.render(held, ready).encode()
-        await self._write(conn, writer, h11.Response(status_code=200, headers=[
-            (b"content-type", b"text/plain; version=0.0.4"), (b"content-length", str(len(text)).encode())]),
-            h11.Data(data=text), h11.EndOfMessage())
+        await worker.respond(200, [(b"content-type", b"text/plain; version=0.0.4"),
+                                   (b"content-length", b"%d" % len(text))], text)
 
-    async def _simple(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: dict[str, Any],
-                      *, retry_after: bool = False) -> None:
+    async def _simple(self, worker: _Worker, status: int, body: dict[str, Any], *, retry_after: bool = False) -> None:
         data = json.dumps(body).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
         if retry_after:
             headers.append((b"retry-after", RETRY_AFTER.encode()))
         if status >= 500:
-            headers.append((b"connection", b"close"))
-        await self._write(conn, writer, h11.Response(status_code=status, headers=headers), h11.Data(data=data),
-                          h11.EndOfMessage())
+            worker.close_after = True
+        await worker.respond(status, headers, data)
         self._count(status)
 
     # ----- hand-back --------------------------------------------------------------------------
@@ -337,12 +361,6 @@ class Proxy:
 
     # ----- plumbing ---------------------------------------------------------------------------
 
-    async def _write(self, conn: h11.Connection, writer: asyncio.StreamWriter, *events: Any) -> None:
-        data = b"".join(conn.send(event) or b"" for event in events)  # one send: head and body together
-        if data:
-            writer.write(data)
-        await writer.drain()
-
     @staticmethod
     async def _drain(body: Body) -> None:
         if body is not None and not isinstance(body, bytes):
@@ -368,7 +386,13 @@ def _reason(err: Exception) -> str:
     return err.message if isinstance(err, Unavailable) else str(err)
 
 
-def _forwarded_headers(request: h11.Request, *, tracked: bool) -> list[tuple[bytes, bytes]]:
+def _bodiless(worker: _Worker, status: int) -> bool:
+    """Is the answer to the worker's request a head alone (HEAD, 1xx, 204, 304)?"""
+    return (worker.request is not None and worker.request.method == b"HEAD") or status < 200 \
+        or status in http1.NO_BODY_STATUS
+
+
+def _forwarded_headers(request: http1.RequestHead, *, tracked: bool) -> list[tuple[bytes, bytes]]:
     """The worker's headers the server gets; an answer the agent reads (``tracked``) is asked for as plain bytes."""
     headers = [(k, v) for k, v in request.headers if k not in NOT_FORWARDED]
     if tracked:
@@ -376,7 +400,7 @@ def _forwarded_headers(request: h11.Request, *, tracked: bool) -> list[tuple[byt
     return headers
 
 
-def _replayable(request: h11.Request, method: str) -> bool:
+def _replayable(request: http1.RequestHead, method: str) -> bool:
     """Is the worker's body read whole (so that a token error can be replayed), rather than streamed?"""
     length = next((v for k, v in request.headers if k == b"content-length"), None)
     return (length is not None and int(length) <= REPLAYABLE_BODY) or method in ("GET", "HEAD", "DELETE")

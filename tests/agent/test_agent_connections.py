@@ -208,9 +208,9 @@ def test_a_streamed_body_is_sent_again_on_a_new_connection_when_a_reused_one_fai
             await response.aclose()
             stale = pool._idle[-1]
 
-            async def head_write_fails(event: object) -> None:
+            def head_write_fails(data: bytes) -> None:
                 raise ConnectionResetError("the server closed it as it was taken")
-            monkeypatch.setattr(stale, "write", head_write_fails)
+            monkeypatch.setattr(stale.writer, "write", head_write_fails)
             response = await pool.send(b"PUT", b"/api/second", [], body())
             assert await read_limited(response, 1024) == b"seen /api/second"
             await response.aclose()
