@@ -1,8 +1,10 @@
 """The agent's HTTP/1.1 side: loopback connections from workers, forwarded to the server with the real token.
 
-asyncio streams with ``h11`` (already installed with httpx) on both sides, a keep-alive pool of
-connections to the server (``connections``): one event loop serves any number of waiting long
-polls without a thread each. Bodies are streamed both ways; only what the
+asyncio streams with ``httptools`` (llhttp) reading and heads written by ``http1`` on both sides, a
+keep-alive pool of connections to the server (``connections``): one event loop serves any number of
+waiting long polls without a thread each. A malformed request (or one framed two ways, or with a
+head over 64 KiB) gets 400 and its connection closed; an answer the server breaks off closes the
+worker's connection, never passed on as whole. Bodies are streamed both ways; only what the
 agent must read is buffered, and bounded: the answers of polls (to see which tasks an instance
 now holds), task updates (to see which it finished), and small request bodies (to replay a
 request once when the server says the token expired). Nothing is cached.
