@@ -35,6 +35,7 @@ from orkes_provision.agent import http1
 READ_CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # longer than any long poll the server holds
+WATCH_EVERY = 5.0  # how often the pool looks for reads waiting longer than READ_TIMEOUT
 WRITE_TIMEOUT = 60.0
 POOL_TIMEOUT = 60.0
 
@@ -161,6 +162,7 @@ class Pool:
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._open: set[_Connection] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def send(self, method: bytes, target: bytes, headers: Headers, body: Body) -> UpstreamResponse:
         if self._slots.locked():  # a free slot is taken at once: no timeout to arm and disarm
@@ -193,8 +195,8 @@ class Pool:
             try:
                 await _write_request(connection, start, body)
                 answer = http1.ResponseReader(connection.reader)
-                answer.read_timeout = READ_TIMEOUT
                 connection.answer = answer
+                self._watch()
                 return _PooledResponse(self, connection, answer, await _read_answer(answer, method))
             except TimeoutError:
                 self._discard(connection)
@@ -246,7 +248,29 @@ class Pool:
         self._open.discard(connection)
         connection.close()
 
+    def _watch(self) -> None:
+        """Fail, with ``TimeoutError``, every read from the server waiting longer than ``READ_TIMEOUT``.
+
+        One timer for the pool, while answers are awaited, rather than a timeout armed and disarmed
+        around every read."""
+        if self._watchdog is not None:
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(WATCH_EVERY, self._check)
+
+    def _check(self) -> None:
+        self._watchdog = None
+        late = time.monotonic() - READ_TIMEOUT
+        for connection in self._open:
+            answer = connection.answer
+            if answer is not None and 0.0 < answer.waiting_since < late:
+                connection.reader.set_exception(TimeoutError())  # the waiting read raises it
+        if any(c.answer is not None for c in self._open):
+            self._watch()
+
     async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for connection in list(self._open):
             connection.close()
         self._open.clear()

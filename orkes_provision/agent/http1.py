@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import time
 from collections import deque
 from typing import Any
 
@@ -240,12 +241,16 @@ class ResponseReader(_Reader):
         self.head_request = False
         self.close_delimited = False
         self.reusable = True
-        self.read_timeout: float | None = None  # seconds a read may wait (asyncio.timeout)
+        self.waiting_since = 0.0  # time.monotonic() when the read now waiting began (0: none waits)
         self._skip = False
 
     async def _read(self) -> bytes:
-        async with asyncio.timeout(self.read_timeout):
-            return await self.reader.read(READ_CHUNK)
+        # No asyncio.timeout per read (a tenth of the agent's CPU per request): the pool's watchdog
+        # fails a read that waits too long (connections.Pool).
+        self.waiting_since = time.monotonic()
+        data = await self.reader.read(READ_CHUNK)
+        self.waiting_since = 0.0
+        return data
 
     @property
     def finished_cleanly(self) -> bool:

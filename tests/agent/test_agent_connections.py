@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from orkes_provision.agent.connections import Pool, UpstreamError, read_limited
+from orkes_provision.agent import connections
+from orkes_provision.agent.connections import Pool, UpstreamError, UpstreamTimeout, read_limited
 
 WAIT = 30.0  # generous: only a broken pool waits this long
 
@@ -244,4 +245,33 @@ def test_a_streamed_body_already_read_from_is_not_sent_again_when_its_reused_con
                 await pool.send(b"PUT", b"/api/second", [], body())
             await pool.aclose()
         assert pulled == [1]  # read once, never replayed as an empty or partial body
+    run(scenario())
+
+
+@pytest.mark.parametrize("stall", ["head", "body"])
+def test_a_server_that_stops_sending_is_an_upstream_timeout_and_its_connection_is_dropped(
+        stall: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connections, "READ_TIMEOUT", 0.05)
+    monkeypatch.setattr(connections, "WATCH_EVERY", 0.05)
+
+    async def silent(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        if stall == "body":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+        await asyncio.Event().wait()  # never a (whole) answer
+        return False
+
+    async def whole(pool: Pool) -> bytes | None:
+        response = await pool.send(b"GET", b"/api/slow", [], None)
+        try:
+            return await read_limited(response, 1024)
+        finally:
+            await response.aclose()
+
+    async def scenario() -> None:
+        async with Server(silent) as server:
+            pool = Pool(server.root)
+            with pytest.raises(UpstreamTimeout):
+                await whole(pool)
+            assert not pool._idle
+            await pool.aclose()
     run(scenario())
