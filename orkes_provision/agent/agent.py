@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import signal
 import threading
@@ -216,9 +215,6 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._stop.set)
         await self._open()
-        # What was loaded to start (click, pydantic, httpx...) lives as long as the process: out of the
-        # collector's way, so that collections while proxying do not walk it again and again.
-        gc.freeze()
         if on_ready is not None:
             on_ready(self)
         await self._stop.wait()

@@ -238,6 +238,8 @@ class Pool:
         """The answer on ``connection`` is finished with (read whole when ``reusable``)."""
         self._slots.release()
         if reusable and len(self._idle) < self.max_idle:
+            if connection.answer is not None:
+                connection.answer.release()
             connection.answer = None
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
@@ -246,6 +248,8 @@ class Pool:
 
     def _discard(self, connection: _Connection) -> None:
         self._open.discard(connection)
+        if connection.answer is not None:
+            connection.answer.release()
         connection.close()
 
     def _watch(self) -> None:

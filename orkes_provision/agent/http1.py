@@ -101,6 +101,11 @@ class _Reader:
         self._error: Exception | None = None
         self._headers: Headers = []
 
+    def release(self) -> None:
+        """Done with: llhttp's parser holds this reader and this reader the parser; breaking the cycle
+        gives their memory back now rather than at the collector's next pass (RSS grew ~1 MiB a run)."""
+        self.parser = None
+
     def on_message_begin(self) -> None:
         self.in_message = True
         self._headers = []

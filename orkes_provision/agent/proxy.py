@@ -110,6 +110,7 @@ class Proxy:
         except (_Closed, ConnectionError, http1.Truncated, UpstreamError, ValueError):
             pass  # an answer that broke off in the middle: the worker sees its connection close
         finally:
+            worker.requests.release()
             writer.close()
 
     @staticmethod
