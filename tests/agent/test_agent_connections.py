@@ -195,6 +195,15 @@ def test_a_server_answering_garbage_is_an_upstream_error_and_its_connection_is_d
     run(scenario())
 
 
+async def pool_with_one_idle_connection(server: Server) -> tuple[Pool, connections._Connection]:
+    """A pool that has answered one request, and the idle connection it keeps for the next."""
+    pool = Pool(server.root)
+    response = await pool.send(b"GET", b"/api/first", [], None)
+    await read_limited(response, 1024)
+    await response.aclose()
+    return pool, pool._idle[-1]
+
+
 def test_a_streamed_body_is_sent_again_on_a_new_connection_when_a_reused_one_fails_before_the_body_started(
         monkeypatch: pytest.MonkeyPatch) -> None:
     async def body() -> AsyncIterator[bytes]:
@@ -203,11 +212,7 @@ def test_a_streamed_body_is_sent_again_on_a_new_connection_when_a_reused_one_fai
 
     async def scenario() -> None:
         async with Server(ok) as server:
-            pool = Pool(server.root)
-            response = await pool.send(b"GET", b"/api/first", [], None)
-            await read_limited(response, 1024)
-            await response.aclose()
-            stale = pool._idle[-1]
+            pool, stale = await pool_with_one_idle_connection(server)
 
             def head_write_fails(data: bytes) -> None:
                 raise ConnectionResetError("the server closed it as it was taken")
@@ -234,11 +239,7 @@ def test_a_streamed_body_already_read_from_is_not_sent_again_when_its_reused_con
 
     async def scenario() -> None:
         async with Server(close_after_answer) as server:
-            pool = Pool(server.root)
-            response = await pool.send(b"GET", b"/api/first", [], None)
-            await read_limited(response, 1024)
-            await response.aclose()
-            stale = pool._idle[-1]
+            pool, stale = await pool_with_one_idle_connection(server)
             stale.reader.at_eof = lambda: False  # type: ignore[method-assign]
             stale.writer.is_closing = lambda: False  # type: ignore[method-assign]
             with pytest.raises(UpstreamError):
