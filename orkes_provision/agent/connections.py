@@ -103,6 +103,12 @@ class _Connection:
     def close(self) -> None:
         self.writer.close()
 
+    def end_answer(self) -> None:
+        """Done with the answer read on this connection: its parser's memory goes back now."""
+        if self.answer is not None:
+            self.answer.release()
+        self.answer = None
+
     async def drain(self) -> None:
         """Wait for the server to take what was written, only when there is something to wait for."""
         if self.writer.transport.get_write_buffer_size():
@@ -238,9 +244,7 @@ class Pool:
         """The answer on ``connection`` is finished with (read whole when ``reusable``)."""
         self._slots.release()
         if reusable and len(self._idle) < self.max_idle:
-            if connection.answer is not None:
-                connection.answer.release()
-            connection.answer = None
+            connection.end_answer()
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
             return
@@ -248,8 +252,7 @@ class Pool:
 
     def _discard(self, connection: _Connection) -> None:
         self._open.discard(connection)
-        if connection.answer is not None:
-            connection.answer.release()
+        connection.end_answer()
         connection.close()
 
     def _watch(self) -> None:
