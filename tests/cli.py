@@ -1,4 +1,9 @@
-"""Running the real ``provision`` console script in a subprocess, as a user would."""
+"""Running the real ``provision`` console script in a subprocess, as a user would.
+
+The process is forked from one that has imported the package already (``tests/forkserver.py``),
+unless its environment changes how an interpreter starts; ``ORKES_PROVISION_TESTS_EXEC=1`` starts
+every one afresh.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from tests import forkserver
+
 PROVISION = str(Path(sys.executable).with_name("provision"))
 
 
@@ -18,6 +25,8 @@ def provision(args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd:
     """Run ``provision ARGS``; ``env`` is added to (and overrides) the test's environment."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    if forkserver.SERVER.can_fork(full_env):
+        return forkserver.run([PROVISION, *args], env=full_env, cwd=cwd, input=input, timeout=timeout)
     return subprocess.run([PROVISION, *args], env=full_env, cwd=cwd, input=input, capture_output=True,
                           text=True, timeout=timeout, check=False)
 

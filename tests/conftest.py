@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ def pytest_configure(config: pytest.Config) -> None:
     import keyring
 
     keyring.get_keyring()
+    # The Ctrl-C tests send SIGINT as a terminal would. A suite started in the background of a shell
+    # (`make test &`) has SIGINT ignored, and every process it starts would inherit that and ignore them.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.forkserver import ForkedSandbox
 
 SandboxFactory = Callable[..., SandboxProcess]
 
@@ -27,7 +28,7 @@ def one_sandbox(data_dir: Path) -> Iterator[SandboxProcess]:
     Use as ``yield from one_sandbox(tmp_path_factory.mktemp("name"))``.
     """
     pytest.importorskip("starlette", reason="the sandbox extra is not installed")
-    with SandboxProcess(data_dir) as process:
+    with ForkedSandbox(data_dir) as process:
         yield process
 
 
@@ -38,7 +39,7 @@ def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
 
     def make(**options: Any) -> SandboxProcess:
         data_dir = options.pop("data_dir", None) or tmp_path_factory.mktemp("sandbox")
-        process = SandboxProcess(data_dir, **options)
+        process = ForkedSandbox(data_dir, **options)
         started.append(process)
         return process.start()
 

@@ -26,13 +26,27 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
 
 from orkes_provision.errors import ServerUnavailable
 from orkes_provision.sandbox.config import ADMIN_ENV, REQUESTS_LOG, SERVER_INFO, SERVER_LOG
+
+
+class ServerProcess(Protocol):
+    """What the harness uses of the server's process: ``subprocess.Popen`` has it."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 class SandboxProcess:
@@ -51,7 +65,7 @@ class SandboxProcess:
         self.startup_timeout = startup_timeout
         self.startup_seconds: float | None = None
         self._env = env
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ServerProcess | None = None
         self._token: str | None = None
         self.root_url = ""
         self.url = ""
@@ -77,8 +91,7 @@ class SandboxProcess:
         log_fd = os.open(self.data_dir / SERVER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         started = time.monotonic()
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                                          env=env, start_new_session=True)
+            self._proc = self._spawn(cmd, env, log_fd)
         finally:
             os.close(log_fd)
         try:
@@ -88,6 +101,11 @@ class SandboxProcess:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], log_fd: int) -> ServerProcess:
+        """Start the server in its own session, output to ``log_fd`` (the test suite starts it otherwise)."""
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
 
     def _wait_ready(self, info_path: Path, started: float) -> None:
         assert self._proc is not None
