@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -201,6 +202,8 @@ class ForkedProcess:
         self._buffer = b""
         self.args = list(args)
         self.returncode: int | None = None
+        self.stdout: IO[Any] | None = None
+        self.stderr: IO[Any] | None = None
         self.pid = int(self._read(None)["pid"])
 
     def _read(self, timeout: float | None) -> dict[str, Any]:
@@ -236,7 +239,39 @@ class ForkedProcess:
                 os.kill(self.pid, sig)
 
     def kill(self) -> None:
-        self.send_signal(9)
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def communicate(self, timeout: float | None = None) -> tuple[Any, Any]:
+        """Read the piped streams to their end, then wait; as ``Popen.communicate`` (no input)."""
+        results: dict[str, Any] = {}
+
+        def drain(name: str, stream: IO[Any]) -> None:
+            results[name] = stream.read()
+            stream.close()
+
+        readers = [threading.Thread(target=drain, args=(name, stream), daemon=True)
+                   for name, stream in (("out", self.stdout), ("err", self.stderr)) if stream is not None]
+        for reader in readers:
+            reader.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reader in readers:
+            reader.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        self.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+        return results.get("out"), results.get("err")
+
+    def __enter__(self) -> ForkedProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait()
 
 
 class ForkServer:
@@ -319,6 +354,58 @@ def run(argv: Sequence[str], *, env: Mapping[str, str], cwd: str | os.PathLike[s
             proc.wait()
             raise subprocess.TimeoutExpired(list(argv), timeout, output=_text(out), stderr=_text(err)) from None
         return subprocess.CompletedProcess(list(argv), code, _text(out), _text(err))
+
+
+_Stream = int | IO[Any] | None
+
+
+def popen(cmd: Sequence[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str] | None = None,
+          stdin: _Stream = subprocess.DEVNULL, stdout: _Stream = None, stderr: _Stream = None,
+          text: bool = False, start_new_session: bool = False) -> ForkedProcess | subprocess.Popen[Any]:
+    """``subprocess.Popen`` of the ``provision`` console script, forked when the environment allows.
+
+    The streams are what Popen takes (``PIPE`` gives ``proc.stdout``/``proc.stderr``), except that
+    stdin cannot be a pipe and ``None`` for stdin means /dev/null: the tests' stdin is no terminal.
+    """
+    if stdin == subprocess.PIPE or not SERVER.can_fork(env):
+        return subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+                                text=text, start_new_session=start_new_session)
+    opened: list[int] = []   # descriptors made here, closed once the child has its own
+    pipes: dict[str, int] = {}
+
+    def fd_of(name: str, stream: _Stream, default: int) -> int:
+        if stream is None:
+            return default
+        if stream == subprocess.DEVNULL:
+            fd = os.open(os.devnull, os.O_RDWR)
+            opened.append(fd)
+            return fd
+        if stream == subprocess.PIPE:
+            read_end, write_end = os.pipe()
+            pipes[name] = read_end
+            opened.append(write_end)
+            return write_end
+        return stream if isinstance(stream, int) else stream.fileno()
+
+    try:
+        in_fd = fd_of("stdin", stdin if stdin is not None else subprocess.DEVNULL, 0)
+        out_fd = fd_of("stdout", stdout, 1)
+        err_fd = out_fd if stderr == subprocess.STDOUT else fd_of("stderr", stderr, 2)
+        proc = SERVER.spawn(cmd, env=env, cwd=cwd, stdin=in_fd, stdout=out_fd, stderr=err_fd,
+                            new_session=start_new_session)
+    except BaseException:
+        for fd in pipes.values():
+            os.close(fd)
+        raise
+    finally:
+        for fd in opened:
+            os.close(fd)
+    mode = "r" if text else "rb"
+    if "stdout" in pipes:
+        proc.stdout = os.fdopen(pipes["stdout"], mode)
+    if "stderr" in pipes:
+        proc.stderr = os.fdopen(pipes["stderr"], mode)
+    return proc
 
 
 class ForkedSandbox(SandboxProcess):

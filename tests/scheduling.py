@@ -7,7 +7,7 @@ together take long, so each goes to whichever worker is free.
 
 Files go out in collection order except that the ones in ``FIRST`` go first, longest first: a file
 of one long test handed out last is the tail of the whole run. The figures are the files' total
-seconds in a ``make test`` on the shared 2-core machine (``--durations=0``); only the order matters.
+seconds in a ``make test`` on a 2-core machine (the junit report's times); only the order matters.
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ from typing import Any
 import pytest
 
 FIRST: dict[str, float] = {
-    "tests/workers/runtimes/test_java_e2e.py": 110,
-    "tests/access/app/test_app_kill.py": 80,
-    "tests/workers/runtimes/test_javascript_e2e.py": 40,
-    "tests/workers/runtimes/test_python_e2e.py": 40,
-    "tests/workers/runtimes/test_go_e2e.py": 35,
+    "tests/test_hints.py": 109,
+    "tests/reliability/test_fault_matrix.py": 66,
+    "tests/access/app/test_app_kill.py": 40,
+    "tests/rotation/test_rotation_recipes.py": 28,
+    "tests/agent/test_agent_rotation.py": 28,
+    "tests/rotation/test_rotate_canary.py": 26,
+    "tests/workers/test_launch_sandbox.py": 26,
+    "tests/rotation/test_rotate_fleet.py": 25,
+    "tests/kube/test_real_cluster.py": 22,
+    "tests/workers/runtimes/test_java_e2e.py": 19,
 }
 
-SPREAD: frozenset[str] = frozenset()
+SPREAD: frozenset[str] = frozenset({"tests/test_hints.py", "tests/reliability/test_fault_matrix.py"})
 
 
 def _file(nodeid: str) -> str:

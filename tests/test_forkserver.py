@@ -86,3 +86,15 @@ def test_a_forked_sandbox_runs_in_its_own_session_and_reports_its_death_by_signa
         proc = sandbox._proc
         sandbox.kill()
         assert proc.returncode == -signal.SIGKILL
+
+
+def test_popen_pipes_and_communicate_as_subprocess_does(tmp_path: Path) -> None:
+    env = {**os.environ}
+    forked = forkserver.popen([PROVISION, "--json", "apps", "list", "--server", "http://127.0.0.1:9"], env=env,
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert isinstance(forked, forkserver.ForkedProcess)
+    fresh = subprocess.Popen([PROVISION, "--json", "apps", "list", "--server", "http://127.0.0.1:9"], env=env,
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+    assert forked.communicate(timeout=60) == fresh.communicate(timeout=60)
+    assert forked.returncode == fresh.returncode != 0

@@ -29,6 +29,7 @@ from orkes_provision.credentials.stores.envfile import parse_env
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, Target, TaskDef, app_subject
 from tests import hint_log
+from tests.forkserver import ForkedSandbox
 
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")
 
@@ -65,7 +66,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("home")
     # Where 'provision --profile sandbox' looks with HOME alone.
-    with SandboxProcess(home / ".local" / "share" / "orkes-provision" / "sandbox") as sandbox:
+    with ForkedSandbox(home / ".local" / "share" / "orkes-provision" / "sandbox") as sandbox:
         admin = OrkesClient(Credentials(server=sandbox.url, key_id=sandbox.admin_key_id,
                                         secret=sandbox.admin_secret))
         admin.register_task_defs([TaskDef(name="greetings")])

@@ -16,7 +16,8 @@ from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.workers.launch_helpers import PROVISION, group_members
+from tests.cli import run_provision, start
+from tests.workers.launch_helpers import group_members
 
 HERE = Path(__file__).resolve().parent
 PY_WORKER = HERE / "py_worker.py"
@@ -43,11 +44,10 @@ class AgentLab:
                          "ORKES_PROVISION_STATE_DIR": str(tmp / "state"),
                          "XDG_DATA_HOME": str(tmp / "data"),
                          "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[Any] = []
 
     def provision(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(PROVISION), *args], cwd=self.tmp, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return run_provision(args, cwd=self.tmp, env=self.env, timeout=timeout)
 
     def make_app(self) -> StoredKey:
         made = self.provision("app", APP, "--worker", "--grant", "greetings", "--register-tasks", "--store",
@@ -66,9 +66,9 @@ class AgentLab:
         return OrkesClient(Credentials(server=self.sandbox.url, key_id=self.sandbox.admin_key_id,
                                        secret=self.sandbox.admin_secret))
 
-    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(args, cwd=self.tmp, env=env or self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> Any:
+        proc = start(args, cwd=self.tmp, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     text=True, start_new_session=True)
         self.procs.append(proc)
         return proc
 

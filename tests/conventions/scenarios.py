@@ -21,7 +21,7 @@ from pathlib import Path
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.cli import PROVISION
+from tests.cli import PROVISION, run_provision, start
 from tests.conventions.runner import Result, run_cli
 
 TASK = "conv-task"
@@ -200,8 +200,7 @@ def execute(ctx: Context, step: Step, extra: tuple[str, ...] = ()) -> Result:
     if step.mode == "cli":
         return run_cli(args, env=ctx.env(), cwd=ctx.root, stdin=ctx.fill(step.stdin))
     if step.mode == "subprocess":
-        proc = subprocess.run([PROVISION, *args], env=ctx.env(), cwd=ctx.root, capture_output=True, text=True,
-                              timeout=60, check=False, stdin=subprocess.DEVNULL)
+        proc = run_provision(args, env=ctx.env(), cwd=ctx.root)
         return Result(args, proc.returncode, proc.stdout, proc.stderr)
     return _until_ready_then_stop(ctx, args, ready=ctx.fill(step.says))
 
@@ -211,8 +210,8 @@ def _until_ready_then_stop(ctx: Context, args: list[str], ready: str) -> Result:
     (on stdout, or for the JSON sandbox once its document is complete)."""
     out_path, err_path = ctx.root / f"{args[0]}.out", ctx.root / f"{args[0]}.err"
     with out_path.open("w") as out, err_path.open("w") as err:
-        proc = subprocess.Popen([PROVISION, *args], env=ctx.env(), cwd=ctx.root, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        proc = start([PROVISION, *args], env=ctx.env(), cwd=ctx.root, stdout=out, stderr=err,
+                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None and not _ready(out_path.read_text(), ready):

@@ -18,7 +18,7 @@ from orkes_provision.access.state import find_application, read_app_state
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, Target, TaskDef, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.cli import PROVISION
+from tests.cli import PROVISION, run_provision
 from tests.conventions.test_help import DESTRUCTIVE
 
 
@@ -34,8 +34,7 @@ class Lab:
                 "XDG_STATE_HOME": str(self.root / "state"), "LANG": "C.UTF-8", **self.sandbox.admin_env}
 
     def run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PROVISION, *args], env=self.env, cwd=self.root, capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL, check=False)
+        return run_provision(args, env=self.env, cwd=self.root)
 
     def on_terminal(self, args: list[str], answer: str) -> subprocess.CompletedProcess[str]:
         """Run with a terminal as stdin; type ``answer`` once the question is on stderr."""

@@ -17,7 +17,7 @@ import click
 import pytest
 
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.cli import PROVISION
+from tests.cli import PROVISION, run_provision, start
 from tests.conventions.runner import run_cli
 from tests.conventions.tree import Node, leaves
 from tests.workers.launch_helpers import alive, wait_for
@@ -51,8 +51,8 @@ class Started:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.out, self.err = cwd / "cmd.out", cwd / "cmd.err"
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen([PROVISION, *args], env=env, cwd=cwd, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = start([PROVISION, *args], env=env, cwd=cwd, stdout=out, stderr=err,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
         self.seen: set[int] = set()
 
     def watch(self) -> set[int]:
@@ -85,11 +85,10 @@ def greetings(conv_sandbox: SandboxProcess, tmp_path: Path) -> Iterator[tuple[di
     store = f"env-file:{tmp_path / 'w.env'}"
     # Each test starts from no sig-app: keys an earlier test left ACTIVE were delivered by another
     # state dir (another "machine"), and a rotation rightly refuses to retire those.
-    subprocess.run([PROVISION, "apps", "delete", "sig-app", "--yes"], env=env, cwd=tmp_path, capture_output=True,
-                   text=True, timeout=60, check=False)
+    run_provision(["apps", "delete", "sig-app", "--yes"], env=env, cwd=tmp_path)
     for args in (["init", "--app", "sig-app", str(project)],
                  ["app", "sig-app", "--worker", "--grant", "greetings", "--register-tasks", "--store", store]):
-        made = subprocess.run([PROVISION, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        made = run_provision(args, env=env, cwd=tmp_path)
         assert made.returncode == 0, made.stderr
     env["ORKES_PROVISION_STORE"] = store
     started: list[Started] = []
@@ -144,8 +143,8 @@ def test_ctrl_c_during_a_rotation_exits_130_and_the_rerun_finishes_it(
     err = command.err.read_text()
     assert "Traceback" not in err
     assert "error: interrupted" in err
-    rerun = subprocess.run([PROVISION, "keys", "rotate", "sig-app", "--switch-wait", "0s", "--grace", "0s", "--json"],
-                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    rerun = run_provision(["keys", "rotate", "sig-app", "--switch-wait", "0s", "--grace", "0s", "--json"],
+                          env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["result"] == "resumed"
 

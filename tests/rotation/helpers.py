@@ -15,6 +15,7 @@ from orkes_provision.access.keys import create_and_store_key, key_authenticates
 from orkes_provision.credentials.stores import CredentialStore, StoredKey
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Application, Target, TaskDef, app_subject
+from tests.cli import run_provision
 
 PROVISION = str(Path(sys.executable).with_name("provision"))
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +72,7 @@ def cli_env(sandbox_env: Mapping[str, str], state_dir: Path, home: Path, **extra
 
 
 def provision(args: Sequence[str], env: Mapping[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PROVISION, *args], env=dict(env), capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, check=False)
+    return run_provision(args, env=env, timeout=timeout, cwd=REPO)
 
 
 def json_out(result: subprocess.CompletedProcess[str]) -> Any:

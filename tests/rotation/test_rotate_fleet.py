@@ -24,6 +24,7 @@ from orkes_provision.rotation.fleet import FleetReport, rotate_fleet, select_app
 from orkes_provision.rotation.record import load_progress
 from orkes_provision.rotation.rotate import rotate_key
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.cli import start
 from tests.rotation.helpers import (
     WorkerApp,
     active_keys,
@@ -367,8 +368,8 @@ def test_ctrl_c_stops_every_rotation_at_once_and_the_rerun_finishes_them(
         made(env, "app", name, "--worker", "--store", f"env-file:{tmp_path / name}.env")
     err = tmp_path / "rotate.err"
     with err.open("w") as stderr:
-        proc = subprocess.Popen([PROVISION, "keys", "rotate", "--all", "--switch-wait", "60s", "--grace", "0s"],
-                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        proc = start([PROVISION, "keys", "rotate", "--all", "--switch-wait", "60s", "--grace", "0s"],
+                     env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while err.read_text().count("waiting for workers of") < 2 and time.monotonic() < deadline:

@@ -24,6 +24,7 @@ from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.rotation.record import KILL_POINTS, STEPS, STOP_AFTER_VARIABLE, load_progress
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests import kill_cells
+from tests.cli import start
 from tests.rotation.helpers import PROVISION, REPO, WorkerApp, authenticates, cli_env, json_out, key_statuses, provision
 
 ROTATE = ["keys", "rotate", "--grace", "0s", "--switch-wait", "0", "--json"]
@@ -122,9 +123,8 @@ def test_a_rotation_killed_by_sigkill_during_the_switch_wait_converges_on_rerun(
         env: dict[str, str], state_dir: Path) -> None:
     stores = [EnvFileStore(tmp_path / "w.env")]
     app = worker_app(stores)
-    proc = subprocess.Popen([PROVISION, "keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "60"],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start([PROVISION, "keys", "rotate", app.name, "--grace", "0s", "--switch-wait", "60"],
+                 env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         assert proc.stderr is not None
         for _ in range(200):  # bounded: the progress lines come within seconds

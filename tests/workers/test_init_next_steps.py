@@ -13,7 +13,7 @@ from orkes_provision.credentials.stores.envfile import parse_env
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, app_subject
 from orkes_provision.sandbox.harness import SandboxProcess
-from tests.cli import PROVISION, stop_group
+from tests.cli import run_provision, stop_group
 
 NO_KEYRING = "keyring.backends.fail.Keyring"
 
@@ -32,8 +32,8 @@ def admin(sandbox: SandboxProcess) -> OrkesClient:
 
 def test_the_steps_init_prints_run_as_printed_without_a_keyring(sandbox: SandboxProcess, tmp_path: Path) -> None:
     env = fresh_env(tmp_path / "home", sandbox)
-    made = subprocess.run([PROVISION, "init", "--lang", "python", "--app", "init steps", "my project", "--json"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    made = run_provision(["init", "--lang", "python", "--app", "init steps", "my project", "--json"],
+                         cwd=tmp_path, env=env)
     assert made.returncode == 0, made.stderr
     steps = json.loads(made.stdout)["next"]
     project = tmp_path / "my project"
@@ -80,15 +80,15 @@ def test_app_in_a_project_adds_the_declared_roles_and_grants_to_the_flags(sandbo
     (tmp_path / "orkes-provision.toml").write_text(
         '[application]\nname = "declared"\nroles = ["WORKER"]\ngrants = ["greetings"]\n'
         'store = "env-file:declared.env"\n')
-    ran = subprocess.run([PROVISION, "app", "--role", "METADATA_API", "--grant", "farewells", "--register-tasks",
-                          "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    ran = run_provision(["app", "--role", "METADATA_API", "--grant", "farewells", "--register-tasks", "--json"],
+                        cwd=tmp_path, env=env, timeout=120)
     assert ran.returncode == 0, ran.stderr
     report = json.loads(ran.stdout)
     assert report["app"] == "declared"
     assert sorted(report["roles"]) == ["METADATA_API", "WORKER"]
     assert sorted(report["grants"]) == ["EXECUTE on TASK_DEF farewells", "EXECUTE on TASK_DEF greetings"]
     # Another application named on the command line gets only its flags, not the project's declarations.
-    other = subprocess.run([PROVISION, "app", "other-app", "--role", "METADATA_API", "--store", "env-file:o.env",
-                            "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    other = run_provision(["app", "other-app", "--role", "METADATA_API", "--store", "env-file:o.env", "--json"],
+                          cwd=tmp_path, env=env, timeout=120)
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout)["roles"] == ["METADATA_API"]

@@ -26,7 +26,7 @@ from orkes_provision.orkes.models import Credentials
 from orkes_provision.sandbox.harness import SandboxProcess
 from tests import kill_cells
 from tests.access.app.holding_proxy import HoldingProxy
-from tests.cli import PROVISION
+from tests.cli import PROVISION, start
 
 
 @pytest.fixture
@@ -50,8 +50,8 @@ def names(app: str, task: str) -> dict[str, str]:
 
 def killed_run(cmd: list[str], env: dict[str, str], cwd: Path, proxy: HoldingProxy) -> bool:
     """Start ``cmd``; SIGKILL its group once the proxy holds an answer. False if it ended first."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = start(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 start_new_session=True)
     try:
         while not proxy.held.wait(timeout=0.05):
             if proc.poll() is not None:
