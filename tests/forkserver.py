@@ -38,10 +38,9 @@ from typing import IO, Any
 
 from orkes_provision.sandbox.harness import SandboxProcess
 
-# Read by the interpreter when it starts (or by the C library, for the locale): a child forked from a
-# server started with other values would not behave as a fresh process with these would.
-_START_UP_PREFIXES = ("PYTHON", "LC_")
-_START_UP_NAMES = frozenset({"LANG", "LANGUAGE"})
+# Read by the interpreter when it starts: a child forked from a server started with other values
+# would not behave as a fresh process with these would.
+_START_UP_PREFIX = "PYTHON"
 # Read at run time, by the code under test: a forked child sees them as a fresh process would.
 _RUN_TIME_NAMES = frozenset({"PYTHON_KEYRING_BACKEND", "PYTHONDONTWRITEBYTECODE"})
 
@@ -52,9 +51,15 @@ _PRELOAD_ALSO = ("uvicorn", "uvicorn.protocols.http.httptools_impl", "uvicorn.pr
                  "uvicorn.lifespan.on", "uvicorn.loops.auto")
 
 
-def _start_up_variables(env: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in env.items()
-            if (name.startswith(_START_UP_PREFIXES) or name in _START_UP_NAMES) and name not in _RUN_TIME_NAMES}
+def _start_up_variables(env: Mapping[str, str]) -> dict[str, Any]:
+    variables: dict[str, Any] = {name: value for name, value in env.items()
+                                 if name.startswith(_START_UP_PREFIX) and name not in _RUN_TIME_NAMES}
+    # The locale decides the interpreter's encodings. No locale, C and POSIX get UTF-8 as well (PEP 538
+    # and 540), so those and any UTF-8 locale start alike; the child's os.environ holds the real values.
+    locale = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    utf8 = locale in ("C", "POSIX") or locale.lower().replace("-", "").endswith(".utf8")
+    variables["(locale)"] = "UTF-8" if utf8 else locale
+    return variables
 
 
 # --- the server side (runs in the fork server and its children) -----------------------------------

@@ -98,3 +98,10 @@ def test_popen_pipes_and_communicate_as_subprocess_does(tmp_path: Path) -> None:
                              stdin=subprocess.DEVNULL)
     assert forked.communicate(timeout=60) == fresh.communicate(timeout=60)
     assert forked.returncode == fresh.returncode != 0
+
+
+def test_a_locale_forks_only_when_it_starts_python_with_the_servers_encodings() -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    assert forkserver.SERVER.can_fork(base)                        # no locale: C, which Python makes UTF-8
+    assert forkserver.SERVER.can_fork({**base, "LANG": "en_US.UTF-8"})
+    assert not forkserver.SERVER.can_fork({**base, "LC_ALL": "en_US.ISO-8859-1"})

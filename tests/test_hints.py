@@ -29,6 +29,7 @@ from orkes_provision.credentials.stores.envfile import parse_env
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, Target, TaskDef, app_subject
 from tests import hint_log
+from tests.cli import run_provision
 from tests.forkserver import ForkedSandbox
 
 pytest.importorskip("starlette", reason="the sandbox extra is not installed")
@@ -88,8 +89,9 @@ def sh(world: World, command: str, cwd: Path, extra: dict[str, str] | None = Non
 
 def provision(world: World, cwd: Path, *args: str, extra: dict[str, str] | None = None,
               profile: bool = True) -> subprocess.CompletedProcess[str]:
-    words = ["provision", *(["--profile", "sandbox"] if profile else []), *args]
-    return sh(world, shlex.join(words), cwd, extra)
+    """A set-up step (not a printed one): the same command a shell would run, with the same environment."""
+    words = [*(["--profile", "sandbox"] if profile else []), *args]
+    return run_provision(words, env={**world.fresh, **(extra or {})}, cwd=cwd, timeout=120)
 
 
 def commands_in(result: subprocess.CompletedProcess[str]) -> list[str]:

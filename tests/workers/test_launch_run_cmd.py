@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from orkes_provision.credentials.stores.base import StoredKey
 from orkes_provision.credentials.stores.envfile import EnvFileStore
+from tests.cli import run_provision, start
 from tests.workers.launch_helpers import FAKE_WORKER, PROVISION, alive, events, group_members, log_lines, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -56,14 +57,13 @@ class Runner:
         EnvFileStore(self.store_path).save(StoredKey(SERVER, APP, key_id, SecretStr(secret)))
 
     def start(self, *args: str, cwd: Path | None = None, **env: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([str(PROVISION), *direct(args)], env={**self.env, **env}, cwd=cwd or self.tmp,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = start([str(PROVISION), *direct(args)], env={**self.env, **env}, cwd=cwd or self.tmp,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.procs.append(proc)
         return proc
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(PROVISION), *direct(args)], env={**self.env, **env}, cwd=self.tmp,
-                              capture_output=True, text=True, timeout=timeout)
+        return run_provision(direct(args), env={**self.env, **env}, cwd=self.tmp, timeout=timeout)
 
     def cleanup(self) -> None:
         for proc in self.procs:

@@ -19,6 +19,7 @@ from orkes_provision.credentials.stores.envfile import EnvFileStore
 from orkes_provision.orkes.client import OrkesClient
 from orkes_provision.orkes.models import Credentials, TaskDef
 from orkes_provision.sandbox.harness import SandboxProcess
+from tests.cli import run_provision, start
 from tests.workers.launch_helpers import PROVISION, REPO, alive, group_members
 
 APP = "greetings-worker"
@@ -54,17 +55,16 @@ class Lab:
 
     def provision(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(PROVISION), *args], cwd=cwd or self.tmp, env=env or self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        return run_provision(args, cwd=cwd or self.tmp, env=env or self.env, timeout=timeout)
 
     def init(self, language: str = "python") -> None:
         result = self.provision("init", "--lang", language, str(self.project))
         assert result.returncode == 0, result.stderr
 
     def start_worker(self, *args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([str(PROVISION), "worker", "run", "greetings", "--store", self.store, *args],
-                                cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        proc = start([str(PROVISION), "worker", "run", "greetings", "--store", self.store, *args],
+                     cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True, start_new_session=True)
         self.workers.append(proc)
         return proc
 
@@ -201,9 +201,9 @@ def test_ctrl_c_while_start_py_waits_for_a_worker_exits_130_without_a_traceback(
                          "--store", lab.store, cwd=lab.project)
     assert made.returncode == 0, made.stderr
     # No worker runs: the workflow stays RUNNING and start.py waits until Ctrl-C.
-    proc = subprocess.Popen([str(PROVISION), "run", "--store", lab.store, "--", "python3", "start.py"],
-                            cwd=lab.project, env=lab.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start([str(PROVISION), "run", "--store", lab.store, "--", "python3", "start.py"],
+                 cwd=lab.project, env=lab.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stderr is not None
         seen = []
