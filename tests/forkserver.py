@@ -42,7 +42,8 @@ from orkes_provision.sandbox.harness import SandboxProcess
 # would not behave as a fresh process with these would.
 _START_UP_PREFIX = "PYTHON"
 # Read at run time, by the code under test: a forked child sees them as a fresh process would.
-_RUN_TIME_NAMES = frozenset({"PYTHON_KEYRING_BACKEND", "PYTHONDONTWRITEBYTECODE"})
+# PYTHONUNBUFFERED is read at start-up, but a child builds its stdout and stderr again from its own.
+_RUN_TIME_NAMES = frozenset({"PYTHON_KEYRING_BACKEND", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"})
 
 # Not preloaded: ``python -m`` runs them, and importing one runs it.
 _NOT_PRELOADED = ("__main__",)
@@ -111,6 +112,7 @@ def _prepare_child(request: dict[str, Any], fds: list[int]) -> Callable[[], obje
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _output_streams(unbuffered=bool(os.environ.get("PYTHONUNBUFFERED")))
     sys.argv = list(request["argv"])
     if request["module"]:
         import runpy
@@ -142,6 +144,21 @@ def _preload() -> None:
     if changed or threading.active_count() != 1 or logging.getLogger().handlers != root_handlers:
         raise RuntimeError(f"importing the package changed the process: signals {changed}, "
                            f"{threading.active_count()} threads, root log handlers {logging.getLogger().handlers}")
+
+
+def _output_streams(*, unbuffered: bool) -> None:
+    """stdout and stderr as the interpreter makes them at start-up, buffered as the child's environment says."""
+    import io
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        old = getattr(sys, name)
+        raw = io.FileIO(fd, "w", closefd=False)
+        line_buffering = not unbuffered and (raw.isatty() or fd == 2)
+        stream = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding=old.encoding,
+                                  errors=old.errors, newline="\n", line_buffering=line_buffering,
+                                  write_through=unbuffered)
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
 
 
 def _server_main(socket_path: str) -> None:

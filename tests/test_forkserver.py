@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,21 @@ def test_a_locale_forks_only_when_it_starts_python_with_the_servers_encodings() 
     assert forkserver.SERVER.can_fork(base)                        # no locale: C, which Python makes UTF-8
     assert forkserver.SERVER.can_fork({**base, "LANG": "en_US.UTF-8"})
     assert not forkserver.SERVER.can_fork({**base, "LC_ALL": "en_US.ISO-8859-1"})
+
+
+@pytest.mark.parametrize("unbuffered", ["1", None], ids=["PYTHONUNBUFFERED=1", "buffered"])
+def test_the_standard_streams_are_buffered_as_in_a_fresh_process(tmp_path: Path, unbuffered: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    repo = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "tests.stdio_probe"]
+    with (tmp_path / "forked").open("w+") as out, open(os.devnull) as nothing:
+        forked = forkserver.SERVER.spawn([sys.executable], env=env, cwd=repo, stdin=nothing.fileno(),
+                                         stdout=out.fileno(), stderr=out.fileno(), module="tests.stdio_probe")
+        assert forked.wait(60) == 0
+        out.seek(0)
+        forked_streams = json.loads(out.read())
+    fresh = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True, timeout=60, check=True)
+    assert forked_streams == json.loads(fresh.stdout)
+    assert forked_streams["stdout"]["buffer"] == ("FileIO" if unbuffered else "BufferedWriter")
