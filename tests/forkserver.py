@@ -21,10 +21,12 @@ answers ``{"pid": N}`` once the child runs and ``{"status": WAIT_STATUS}`` when 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -181,8 +183,6 @@ def _exit_as_a_process_would(job: Callable[[], object]) -> None:
     does on the way out that others can see (its exit code, a traceback, waiting for its threads,
     atexit handlers, flushing its streams) is kept.
     """
-    import atexit
-    import signal
     import traceback
 
     code = 0
@@ -308,6 +308,7 @@ class ForkServer:
             if self._proc is None or self._proc.poll() is not None:
                 directory = tempfile.mkdtemp(prefix="provision-forkserver-")
                 self._path = os.path.join(directory, "socket")
+                atexit.register(shutil.rmtree, directory, ignore_errors=True)
                 env = dict(os.environ)
                 self._start_up = _start_up_variables(env)
                 self._proc = subprocess.Popen(
@@ -436,10 +437,7 @@ class ForkedSandbox(SandboxProcess):
     def _spawn(self, cmd: list[str], env: dict[str, str], log_fd: int) -> Any:
         if cmd[1:3] != ["-m", "orkes_provision.sandbox"] or not SERVER.can_fork(env):
             return super()._spawn(cmd, env, log_fd)
-        stdin = os.open(os.devnull, os.O_RDONLY)
-        try:
+        with _input_file(None) as stdin:
             # As ``python -m`` leaves it: runpy puts the module's path in place of the interpreter's.
             return SERVER.spawn([cmd[0], *cmd[3:]], env=env, cwd=None, stdin=stdin, stdout=log_fd, stderr=log_fd,
                                 module="orkes_provision.sandbox", new_session=True)
-        finally:
-            os.close(stdin)
